@@ -1,0 +1,1 @@
+"""The core of the assistant: engine, sessions, history and statistics. Never imports Qt."""
