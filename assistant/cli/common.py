@@ -1,0 +1,69 @@
+"""Options and helpers shared by the commands that load a model."""
+
+import argparse
+import signal
+import sys
+from contextlib import contextmanager
+
+from assistant.engine import ContextPolicy, GenerationSettings, LoadSettings
+
+
+def add_model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-m", "--model", default="starter",
+                   help="starter, an installed model's name, or a path to a .gguf file (default: starter)")
+    p.add_argument("-t", "--threads", type=int, help="CPU threads (default: the physical cores)")
+    p.add_argument("-c", "--ctx", type=int, help="context length in tokens (default: the model's, at most 4096)")
+    p.add_argument("--gpu-layers", type=int, help="layers to offload to the GPU (default: all, when the build can)")
+    p.add_argument("--chat-format", help="a named chat format (gemma, llama-3, chatml, ...) instead of the model's")
+    p.add_argument("--chat-template", metavar="FILE", help="a Jinja chat template file instead of the model's")
+
+
+def add_generation_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-n", "--max-tokens", type=int, help="stop the reply after this many tokens")
+    p.add_argument("--temperature", type=float, default=0.8)
+    p.add_argument("--top-k", type=int, default=40)
+    p.add_argument("--top-p", type=float, default=0.95)
+    p.add_argument("--min-p", type=float, default=0.05)
+    p.add_argument("--repeat-penalty", type=float, default=1.0)
+    p.add_argument("--seed", type=int, help="a fixed seed makes replies repeatable")
+    p.add_argument("--context-policy", choices=["stop", "drop-oldest"], default="drop-oldest",
+                   help="when the context is full: stop there, or drop the oldest turns (default)")
+
+
+def load_settings(args) -> LoadSettings:
+    template = None
+    if getattr(args, "chat_template", None):
+        from assistant.errors import UserError
+
+        try:
+            with open(args.chat_template, encoding="utf-8") as f:
+                template = f.read()
+        except OSError as exc:
+            raise UserError(f"The chat template file {args.chat_template} cannot be read: {exc.strerror}.") from exc
+    return LoadSettings(n_ctx=args.ctx, n_threads=args.threads, n_gpu_layers=args.gpu_layers,
+                        chat_format=args.chat_format, chat_template=template)
+
+
+def generation_settings(args) -> GenerationSettings:
+    return GenerationSettings(
+        max_tokens=args.max_tokens, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+        min_p=args.min_p, repeat_penalty=args.repeat_penalty, seed=args.seed,
+        context_policy=ContextPolicy(args.context_policy.replace("-", "_")),
+    )
+
+
+@contextmanager
+def ctrl_c_cancels(cancel):
+    """While streaming, Ctrl-C stops the reply (within one token) instead of the program."""
+    if not sys.stdin or signal.getsignal(signal.SIGINT) is None:
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, lambda *_: cancel())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def dim(text: str, stream=sys.stderr) -> str:
+    return f"\033[2m{text}\033[0m" if stream.isatty() else text

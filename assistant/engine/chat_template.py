@@ -1,0 +1,108 @@
+"""Render a conversation into the prompt text the model was trained on.
+
+Order of choice: a user's Jinja template override, a user's named format, the
+template the GGUF carries (or, for a GGUF without one, the format our catalogue
+names for it), and last a known format picked from the architecture.
+Jinja templates always render in llama-cpp-python's sandbox (CVE-2024-34359): a
+model file is untrusted input.
+"""
+
+from dataclasses import dataclass
+
+import jinja2
+from llama_cpp import llama_chat_format as formats
+
+from assistant.errors import UserError
+
+# llama-cpp-python's built-in formats, by the names users know them by.
+NAMED_FORMATS = {
+    "gemma": formats.format_gemma,
+    "llama-2": formats.format_llama2,
+    "llama-3": formats.format_llama3,
+    "chatml": formats.format_chatml,
+    "qwen": formats.format_qwen,
+    "mistral-instruct": formats.format_mistral_instruct,
+}
+# Formats whose template has no system role: the system prompt goes into the
+# first user turn instead, as Gemma's own template does.
+_NO_SYSTEM_ROLE = {"gemma", "mistral-instruct", "llama-2"}
+
+
+def format_for_architecture(arch: str, vocab_size: int) -> str:
+    """A known format for a GGUF that carries no template."""
+    if arch.startswith("gemma"):
+        return "gemma"
+    if arch == "llama":
+        return "llama-3" if vocab_size >= 128_000 else "llama-2"
+    if arch.startswith("mistral"):
+        return "mistral-instruct"
+    return "chatml"  # Qwen, Phi-3 fine-tunes, SmolLM and most others use ChatML
+
+
+@dataclass
+class RenderedPrompt:
+    text: str
+    stop: list[str]
+    add_bos: bool  # whether the tokenizer should add BOS (Jinja templates write their own)
+
+
+class ChatRenderer:
+    def __init__(self, *, source: str, format_name: str | None = None, template: str | None = None,
+                 bos_token: str = "", eos_token: str = ""):
+        self.source = source  # "override", "gguf" or "fallback:<arch>" — shown in stats
+        self.format_name = format_name
+        self._formatter = None
+        if template is not None:
+            try:
+                self._formatter = formats.Jinja2ChatFormatter(
+                    template=template, eos_token=eos_token, bos_token=bos_token, add_generation_prompt=True
+                )
+            except jinja2.TemplateError as exc:
+                raise UserError(f"The chat template cannot be used: {exc}.") from exc
+        elif format_name not in NAMED_FORMATS:
+            known = ", ".join(sorted(NAMED_FORMATS))
+            raise UserError(f"There is no chat format named {format_name!r}; known formats: {known}.")
+
+    @property
+    def label(self) -> str:
+        return f"{self.source}:{self.format_name}" if self.format_name else self.source
+
+    def render(self, messages: list[dict]) -> RenderedPrompt:
+        if self._formatter is not None:
+            try:
+                result = self._formatter(messages=messages)
+            except (jinja2.TemplateError, ValueError, TypeError) as exc:
+                # Templates raise on conversations they reject (e.g. roles that do not alternate).
+                raise UserError(f"The model's chat template rejected this conversation: {exc}.") from exc
+            stop = [s for s in ([result.stop] if isinstance(result.stop, str) else result.stop or []) if s]
+            return RenderedPrompt(result.prompt, stop, add_bos=not result.added_special)
+        if self.format_name in _NO_SYSTEM_ROLE:
+            messages = _fold_system_into_first_user(messages)
+        result = NAMED_FORMATS[self.format_name](messages=messages)
+        stop = [result.stop] if isinstance(result.stop, str) else list(result.stop or [])
+        return RenderedPrompt(result.prompt, stop, add_bos=True)
+
+
+def _fold_system_into_first_user(messages: list[dict]) -> list[dict]:
+    system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
+    rest = [dict(m) for m in messages if m["role"] != "system"]
+    if system:
+        for m in rest:
+            if m["role"] == "user":
+                m["content"] = f"{system}\n\n{m['content']}"
+                break
+    return rest
+
+
+def choose_renderer(*, gguf_template: str | None, arch: str, vocab_size: int, bos_token: str,
+                    eos_token: str, override_template: str | None = None,
+                    override_format: str | None = None, catalogue_format: str | None = None) -> ChatRenderer:
+    if override_template:
+        return ChatRenderer(source="override", template=override_template, bos_token=bos_token, eos_token=eos_token)
+    if override_format:
+        return ChatRenderer(source="override", format_name=override_format)
+    if catalogue_format and not gguf_template:
+        return ChatRenderer(source="catalogue", format_name=catalogue_format)
+    if gguf_template:
+        return ChatRenderer(source="gguf", template=gguf_template, bos_token=bos_token, eos_token=eos_token)
+    return ChatRenderer(source=f"fallback-{arch}", format_name=format_for_architecture(arch, vocab_size))

@@ -1,0 +1,173 @@
+"""One loaded model and its context: tokens in, tokens out, KV cache bookkeeping.
+
+`LoadedModel` keeps a list of the tokens that sit in the KV cache, so a new
+prompt only evaluates what differs from the last one (`eval_prompt`). It is not
+thread-safe: the Engine serialises access to it.
+"""
+
+import ctypes
+from dataclasses import dataclass
+
+import llama_cpp.llama_cpp as C
+
+from assistant.engine import llama_runtime as rt
+
+
+@dataclass
+class PromptEval:
+    n_prompt: int  # tokens in the prompt
+    n_cached: int  # of which were already in the KV cache
+
+
+class DecodeError(RuntimeError):
+    pass
+
+
+class LoadedModel:
+    def __init__(self, path: str, *, n_ctx: int, n_threads: int, n_gpu_layers: int, n_batch: int):
+        mark = rt.log_mark()
+        self.model = rt.load_model(path, n_gpu_layers)
+        try:
+            self.ctx = rt.new_context(self.model, n_ctx=n_ctx, n_batch=n_batch, n_threads=n_threads)
+        except Exception:
+            rt.free(model=self.model)
+            raise
+        self.buffers = rt.parse_buffer_sizes(rt.log_since(mark))
+        self.path = path
+        self.n_threads = n_threads
+        self.n_gpu_layers = n_gpu_layers
+        self.n_batch = n_batch
+        self.vocab = C.llama_model_get_vocab(self.model)
+        self.n_ctx = C.llama_n_ctx(self.ctx)
+        self.n_vocab = C.llama_vocab_n_tokens(self.vocab)
+        self.memory = C.llama_get_memory(self.ctx)
+        self.kv_tokens: list[int] = []  # what the KV cache holds, position by position
+        self._piece_buf = ctypes.create_string_buffer(256)
+
+    # --- Metadata
+    def weights_bytes(self) -> int:
+        return int(C.llama_model_size(self.model))
+
+    def n_params(self) -> int:
+        return int(C.llama_model_n_params(self.model))
+
+    def n_ctx_train(self) -> int:
+        return int(C.llama_model_n_ctx_train(self.model))
+
+    def meta(self, key: str) -> str | None:
+        buf = ctypes.create_string_buffer(1024)
+        n = C.llama_model_meta_val_str(self.model, key.encode(), buf, len(buf))
+        return buf.value.decode("utf-8", errors="replace") if n >= 0 else None
+
+    def chat_template(self) -> str | None:
+        raw = C.llama_model_chat_template(self.model, None)
+        return raw.decode("utf-8", errors="replace") if raw else None
+
+    def token_text(self, token: int) -> str:
+        if token < 0:
+            return ""
+        return C.llama_vocab_get_text(self.vocab, token).decode("utf-8", errors="replace")
+
+    def bos_eos_text(self) -> tuple[str, str]:
+        return self.token_text(C.llama_vocab_bos(self.vocab)), self.token_text(C.llama_vocab_eos(self.vocab))
+
+    # --- Tokens
+    def tokenize(self, text: str, add_bos: bool) -> list[int]:
+        data = text.encode("utf-8")
+        n_max = len(data) + 16
+        buf = (C.llama_token * n_max)()
+        n = C.llama_tokenize(self.vocab, data, len(data), buf, n_max, add_bos, True)
+        if n < 0:  # buffer too small: llama.cpp says how much it needs
+            n_max = -n
+            buf = (C.llama_token * n_max)()
+            n = C.llama_tokenize(self.vocab, data, len(data), buf, n_max, add_bos, True)
+        return list(buf[:n])
+
+    def piece(self, token: int) -> bytes:
+        """The bytes one token stands for; control tokens render as nothing."""
+        n = C.llama_token_to_piece(self.vocab, token, self._piece_buf, len(self._piece_buf), 0, False)
+        if n < 0:
+            self._piece_buf = ctypes.create_string_buffer(-n)
+            n = C.llama_token_to_piece(self.vocab, token, self._piece_buf, len(self._piece_buf), 0, False)
+        return self._piece_buf.raw[:n]
+
+    def stop_tokens(self, stop_strings: list[str]) -> set[int]:
+        """Stop strings that are one control token (e.g. <end_of_turn>): such tokens
+        render as no text, so a text match would never see them."""
+        ids = set()
+        for stop in stop_strings:
+            tokens = self.tokenize(stop.strip(), add_bos=False)
+            if len(tokens) == 1:
+                ids.add(tokens[0])
+        return ids
+
+    def is_eog(self, token: int) -> bool:
+        return bool(C.llama_vocab_is_eog(self.vocab, token))
+
+    # --- Evaluation
+    def eval_prompt(self, tokens: list[int]) -> PromptEval:
+        """Bring the KV cache to `tokens`, evaluating only what is not cached."""
+        n_keep = 0
+        for a, b in zip(self.kv_tokens, tokens):
+            if a != b:
+                break
+            n_keep += 1
+        n_keep = min(n_keep, len(tokens) - 1)  # the last token must be evaluated for its logits
+        if n_keep < len(self.kv_tokens):
+            if not C.llama_memory_seq_rm(self.memory, 0, n_keep, -1):
+                # Some caches cannot drop a tail; start from scratch rather than misuse them.
+                C.llama_memory_clear(self.memory, True)
+                n_keep = 0
+        del self.kv_tokens[n_keep:]
+        rest = tokens[n_keep:]
+        for start in range(0, len(rest), self.n_batch):
+            self.decode(rest[start : start + self.n_batch])
+        return PromptEval(n_prompt=len(tokens), n_cached=n_keep)
+
+    def decode(self, tokens: list[int]) -> None:
+        arr = (C.llama_token * len(tokens))(*tokens)
+        rc = C.llama_decode(self.ctx, C.llama_batch_get_one(arr, len(tokens)))
+        if rc != 0:
+            # The cache may now hold part of the batch; forget it rather than guess.
+            C.llama_memory_clear(self.memory, True)
+            self.kv_tokens.clear()
+            raise DecodeError(f"llama_decode returned {rc}")
+        self.kv_tokens.extend(tokens)
+
+    def reset_cache(self) -> None:
+        C.llama_memory_clear(self.memory, True)
+        self.kv_tokens.clear()
+
+    def close(self) -> None:
+        rt.free(model=self.model, ctx=self.ctx)
+        self.model = self.ctx = None
+
+
+class Sampler:
+    """llama.cpp's sampler chain, built from GenerationSettings."""
+
+    def __init__(self, model: LoadedModel, settings, seed: int):
+        self.ptr = C.llama_sampler_chain_init(C.llama_sampler_chain_default_params())
+        add = lambda s: C.llama_sampler_chain_add(self.ptr, s)  # noqa: E731
+        if settings.repeat_penalty != 1.0:
+            add(C.llama_sampler_init_penalties(settings.repeat_last_n, settings.repeat_penalty, 0.0, 0.0))
+        if settings.temperature <= 0:
+            add(C.llama_sampler_init_greedy())
+        else:
+            if settings.top_k > 0:
+                add(C.llama_sampler_init_top_k(settings.top_k))
+            if settings.top_p < 1.0:
+                add(C.llama_sampler_init_top_p(settings.top_p, 1))
+            if settings.min_p > 0:
+                add(C.llama_sampler_init_min_p(settings.min_p, 1))
+            add(C.llama_sampler_init_temp(settings.temperature))
+            add(C.llama_sampler_init_dist(seed & 0xFFFFFFFF))
+        self.ctx = model.ctx
+
+    def sample(self) -> int:
+        return C.llama_sampler_sample(self.ptr, self.ctx, -1)
+
+    def close(self) -> None:
+        if self.ptr:
+            C.llama_sampler_free(self.ptr)
+            self.ptr = None
