@@ -36,7 +36,8 @@ class LoadedModel:
         self.path = path
         self.n_threads = n_threads
         self.n_gpu_layers = n_gpu_layers
-        self.n_batch = n_batch
+        # llama.cpp clamps n_batch to n_ctx; a larger batch would trip a GGML_ASSERT (abort).
+        self.n_batch = C.llama_n_batch(self.ctx)
         self.vocab = C.llama_model_get_vocab(self.model)
         self.n_ctx = C.llama_n_ctx(self.ctx)
         self.n_vocab = C.llama_vocab_n_tokens(self.vocab)
