@@ -97,33 +97,3 @@ def vram_bytes() -> int | None:
 
 def tps(tokens: int, ms: float) -> float | None:
     return round(tokens / ms * 1000.0, 2) if tokens > 0 and ms > 0 else None
-
-
-def format_bytes(n: int | None) -> str:
-    if n is None:
-        return "n/a"
-    for unit in ("B", "KB", "MB", "GB"):
-        if abs(n) < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000.0
-    return f"{n:.1f} GB"
-
-
-def stats_line(stats: dict) -> str:
-    """One compact line, e.g. `41.2 tok/s · 312 tokens · 0.21 s to first token · 1.3 GB RAM · gemma Q4_K_M`."""
-    parts = []
-    if stats.get("gen_tps"):
-        parts.append(f"{stats['gen_tps']:.1f} tok/s")
-    parts.append(f"{stats.get('completion_tokens', 0)} tokens")
-    if stats.get("ttft_ms") is not None:
-        parts.append(f"{stats['ttft_ms'] / 1000:.2f} s to first token")
-    if stats.get("cached_tokens"):
-        parts.append(f"{stats['cached_tokens']} cached")
-    mem = stats.get("memory") or {}
-    if mem.get("rss_bytes"):
-        parts.append(f"{format_bytes(mem['rss_bytes'])} RAM")
-    model = stats.get("model") or {}
-    parts.append(" ".join(x for x in (model.get("name"), model.get("quant")) if x))
-    if stats.get("stop_reason") not in (None, "eos"):
-        parts.append(stats["stop_reason"].replace("_", " "))
-    return " · ".join(p for p in parts if p)

@@ -9,7 +9,7 @@ from assistant.cli.common import (add_generation_options, add_model_options, ctr
 from assistant.engine import Engine
 from assistant.errors import UserError
 from assistant.session import ChatSession
-from assistant.stats import stats_line
+from assistant.stats_format import format_stats_line
 
 HELP = """commands: /new  start a new conversation
           /model NAME  switch model (the conversation stays)
@@ -79,7 +79,7 @@ def _report(stats: dict | None) -> None:
     message = (stats.get("context") or {}).get("message")
     if message:
         print(dim(f"[{message}]"), file=sys.stderr)
-    print(dim(stats_line(stats)), file=sys.stderr)
+    print(dim(format_stats_line(stats)), file=sys.stderr)
 
 
 def _one_shot(session: ChatSession, prompt: str, as_json: bool) -> int:

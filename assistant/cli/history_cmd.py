@@ -1,0 +1,198 @@
+"""`assistant history`: list, search, show, export, import, rename and delete conversations."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from assistant.errors import UserError
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("history", help="list, search, show, export, import and delete saved conversations",
+                              description="The saved conversations (kept in history.db in the app's data folder).")
+    p.set_defaults(func=lambda args: _help(p))
+    sub = p.add_subparsers(dest="history_command", metavar="ACTION")
+
+    s = sub.add_parser("list", help="the most recent conversations")
+    s.add_argument("-n", "--limit", type=int, default=30, help="how many (default 30)")
+    s.add_argument("--offset", type=int, default=0, help="skip this many of the most recent first")
+    s.set_defaults(func=cmd_list)
+
+    s = sub.add_parser("search", help="full-text search in titles and messages")
+    s.add_argument("query", nargs="+", help="words to find (any text works; \"quote\" a phrase)")
+    s.add_argument("-n", "--limit", type=int, default=20)
+    s.set_defaults(func=cmd_search)
+
+    s = sub.add_parser("show", help="print a conversation (the branch on show) as Markdown")
+    s.add_argument("id", type=int)
+    s.set_defaults(func=cmd_show)
+
+    s = sub.add_parser("export", help="export one conversation, or all, to Markdown or JSON")
+    s.add_argument("id", type=int, nargs="?", help="the conversation (default: all of them)")
+    s.add_argument("--format", choices=("md", "json"), help="md (readable) or json (complete, re-importable); "
+                   "default: from the -o file's extension, else md")
+    s.add_argument("-o", "--output", metavar="FILE", help="write here instead of standard output")
+    s.set_defaults(func=cmd_export)
+
+    s = sub.add_parser("import", help="import a JSON export (conversations already here are skipped)")
+    s.add_argument("file", help="the .json file, or - for standard input")
+    s.set_defaults(func=cmd_import)
+
+    s = sub.add_parser("rename", help="give a conversation a new title")
+    s.add_argument("id", type=int)
+    s.add_argument("title", nargs="+")
+    s.set_defaults(func=cmd_rename)
+
+    s = sub.add_parser("rm", help="delete a conversation for good")
+    s.add_argument("id", type=int)
+    s.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+    s.set_defaults(func=cmd_rm)
+
+    s = sub.add_parser("check", help="check the database file; move it aside if it is damaged")
+    s.set_defaults(func=cmd_check)
+
+
+def _help(parser) -> int:
+    parser.print_help()
+    return 2
+
+
+def open_store():
+    """The history store, with any warning from opening it (a damaged file moved aside) on stderr."""
+    from assistant.history import HistoryStore
+
+    store = HistoryStore.open()
+    for warning in store.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return store
+
+
+def cmd_list(args) -> int:
+    with open_store() as store:
+        rows = store.list_conversations(limit=args.limit, offset=args.offset)
+        total = store.count_conversations()
+    if not rows:
+        print("No saved conversations yet." if total == 0 else "No more conversations.")
+        return 0
+    width = max(len(str(r.id)) for r in rows)
+    for r in rows:
+        when = r.updated_at[:16].replace("T", " ")
+        model = f"  [{r.model}]" if r.model else ""
+        print(f"{r.id:>{width}}  {when}  {r.message_count:>4} msg  {r.display_title}{model}")
+    if total > args.offset + len(rows):
+        print(f"({total - args.offset - len(rows)} older; use --limit or --offset to see them)")
+    return 0
+
+
+def cmd_search(args) -> int:
+    bold = ("\x1b[1m", "\x1b[0m") if sys.stdout.isatty() else ("**", "**")
+    with open_store() as store:
+        hits = store.search(" ".join(args.query), limit=args.limit, highlight=bold)
+    if not hits:
+        print("No matches.")
+        return 0
+    for h in hits:
+        where = "title" if h.message_id is None else f"message {h.message_id} ({h.role})"
+        print(f"{h.conversation_id}  {h.display_title}  — {where}")
+        print(f"    {' '.join(h.snippet.split())}")
+    return 0
+
+
+def cmd_show(args) -> int:
+    with open_store() as store:
+        print(store.export_markdown([store.get_conversation(args.id).id]))
+    return 0
+
+
+def cmd_export(args) -> int:
+    from assistant.history.export import dumps
+
+    fmt = args.format or ("json" if args.output and args.output.lower().endswith(".json") else "md")
+    with open_store() as store:
+        ids = [store.get_conversation(args.id).id] if args.id is not None else None
+        if fmt == "json":
+            doc = store.export_json(ids)
+            text = dumps(doc)
+            count = len(doc["conversations"])
+        else:
+            ids = ids if ids is not None else store.conversation_ids()
+            text = store.export_markdown(ids) + "\n"
+            count = len(ids)
+    if not args.output or args.output == "-":
+        sys.stdout.write(text)
+        return 0
+    _write_atomically(Path(args.output), text)
+    print(f"Exported {count} conversation{'' if count == 1 else 's'} to {args.output}.", file=sys.stderr)
+    return 0
+
+
+def cmd_import(args) -> int:
+    if args.file == "-":
+        data = sys.stdin.buffer.read()
+    else:
+        try:
+            data = Path(args.file).read_bytes()
+        except OSError as exc:
+            raise UserError(f"Cannot read {args.file}: {exc.strerror or exc}.") from exc
+    with open_store() as store:
+        result = store.import_json(data)
+    n, k = len(result.imported), len(result.skipped)
+    msg = f"Imported {n} conversation{'' if n == 1 else 's'}"
+    if k:
+        msg += f"; skipped {k} already in the history"
+    print(msg + ".")
+    return 0
+
+
+def cmd_rename(args) -> int:
+    with open_store() as store:
+        store.rename(args.id, " ".join(args.title))
+    print(f"Renamed conversation {args.id}.")
+    return 0
+
+
+def cmd_rm(args) -> int:
+    with open_store() as store:
+        conv = store.get_conversation(args.id)
+        if not args.yes and sys.stdin.isatty():
+            answer = input(f"Delete conversation {conv.id} \"{conv.display_title}\" and its "
+                           f"{len(conv.messages)} messages for good? [y/N] ")
+            if answer.strip().lower() not in ("y", "yes"):
+                print("Nothing deleted.")
+                return 1
+        n = store.delete(conv.id)
+    print(f"Deleted conversation {conv.id} \"{conv.display_title}\" ({n} message{'' if n == 1 else 's'}).")
+    return 0
+
+
+def cmd_check(args) -> int:
+    from assistant.history import HistoryStore
+    from assistant.history.recovery import move_aside
+
+    store = open_store()
+    try:
+        result = store.integrity_check()
+    except UserError as exc:
+        result = str(exc)
+    path = store.path
+    store.close()
+    if result == "ok":
+        print(f"The chat history {path} is sound.")
+        return 0
+    aside = move_aside(path)
+    HistoryStore.open(path).close()
+    raise UserError(f"The chat history {path} was damaged ({result.splitlines()[0]}); it was moved to {aside} "
+                    "and a new, empty history was started.")
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write next to the target and rename: a failed export never leaves half a file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise UserError(f"Cannot write {path}: {exc.strerror or exc}.") from exc

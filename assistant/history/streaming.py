@@ -1,0 +1,97 @@
+"""A reply that saves itself while it is being generated.
+
+The chat loop feeds it text chunks; it writes the growing text at most every
+`save_interval` seconds (0.5 s by default, so a save is never more than about a
+second behind), marked `streaming` with this process's pid and start time. If the
+process dies, the next `HistoryStore.open` finds the row, sees that its writer is
+gone and marks it `interrupted`, keeping the text up to the last save. `finish`
+writes the final text, status and stats record in one transaction.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from assistant.history.errors import HistoryBusyError
+from assistant.history.records import STATUSES, Message
+
+if TYPE_CHECKING:
+    from assistant.history.store import HistoryStore
+
+
+class StreamingReply:
+    def __init__(self, store: HistoryStore, message: Message, save_interval: float = 0.5):
+        self.store = store
+        self.message = message
+        self.save_interval = save_interval
+        self._parts: list[str] = []
+        self._saved_chars = 0
+        self._last_save = time.monotonic()
+        self.finished = False
+
+    @property
+    def id(self) -> int:
+        return self.message.id
+
+    @property
+    def conversation_id(self) -> int:
+        return self.message.conversation_id
+
+    @property
+    def content(self) -> str:
+        if len(self._parts) > 1:  # join lazily, keep one string
+            self._parts = ["".join(self._parts)]
+        return self._parts[0] if self._parts else ""
+
+    def append(self, text: str) -> None:
+        """Add a chunk; saves when the last save is `save_interval` old."""
+        if self.finished:
+            raise RuntimeError("this reply is already finished")
+        if text:
+            self._parts.append(text)
+        if time.monotonic() - self._last_save >= self.save_interval:
+            try:
+                self.flush()
+            except HistoryBusyError:
+                pass  # another writer held the lock too long: the next chunk retries
+
+    def flush(self) -> None:
+        """Save the text so far now (a window can call this from a timer)."""
+        text = self.content
+        if len(text) != self._saved_chars:
+            self.store._save_stream(self.id, text)
+            self._saved_chars = len(text)
+        self._last_save = time.monotonic()
+
+    def finish(self, status: str = "complete", stats: dict[str, Any] | None = None,
+               error: str | None = None) -> Message:
+        """Final text, status and stats in one transaction. Returns the saved message."""
+        if status not in STATUSES or status == "streaming":
+            raise ValueError(f"a finished reply cannot have status {status!r}")
+        if self.finished:
+            raise RuntimeError("this reply is already finished")
+        self.message = self.store._finish_stream(self.id, self.content, status, stats, error)
+        self.finished = True
+        return self.message
+
+    def stop(self, stats: dict[str, Any] | None = None) -> Message:
+        """The user pressed stop: keep what was generated, marked `stopped`."""
+        return self.finish("stopped", stats)
+
+    def fail(self, error: BaseException | str, stats: dict[str, Any] | None = None) -> Message:
+        return self.finish("error", stats, error=str(error) or type(error).__name__)
+
+    def __enter__(self) -> StreamingReply:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        # A block that ends without finish(): Ctrl-C is a stop, an exception an error.
+        if self.finished:
+            return
+        if exc_type is None:
+            self.finish("complete")
+        elif issubclass(exc_type, KeyboardInterrupt):
+            self.finish("stopped")
+        else:
+            self.fail(exc)

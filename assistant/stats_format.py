@@ -1,0 +1,73 @@
+"""One line that sums up a reply's statistics record, for people.
+
+    41.2 tok/s · 312 tokens · 0.21 s to first token · 1.3 GB RAM · gemma-3-270m Q4_K_M
+
+Shared by the chat loop, the Markdown export and the window. Tolerant by design: a
+record from an older engine, or one cut short by an error, just gives a shorter line.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+SEP = " · "
+
+
+def _num(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def format_bytes(n: float) -> str:
+    """Decimal units, as the OS task managers show memory: 1.3 GB, 812 MB."""
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if n >= size:
+            value = n / size
+            return f"{value:.1f} {unit}" if value < 100 else f"{value:.0f} {unit}"
+    return f"{n:.0f} B"
+
+
+def model_label(model: dict[str, Any]) -> str:
+    """What a person calls the model: its file name without the quant ("gemma-3-270m"),
+    rather than an alias like "starter" or a long Hub id."""
+    file, quant = str(model.get("file") or ""), str(model.get("quant") or "")
+    stem = file.replace("\\", "/").rsplit("/", 1)[-1].removesuffix(".gguf")
+    if stem and quant and stem.lower().endswith(quant.lower()):
+        stem = stem[: -len(quant)].rstrip("-_.")
+    return stem or str(model.get("name") or "")
+
+
+def format_stats_line(stats: dict[str, Any] | None) -> str:
+    """The one-line summary of an engine statistics record ('' when there is nothing)."""
+    if not isinstance(stats, dict):
+        return ""
+    parts = []
+    tps = _num(stats.get("gen_tps"))
+    if tps is not None:
+        parts.append(f"{tps:.1f} tok/s")
+    tokens = _num(stats.get("completion_tokens"))
+    if tokens is not None:
+        parts.append(f"{int(tokens)} token{'' if tokens == 1 else 's'}")
+    ttft = _num(stats.get("ttft_ms"))
+    if ttft is not None:
+        parts.append(f"{ttft / 1000:.2f} s to first token")
+    memory = stats.get("memory") if isinstance(stats.get("memory"), dict) else {}
+    rss = _num(memory.get("rss_bytes")) or _num(memory.get("rss_peak_bytes"))  # now, not the lifetime peak
+    if rss:
+        parts.append(f"{format_bytes(rss)} RAM")
+    vram = _num(memory.get("vram_bytes"))
+    if vram:
+        parts.append(f"{format_bytes(vram)} VRAM")
+    model = stats.get("model")
+    if isinstance(model, dict):
+        name = " ".join(x for x in (model_label(model), model.get("quant")) if x)
+    else:
+        name = str(model) if model else ""
+    if name:
+        parts.append(name)
+    stop = stats.get("stop_reason")
+    if stop and stop not in ("stop", "eos"):  # say why only when it was not the natural end
+        parts.append(f"stopped: {stop}")
+    return SEP.join(parts)
