@@ -17,25 +17,21 @@ class ChatSession:
         self.system_prompt = system_prompt
         self.settings = settings or GenerationSettings()
         self.history = history  # an assistant.history store, or None to keep nothing
-        self.conversation_id: str | None = None
+        self.conversation_id: int | None = None
         self.messages: list[dict] = []  # {role, content} of the visible thread, system excluded
-        self._leaf_id: str | None = None  # the last saved message on this thread
         self.last_response: Response | None = None
 
     # --- Conversation lifecycle
     def new(self) -> None:
         self.conversation_id = None
         self.messages = []
-        self._leaf_id = None
 
-    def resume(self, conversation_id) -> None:
-        """Continue a saved conversation from its current branch."""
-        conv = self.history.get_conversation(conversation_id)
+    def resume(self, conversation_id: int) -> None:
+        """Continue a saved conversation from the branch it shows."""
+        conv = self.history.get_conversation(int(conversation_id))
         self.conversation_id = conv.id
         self.system_prompt = conv.system_prompt
-        thread = [m for m in conv.messages if m.role != "system"]
-        self.messages = [{"role": m.role, "content": m.content} for m in thread]
-        self._leaf_id = thread[-1].id if thread else None
+        self.messages = [m for m in conv.chat_messages() if m["role"] != "system"]
 
     def prompt_messages(self) -> list[dict]:
         system = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
@@ -43,12 +39,15 @@ class ChatSession:
 
     # --- A turn
     def send(self, text: str) -> Iterator[str]:
-        """Add the user's message and stream the reply. `self.last_response` has its stats."""
+        """Add the user's message and stream the reply. `self.last_response` has its stats.
+
+        With a history store the user's message is saved before generation starts, and
+        the reply is saved as it grows (marked `streaming`), then finished with its stats.
+        """
         self.messages.append({"role": "user", "content": text})
-        self._save_user(text)
+        saver = self._save_turn_start(text)
         response = self.engine.chat(self.prompt_messages(), self.settings)
         self.last_response = response
-        saver = self._start_reply_save()
         chunks = iter(response)
         try:
             for chunk in chunks:
@@ -61,39 +60,28 @@ class ChatSession:
             self.messages.append({"role": "assistant", "content": reply})
             if saver:
                 stats = response.stats.to_dict() if response.stats else None
-                status = _status_for(response)
-                self._leaf_id = saver.finish(status=status, stats=stats, content=reply)
+                saver.finish(_status_for(response), stats=stats, error=stats and stats.get("error"))
 
     def cancel(self) -> None:
         if self.last_response:
             self.last_response.cancel()
 
     # --- Persistence (a no-op without a store)
-    def _ensure_conversation(self, first_text: str) -> None:
-        if self.history is None or self.conversation_id is not None:
-            return
-        active = self.engine.active
-        self.conversation_id = self.history.create_conversation(
-            model=active.entry.name if active else None,
-            system_prompt=self.system_prompt,
-            settings=self.settings.to_dict(),
-        )
-
-    def _save_user(self, text: str) -> None:
-        if self.history is None:
-            return
-        self._ensure_conversation(text)
-        self._leaf_id = self.history.add_message(
-            self.conversation_id, "user", text, parent_id=self._leaf_id, status="complete"
-        )
-
-    def _start_reply_save(self):
+    def _save_turn_start(self, text: str):
         if self.history is None:
             return None
-        return self.history.start_reply(self.conversation_id, parent_id=self._leaf_id)
+        active = self.engine.active
+        model = active.entry.name if active else None
+        if self.conversation_id is None:
+            conv = self.history.create_conversation(model=model, system_prompt=self.system_prompt,
+                                                    settings=self.settings.to_dict())
+            self.conversation_id = conv.id
+        elif model:
+            self.history.update_conversation(self.conversation_id, model=model)
+        self.history.add_message(self.conversation_id, "user", text)
+        return self.history.start_reply(self.conversation_id)
 
 
 def _status_for(response: Response) -> str:
     reason = response.stats.stop_reason if response.stats else "stopped"
     return {"stopped": "stopped", "error": "error"}.get(reason, "complete")
-

@@ -38,13 +38,11 @@ def default_args() -> argparse.Namespace:
 def _open_history(args):
     if args.no_save:
         return None
-    try:
-        from assistant.history import HistoryStore
-    except ImportError:  # history not built yet
-        return None
+    from assistant.history import HistoryStore
+
     store = HistoryStore.open()
-    for notice in getattr(store, "notices", []) or []:
-        print(dim(notice), file=sys.stderr)
+    for warning in store.warnings:  # e.g. a damaged database was moved aside
+        print(dim(warning), file=sys.stderr)
     return store
 
 
