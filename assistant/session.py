@@ -20,6 +20,7 @@ class ChatSession:
         self.conversation_id: int | None = None
         self.messages: list[dict] = []  # {role, content} of the visible thread, system excluded
         self.last_response: Response | None = None
+        self.reply_id: int | None = None  # the saved reply being streamed, once there is one
 
     # --- Conversation lifecycle
     def new(self) -> None:
@@ -45,20 +46,48 @@ class ChatSession:
         the reply is saved as it grows (marked `streaming`), then finished with its stats.
         """
         self.messages.append({"role": "user", "content": text})
-        saver = self._save_turn_start(text)
+        saver = None
+        if self.history is not None:
+            self._ensure_conversation()
+            self.history.add_message(self.conversation_id, "user", text)
+            saver = self.history.start_reply(self.conversation_id)
+        return self._stream(saver)
+
+    def regenerate(self, reply_id: int) -> Iterator[str]:
+        """A new version of a saved reply; the old one stays as a sibling branch."""
+        saver = self.history.regenerate(reply_id)
+        parent = self.history.get_message(reply_id).parent_id
+        self._thread_to(parent)
+        return self._stream(saver)
+
+    def edit(self, message_id: int, text: str) -> Iterator[str]:
+        """A new version of one of the user's messages, and a reply to it."""
+        edited = self.history.edit(message_id, text)
+        self._thread_to(edited.id)
+        return self._stream(self.history.start_reply(self.conversation_id, parent_id=edited.id))
+
+    def _thread_to(self, leaf_id: int) -> None:
+        path = self.history.branch_path(leaf_id)
+        self.conversation_id = path[-1].conversation_id
+        self.messages = [{"role": m.role, "content": m.content} for m in path if m.role != "system"]
+        self._note_model()
+
+    def _stream(self, saver) -> Iterator[str]:
         response = self.engine.chat(self.prompt_messages(), self.settings)
         self.last_response = response
+        if saver is not None:
+            self.reply_id = saver.id
         chunks = iter(response)
         try:
             for chunk in chunks:
-                if saver:
+                if saver is not None:
                     saver.append(chunk)
                 yield chunk
         finally:
             chunks.close()  # if the caller walked away, this stops generation and records stats
             reply = "".join(response.chunks)
             self.messages.append({"role": "assistant", "content": reply})
-            if saver:
+            if saver is not None:
                 stats = response.stats.to_dict() if response.stats else None
                 saver.finish(_status_for(response), stats=stats, error=stats and stats.get("error"))
 
@@ -67,19 +96,22 @@ class ChatSession:
             self.last_response.cancel()
 
     # --- Persistence (a no-op without a store)
-    def _save_turn_start(self, text: str):
-        if self.history is None:
-            return None
-        active = self.engine.active
-        model = active.entry.name if active else None
+    def _ensure_conversation(self) -> None:
         if self.conversation_id is None:
-            conv = self.history.create_conversation(model=model, system_prompt=self.system_prompt,
+            conv = self.history.create_conversation(model=self._model_name(), system_prompt=self.system_prompt,
                                                     settings=self.settings.to_dict())
             self.conversation_id = conv.id
-        elif model:
-            self.history.update_conversation(self.conversation_id, model=model)
-        self.history.add_message(self.conversation_id, "user", text)
-        return self.history.start_reply(self.conversation_id)
+        else:
+            self._note_model()
+
+    def _note_model(self) -> None:
+        """The conversation remembers the model it last used (each reply's stats name its own)."""
+        if self.history is not None and self.conversation_id is not None and self._model_name():
+            self.history.update_conversation(self.conversation_id, model=self._model_name())
+
+    def _model_name(self) -> str | None:
+        active = self.engine.active
+        return active.entry.name if active else None
 
 
 def _status_for(response: Response) -> str:

@@ -69,3 +69,23 @@ def test_cli_chat_saves_and_continues_a_conversation(tiny_model_path, tmp_path):
     assert shown.returncode == 0 and "First question" in shown.stdout and "Second question" in shown.stdout
     listed = run("history", "list", env_home=home)
     assert "First question" in listed.stdout
+
+
+def test_regenerate_and_edit_keep_earlier_versions_as_branches(engine, tmp_path):
+    store = HistoryStore.open(tmp_path / "h.db")
+    session = ChatSession(engine, history=store, settings=GenerationSettings(max_tokens=3, seed=1))
+    "".join(session.send("Original question"))
+    first_reply = session.reply_id
+    session.settings.seed = 2
+    "".join(session.regenerate(first_reply))
+    second_reply = session.reply_id
+    conv = store.get_conversation(session.conversation_id)
+    assert [m.id for m in conv.siblings(second_reply)] == [first_reply, second_reply]
+    assert conv.thread[-1].id == second_reply
+
+    user_id = conv.thread[-2].id
+    "".join(session.edit(user_id, "Edited question"))
+    conv = store.get_conversation(session.conversation_id)
+    assert [m.content for m in conv.siblings(conv.thread[-2].id)] == ["Original question", "Edited question"]
+    assert conv.thread[-1].status == "complete" and conv.thread[-1].stats
+    assert session.messages[-2] == {"role": "user", "content": "Edited question"}
