@@ -1,6 +1,11 @@
 """Fixtures shared by the whole suite."""
 
+import os
+
 import pytest
+
+# Qt tests run without a screen; set before anything imports Qt.
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 
 def pytest_configure(config):
