@@ -96,8 +96,7 @@ log "installing the app ($extras)"
 
 case "$MODE" in
   app)
-    # Until the window exists this opens the interactive chat on the starter model.
-    exec .venv/bin/assistant "${@:-app}" ;;
+    exec .venv/bin/assistant-app "$@" ;;
   test)
     exec "$VPY" -m pytest "$@" ;;
   setup) ;;

@@ -204,4 +204,9 @@ class EngineThread:
         """Cancel any reply (its partial text is saved by the session), then join the thread."""
         self.worker.cancel()
         self.thread.quit()
-        return self.thread.wait(timeout_ms)
+        stopped = self.thread.wait(timeout_ms)
+        if stopped and self.worker.engine is not None:
+            # Free llama.cpp's model now, not during interpreter shutdown, when its
+            # destructors would call back into a half-finalised Python (a crash).
+            self.worker.engine.unload()
+        return stopped

@@ -1,6 +1,5 @@
 """`assistant chat`: one question, or an interactive multi-turn chat."""
 
-import argparse
 import json
 import sys
 
@@ -26,13 +25,6 @@ def add_parser(sub) -> None:
     add_model_options(p)
     add_generation_options(p)
     p.set_defaults(func=run)
-
-
-def default_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    sub = parser.add_subparsers()
-    add_parser(sub)
-    return parser.parse_args(["chat"])
 
 
 def _open_history(args):

@@ -18,15 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in (chat_cmd, bench_cmd, models_cmd, history_cmd):
         module.add_parser(sub)
-    app = sub.add_parser("app", help="open the desktop app (the interactive chat until the window exists)")
-    app.set_defaults(func=_run_app)
     return parser
-
-
-def _run_app(args) -> int:
-    from assistant.cli import chat_cmd
-
-    return chat_cmd.run(chat_cmd.default_args())
 
 
 def main(argv=None) -> int:

@@ -1,0 +1,306 @@
+"""The conversation: one widget per message, Markdown replies, stats under each reply.
+
+Streaming text is appended to a buffer and re-rendered on a short timer, so a
+reply arriving at full speed costs a few renders a second, not one per token.
+"""
+
+import json
+
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QGuiApplication
+from PySide6.QtWidgets import (QFrame, QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QScrollArea, QSizePolicy,
+                               QToolButton, QVBoxLayout, QWidget)
+
+from assistant.stats_format import format_bytes, format_stats_line, model_label
+from ui.markdown_render import MarkdownRenderer
+
+RENDER_INTERVAL_MS = 80
+STATUS_NOTES = {"stopped": "stopped", "interrupted": "interrupted: the app closed before this reply finished",
+                "error": "error", "streaming": "…"}
+
+
+def stats_tooltip(stats: dict) -> str:
+    """The full record, for hovering over the stats line."""
+    if not stats:
+        return ""
+    mem = stats.get("memory") or {}
+    ctx = stats.get("context") or {}
+    backend = stats.get("backend") or {}
+
+    def ms(v):
+        return f"{v / 1000:.2f} s" if isinstance(v, (int, float)) else "–"
+
+    def rate(v):
+        return f"{v:.1f} tok/s" if isinstance(v, (int, float)) else "–"
+
+    rows = [
+        ("Model", f"{model_label(stats.get('model') or {})} {(stats.get('model') or {}).get('quant') or ''}"),
+        ("Generation", f"{rate(stats.get('gen_tps'))} · {stats.get('completion_tokens', 0)} tokens in {ms(stats.get('gen_ms'))}"),
+        ("Prompt", f"{rate(stats.get('prompt_tps'))} · {stats.get('prompt_tokens', 0)} tokens, "
+                   f"{stats.get('cached_tokens', 0)} cached · {ms(stats.get('prompt_ms'))}"),
+        ("First token", ms(stats.get("ttft_ms"))),
+        ("Total", ms(stats.get("total_ms"))),
+        ("Weights", format_bytes(mem.get("weights_bytes") or 0)),
+        ("KV cache", format_bytes(mem.get("kv_bytes") or 0)),
+        ("Compute", format_bytes(mem.get("compute_bytes") or 0)),
+        ("RSS (peak)", f"{format_bytes(mem.get('rss_bytes') or 0)} ({format_bytes(mem.get('rss_peak_bytes') or 0)})"),
+        ("VRAM", format_bytes(mem["vram_bytes"]) if mem.get("vram_bytes") is not None else "no GPU"),
+        ("Stop reason", str(stats.get("stop_reason", "–")).replace("_", " ")),
+        ("Threads", str(stats.get("n_threads", "–"))),
+        ("Context", f"{ctx.get('used_tokens', '–')} / {stats.get('n_ctx', '–')} tokens · policy "
+                    f"{str(ctx.get('policy', '–')).replace('_', ' ')}"
+                    + (f" · dropped {ctx['dropped_messages']} messages" if ctx.get("dropped_messages") else "")),
+        ("Backend", f"{backend.get('kind', '–')} · llama-cpp-python {backend.get('llama_cpp_python', '')}"),
+    ]
+    body = "".join(f"<tr><td><b>{k}</b></td><td>&nbsp;{v}</td></tr>" for k, v in rows)
+    return f"<table>{body}</table>"
+
+
+class MessageWidget(QFrame):
+    editRequested = Signal(int, str)  # message id, new text
+    regenerateRequested = Signal(int)
+    branchRequested = Signal(int)  # the sibling message id to show
+
+    def __init__(self, message, renderer: MarkdownRenderer, *, stats_mode: str = "always",
+                 siblings: list[int] | None = None, parent=None):
+        super().__init__(parent)
+        self.message_id = message.id
+        self.role = message.role
+        self.text = message.content or ""
+        self.status = message.status
+        self.stats = message.stats or {}
+        self._renderer = renderer
+        self._code_blocks: list[str] = []
+        self._stats_mode = stats_mode
+        self._render_timer = QTimer(self, singleShot=True, interval=RENDER_INTERVAL_MS)
+        self._render_timer.timeout.connect(self._render)
+        self.setObjectName("userMessage" if self.role == "user" else "replyMessage")
+        self.setFrameShape(QFrame.NoFrame)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(12, 8, 12, 8)
+        layout.setSpacing(4)
+        header = QHBoxLayout()
+        who = QLabel("You" if self.role == "user" else "Assistant")
+        who.setStyleSheet("font-weight: 600;")
+        header.addWidget(who)
+        header.addStretch(1)
+        self.branch_label = QLabel()
+        self._siblings = siblings or [self.message_id]
+        if len(self._siblings) > 1:
+            pos = self._siblings.index(self.message_id)
+            prev_btn = self._tool("‹", "Previous version", lambda: self.branchRequested.emit(self._siblings[pos - 1]))
+            next_btn = self._tool("›", "Next version", lambda: self.branchRequested.emit(self._siblings[pos + 1]))
+            prev_btn.setEnabled(pos > 0)
+            next_btn.setEnabled(pos < len(self._siblings) - 1)
+            self.branch_label.setText(f"{pos + 1}/{len(self._siblings)}")
+            self.branch_label.setAccessibleName(f"Version {pos + 1} of {len(self._siblings)}")
+            header.addWidget(prev_btn)
+            header.addWidget(self.branch_label)
+            header.addWidget(next_btn)
+        copy_btn = self._tool("Copy", "Copy message", self._copy_all)
+        header.addWidget(copy_btn)
+        if self.role == "user":
+            header.addWidget(self._tool("Edit", "Edit and send again", self._start_edit))
+        elif self.role == "assistant":
+            header.addWidget(self._tool("Regenerate", "Regenerate reply",
+                                        lambda: self.regenerateRequested.emit(self.message_id)))
+        layout.addLayout(header)
+
+        self.body = QLabel()
+        self.body.setTextFormat(Qt.RichText)
+        self.body.setWordWrap(True)
+        self.body.setTextInteractionFlags(Qt.TextSelectableByMouse | Qt.LinksAccessibleByMouse
+                                          | Qt.TextSelectableByKeyboard)
+        self.body.setSizePolicy(QSizePolicy.Preferred, QSizePolicy.Minimum)
+        self.body.linkActivated.connect(self._link)
+        self.body.setAccessibleName("Message text")
+        layout.addWidget(self.body)
+
+        self.editor = None
+        self.stats_label = QLabel()
+        self.stats_label.setObjectName("statsLine")
+        self.stats_label.setAccessibleName("Reply statistics")
+        self.stats_label.setStyleSheet("color: palette(placeholder-text); font-size: 11px;")
+        layout.addWidget(self.stats_label)
+        self._render()
+        self._update_stats()
+
+    def _tool(self, text, name, slot) -> QToolButton:
+        button = QToolButton(self)
+        button.setText(text)
+        button.setAccessibleName(name)
+        button.setToolTip(name)
+        button.setAutoRaise(True)
+        button.clicked.connect(slot)
+        return button
+
+    # --- Streaming
+    def append(self, text: str) -> None:
+        self.text += text
+        if not self._render_timer.isActive():
+            self._render_timer.start()
+
+    def finish(self, stats: dict, status: str) -> None:
+        self.stats, self.status = stats or {}, status
+        self._render_timer.stop()
+        self._render()
+        self._update_stats()
+
+    # --- Drawing
+    def _render(self) -> None:
+        if self.role == "user":
+            import html
+
+            self.body.setText(f"<p style='white-space: pre-wrap'>{html.escape(self.text)}</p>")
+            return
+        rendered = self._renderer.render(self.text or ("…" if self.status == "streaming" else ""))
+        self._code_blocks = rendered.code_blocks
+        self.body.setText(rendered.html)
+
+    def set_stats_mode(self, mode: str) -> None:
+        self._stats_mode = mode
+        self._update_stats()
+
+    def _update_stats(self) -> None:
+        note = STATUS_NOTES.get(self.status or "", "")
+        line = format_stats_line(self.stats) if self.stats else ""
+        if self.stats.get("error"):
+            note = f"error: {self.stats['error']}"
+        text = " · ".join(x for x in (line, note) if x and not (note == "stopped" and "stopped" in line))
+        self.stats_label.setText(text)
+        self.stats_label.setToolTip(stats_tooltip(self.stats))
+        visible = self.role == "assistant" and bool(text) and self._stats_mode != "never"
+        self.stats_label.setVisible(visible and (self._stats_mode == "always" or self.underMouse()))
+
+    def enterEvent(self, event):
+        if self._stats_mode == "hover":
+            self._update_stats()
+        super().enterEvent(event)
+
+    def leaveEvent(self, event):
+        if self._stats_mode == "hover":
+            self.stats_label.setVisible(False)
+        super().leaveEvent(event)
+
+    # --- Actions
+    def _link(self, href: str) -> None:
+        if href.startswith("copy:"):
+            n = int(href.split(":", 1)[1])
+            if 0 <= n < len(self._code_blocks):
+                QGuiApplication.clipboard().setText(self._code_blocks[n])
+
+    def _copy_all(self) -> None:
+        QGuiApplication.clipboard().setText(self.text)
+
+    def _start_edit(self) -> None:
+        if self.editor is not None:
+            return
+        self.editor = QPlainTextEdit(self.text, self)
+        self.editor.setAccessibleName("Edit message")
+        self.editor.setMaximumHeight(160)
+        row = QHBoxLayout()
+        send = QPushButton("Send", self)
+        send.setAccessibleName("Send edited message")
+        cancel = QPushButton("Cancel", self)
+        cancel.setAccessibleName("Cancel editing")
+        row.addStretch(1)
+        row.addWidget(cancel)
+        row.addWidget(send)
+        box = QWidget(self)
+        box_layout = QVBoxLayout(box)
+        box_layout.setContentsMargins(0, 0, 0, 0)
+        box_layout.addWidget(self.editor)
+        box_layout.addLayout(row)
+        self.layout().insertWidget(2, box)
+        self.body.hide()
+        self.editor.setFocus()
+
+        def close_editor():
+            box.deleteLater()
+            self.editor = None
+            self.body.show()
+
+        send.clicked.connect(lambda: (self.editRequested.emit(self.message_id, self.editor.toPlainText()),
+                                      close_editor()))
+        cancel.clicked.connect(close_editor)
+
+
+class ChatView(QScrollArea):
+    """A scrolling column of MessageWidgets for one conversation."""
+
+    editRequested = Signal(int, str)
+    regenerateRequested = Signal(int)
+    branchRequested = Signal(int)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setWidgetResizable(True)
+        self.setAccessibleName("Conversation")
+        self.setFrameShape(QFrame.NoFrame)
+        self._inner = QWidget()
+        self._layout = QVBoxLayout(self._inner)
+        self._layout.setContentsMargins(8, 8, 8, 8)
+        self._layout.setSpacing(6)
+        self._layout.addStretch(1)
+        self.setWidget(self._inner)
+        self.renderer = MarkdownRenderer()
+        self.stats_mode = "always"
+        self.widgets: dict[int, MessageWidget] = {}
+        self._follow = True
+        self.verticalScrollBar().rangeChanged.connect(self._keep_at_bottom)
+        self.verticalScrollBar().valueChanged.connect(self._track_follow)
+        self.empty_label = QLabel("Ask anything. Replies are generated on this computer; nothing leaves it.")
+        self.empty_label.setAlignment(Qt.AlignCenter)
+        self.empty_label.setStyleSheet("color: palette(placeholder-text); font-size: 14px;")
+        self._layout.insertWidget(0, self.empty_label)
+
+    def set_dark(self, dark: bool) -> None:
+        self.renderer = MarkdownRenderer(dark=dark)
+
+    def clear(self) -> None:
+        for w in self.widgets.values():
+            w.deleteLater()
+        self.widgets.clear()
+        self.empty_label.show()
+
+    def show_thread(self, conversation, live: dict[int, str] | None = None) -> None:
+        """Show the visible branch of a conversation; `live` holds text of replies still streaming."""
+        self.clear()
+        live = live or {}
+        for message in conversation.thread:
+            if message.role == "system":
+                continue
+            if message.id in live:
+                message.content = live[message.id]
+            siblings = [m.id for m in conversation.siblings(message.id)]
+            self.add_message(message, siblings)
+        self._follow = True
+
+    def add_message(self, message, siblings=None) -> MessageWidget:
+        self.empty_label.hide()
+        widget = MessageWidget(message, self.renderer, stats_mode=self.stats_mode, siblings=siblings)
+        widget.editRequested.connect(self.editRequested)
+        widget.regenerateRequested.connect(self.regenerateRequested)
+        widget.branchRequested.connect(self.branchRequested)
+        self._layout.insertWidget(self._layout.count() - 1, widget)
+        self.widgets[message.id] = widget
+        return widget
+
+    def set_stats_mode(self, mode: str) -> None:
+        self.stats_mode = mode
+        for w in self.widgets.values():
+            w.set_stats_mode(mode)
+
+    # Follow the stream only while the user is at the bottom: scrolling up to read stops it.
+    def _track_follow(self, value: int) -> None:
+        bar = self.verticalScrollBar()
+        self._follow = value >= bar.maximum() - 24
+
+    def _keep_at_bottom(self, _min: int, maximum: int) -> None:
+        if self._follow:
+            self.verticalScrollBar().setValue(maximum)
+
+
+def pretty_json(stats: dict) -> str:
+    return json.dumps(stats, indent=2, ensure_ascii=False)

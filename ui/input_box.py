@@ -1,0 +1,76 @@
+"""The message box: Enter sends, Shift+Enter adds a line; shows context use as you type."""
+
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QVBoxLayout, QWidget
+
+
+class MessageEdit(QPlainTextEdit):
+    submitted = Signal()
+
+    def keyPressEvent(self, event):
+        if event.key() in (Qt.Key_Return, Qt.Key_Enter) and not (event.modifiers() & Qt.ShiftModifier):
+            self.submitted.emit()
+            return
+        super().keyPressEvent(event)
+
+
+class InputBox(QWidget):
+    sendRequested = Signal(str)
+    stopRequested = Signal()
+    draftChanged = Signal(str)  # debounced: the window asks the engine for a token count
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(8, 4, 8, 8)
+        row = QHBoxLayout()
+        self.edit = MessageEdit()
+        self.edit.setPlaceholderText("Message (Enter to send, Shift+Enter for a new line)")
+        self.edit.setAccessibleName("Message")
+        self.edit.setMaximumHeight(120)
+        self.edit.submitted.connect(self._submit)
+        row.addWidget(self.edit, 1)
+        self.button = QPushButton("Send")
+        self.button.setAccessibleName("Send message")
+        self.button.setMinimumWidth(72)
+        self.button.clicked.connect(self._button)
+        row.addWidget(self.button)
+        layout.addLayout(row)
+        self.context_label = QLabel("")
+        self.context_label.setAccessibleName("Context use")
+        self.context_label.setStyleSheet("color: palette(placeholder-text); font-size: 11px;")
+        layout.addWidget(self.context_label)
+        self.generating = False
+        self._draft_timer = QTimer(self, singleShot=True, interval=250)
+        self._draft_timer.timeout.connect(lambda: self.draftChanged.emit(self.edit.toPlainText()))
+        self.edit.textChanged.connect(self._draft_timer.start)
+
+    def _submit(self) -> None:
+        if self.generating:
+            return
+        text = self.edit.toPlainText().strip()
+        if text:
+            self.edit.clear()
+            self.sendRequested.emit(text)
+
+    def _button(self) -> None:
+        if self.generating:
+            self.stopRequested.emit()
+        else:
+            self._submit()
+
+    def set_generating(self, generating: bool) -> None:
+        self.generating = generating
+        self.button.setText("Stop" if generating else "Send")
+        self.button.setAccessibleName("Stop generating" if generating else "Send message")
+        self.button.setToolTip("Stop (Esc)" if generating else "Send (Enter)")
+
+    def show_context(self, used: int, limit: int, note: str = "") -> None:
+        pct = used / limit * 100 if limit else 0
+        text = f"Context: {used:,} / {limit:,} tokens ({pct:.0f}%)"
+        if note:
+            text += f" · {note}"
+        colour = "#d9534f" if pct >= 100 else ("#e0a800" if pct >= 85 else "")
+        self.context_label.setStyleSheet(
+            f"color: {colour or 'palette(placeholder-text)'}; font-size: 11px;")
+        self.context_label.setText(text)
