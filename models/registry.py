@@ -29,6 +29,8 @@ class InstalledModel:
     repo: str | None = None
     filename: str | None = None
     sha256: str | None = None
+    revision: str | None = None  # the Hub commit the file was downloaded at
+    quant: str | None = None
     added_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
 
@@ -94,20 +96,45 @@ def get(name: str) -> InstalledModel | None:
     return _load().get(name)
 
 
+def canonical_name(spec: str) -> str:
+    """The name a pull installs `spec` under: `owner/repo:q8_0` → `owner/repo:Q8_0`, `owner/repo` → `…:Q4_K_M`."""
+    from models import catalogue, hub  # late: only needed for names not found as typed
+
+    if "/" not in spec:
+        entry = catalogue.get(spec)
+        return entry.name if entry else spec
+    if Path(spec).expanduser().exists():
+        return spec
+    ref = hub.parse_ref(spec)
+    return ref.name if ref else spec
+
+
 def resolve(spec: str) -> InstalledModel:
     """What `-m SPEC` means: the starter, an installed name, or a .gguf path."""
     if spec == starter.STARTER_NAME:
         entry = starter_entry()
         entry.path = str(starter.ensure_starter())
         return entry
-    entry = _load().get(spec)
+    entries = _load()
+    entry = entries.get(spec) or entries.get(canonical_name(spec))
     if entry:
         return entry
     path = Path(spec).expanduser()
     if path.suffix.lower() == ".gguf" or path.exists():
         if not path.exists():
+            if "/" in spec and not spec.startswith((".", "/", "~")):
+                raise ModelNotFoundError(
+                    f"There is no model file at {path}, and no installed model has that name; "
+                    f"`assistant models pull {spec}` downloads it from the Hugging Face Hub."
+                )
             raise ModelNotFoundError(f"There is no model file at {path}.")
         return InstalledModel(name=path.stem, path=str(path.resolve()), source="local")
+    from models import catalogue  # late: the catalogue is only needed for this hint
+
+    if catalogue.get(spec) is not None or "/" in spec:
+        raise ModelNotFoundError(
+            f"The model {spec!r} is not installed; `assistant models pull {spec}` downloads it."
+        )
     raise ModelNotFoundError(
         f"No installed model is named {spec!r}; `assistant models list` shows the installed ones."
     )

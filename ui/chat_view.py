@@ -167,7 +167,9 @@ class MessageWidget(QFrame):
         line = format_stats_line(self.stats) if self.stats else ""
         if self.stats.get("error"):
             note = f"error: {self.stats['error']}"
-        text = " · ".join(x for x in (line, note) if x and not (note == "stopped" and "stopped" in line))
+        if note and note.split(":")[0] in line:  # the stats line already says so
+            note = ""
+        text = " · ".join(x for x in (line, note) if x)
         self.stats_label.setText(text)
         self.stats_label.setToolTip(stats_tooltip(self.stats))
         visible = self.role == "assistant" and bool(text) and self._stats_mode != "never"

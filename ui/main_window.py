@@ -51,7 +51,7 @@ class MainWindow(QMainWindow):
         self._ram_timer.timeout.connect(self._update_status)
         self._ram_timer.start()
         for warning in getattr(history, "warnings", []) or []:
-            QTimer.singleShot(0, lambda w=warning: QMessageBox.warning(self, "History", w))
+            QTimer.singleShot(0, self, lambda w=warning: QMessageBox.warning(self, "History", w))
 
     # --- Building
     def _build(self) -> None:
@@ -215,7 +215,8 @@ class MainWindow(QMainWindow):
         self.show_page(0)
         if message_id and message_id in self.chat.widgets:
             widget = self.chat.widgets[message_id]
-            QTimer.singleShot(50, lambda: self.chat.ensureWidgetVisible(widget))
+            # With the widget as context, the timer dies with it if the view is rebuilt first.
+            QTimer.singleShot(50, widget, lambda: self.chat.ensureWidgetVisible(widget))
             self.chat._follow = False
         self._count_draft(self.input.edit.toPlainText())
 

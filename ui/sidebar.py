@@ -134,19 +134,27 @@ class Sidebar(QWidget):
             f.write(data)
         return path
 
+    def confirm_delete(self, title: str) -> bool:
+        return _confirm_box(self, title)
+
     def delete(self, conv_id: int, confirm: bool = True) -> bool:
         conv = self.history.get_conversation(conv_id)
-        if confirm:
-            answer = QMessageBox.question(
-                self, "Delete conversation",
-                f"Delete “{conv.display_title}” and all its messages? This cannot be undone.",
-                QMessageBox.Delete | QMessageBox.Cancel, QMessageBox.Cancel)
-            if answer != QMessageBox.Delete:
-                return False
+        if confirm and not self.confirm_delete(conv.display_title):
+            return False
         self.history.delete(conv_id)
         self.conversationDeleted.emit(conv_id)
         self.refresh()
         return True
+
+
+def _confirm_box(parent, title: str) -> bool:
+    box = QMessageBox(QMessageBox.Warning, "Delete conversation",
+                      f"Delete “{title}” and all its messages?\nThis cannot be undone.", parent=parent)
+    delete = box.addButton("Delete", QMessageBox.DestructiveRole)
+    box.addButton(QMessageBox.Cancel)
+    box.setDefaultButton(QMessageBox.Cancel)  # Enter does not delete by accident
+    box.exec()
+    return box.clickedButton() is delete
 
 
 def _strip_tags(text: str) -> str:

@@ -1,0 +1,378 @@
+"""`assistant models`: list, search, pull, import, rm and fit models."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+
+from assistant.errors import UserError
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "models", help="list, search, download, import, remove and size up models",
+        description="Installed models, the curated catalogue, and any GGUF model on the Hugging Face Hub.",
+    )
+    p.set_defaults(func=lambda args: _help(p))
+    sub = p.add_subparsers(dest="models_command", metavar="ACTION")
+
+    s = sub.add_parser("list", help="installed models and the catalogue, with fit and speed on this machine")
+    s.add_argument("--ctx", type=int, help="context length to size memory for (default: 4096, or the model's if less)")
+    s.add_argument("--installed", action="store_true", help="only the installed models")
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+    s.set_defaults(func=cmd_list)
+
+    s = sub.add_parser("search", help="GGUF models on the Hugging Face Hub, with their quant files and sizes")
+    s.add_argument("query", nargs="+")
+    s.add_argument("-n", "--limit", type=int, default=10, help="how many repos (default 10)")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_search)
+
+    s = sub.add_parser(
+        "pull", help="download a model (resumes an interrupted download)",
+        description="NAME: a catalogue name (llama3.2-1b, llama3.2-1b:Q8_0), owner/repo:QUANT, or "
+        "owner/repo/file.gguf. Files go to the Hugging Face cache (HF_HOME); gated repos use HF_TOKEN "
+        "or the token `hf auth login` stored.",
+    )
+    s.add_argument("name")
+    s.add_argument("--ctx", type=int, help="context length for the fit check (default 4096)")
+    s.add_argument("--force", action="store_true", help="download even if the model will not fit this machine")
+    s.set_defaults(func=cmd_pull)
+
+    s = sub.add_parser("import", help="register a .gguf file that is already on disk (it is not copied)")
+    s.add_argument("path")
+    s.add_argument("--name", help="the name to use it by (default: the file name without .gguf)")
+    s.set_defaults(func=cmd_import)
+
+    s = sub.add_parser("rm", help="remove a model; a downloaded one's file is deleted")
+    s.add_argument("name")
+    s.set_defaults(func=cmd_rm)
+
+    s = sub.add_parser("fit", help="memory and speed estimate for a model, with its parts (reads only its header)")
+    s.add_argument("name")
+    s.add_argument("--ctx", type=int, help="context length (default: 4096, or the model's if less)")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_fit)
+
+
+def _help(parser) -> int:
+    parser.print_help()
+    return 2
+
+
+# --- formatting --------------------------------------------------------------------------------
+
+
+def _size(n) -> str:
+    if not n:
+        return "?"
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}" if n < 10 * scale else f"{n / scale:.0f} {unit}"
+    return f"{n} B"
+
+
+def _gib(n) -> str:
+    return f"{n / (1 << 30):.2f} GiB"
+
+
+def _params(n) -> str:
+    if not n:
+        return "?"
+    return f"{n / 1e9:.1f}B" if n >= 0.95e9 else f"{n / 1e6:.0f}M"
+
+
+def _ctx(n) -> str:
+    if not n:
+        return "?"
+    return f"{n // 1024}k" if n >= 1024 and n % 1024 == 0 else str(n)
+
+
+def _tps(value, measured: bool) -> str:
+    if value is None:
+        return "?"
+    text = f"{value:.0f}" if value >= 10 else f"{value:.1f}"
+    return text if measured else "~" + text
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    return "\n".join(lines)
+
+
+def _machine_line(n_ctx) -> str:
+    from models import fit, speed
+
+    m = fit.this_machine()
+    gpus = ", ".join(f"{g.name} ({_gib(g.total)})" for g in m.gpus) or "no GPU"
+    bw = speed.memory_bandwidth()
+    return (
+        f"This machine: {_gib(m.total_ram)} RAM ({_gib(m.available_ram)} free), {gpus}, "
+        f"memory bandwidth {bw / 1e9:.0f} GB/s, {speed.default_threads()} threads; "
+        f"sized for a {n_ctx or fit.DEFAULT_CTX}-token context."
+    )
+
+
+# --- commands -------------------------------------------------------------------------------------
+
+
+def cmd_list(args) -> int:
+    from dataclasses import asdict
+
+    from models import library
+
+    rows = library.list_models(args.ctx, include_catalogue=not args.installed)
+    if args.json:
+        print(json.dumps([asdict(r) for r in rows], indent=2))
+        return 0
+    table = []
+    for r in rows:
+        name = r.name + (" *" if r.is_starter else "")
+        installed = {"starter": "built in", "hub": "yes", "local": "imported"}.get(r.source, "-") if r.installed else "-"
+        size = ("~" if r.size_approx else "") + _size(r.size_bytes)
+        if r.problem:
+            table.append([name, installed, "?", "?", r.quant or "?", "?", "unusable", "-"])
+            continue
+        table.append([
+            name, installed, size, _params(r.params), r.quant or "?", _ctx(r.context_length),
+            r.verdict or "?", _tps(r.tokens_per_s, r.speed_measured),
+        ])
+    print(_machine_line(args.ctx))
+    print()
+    print(_table(["NAME", "INSTALLED", "SIZE", "PARAMS", "QUANT", "CTX", "FIT", "TOK/S"], table))
+    print()
+    print("* the built-in starter model.  ~ estimated for this machine; a plain figure was measured here.")
+    for r in rows:
+        if r.problem:
+            print(f"{r.name}: {r.problem}")
+    if not args.installed:
+        print("Pull one with `assistant models pull NAME` (NAME:QUANT for another quant); "
+              "`assistant models fit NAME` shows the estimate's parts.")
+    return 0
+
+
+def cmd_search(args) -> int:
+    from dataclasses import asdict
+
+    from models import hub
+
+    query = " ".join(args.query)
+    hits = hub.search(query, limit=args.limit)
+    if args.json:
+        print(json.dumps([asdict(h) for h in hits], indent=2))
+        return 0
+    if not hits:
+        print(f"No GGUF repos on the Hub match {query!r}.")
+        return 0
+    for h in hits:
+        flags = " (gated: needs a token and accepted terms)" if h.gated else ""
+        downloads = f"{h.downloads:,} downloads" if h.downloads is not None else ""
+        print(f"{h.repo_id}  {downloads}{flags}")
+        if h.error:
+            print(f"    {h.error}")
+        by_quant: dict[str, list] = {}
+        for f in h.files:
+            by_quant.setdefault(f.quant or f.path, []).append(f)
+        parts = []
+        for quant, files in by_quant.items():
+            f = files[0]
+            split = f" in {f.shard[1]} parts" if f.shard else ""
+            parts.append(f"{quant} {_size(f.size)}{split}")
+        if parts:
+            print("    " + ", ".join(parts))
+    print()
+    print("Pull one with `assistant models pull owner/repo:QUANT`.")
+    return 0
+
+
+def cmd_pull(args) -> int:
+    from models import download, fit, hub, library, speed
+    from models.shape import from_catalogue
+
+    target = library.pull_target(args.name)
+    installed = _installed_and_present(target.name)
+    if installed:
+        print(f"{target.name} is already installed ({installed.path}).")
+        return 0
+    if hub.is_offline() and not (target.filename and download.cached_file(target.repo_id, target.filename)):
+        hub.ensure_online()  # say so before anything else: there is nothing to pull it from
+    plan = library.plan_pull(target)
+    shape = None
+    if target.entry is not None and target.entry.size_bytes:
+        shape = from_catalogue(target.entry)
+    else:
+        from models.remote_header import read_remote_header
+
+        try:
+            shape = read_remote_header(target.repo_id, plan.filename, target.revision).shape
+        except (hub.HubAuthError, hub.HubNotFoundError):
+            raise  # the download would fail the same way: say so now
+        except UserError as exc:
+            print(f"(no fit estimate: {exc})", file=sys.stderr)
+    size = plan.size or (shape.size_bytes if shape else None)
+    print(f"Pulling {plan.name}: {target.repo_id}/{plan.filename}, {_size(size)}")
+    if shape is not None:
+        verdict = fit.fit(shape, args.ctx)
+        figure = speed.estimate_speed(shape)
+        print(f"  {verdict.verdict}: {verdict.reason} About {_tps(figure.tokens_per_s, False)} tokens/s here.")
+        if verdict.verdict == fit.NO_FIT and not args.force:
+            raise UserError(f"{plan.name} will not fit this machine; pull it with --force to download it anyway.")
+
+    cancel = threading.Event()
+    outcome: dict = {}
+    bar = _ProgressBar(plan.filename)
+
+    def work():
+        try:
+            outcome["result"] = library.pull(args.name, on_progress=bar.update, cancel=cancel, plan=plan)
+        except BaseException as exc:  # handed to the main thread, which reports it
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=work, name="pull", daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(0.2)
+    except KeyboardInterrupt:
+        cancel.set()
+        worker.join()
+        bar.close()
+        error = outcome.get("error")
+        if isinstance(error, download.DownloadCancelled):
+            print(f"\n{error}", file=sys.stderr)
+            return 130
+        if "result" not in outcome:
+            raise error if error else UserError("The download was stopped.")
+    bar.close()
+    if "error" in outcome:
+        raise outcome["error"]
+    model, result = outcome["result"]
+    if result.from_cache:
+        print(f"Found {plan.filename} in the Hugging Face cache, checked against the Hub's SHA-256.")
+    else:
+        resumed = f", resumed from {_size(result.resumed_from)}" if result.resumed_from else ""
+        print(f"Downloaded {_size(result.size)}{resumed}; SHA-256 verified.")
+    print(f"Installed as {model.name}: assistant chat -m {model.name}")
+    return 0
+
+
+def _installed_and_present(name: str):
+    from pathlib import Path
+
+    from models import registry
+
+    m = registry.get(name)
+    return m if m is not None and m.source != "starter" and Path(m.path).exists() else None
+
+
+def _terminal_columns() -> int:
+    import os
+
+    try:
+        return os.get_terminal_size(sys.stderr.fileno()).columns
+    except (OSError, ValueError):
+        return 0
+
+
+class _ProgressBar:
+    """A tqdm bar on a terminal; a line every 10% otherwise (logs, pipes)."""
+
+    def __init__(self, label: str):
+        self.label = label
+        self.bar = None
+        self.tty = sys.stderr.isatty() and _terminal_columns() >= 40
+        self.last_tenth = -1
+        self.lock = threading.Lock()
+
+    def update(self, done: int, total: int, rate: float, eta: float | None) -> None:
+        with self.lock:
+            if self.tty:
+                if self.bar is None:
+                    from tqdm import tqdm
+
+                    self.bar = tqdm(total=total, initial=done, unit="B", unit_scale=True, unit_divisor=1000,
+                                    desc=self.label, file=sys.stderr, dynamic_ncols=True)
+                self.bar.update(done - self.bar.n)
+                return
+            tenth = int(10 * done / total) if total else 0
+            if tenth != self.last_tenth:
+                self.last_tenth = tenth
+                speed = f" at {_size(rate)}/s" if rate > 0 else ""
+                left = f", {eta:.0f} s left" if eta is not None and done < total else ""
+                print(f"  {done / total:4.0%} of {_size(total)}{speed}{left}", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        with self.lock:
+            if self.bar is not None:
+                self.bar.close()
+                self.bar = None
+
+
+def cmd_import(args) -> int:
+    from models import library
+
+    m = library.import_file(args.path, args.name)
+    print(f"Imported {m.path} as {m.name} (not copied): assistant chat -m {m.name}")
+    return 0
+
+
+def cmd_rm(args) -> int:
+    from models import library
+
+    entry, freed = library.remove(args.name)
+    if entry.source == "hub":
+        print(f"Removed {entry.name} and freed {_size(freed)}." if freed else
+              f"Removed {entry.name}; its file is still used by another installed name, so it was kept.")
+    else:
+        print(f"Removed {entry.name} from the list; the file {entry.path} was left where it is.")
+    return 0
+
+
+def cmd_fit(args) -> int:
+    from models import library
+
+    t0 = time.monotonic()
+    report = library.fit_report(args.name, args.ctx)
+    v, e, s = report.verdict, report.verdict.estimate, report.shape
+    if args.json:
+        print(json.dumps({
+            "name": report.name, "shape_from": report.shape_from, "verdict": v.verdict, "where": v.where,
+            "reason": v.reason, "n_ctx": e.n_ctx,
+            "memory": {"weights": e.weights, "kv_cache": e.kv_cache, "compute": e.compute,
+                       "overhead": e.overhead, "total": e.total},
+            "machine": {"total_ram": v.machine.total_ram, "available_ram": v.machine.available_ram,
+                        "gpus": [g.__dict__ for g in v.machine.gpus]},
+            "model": {"architecture": s.architecture, "quant": s.quant, "size_bytes": s.size_bytes,
+                      "params": s.n_params, "layers": s.n_layers, "heads": s.n_heads, "kv_heads": s.n_kv_heads,
+                      "context_length": s.context_length, "bytes_per_token": s.bytes_per_token},
+            "tokens_per_s": report.speed.tokens_per_s if report.speed else None,
+            "speed_measured": bool(report.speed and report.speed.measured),
+        }, indent=2))
+        return 0
+    print(f"{report.name}: {s.architecture}, {_params(s.n_params)} parameters, {s.quant}, {_size(s.size_bytes)}, "
+          f"{s.n_layers} layers, {s.n_heads} heads ({s.n_kv_heads} KV), trained for {_ctx(s.context_length)} tokens")
+    print(f"  (from the {report.shape_from}; {time.monotonic() - t0:.1f} s)")
+    print(f"Memory for a {e.n_ctx}-token context:")
+    print(f"  weights          {_gib(e.weights):>10}")
+    print(f"  KV cache         {_gib(e.kv_cache):>10}   (f16, every layer)")
+    print(f"  compute buffer   {_gib(e.compute):>10}")
+    print(f"  app and runtime  {_gib(e.overhead):>10}")
+    print(f"  total            {_gib(e.total):>10}")
+    print(f"Verdict: {v.verdict}. {v.reason}")
+    for name, verdict in v.gpu_verdicts:
+        print(f"  on {name}: {verdict}")
+    if report.speed:
+        sp = report.speed
+        if sp.measured:
+            print(f"Speed: {sp.tokens_per_s:.1f} tokens/s, measured on this machine.")
+        else:
+            c = sp.calibration
+            basis = f"fitted to {c.n_models} measured model(s)" if c.n_models else "default factors"
+            print(f"Speed: about {sp.tokens_per_s:.1f} tokens/s here (estimate: {_size(s.bytes_per_token)} read per "
+                  f"token at {c.bandwidth / 1e9:.0f} GB/s × {c.efficiency:.2f} efficiency, plus fixed per-token "
+                  f"costs × {c.overhead_scale:.2f}; {basis}).")
+    return 0

@@ -1,0 +1,215 @@
+"""The curated catalogue of models (catalogue.json): families of sizes, each a 4-bit GGUF on the Hub.
+
+A family groups the sizes of one model line, smallest first, so that "switch to
+the bigger one" is one step: `sizes_in_family(name)` and `neighbour(name, +1)`.
+A name may carry a quant (`llama3.2-1b:Q8_0`); the entry then points at that
+quant's file. Hub references (`owner/repo:QUANT`) of a catalogued repo map back
+to their entry, so a model pulled either way belongs to its family.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from functools import lru_cache
+from importlib import resources
+
+DEFAULT_QUANT = "Q4_K_M"
+
+
+@dataclass(frozen=True)
+class Arch:
+    """The shape a memory estimate needs, known before any download."""
+
+    architecture: str
+    n_layers: int
+    n_heads: int
+    n_kv_heads: int
+    head_dim: int
+    embedding_length: int
+    vocab_size: int
+    tied_embeddings: bool = True  # the output layer reuses token_embd, so each token reads it whole
+
+    @property
+    def kv_bytes_per_token(self) -> int:
+        # f16 K and V for every layer: the upper bound (sliding-window layers keep less).
+        return self.n_layers * self.n_kv_heads * self.head_dim * 2 * 2
+
+
+@dataclass(frozen=True)
+class CatalogueEntry:
+    name: str
+    label: str
+    family: str
+    family_label: str
+    repo: str | None  # None for the built-in starter
+    file: str
+    quant: str
+    quants: tuple[str, ...]
+    size_bytes: int
+    size_approx: bool
+    params: int
+    context_length: int
+    arch: Arch
+    chat_format: str | None = None
+    file_template: str | None = None
+    sha256: str | None = None
+    source: str = "hub"  # "hub" or "package" (the starter)
+    default_quant: str = DEFAULT_QUANT
+
+    @property
+    def is_starter(self) -> bool:
+        return self.source == "package"
+
+    @property
+    def base_name(self) -> str:
+        return self.name.split(":", 1)[0]
+
+    def file_for(self, quant: str) -> str | None:
+        """The file name of another quant in the same repo, or None if the repo does not list it."""
+        listed = next((q for q in self.quants if q.upper() == quant.upper()), None)
+        if listed is None:
+            return None
+        if listed.upper() == self.quant.upper():
+            return self.file
+        if not self.file_template:
+            return None
+        return self.file_template.format(quant=listed, quant_lower=listed.lower())
+
+    def with_quant(self, quant: str) -> CatalogueEntry | None:
+        """This entry for another quant of its repo (size unknown until the Hub is asked)."""
+        if quant.upper() == self.quant.upper():
+            return self
+        file = self.file_for(quant)
+        if file is None:
+            return None
+        canonical = next(q for q in self.quants if q.upper() == quant.upper()).upper()
+        return replace(
+            self,
+            name=f"{self.base_name}:{canonical}",
+            file=file,
+            quant=canonical,
+            size_bytes=0,
+            size_approx=True,
+            sha256=None,
+        )
+
+
+@dataclass(frozen=True)
+class Family:
+    id: str
+    label: str
+    licence: str
+    sizes: tuple[CatalogueEntry, ...]  # smallest first
+
+
+@lru_cache(maxsize=1)
+def _load() -> tuple[Family, ...]:
+    raw = json.loads(resources.files("models").joinpath("catalogue.json").read_text(encoding="utf-8"))
+    default_quant = raw.get("default_quant", DEFAULT_QUANT)
+    families = []
+    for fam in raw["families"]:
+        sizes = []
+        for e in fam["sizes"]:
+            sizes.append(
+                CatalogueEntry(
+                    name=e["name"],
+                    label=e["label"],
+                    family=fam["id"],
+                    family_label=fam["label"],
+                    repo=e.get("repo"),
+                    file=e["file"],
+                    quant=e["quant"],
+                    quants=tuple(e.get("quants", [e["quant"]])),
+                    size_bytes=int(e["size_bytes"]),
+                    size_approx=bool(e.get("size_approx", False)),
+                    params=int(e["params"]),
+                    context_length=int(e["context_length"]),
+                    arch=Arch(**e["arch"]),
+                    chat_format=e.get("chat_format"),
+                    file_template=e.get("file_template"),
+                    sha256=e.get("sha256"),
+                    source=e.get("source", "hub"),
+                    default_quant=default_quant,
+                )
+            )
+        sizes.sort(key=lambda s: s.params)
+        families.append(Family(fam["id"], fam["label"], fam.get("licence", ""), tuple(sizes)))
+    return tuple(families)
+
+
+def families() -> list[Family]:
+    return list(_load())
+
+
+def entries() -> list[CatalogueEntry]:
+    return [e for fam in _load() for e in fam.sizes]
+
+
+def _by_repo(repo: str, filename: str | None = None, quant: str | None = None) -> CatalogueEntry | None:
+    for e in entries():
+        if e.repo and e.repo.lower() == repo.lower():
+            if filename:
+                if filename == e.file:
+                    return e
+                for q in e.quants:
+                    if e.file_for(q) == filename:
+                        return e.with_quant(q)
+                return None
+            if quant:
+                return e.with_quant(quant)
+            return e
+    return None
+
+
+def get(name: str) -> CatalogueEntry | None:
+    """The catalogue entry a name means: `llama3.2-1b`, `llama3.2-1b:Q8_0`, or a Hub reference to a catalogued repo."""
+    if not name:
+        return None
+    base, _, quant = name.partition(":")
+    for e in entries():
+        if e.name == base:
+            return e.with_quant(quant) if quant else e
+    if "/" in name:
+        parts = name.removeprefix("hf.co/").removeprefix("huggingface.co/").split("/")
+        if len(parts) >= 3 and parts[-1].lower().endswith(".gguf"):
+            return _by_repo("/".join(parts[:2]), filename="/".join(parts[2:]))
+        if len(parts) == 2:
+            repo, _, q = "/".join(parts).partition(":")
+            return _by_repo(repo, quant=q or None)
+    return None
+
+
+def _entry_for_installed(name: str) -> CatalogueEntry | None:
+    """An installed model's entry, found through the repo and file it was pulled from."""
+    from models import registry  # late: the registry is the app's state, the catalogue is data
+
+    installed = registry.get(name)
+    if installed is None or not installed.repo:
+        return None
+    return _by_repo(installed.repo, filename=installed.filename)
+
+
+def family_of(name: str) -> Family | None:
+    """The family a catalogue name, Hub reference or installed model belongs to; None if none."""
+    entry = get(name) or _entry_for_installed(name)
+    if entry is None:
+        return None
+    return next(f for f in _load() if f.id == entry.family)
+
+
+def sizes_in_family(name: str) -> list[CatalogueEntry]:
+    """All sizes of `name`'s family, smallest first (default quant); empty if it has no family."""
+    fam = family_of(name)
+    return list(fam.sizes) if fam else []
+
+
+def neighbour(name: str, step: int) -> CatalogueEntry | None:
+    """The next bigger (step=+1) or smaller (step=-1) size in `name`'s family, or None at the end."""
+    entry = get(name) or _entry_for_installed(name)
+    sizes = sizes_in_family(name)
+    if entry is None or not sizes:
+        return None
+    names = [s.name for s in sizes]
+    i = names.index(entry.base_name) + step
+    return sizes[i] if 0 <= i < len(sizes) else None

@@ -1,0 +1,288 @@
+"""The user's model library: pull, import, remove, list, and size up models. Used by the CLI and the window.
+
+A name the user types means, in this order: an installed model (`starter`,
+`llama3.2-1b`, `owner/repo:Q4_K_M`, an imported name), a catalogue entry
+(`llama3.2-1b`, `llama3.2-1b:Q8_0`), or a Hub reference (`owner/repo:QUANT`,
+`owner/repo/file.gguf`). A pulled model is installed under the name it was
+pulled by, so `assistant chat -m owner/repo:Q4_K_M` uses it.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from assistant.errors import ModelFileError, ModelNotFoundError, UserError
+from models import catalogue, download, fit, hub, registry, speed
+from models.catalogue import CatalogueEntry
+from models.download import ProgressCallback
+from models.gguf_file import read_gguf_info
+from models.registry import InstalledModel
+from models.shape import ModelShape, from_catalogue, from_gguf
+
+
+@dataclass(frozen=True)
+class PullTarget:
+    name: str  # what it is installed as
+    repo_id: str
+    filename: str | None  # known (catalogue, or an exact file) or None: pick by quant from the repo's files
+    quant: str | None
+    revision: str
+    entry: CatalogueEntry | None
+
+
+def pull_target(name: str) -> PullTarget:
+    """What `pull NAME` would download; raises ModelNotFoundError for a name that is neither catalogue nor Hub."""
+    entry = catalogue.get(name)
+    if entry is not None and entry.is_starter:
+        raise UserError("The starter model is built in; it needs no download.")
+    if "/" not in name:  # a catalogue name, optionally with a quant
+        if entry is not None:
+            return PullTarget(entry.name, entry.repo, entry.file, entry.quant, "main", entry)
+        base, _, quant = name.partition(":")
+        known = catalogue.get(base)
+        if known is not None:
+            raise ModelNotFoundError(f"{base} has no {quant} quant; its repo offers: {', '.join(known.quants)}.")
+        raise ModelNotFoundError(
+            f"{name!r} is neither in the catalogue (`assistant models list`) nor a Hub name like "
+            "owner/repo:Q4_K_M or owner/repo/file.gguf."
+        )
+    ref = hub.parse_ref(name)
+    if ref is None:
+        raise ModelNotFoundError(f"{name!r} is not a Hub name like owner/repo:Q4_K_M or owner/repo/file.gguf.")
+    return PullTarget(ref.name, ref.repo_id, ref.filename, ref.quant, ref.revision, entry)
+
+
+@dataclass(frozen=True)
+class PullPlan:
+    """A pull, resolved against the Hub: the exact file, with what is known about it before downloading."""
+
+    target: PullTarget
+    filename: str
+    size: int | None
+    sha256: str | None
+
+    @property
+    def name(self) -> str:
+        """The installed name: as typed, with the quant actually chosen when none was given."""
+        t = self.target
+        if t.filename is None and t.quant is None:
+            return f"{t.repo_id}:{hub.quant_of_filename(self.filename) or hub.DEFAULT_QUANT}"
+        return t.name
+
+
+def plan_pull(target: PullTarget) -> PullPlan:
+    """Find the exact file: the catalogue's or the named one as is, a quant through the repo's file list."""
+    if target.filename:
+        return PullPlan(target, target.filename, target.entry.size_bytes if target.entry else None, None)
+    listing = hub.list_gguf_files(target.repo_id, target.revision)
+    chosen = hub.choose_file(listing, quant=target.quant)
+    return PullPlan(target, chosen.path, chosen.size, chosen.sha256)
+
+
+def pull(
+    name: str,
+    *,
+    on_progress: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
+    plan: PullPlan | None = None,
+) -> tuple[InstalledModel, download.DownloadResult]:
+    """Download (or find in the Hub cache) and install a model; returns the installed entry and the download."""
+    target = plan.target if plan else pull_target(name)
+    installed = registry.get(target.name) or registry.get(name)
+    if hub.is_offline() and installed and Path(installed.path).exists():
+        result = download.DownloadResult(
+            Path(installed.path), target.repo_id, installed.filename or "", target.revision,
+            installed.revision or "", installed.sha256, Path(installed.path).stat().st_size, 0, 0, True,
+        )
+        return installed, result
+    if plan is None:
+        if hub.is_offline() and target.filename:
+            plan = PullPlan(target, target.filename, None, None)  # the cache may have it
+        else:
+            plan = plan_pull(target)
+    try:
+        result = download.download(
+            target.repo_id, plan.filename, revision=target.revision, on_progress=on_progress, cancel=cancel
+        )
+    except hub.HubNotFoundError:
+        if target.entry is None or plan.sha256 is not None:
+            raise
+        # The catalogue's file name has drifted from the repo's: pick the quant from the live list.
+        listing = hub.list_gguf_files(target.repo_id, target.revision)
+        chosen = hub.choose_file(listing, quant=target.quant)
+        plan = PullPlan(target, chosen.path, chosen.size, chosen.sha256)
+        result = download.download(
+            target.repo_id, plan.filename, revision=target.revision, on_progress=on_progress, cancel=cancel
+        )
+    if plan.sha256 and result.sha256 and plan.sha256 != result.sha256:
+        # The file list and the file disagree: the repo changed between the two requests.
+        raise UserError(f"{plan.filename} changed on the Hub while it was being pulled; pull it again.")
+    info = read_gguf_info(result.path)  # the published file must also be a model llama.cpp can load
+    entry = InstalledModel(
+        name=plan.name,
+        path=str(result.path),
+        source="hub",
+        chat_format=target.entry.chat_format if target.entry else None,
+        repo=target.repo_id,
+        filename=plan.filename,
+        sha256=result.sha256,
+        revision=result.commit,
+        quant=hub.quant_of_filename(plan.filename) or info.quant,
+    )
+    return registry.register(entry), result
+
+
+def import_file(path, name: str | None = None) -> InstalledModel:
+    """Register a .gguf that is already on disk, in place (no copy)."""
+    p = Path(path).expanduser()
+    info = read_gguf_info(p)  # refuses a missing, broken or non-GGUF file with a clear reason
+    p = p.resolve()
+    name = name or p.stem
+    if name == registry.starter.STARTER_NAME or catalogue.get(name) is not None or hub.parse_ref(name):
+        raise UserError(f"{name!r} is the name of a catalogue or Hub model; choose another with --name.")
+    existing = registry.get(name)
+    if existing and Path(existing.path).resolve() != p:
+        raise UserError(f"A model named {name!r} is already installed from {existing.path}; choose another with --name.")
+    return registry.register(
+        InstalledModel(name=name, path=str(p), source="local", quant=info.quant)
+    )
+
+
+def remove(name: str) -> tuple[InstalledModel, int]:
+    """Uninstall a model; a downloaded one's file is deleted from the Hub cache. Returns (entry, bytes freed)."""
+    entry = registry.get(name) or registry.get(registry.canonical_name(name))
+    if entry is None:
+        raise ModelNotFoundError(f"No installed model is named {name!r}; `assistant models list` shows them.")
+    name = entry.name
+    if entry.source == "starter":
+        raise UserError("The starter model is built in and cannot be removed.")
+    freed = 0
+    if entry.source == "hub":
+        path = Path(entry.path)
+        shared = [
+            m for m in registry.list_installed()
+            if m.name != name and m.source == "hub" and Path(m.path) == path
+        ]
+        if not shared:
+            freed = download.delete_cached(path)
+    registry.unregister(name)
+    return entry, freed
+
+
+# --- sizing up -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelRow:
+    name: str
+    label: str
+    family: str | None
+    installed: bool
+    source: str  # "starter", "hub", "local" or "catalogue"
+    path: str | None
+    size_bytes: int | None
+    size_approx: bool
+    params: int | None
+    quant: str | None
+    context_length: int | None
+    verdict: str | None
+    fit_reason: str | None
+    tokens_per_s: float | None
+    speed_measured: bool
+    problem: str | None = None  # why an installed file cannot be used
+
+    @property
+    def is_starter(self) -> bool:
+        return self.source == "starter"
+
+
+def _installed_shape(m: InstalledModel) -> ModelShape:
+    if m.source == "starter":
+        path = registry.starter.starter_path()
+        if not path.exists():  # not assembled yet: listing must not write 253 MB
+            return from_catalogue(catalogue.get(registry.starter.STARTER_NAME))
+        return from_gguf(read_gguf_info(path))
+    return from_gguf(read_gguf_info(Path(m.path)))
+
+
+def list_models(n_ctx: int | None = None, include_catalogue: bool = True) -> list[ModelRow]:
+    """Installed models first (the starter on top), then catalogue entries not installed."""
+    machine = fit.this_machine()
+    calib = speed.calibration()
+    rows: list[ModelRow] = []
+    covered: set[str] = set()
+    for m in registry.list_installed():
+        entry = catalogue.get(m.name) if m.source != "local" else None
+        if entry is None and m.repo:
+            entry = catalogue.get(f"{m.repo}/{m.filename}")
+        if entry is not None:
+            covered.add(entry.name)
+        label = entry.label if entry else (m.repo or Path(m.path).name)
+        family = entry.family if entry else None
+        try:
+            shape = _installed_shape(m)
+        except (ModelFileError, UserError) as exc:
+            rows.append(ModelRow(m.name, label, family, True, m.source, m.path, None, False, None, m.quant, None,
+                                 None, None, None, False, str(exc)))
+            continue
+        verdict = fit.fit(shape, n_ctx, machine)
+        path = m.path if m.source != "starter" else str(registry.starter.starter_path())
+        fig = speed.speed_for(path, shape, calib=calib)
+        rows.append(ModelRow(
+            m.name, label, family, True, m.source, path, shape.size_bytes, False, shape.n_params, shape.quant,
+            shape.context_length, verdict.verdict, verdict.reason, fig.tokens_per_s if fig else None,
+            bool(fig and fig.measured),
+        ))
+    if include_catalogue:
+        for entry in catalogue.entries():
+            if entry.name in covered or entry.is_starter:
+                continue
+            shape = from_catalogue(entry)
+            verdict = fit.fit(shape, n_ctx, machine)
+            fig = speed.estimate_speed(shape, calib=calib)
+            rows.append(ModelRow(
+                entry.name, entry.label, entry.family, False, "catalogue", None, entry.size_bytes,
+                entry.size_approx, entry.params, entry.quant, entry.context_length, verdict.verdict,
+                verdict.reason, fig.tokens_per_s, False,
+            ))
+    return rows
+
+
+@dataclass(frozen=True)
+class FitReport:
+    name: str
+    shape: ModelShape
+    verdict: fit.FitVerdict
+    speed: speed.SpeedFigure | None
+    shape_from: str  # "installed file", "remote header (N bytes read)", "catalogue"
+
+
+def fit_report(name: str, n_ctx: int | None = None) -> FitReport:
+    """The memory estimate, verdict and speed for an installed, catalogue or Hub model (a range read if needed)."""
+    installed = registry.get(name)
+    if installed is not None:
+        shape = _installed_shape(installed)
+        path = installed.path if installed.source != "starter" else str(registry.starter.starter_path())
+        return FitReport(name, shape, fit.fit(shape, n_ctx), speed.speed_for(path, shape),
+                         "installed file")
+    p = Path(name).expanduser()
+    if p.suffix.lower() == ".gguf" and p.exists():
+        shape = from_gguf(read_gguf_info(p))
+        return FitReport(name, shape, fit.fit(shape, n_ctx), speed.speed_for(p, shape), "local file")
+    target = pull_target(name)
+    try:
+        from models.remote_header import read_remote_header
+
+        plan = plan_pull(target)
+        remote = read_remote_header(target.repo_id, plan.filename, target.revision)
+        shape = remote.shape
+        shape_from = f"remote header ({remote.bytes_read:,} bytes read in {remote.requests} requests)"
+    except UserError as exc:
+        if target.entry is None:
+            raise
+        shape = from_catalogue(target.entry)
+        why = "the Hub cannot be reached" if isinstance(exc, hub.HubUnreachableError) else str(exc).rstrip(".")
+        shape_from = f"catalogue, as the file's header could not be read: {why}"
+    return FitReport(name, shape, fit.fit(shape, n_ctx), speed.speed_for(None, shape), shape_from)

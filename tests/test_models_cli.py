@@ -1,0 +1,106 @@
+"""`assistant models ...` end to end against a local Hub."""
+
+import json
+
+import pytest
+
+from assistant.cli.main import main
+from models import registry
+from tests.support.hub_server import hub, hub_env, medium_model_path  # noqa: F401 - fixtures
+
+
+@pytest.fixture
+def hub_repos(hub, medium_model_path, tiny_model_path):  # noqa: F811
+    hub.add_repo("acme/medium-GGUF", {"medium-Q4_K_M.gguf": medium_model_path, "medium-Q8_0.gguf": tiny_model_path},
+                 downloads=10)
+    hub.add_repo("meta/gated-GGUF", {"g-Q4_K_M.gguf": tiny_model_path}, gated=True)
+    return hub
+
+
+def run(capsys, *argv):
+    code = main(["models", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_list_shows_installed_models_and_the_catalogue(capsys):
+    code, out, err = run(capsys, "list")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].startswith("This machine:") and "memory bandwidth" in lines[0]
+    header = next(line for line in lines if line.startswith("NAME"))
+    assert header.split() == ["NAME", "INSTALLED", "SIZE", "PARAMS", "QUANT", "CTX", "FIT", "TOK/S"]
+    starter = next(line for line in lines if line.startswith("starter *"))
+    assert "built in" in starter and "253 MB" in starter and "Q4_K_M" in starter and "32k" in starter
+    eight_b = next(line for line in lines if line.startswith("llama3.1-8b "))
+    assert "4.9 GB" in eight_b and "8.0B" in eight_b and "128k" in eight_b and "~" in eight_b
+    assert any(v in eight_b for v in ("fits", "tight", "does not fit"))
+
+    code, out, _ = run(capsys, "list", "--json", "--ctx", "2048")
+    rows = json.loads(out)
+    assert rows[0]["name"] == "starter" and rows[0]["installed"] and rows[0]["source"] == "starter"
+    assert {r["name"] for r in rows} >= {"llama3.2-1b", "qwen2.5-14b", "gemma2-9b", "mistral-7b", "phi3.5-mini"}
+    assert all(r["verdict"] in ("fits", "tight", "does not fit") and r["tokens_per_s"] > 0 for r in rows)
+
+
+def test_search_pull_use_and_remove(capsys, hub_repos):
+    code, out, err = run(capsys, "search", "medium")
+    assert code == 0, err
+    assert "acme/medium-GGUF" in out and "Q4_K_M 14 MB" in out and "Q8_0" in out
+
+    code, out, err = run(capsys, "pull", "acme/medium-GGUF:Q4_K_M")
+    assert code == 0, err
+    assert "Pulling acme/medium-GGUF:Q4_K_M" in out and "SHA-256 verified" in out
+    assert "Installed as acme/medium-GGUF:Q4_K_M" in out
+    assert "100% of 14 MB" in err  # progress, one line per 10% when not on a terminal
+    assert registry.resolve("acme/medium-GGUF:Q4_K_M").source == "hub"
+
+    code, out, _ = run(capsys, "pull", "acme/medium-GGUF:Q4_K_M")
+    assert code == 0 and "already installed" in out
+
+    code, out, _ = run(capsys, "list", "--installed")
+    assert any(line.startswith("acme/medium-GGUF:Q4_K_M ") and " yes " in line for line in out.splitlines())
+
+    code, out, _ = run(capsys, "fit", "acme/medium-GGUF:Q4_K_M", "--ctx", "1024")
+    assert code == 0 and "from the installed file" in out and "KV cache" in out and "Verdict: fits" in out
+
+    code, out, _ = run(capsys, "rm", "acme/medium-GGUF:Q4_K_M")
+    assert code == 0 and "freed 14 MB" in out
+    assert registry.get("acme/medium-GGUF:Q4_K_M") is None
+
+
+def test_fit_before_download_reads_the_remote_header(capsys, hub_repos):
+    code, out, err = run(capsys, "fit", "acme/medium-GGUF:Q4_K_M", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["shape_from"].startswith("remote header") and report["verdict"] == "fits"
+    parts = report["memory"]
+    assert parts["total"] == parts["weights"] + parts["kv_cache"] + parts["compute"] + parts["overhead"]
+    assert report["model"]["layers"] > 0 and report["tokens_per_s"] > 0 and not report["speed_measured"]
+    assert hub_repos.body_bytes_served() < 3_000_000  # a header, not the 14 MB file
+
+
+def test_import_and_rm_of_a_local_file_keeps_the_file(capsys, tiny_model_path):
+    code, out, _ = run(capsys, "import", str(tiny_model_path), "--name", "mine")
+    assert code == 0 and "as mine (not copied)" in out
+    assert registry.resolve("mine").path == str(tiny_model_path.resolve())
+    code, out, _ = run(capsys, "rm", "mine")
+    assert code == 0 and "left where it is" in out and tiny_model_path.exists()
+
+
+def test_errors_are_one_line(capsys, hub_repos, tmp_path, monkeypatch):
+    for argv, text in [
+        (["pull", "meta/gated-GGUF:Q4_K_M"], "gated model"),
+        (["pull", "no-such-model"], "neither in the catalogue"),
+        (["pull", "llama3.2-1b:Q9_X"], "has no Q9_X quant"),
+        (["pull", "acme/medium-GGUF:Q2_K"], "has no Q2_K file"),
+        (["rm", "starter"], "built in"),
+        (["rm", "nothing"], "No installed model"),
+        (["import", str(tmp_path / "missing.gguf")], "does not exist"),
+    ]:
+        code, out, err = run(capsys, *argv)
+        assert code == 1, argv
+        assert err.startswith("error: ") and text in err and err.count("\n") == 1, err
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    code, out, err = run(capsys, "pull", "qwen2.5-0.5b")
+    assert code == 1 and "Offline mode is on" in err and out == ""
