@@ -255,3 +255,15 @@ def test_amx_guard_turns_off_extra_buffer_types(monkeypatch, starter_model_path)
     assert engine.active.llama.buffers.weights <= normal
     engine.chat(SKY, GenerationSettings(max_tokens=4, seed=0)).text()
     engine.unload()
+
+
+def test_every_sampling_setting_reaches_llama_cpp(tiny_engine):
+    """Each sampler in the chain is built for real (a wrong C signature fails here, not in a user's chat)."""
+    settings = GenerationSettings(max_tokens=4, seed=9, temperature=0.7, top_k=20, top_p=0.9, min_p=0.1,
+                                  repeat_penalty=1.3, repeat_last_n=32)
+    first = tiny_engine.chat([{"role": "user", "content": "hi"}], settings)
+    second = tiny_engine.chat([{"role": "user", "content": "hi"}], settings)
+    assert first.text() == second.text()  # the same seed gives the same reply
+    greedy = tiny_engine.chat([{"role": "user", "content": "hi"}], GenerationSettings(max_tokens=4, temperature=0))
+    greedy.text()
+    assert greedy.stats.completion_tokens == 4 and first.stats.sampling["repeat_penalty"] == 1.3

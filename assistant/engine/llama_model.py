@@ -151,7 +151,7 @@ class Sampler:
         self.ptr = C.llama_sampler_chain_init(C.llama_sampler_chain_default_params())
         add = lambda s: C.llama_sampler_chain_add(self.ptr, s)  # noqa: E731
         if settings.repeat_penalty != 1.0:
-            add(C.llama_sampler_init_penalties(settings.repeat_last_n, settings.repeat_penalty, 0.0, 0.0))
+            add(C.llama_sampler_init_penalties(model.n_vocab, settings.repeat_last_n, settings.repeat_penalty, 0.0, 0.0))
         if settings.temperature <= 0:
             add(C.llama_sampler_init_greedy())
         else:
