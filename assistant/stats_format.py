@@ -12,6 +12,8 @@ import math
 from typing import Any
 
 SEP = " · "
+STOP_WORDS = {"length": "max tokens reached", "stopped": "stopped", "context_full": "context full",
+              "error": "error"}
 
 
 def _num(value: Any) -> float | None:
@@ -69,5 +71,5 @@ def format_stats_line(stats: dict[str, Any] | None) -> str:
         parts.append(name)
     stop = stats.get("stop_reason")
     if stop and stop not in ("stop", "eos"):  # say why only when it was not the natural end
-        parts.append(f"stopped: {stop}")
+        parts.append(STOP_WORDS.get(stop, f"stopped: {stop}"))
     return SEP.join(parts)

@@ -132,4 +132,8 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    sys.stdout.flush()
+    # This script pumps events by hand; leaving PySide's teardown to interpreter shutdown
+    # can crash there (the app itself, on app.exec(), shuts down cleanly and is tested to).
+    os._exit(code)

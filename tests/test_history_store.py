@@ -206,5 +206,5 @@ def test_threads_share_one_store(store):
 def test_stats_line_format():
     assert format_stats_line(STATS) == (
         "41.2 tok/s · 312 tokens · 0.21 s to first token · 1.2 GB RAM · gemma-3-270m Q4_K_M")
-    assert format_stats_line({"gen_tps": float("nan"), "stop_reason": "length", "model": "x"}) == "x · stopped: length"
+    assert format_stats_line({"gen_tps": float("nan"), "stop_reason": "length", "model": "x"}) == "x · max tokens reached"
     assert format_stats_line(None) == "" and format_stats_line({}) == ""

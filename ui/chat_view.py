@@ -76,6 +76,8 @@ class MessageWidget(QFrame):
         self._render_timer.timeout.connect(self._render)
         self.setObjectName("userMessage" if self.role == "user" else "replyMessage")
         self.setFrameShape(QFrame.NoFrame)
+        # The user's turns sit on a soft panel, so the thread reads at a glance.
+        self.setStyleSheet("#userMessage { background: palette(alternate-base); border-radius: 8px; }")
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(12, 8, 12, 8)
@@ -262,6 +264,9 @@ class ChatView(QScrollArea):
 
     def clear(self) -> None:
         for w in self.widgets.values():
+            # Out of the layout now; deleteLater alone waits for the event loop to come round.
+            self._layout.removeWidget(w)
+            w.hide()
             w.deleteLater()
         self.widgets.clear()
         self.empty_label.show()

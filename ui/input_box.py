@@ -27,7 +27,7 @@ class InputBox(QWidget):
         self.edit = MessageEdit()
         self.edit.setPlaceholderText("Message (Enter to send, Shift+Enter for a new line)")
         self.edit.setAccessibleName("Message")
-        self.edit.setMaximumHeight(120)
+        self.edit.setMaximumHeight(84)
         self.edit.submitted.connect(self._submit)
         row.addWidget(self.edit, 1)
         self.button = QPushButton("Send")

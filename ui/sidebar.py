@@ -34,6 +34,7 @@ class Sidebar(QWidget):
         self.list = QListWidget()
         self.list.setAccessibleName("Conversations")
         self.list.setWordWrap(True)
+        self.list.setStyleSheet("QListWidget::item { padding: 5px 4px; }")
         self.list.setContextMenuPolicy(Qt.CustomContextMenu)
         self.list.customContextMenuRequested.connect(self._menu)
         self.list.itemActivated.connect(self._activated)
