@@ -46,8 +46,8 @@ def format_bytes(n) -> str:
         return "–"
     for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
         if abs(n) >= size:
-            return f"{n / size:.2f} {unit}" if abs(n) < 10 * size else f"{n / size:.1f} {unit}" if abs(
-                n) < 100 * size else f"{n / size:.0f} {unit}"
+            v = n / size
+            return f"{v:.{2 if abs(v) < 10 else 1 if abs(v) < 100 else 0}f} {unit}"  # three figures
     return f"{n:.0f} B"
 
 
@@ -96,11 +96,13 @@ class Chart:
     def _clear(self) -> None:
         self.plot.clear()
         self._note = None
+        self.plot.showGrid(x=True, y=True, alpha=0.25)
         for side in ("left", "bottom"):
             self.plot.getAxis(side).setStyle(showValues=True)
 
     def _show_empty(self, text: str) -> None:
         """No data: a sentence in the middle instead of a bare grid of meaningless ticks."""
+        self.plot.showGrid(x=False, y=False)
         for side in ("left", "bottom"):
             self.plot.getAxis(side).setStyle(showValues=False)
         self.plot.setRange(xRange=(0, 1), yRange=(0, 1), padding=0)
@@ -200,7 +202,7 @@ class SizeChart(Chart):
             self.points[model] = item
             x = math.log10(size / GB)
             right_half = x > (lx0 + lx1) / 2
-            # Below the point, towards the middle: the space above the line is where the label sits.
+            # Below the point (the limit line runs above it), on the side towards the middle so no edge cuts it.
             label = pg.TextItem(f"{model}  {format_rate(tps)} t/s", color=color,
                                 anchor=(1, -0.2) if right_half else (0, -0.2))
             label.setFont(_font(8))
@@ -215,14 +217,16 @@ class LogAxis(pg.AxisItem):
 
     def logTickValues(self, minVal, maxVal, size, stdTicks):
         decades = range(math.floor(minVal), math.ceil(maxVal) + 1)
+
         def within(mults):
             return [math.log10(m) + d for d in decades for m in mults if minVal <= math.log10(m) + d <= maxVal]
 
-        major = within((1, 2, 5))
+        wide = maxVal - minVal > 3  # past three decades, 1-2-5 labels would crowd: decades only
+        major = within((1,) if wide else (1, 2, 5))
         if len(major) < 3:
             major = within((1, 1.5, 2, 3, 4, 5, 6, 7, 8, 9))
-        minor = [v for v in within(range(1, 10)) if all(abs(v - m) > 1e-9 for m in major)]
-        return [(None, major), (None, minor if maxVal - minVal <= 3 else [])]
+        minor = [v for v in within((2, 5) if wide else range(1, 10)) if all(abs(v - m) > 1e-9 for m in major)]
+        return [(None, major), (None, minor)]
 
     def logTickStrings(self, values, scale, spacing):
         labelled = {round(v, 9) for v in self.logTickValues(*self.range_log(), 0, [])[0][1]}

@@ -2,6 +2,7 @@
 
     view = StatsView(history_store, worker)            # worker: the EngineWorker, or None
     view.benchmarkRequested.connect(worker.benchmark)  # the main window does this: a queued call
+    view.load_settings = settings                      # optional: what the benchmark loads models with
     view.refresh()                                     # redraws everything from the history
 
 Everything drawn comes from the history: reply speeds from its `stats` table,
@@ -11,40 +12,47 @@ finishes). There is no second store; `refresh()` reads both again.
 
 from __future__ import annotations
 
+import os
 import statistics
 from collections import defaultdict
 from collections.abc import Callable
+from datetime import datetime
 
 from PySide6.QtCore import QEvent, QItemSelectionModel, Qt, Signal, Slot
+from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QApplication,
     QComboBox,
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
     QHeaderView,
     QLabel,
-    QListWidget,
-    QListWidgetItem,
     QProgressBar,
     QPushButton,
     QSplitter,
+    QStyle,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
     QTableWidget,
     QTableWidgetItem,
+    QTreeWidget,
+    QTreeWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
-from ui.charts import SizeChart, TimeChart, epoch, format_bytes, format_rate, model_colors
+from ui.charts import SizeChart, TimeChart, epoch, format_bytes, format_rate, is_dark, model_colors
 
 ALL_MODELS = "All models"
 STEPS_PER_MODEL = 3  # "Loading X…", "X: pp…", "X: tg…": what EngineWorker.benchmark reports per model
 BENCH_COLUMNS = (  # header, benchmarks() key, how to show it
-    ("Model", "model", str), ("Quant", "quant", str), ("Size", "size_bytes", format_bytes),
+    ("Model", "model", str), ("Quant", "quant", str),  # Weights is the file's size in memory
     ("pp t/s", "pp_tps", format_rate), ("tg t/s", "tg_tps", format_rate),
     ("Weights", "weights_bytes", format_bytes), ("KV cache", "kv_bytes", format_bytes),
     ("Compute", "compute_bytes", format_bytes), ("RSS", "rss_bytes", format_bytes),
-    ("Threads", "threads", str), ("Backend", "backend", str), ("When", "created_at", lambda t: _local_time(t)),
+    ("Ran on", "threads", None), ("When", "created_at", lambda t: _local_time(t)),  # a lambda: defined below
 )
 
 
@@ -64,6 +72,26 @@ class _Cell(QTableWidgetItem):
             return a < b
         except TypeError:
             return str(a) < str(b)
+
+
+class _CheckDelegate(QStyledItemDelegate):
+    """Outlines check boxes on dark palettes, where Fusion draws an unchecked box invisible (dark on dark)."""
+
+    def paint(self, painter, option, index) -> None:
+        super().paint(painter, option, index)
+        if index.data(Qt.ItemDataRole.CheckStateRole) is None or not is_dark(option.palette):
+            return
+        opt = QStyleOptionViewItem(option)
+        self.initStyleOption(opt, index)
+        style = opt.widget.style() if opt.widget is not None else QApplication.style()
+        rect = style.subElementRect(QStyle.SubElement.SE_ItemViewItemCheckIndicator, opt, opt.widget)
+        color = QColor(option.palette.color(QPalette.ColorRole.Text))
+        color.setAlphaF(0.6)
+        painter.save()
+        painter.setPen(color)
+        painter.setBrush(Qt.BrushStyle.NoBrush)
+        painter.drawRect(rect.adjusted(1, 1, -2, -2))
+        painter.restore()
 
 
 class StatsView(QWidget):
@@ -95,7 +123,7 @@ class StatsView(QWidget):
         self.model_filter = QComboBox()
         self.model_filter.setAccessibleName("Model shown in the charts over time")
         self.model_filter.setToolTip("Show one model's replies over time, or all of them")
-        self.model_filter.setMinimumContentsLength(18)
+        self.model_filter.setMinimumContentsLength(26)
         self.model_filter.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         filter_label = QLabel("&Model:")
         filter_label.setBuddy(self.model_filter)
@@ -134,6 +162,7 @@ class StatsView(QWidget):
         splitter.addWidget(self._build_benchmarks())
         splitter.setStretchFactor(0, 3)
         splitter.setStretchFactor(1, 2)
+        splitter.setSizes([650, 350])  # proportions: the charts get about two thirds
         layout = QVBoxLayout(self)
         layout.addLayout(top)
         layout.addWidget(splitter, 1)
@@ -141,13 +170,21 @@ class StatsView(QWidget):
 
     def _build_benchmarks(self) -> QWidget:
         box = QGroupBox("Benchmarks")
-        self.model_list = QListWidget()
+        self.model_list = QTreeWidget()
         self.model_list.setAccessibleName("Models to benchmark")
         self.model_list.setAccessibleDescription("Check the models to benchmark; Space checks the current one")
+        self.model_list.setHeaderLabels(["Installed model", "Size"])
+        self.model_list.setRootIsDecorated(False)
+        self.model_list.header().setAccessibleName("Installed model columns")
+        self.model_list.setUniformRowHeights(True)
         self.model_list.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.model_list.itemChanged.connect(self._update_button)
-        self.model_list.setMaximumWidth(280)
         self.model_list.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.model_list.header().setStretchLastSection(False)
+        self.model_list.header().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        self.model_list.header().setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
+        self.model_list.itemChanged.connect(self._update_button)
+        self.model_list.setItemDelegate(_CheckDelegate(self.model_list))
+        self.model_list.setMaximumWidth(250)
         self.bench_button = QPushButton("&Benchmark")
         self.bench_button.setAccessibleName("Benchmark")
         self.bench_button.setAccessibleDescription("Run the benchmark on the checked models, one after another")
@@ -175,6 +212,7 @@ class StatsView(QWidget):
         self.table.setAccessibleDescription("One row per benchmark: prompt processing and generation speed, memory")
         self.table.setHorizontalHeaderLabels([c[0] for c in BENCH_COLUMNS])
         self.table.verticalHeader().hide()
+        self.table.horizontalHeader().setAccessibleName("Benchmark columns; click one to sort by it")
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setAlternatingRowColors(True)
@@ -212,8 +250,8 @@ class StatsView(QWidget):
             worker.benchmarkFinished.connect(self.on_benchmark_finished)
 
     def checked_models(self) -> list[str]:
-        items = (self.model_list.item(i) for i in range(self.model_list.count()))
-        return [it.data(Qt.ItemDataRole.UserRole) for it in items if it.checkState() == Qt.CheckState.Checked]
+        items = (self.model_list.topLevelItem(i) for i in range(self.model_list.topLevelItemCount()))
+        return [it.data(0, Qt.ItemDataRole.UserRole) for it in items if it.checkState(0) == Qt.CheckState.Checked]
 
     @Slot()
     def start_benchmark(self) -> None:
@@ -345,7 +383,11 @@ class StatsView(QWidget):
         for i, row in enumerate(rows):
             for j, (_, key, show) in enumerate(BENCH_COLUMNS):
                 value = row.get(key)
-                cell = _Cell("–" if value is None else show(value), value)
+                if show is None:  # "Ran on": the backend and thread count together
+                    text = ", ".join(x for x in (row.get("backend"), value and _count(value, "thread")) if x)
+                    cell = _Cell(text or "–", (row.get("backend") or "", value or 0))
+                else:
+                    cell = _Cell("–" if value is None else show(value), value)
                 if isinstance(value, (int, float)):
                     cell.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                 if key == "model":
@@ -356,7 +398,7 @@ class StatsView(QWidget):
         self.table.setSortingEnabled(True)
         self.table_empty.setVisible(not rows)
         # Long model names are elided (the full name and file are in the tooltip), so the figures fit.
-        self.table.setColumnWidth(0, min(max(self.table.sizeHintForColumn(0), 120), 200))
+        self.table.setColumnWidth(0, min(max(self.table.sizeHintForColumn(0), 120), 170))
 
     def _fill_models(self) -> None:
         """The installed models, keeping what was checked."""
@@ -375,16 +417,20 @@ class StatsView(QWidget):
         for entry in entries:
             size = _file_size(entry.path)
             note = format_bytes(size) if size is not None else (
-                "assembled on first use" if entry.source == "starter" else "file missing")
-            item = QListWidgetItem(f"{entry.name}  ({note})")
-            item.setData(Qt.ItemDataRole.UserRole, entry.name)
-            item.setToolTip(entry.path)
+                "on first use" if entry.source == "starter" else "missing")
+            item = QTreeWidgetItem([entry.name, note])
+            item.setData(0, Qt.ItemDataRole.UserRole, entry.name)
+            item.setToolTip(0, f"{entry.name}\n{entry.path}")
+            item.setToolTip(1, "The starter is assembled the first time it is used" if note == "on first use"
+                            else "The model file is not there" if note == "missing" else entry.path)
+            item.setTextAlignment(1, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
             item.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.ItemIsUserCheckable)
-            item.setCheckState(Qt.CheckState.Checked if entry.name in checked else Qt.CheckState.Unchecked)
-            self.model_list.addItem(item)
-        if self.model_list.count() and self.model_list.currentRow() < 0:
+            item.setCheckState(0, Qt.CheckState.Checked if entry.name in checked else Qt.CheckState.Unchecked)
+            self.model_list.addTopLevelItem(item)
+        if self.model_list.topLevelItemCount() and self.model_list.currentItem() is None:
             # Current (where the keyboard starts), not selected: only a check means "benchmark this".
-            self.model_list.setCurrentRow(0, QItemSelectionModel.SelectionFlag.NoUpdate)
+            self.model_list.setCurrentItem(self.model_list.topLevelItem(0), 0,
+                                           QItemSelectionModel.SelectionFlag.NoUpdate)
         self.model_list.blockSignals(False)
         self._update_button()
 
@@ -407,8 +453,6 @@ class StatsView(QWidget):
 
 
 def _local_time(iso: str) -> str:
-    from datetime import datetime
-
     try:
         return datetime.fromisoformat(iso).astimezone().strftime("%Y-%m-%d %H:%M")
     except (TypeError, ValueError):
@@ -416,8 +460,6 @@ def _local_time(iso: str) -> str:
 
 
 def _file_size(path) -> int | None:
-    import os
-
     try:
         return os.path.getsize(path)
     except (OSError, TypeError, ValueError):

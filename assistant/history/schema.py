@@ -115,6 +115,43 @@ def m004_stream_recovery(db: Database) -> None:
     db.execute("CREATE INDEX messages_streaming ON messages(status) WHERE status = 'streaming'")
 
 
+@MIGRATIONS()
+def m005_benchmarks(db: Database) -> None:
+    # The statistics view's benchmark table: one row per model benchmarked (pp/tg
+    # like llama-bench, and its memory), the full result as JSON beside the columns.
+    db.execute("""
+        CREATE TABLE benchmarks (
+            id INTEGER PRIMARY KEY,
+            created_at TEXT NOT NULL,
+            model TEXT,
+            model_file TEXT,
+            quant TEXT,
+            n_params INTEGER,
+            size_bytes INTEGER,
+            threads INTEGER,
+            backend TEXT,
+            pp_tokens INTEGER,
+            pp_tps REAL,
+            tg_tokens INTEGER,
+            tg_tps REAL,
+            weights_bytes INTEGER,
+            kv_bytes INTEGER,
+            compute_bytes INTEGER,
+            rss_bytes INTEGER,
+            record TEXT NOT NULL       -- JSON, the benchmark's result as it was
+        )""")
+    db.execute("CREATE INDEX benchmarks_by_time ON benchmarks(created_at, id)")
+    # The model file's size, for the speed-against-size chart, as a column beside
+    # the others it plots; filled in from the records already there. CASE, not AND:
+    # SQLite does not promise to short-circuit, and a record that is not valid JSON
+    # must be skipped, never fail the upgrade.
+    db.execute("ALTER TABLE stats ADD COLUMN size_bytes INTEGER")
+    db.execute("""
+        UPDATE stats SET size_bytes = CAST(json_extract(record, '$.model.size_bytes') AS INTEGER)
+        WHERE CASE WHEN json_valid(record) THEN json_type(record, '$.model.size_bytes') END
+              IN ('integer', 'real')""")
+
+
 def pending(db: Database, migrations: Migrations = MIGRATIONS) -> list[str]:
     return [m.name for m in migrations.pending(db)]
 

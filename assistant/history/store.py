@@ -430,13 +430,34 @@ class HistoryStore:
     def speed_history(self, model: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
         """Per-reply speed figures, oldest first, for the statistics view's charts."""
         sql = ("SELECT created_at, model, quant, gen_tps, prompt_tps, ttft_ms, prompt_tokens, completion_tokens, "
-               "stop_reason, message_id FROM stats" + (" WHERE model = ?" if model else "")
+               "stop_reason, message_id, size_bytes FROM stats" + (" WHERE model = ?" if model else "")
                + " ORDER BY created_at" + (" LIMIT ?" if limit else ""))
         params = ([model] if model else []) + ([limit] if limit else [])
         with self._read() as conn:
             cur = conn.execute(sql, params)
             names = [d[0] for d in cur.description]
             return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+    def save_benchmark(self, result: dict[str, Any]) -> int:
+        """Save one model's benchmark (what `run_benchmark` returns, plus `memory`); returns its id."""
+        if not isinstance(result, dict):
+            raise TypeError(f"a benchmark result is a dict, not {type(result).__name__}")
+        with self._write() as conn:
+            return conn.execute(
+                f"INSERT INTO benchmarks ({', '.join(_BENCH_COLUMNS)}, record) "
+                f"VALUES ({', '.join('?' * (len(_BENCH_COLUMNS) + 1))})",
+                (*_benchmark_columns(result, now()), _json(result))).lastrowid
+
+    def benchmarks(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """Saved benchmarks, newest first: the columns, with `record` the full result."""
+        sql = f"SELECT id, {', '.join(_BENCH_COLUMNS)}, record FROM benchmarks ORDER BY created_at DESC, id DESC"
+        with self._read() as conn:
+            cur = conn.execute(sql + (" LIMIT ?" if limit else ""), [limit] if limit else [])
+            names = [d[0] for d in cur.description]
+            rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+        for row in rows:
+            row["record"] = json.loads(row["record"])
+        return rows
 
     def export_markdown(self, ids: list[int] | None = None) -> str:
         from assistant.history.export import to_markdown
@@ -479,11 +500,40 @@ def _insert_stats(conn: sqlite3.Connection, message_id: int, stats: dict[str, An
     get = stats.get if isinstance(stats, dict) else (lambda k: None)
     conn.execute(
         "INSERT OR REPLACE INTO stats (message_id, model, model_file, quant, gen_tps, prompt_tps, ttft_ms, "
-        "prompt_tokens, completion_tokens, stop_reason, created_at, record) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "prompt_tokens, completion_tokens, stop_reason, created_at, record, size_bytes) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (message_id, _str(info.get("name")), _str(info.get("file")), _str(info.get("quant")),
          _finite(get("gen_tps")), _finite(get("prompt_tps")), _finite(get("ttft_ms")),
-         _int(get("prompt_tokens")), _int(get("completion_tokens")), _str(get("stop_reason")), ts, _json(stats)))
+         _int(get("prompt_tokens")), _int(get("completion_tokens")), _str(get("stop_reason")), ts, _json(stats),
+         _int64(info.get("size_bytes"))))
+
+
+_BENCH_COLUMNS = ("created_at", "model", "model_file", "quant", "n_params", "size_bytes", "threads", "backend",
+                  "pp_tokens", "pp_tps", "tg_tokens", "tg_tps", "weights_bytes", "kv_bytes", "compute_bytes",
+                  "rss_bytes")
+
+
+def _benchmark_columns(result: dict[str, Any], ts: str) -> tuple:
+    """The queryable columns of a benchmark result; anything missing or odd is NULL."""
+    def part(key: str) -> dict:
+        v = result.get(key)
+        return v if isinstance(v, dict) else {}
+
+    pp, tg, mem = part("pp"), part("tg"), part("memory")
+    model = result.get("model")
+    info = model if isinstance(model, dict) else {"name": model}  # a stats-style ModelRef, or a name
+    path = result.get("file") or info.get("file")
+    size = result.get("size_bytes", info.get("size_bytes"))
+    if size is None and isinstance(path, str):
+        try:
+            size = os.path.getsize(path)
+        except (OSError, ValueError):  # gone, or not a path at all
+            pass
+    return (ts, _str(info.get("name")), _str(path), _str(result.get("quant") or info.get("quant")),
+            _int64(result.get("n_params", info.get("n_params"))), _int64(size), _int64(result.get("threads")),
+            _str(result.get("backend")), _int64(pp.get("tokens")), _finite(pp.get("tps")), _int64(tg.get("tokens")),
+            _finite(tg.get("tps")), _int64(mem.get("weights_bytes")), _int64(mem.get("kv_bytes")),
+            _int64(mem.get("compute_bytes")), _int64(mem.get("rss_bytes")))
 
 
 def _str(v: Any) -> str | None:
@@ -493,6 +543,12 @@ def _str(v: Any) -> str | None:
 def _int(v: Any) -> int | None:
     f = _finite(v)
     return int(f) if f is not None else None
+
+
+def _int64(v: Any) -> int | None:
+    """An integer SQLite can store, or None: a wild figure must not cost the row."""
+    i = _int(v)
+    return i if i is not None and -(1 << 63) <= i < (1 << 63) else None
 
 
 def _translate(exc: BaseException, path: Path) -> HistoryError:
