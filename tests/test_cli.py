@@ -103,3 +103,13 @@ def test_bench_json_reports_pp_tg_and_stream_ratios(tiny_model_path):
     assert [row["tokens"] for row in result["stream"]] == [16, 32]
     for row in result["stream"]:
         assert row["native_tps"] > 0 and row["stream_tps"] > 0 and row["ratio"] > 0
+
+
+def test_an_unexpected_failure_is_still_one_sentence(tmp_path):
+    """Even a bug (here: the history path is a directory's child of a file) prints no traceback."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "history.db").mkdir()  # a directory where the database file should be
+    proc = run("history", "list", env_home=home)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) <= 2 and proc.stderr.startswith("error: ")

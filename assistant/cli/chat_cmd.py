@@ -46,10 +46,18 @@ def run(args) -> int:
         if history is None:
             raise UserError("--conversation needs the history; leave out --no-save.")
         session.resume(args.conversation)
+    _say_if_preparing_starter(args.model)
     engine.load(args.model, load_settings(args))
     if args.prompt is not None:
         return _one_shot(session, args.prompt, as_json=args.json)
     return _interactive(session, args)
+
+
+def _say_if_preparing_starter(spec: str) -> None:
+    from models.starter import STARTER_NAME, starter_path
+
+    if spec == STARTER_NAME and not starter_path().exists():
+        print(dim("Preparing the starter model (once, a few seconds)…"), file=sys.stderr)
 
 
 def _stream_turn(session: ChatSession, text: str, out=sys.stdout) -> dict | None:

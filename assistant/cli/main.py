@@ -6,6 +6,7 @@ becomes one sentence on stderr and exit code 1, never a traceback.
 """
 
 import argparse
+import os
 import sys
 
 from assistant.errors import UserError
@@ -35,6 +36,12 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print(file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug: still one sentence, with a way to see the details
+        if os.environ.get("ASSISTANT_DEBUG"):
+            raise
+        print(f"error: something went wrong that the app did not expect ({type(exc).__name__}: {exc}); "
+              "run again with ASSISTANT_DEBUG=1 to see the details.", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
