@@ -592,3 +592,61 @@ def delete_cached(path: Path, cache: Path | None = None) -> int:
     if not any((storage / "blobs").glob("*")) and not any((storage / "snapshots").glob("*")):
         shutil.rmtree(storage, ignore_errors=True)
     return freed
+
+
+# --- partial downloads ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PartialDownload:
+    """An interrupted download's `blobs/<etag>.incomplete` file, which the next pull of that file resumes."""
+
+    repo_id: str
+    etag: str  # the SHA-256 the finished file must have (the Hub's LFS object id)
+    path: Path
+    size: int  # bytes kept
+
+
+def partial_downloads(cache: Path | None = None) -> list[PartialDownload]:
+    """Every partial download in the Hub cache, from this app or another tool using this module's layout."""
+    cache = Path(cache or hub.cache_dir())
+    found = []
+    for path in sorted(cache.glob("models--*/blobs/*.incomplete")):
+        owner, _, name = path.parent.parent.name.removeprefix("models--").partition("--")
+        etag = path.name.removesuffix(".incomplete")
+        if not (owner and name and (_SHA256_RE.match(etag) or _GIT_SHA1_RE.match(etag))):
+            continue  # huggingface_hub's own temporary names: not resumable by this module
+        try:
+            size = path.stat().st_size
+        except OSError:
+            continue
+        found.append(PartialDownload(f"{owner}/{name}", etag, path, size))
+    return found
+
+
+def discard_partial(repo_id: str, etag: str, cache: Path | None = None) -> int:
+    """Delete a partial download (a cancelled pull), unless a download of it is running. Returns bytes freed."""
+    from filelock import FileLock, Timeout
+
+    cache = Path(cache or hub.cache_dir())
+    storage = repo_folder(repo_id, cache)
+    incomplete = storage / "blobs" / f"{etag}.incomplete"
+    if not incomplete.exists():
+        return 0
+    lock_path = cache / ".locks" / storage.name / f"{etag}.lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        lock = FileLock(str(lock_path), timeout=1)
+        lock.acquire()
+    except Timeout:
+        raise UserError(f"A download of this file from {repo_id} is still running; stop it first.") from None
+    try:
+        freed = incomplete.stat().st_size if incomplete.exists() else 0
+        incomplete.unlink(missing_ok=True)
+    finally:
+        lock.release()
+    # Like delete_cached: the repo's folder goes once nothing is left in it.
+    if not any((storage / "blobs").glob("*")) and not any((storage / "snapshots").glob("*")):
+        shutil.rmtree(storage, ignore_errors=True)
+        shutil.rmtree(cache / ".locks" / storage.name, ignore_errors=True)
+    return freed
