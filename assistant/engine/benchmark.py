@@ -7,6 +7,7 @@ tokens through Engine.chat(), with the same model, threads, sampler and seed, so
 first over the time after the first, like the per-reply `gen_tps`.
 """
 
+import statistics
 import time
 from collections.abc import Callable
 
@@ -83,16 +84,22 @@ def run_benchmark(engine: Engine, *, pp_tokens: int = 512, tg_tokens: int = 128,
     tg = max(native_generation(engine, tg_tokens) for _ in range(repeats))
     stream = []
     for n in stream_lengths:
-        # Alternate the two paths so drift (heat, other load) hits both alike.
-        natives, streams = [], []
-        for _ in range(repeats):
-            progress(f"native {n}")
-            natives.append(native_generation(engine, n))
-            progress(f"stream {n}")
-            streams.append(stream_generation(engine, n))
-        native, streamed = max(natives), max(streams)
-        stream.append({"tokens": n, "native_tps": round(native, 2), "stream_tps": round(streamed, 2),
-                       "ratio": round(streamed / native, 3) if native else None})
+        # Run the two paths in back-to-back pairs, alternating which goes first, so drift
+        # (frequency, a neighbour's load) hits both alike; the median pair ratio is robust
+        # to one noisy run, where comparing two separate bests is not.
+        natives, streams, ratios = [], [], []
+        for i in range(repeats):
+            progress(f"native and stream {n} ({i + 1}/{repeats})")
+            if i % 2:
+                streamed, native = stream_generation(engine, n), native_generation(engine, n)
+            else:
+                native, streamed = native_generation(engine, n), stream_generation(engine, n)
+            natives.append(native)
+            streams.append(streamed)
+            ratios.append(streamed / native if native else 0.0)
+        stream.append({"tokens": n, "native_tps": round(statistics.median(natives), 2),
+                       "stream_tps": round(statistics.median(streams), 2),
+                       "ratio": round(statistics.median(ratios), 3), "runs": repeats})
     return {
         "model": active.entry.name,
         "file": active.entry.path,
