@@ -223,7 +223,7 @@ class Response:
                     context_info = {**context_info, "applied": True,
                                     "message": f"The reply reached the end of the context ({llama.n_ctx} tokens)."}
                     break
-                llama.decode([token])
+                llama.decode_one(token)
             tail = stream.flush()
             if tail:
                 self.chunks.append(tail)

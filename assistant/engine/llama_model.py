@@ -44,6 +44,7 @@ class LoadedModel:
         self.memory = C.llama_get_memory(self.ctx)
         self.kv_tokens: list[int] = []  # what the KV cache holds, position by position
         self._piece_buf = ctypes.create_string_buffer(256)
+        self._one = (C.llama_token * 1)()
 
     # --- Metadata
     def weights_bytes(self) -> int:
@@ -134,6 +135,17 @@ class LoadedModel:
             self.kv_tokens.clear()
             raise DecodeError(f"llama_decode returned {rc}")
         self.kv_tokens.extend(tokens)
+
+    def decode_one(self, token: int) -> None:
+        """The generation step: one token through a reused buffer, as tight as the
+        benchmark's native loop (no per-token allocation)."""
+        self._one[0] = token
+        rc = C.llama_decode(self.ctx, C.llama_batch_get_one(self._one, 1))
+        if rc != 0:
+            C.llama_memory_clear(self.memory, True)
+            self.kv_tokens.clear()
+            raise DecodeError(f"llama_decode returned {rc}")
+        self.kv_tokens.append(token)
 
     def reset_cache(self) -> None:
         C.llama_memory_clear(self.memory, True)
