@@ -83,12 +83,10 @@ def main() -> int:
     pump(lambda: False, 0.6)  # the context meter updates as you type
     window.grab().save(str(OUT / "main-light.png"))
 
-    window.chat.set_dark(apply_theme(app, "dark"))
-    window.open_conversation(window.current_id)
+    window.set_theme("dark")
     pump(lambda: False, 0.3)
     window.grab().save(str(OUT / "main-dark.png"))
-    window.chat.set_dark(apply_theme(app, "light"))
-    window.open_conversation(window.current_id)
+    window.set_theme("light")
 
     # Statistics: a real benchmark of the three models, then the view.
     window.show_page(1)

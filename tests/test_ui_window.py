@@ -200,3 +200,15 @@ def test_closing_during_generation_saves_the_partial_reply_and_stops_the_thread(
     assert not window.engine_thread.thread.isRunning()
     last = window.history.get_conversation(conv_id).thread[-1]
     assert last.role == "assistant" and last.status == "stopped" and last.content.startswith("long")
+
+
+def test_switching_theme_recolours_styled_widgets_too(qtbot, make_window):
+    from PySide6.QtGui import QPalette
+
+    window = make_window()
+    send(qtbot, window, "Hi")
+    window.set_theme("dark")
+    assert window.sidebar.list.palette().color(QPalette.Base).lightness() < 128
+    window.set_theme("light")
+    assert window.sidebar.list.palette().color(QPalette.Base).lightness() > 128
+    assert window.chat.widgets  # the conversation is still on screen

@@ -85,6 +85,7 @@ class Chart:
         self.widget.setBackground(palette.color(QPalette.ColorRole.Base))
         for side in ("left", "bottom"):
             axis = self.plot.getAxis(side)
+            axis.enableAutoSIPrefix(False)  # units are in the label; "(x0.001)" only confuses
             axis.setPen(pg.mkPen(mid))
             axis.setTextPen(pg.mkPen(fg))
         self.plot.setTitle(self.title, color=fg.name(), size="10pt", bold=True)

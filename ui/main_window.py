@@ -349,13 +349,20 @@ class MainWindow(QMainWindow):
             if conv is not None and per_conversation is not None:
                 self.history.update_conversation(conv.id, settings=per_conversation)
             self.chat.set_stats_mode(self.defaults.get("stats_line", "always"))
-            from ui.theme import apply_theme
-
-            from PySide6.QtWidgets import QApplication
-
-            self.chat.set_dark(apply_theme(QApplication.instance(), self.defaults.get("theme", "system")))
+            self.set_theme(self.defaults.get("theme", "system"))
             if self._load_settings() != old_load and self.model:
                 self.load_model(self.model["name"])
+
+    def set_theme(self, theme: str) -> None:
+        """Switch light/dark/system now, replies' code colours included."""
+        from PySide6.QtWidgets import QApplication
+
+        from ui.theme import apply_theme, repolish
+
+        self.chat.set_dark(apply_theme(QApplication.instance(), theme))
+        repolish(self)
+        if self.current_id:
+            self.open_conversation(self.current_id)
 
     def open_model_manager(self) -> None:
         try:

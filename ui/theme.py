@@ -43,3 +43,15 @@ def apply_theme(app: QApplication, theme: str = "system") -> bool:
 def is_dark(widget=None) -> bool:
     palette = widget.palette() if widget is not None else QApplication.palette()
     return palette.color(QPalette.Window).lightness() < 128
+
+
+def repolish(root) -> None:
+    """Widgets with their own style sheet keep the colours they were polished with;
+    after a palette change, setting the sheet again makes them take the new palette."""
+    from PySide6.QtWidgets import QWidget
+
+    for widget in [root, *root.findChildren(QWidget)]:
+        sheet = widget.styleSheet()
+        if sheet:
+            widget.setStyleSheet("")
+            widget.setStyleSheet(sheet)
