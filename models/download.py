@@ -301,15 +301,8 @@ def download(
                 return result(0, 0, True)
             _remove_bad(existing, pointer)
 
-    from filelock import FileLock, Timeout
-
-    lock_path = cache / ".locks" / storage.name / f"{etag}.lock"
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        lock = FileLock(str(lock_path), timeout=1)
-        lock.acquire()
-    except Timeout:
-        raise UserError(f"Another download of {filename} is running; wait for it to finish.") from None
+    lock = _file_lock(cache, storage, etag,
+                      f"Another download of {filename} is running; wait for it to finish.")
     try:
         if blob.exists() and blob.stat().st_size == size and verify_file(blob, etag, cancel):
             # Another process finished it while this one waited for the lock.
@@ -626,20 +619,13 @@ def partial_downloads(cache: Path | None = None) -> list[PartialDownload]:
 
 def discard_partial(repo_id: str, etag: str, cache: Path | None = None) -> int:
     """Delete a partial download (a cancelled pull), unless a download of it is running. Returns bytes freed."""
-    from filelock import FileLock, Timeout
-
     cache = Path(cache or hub.cache_dir())
     storage = repo_folder(repo_id, cache)
     incomplete = storage / "blobs" / f"{etag}.incomplete"
     if not incomplete.exists():
         return 0
-    lock_path = cache / ".locks" / storage.name / f"{etag}.lock"
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        lock = FileLock(str(lock_path), timeout=1)
-        lock.acquire()
-    except Timeout:
-        raise UserError(f"A download of this file from {repo_id} is still running; stop it first.") from None
+    lock = _file_lock(cache, storage, etag,
+                      f"A download of this file from {repo_id} is still running; stop it first.")
     try:
         freed = incomplete.stat().st_size if incomplete.exists() else 0
         incomplete.unlink(missing_ok=True)
@@ -650,3 +636,17 @@ def discard_partial(repo_id: str, etag: str, cache: Path | None = None) -> int:
         shutil.rmtree(storage, ignore_errors=True)
         shutil.rmtree(cache / ".locks" / storage.name, ignore_errors=True)
     return freed
+
+
+def _file_lock(cache: Path, storage: Path, etag: str, busy_message: str):
+    """The per-file lock (the one huggingface_hub also uses), taken or a UserError saying who holds it."""
+    from filelock import FileLock, Timeout
+
+    lock_path = cache / ".locks" / storage.name / f"{etag}.lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(lock_path), timeout=1)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise UserError(busy_message) from None
+    return lock
