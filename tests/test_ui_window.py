@@ -212,3 +212,26 @@ def test_switching_theme_recolours_styled_widgets_too(qtbot, make_window):
     window.set_theme("light")
     assert window.sidebar.list.palette().color(QPalette.Base).lightness() > 128
     assert window.chat.widgets  # the conversation is still on screen
+
+
+def test_a_long_conversation_opens_with_its_last_page_and_loads_earlier_ones(qtbot, make_window):
+    from ui.chat_view import PAGE
+
+    window = make_window()
+    history = window.history
+    conv = history.create_conversation(model="m")
+    ids = []
+    for i in range(2 * PAGE + 10):
+        ids.append(history.add_message(conv.id, "user" if i % 2 == 0 else "assistant", f"message {i}").id)
+    window.open_conversation(conv.id)
+    assert len(window.chat.widgets) == PAGE and window.chat.more_button.isVisible()
+    assert window.chat.more_button.text() == f"Show {PAGE + 10} earlier messages"
+    window.chat.show_earlier()
+    assert len(window.chat.widgets) == 2 * PAGE
+    window.chat.show_earlier()
+    assert len(window.chat.widgets) == 2 * PAGE + 10 and not window.chat.more_button.isVisible()
+    order = [window.chat._layout.itemAt(i).widget() for i in range(window.chat._layout.count())]
+    shown = [w.text for w in order if w in window.chat.widgets.values()]
+    assert shown == [f"message {i}" for i in range(2 * PAGE + 10)]  # oldest first, nothing out of place
+    window.open_conversation(conv.id, ids[3])  # a search hit far back is built and shown
+    assert ids[3] in window.chat.widgets

@@ -15,6 +15,7 @@ from assistant.stats_format import format_bytes, format_stats_line, model_label
 from ui.markdown_render import MarkdownRenderer
 
 RENDER_INTERVAL_MS = 80
+PAGE = 80  # messages built at a time: a 500-message thread opens at once, older pages on request
 STATUS_NOTES = {"stopped": "stopped", "interrupted": "interrupted: the app closed before this reply finished",
                 "error": "error", "streaming": "…"}
 
@@ -258,6 +259,15 @@ class ChatView(QScrollArea):
         self.empty_label.setAlignment(Qt.AlignCenter)
         self.empty_label.setStyleSheet("color: palette(placeholder-text); font-size: 14px;")
         self._layout.insertWidget(0, self.empty_label)
+        self.more_button = QPushButton()
+        self.more_button.setAccessibleName("Show earlier messages")
+        self.more_button.clicked.connect(self.show_earlier)
+        self.more_button.hide()
+        self._layout.insertWidget(0, self.more_button)
+        self._conversation = None
+        self._thread: list = []
+        self._shown_from = 0
+        self._anchor_from_bottom: int | None = None
 
     def set_dark(self, dark: bool) -> None:
         self.renderer = MarkdownRenderer(dark=dark)
@@ -270,27 +280,62 @@ class ChatView(QScrollArea):
             w.deleteLater()
         self.widgets.clear()
         self.empty_label.show()
+        self.more_button.hide()
+        self._shown_from = 0
+        self._anchor_from_bottom = None
 
-    def show_thread(self, conversation, live: dict[int, str] | None = None) -> None:
-        """Show the visible branch of a conversation; `live` holds text of replies still streaming."""
+    def show_thread(self, conversation, live: dict[int, str] | None = None, include: int | None = None) -> None:
+        """Show the visible branch of a conversation: its last PAGE messages (and back to
+        `include`, a search hit, if that is older). `live` holds text of replies still streaming."""
         self.clear()
         live = live or {}
-        for message in conversation.thread:
-            if message.role == "system":
-                continue
+        self._conversation = conversation
+        self._thread = [m for m in conversation.thread if m.role != "system"]
+        for message in self._thread:
             if message.id in live:
                 message.content = live[message.id]
-            siblings = [m.id for m in conversation.siblings(message.id)]
-            self.add_message(message, siblings)
+        start = max(0, len(self._thread) - PAGE)
+        if include is not None:
+            start = min(start, next((i for i, m in enumerate(self._thread) if m.id == include), start))
+        self._shown_from = start
+        for message in self._thread[start:]:
+            self.add_message(message, [m.id for m in conversation.siblings(message.id)])
+        self._update_more_button()
         self._follow = True
 
+    def show_earlier(self) -> None:
+        """Build the previous page of messages above the ones shown, keeping the view still."""
+        if not self._shown_from:
+            return
+        start = max(0, self._shown_from - PAGE)
+        bar = self.verticalScrollBar()
+        self._anchor_from_bottom = bar.maximum() - bar.value()
+        self._follow = False
+        for offset, message in enumerate(self._thread[start:self._shown_from]):
+            widget = self._make_widget(message, [m.id for m in self._conversation.siblings(message.id)])
+            self._layout.insertWidget(2 + offset, widget)  # after the button and the empty label
+        self._shown_from = start
+        self._update_more_button()
+        QTimer.singleShot(250, self, self._drop_anchor)  # once the new rows are laid out
+
+    def _drop_anchor(self) -> None:
+        self._anchor_from_bottom = None
+
+    def _update_more_button(self) -> None:
+        self.more_button.setText(f"Show {self._shown_from} earlier messages")
+        self.more_button.setVisible(self._shown_from > 0)
+
     def add_message(self, message, siblings=None) -> MessageWidget:
+        widget = self._make_widget(message, siblings)
+        self._layout.insertWidget(self._layout.count() - 1, widget)
+        return widget
+
+    def _make_widget(self, message, siblings) -> MessageWidget:
         self.empty_label.hide()
         widget = MessageWidget(message, self.renderer, stats_mode=self.stats_mode, siblings=siblings)
         widget.editRequested.connect(self.editRequested)
         widget.regenerateRequested.connect(self.regenerateRequested)
         widget.branchRequested.connect(self.branchRequested)
-        self._layout.insertWidget(self._layout.count() - 1, widget)
         self.widgets[message.id] = widget
         return widget
 
@@ -305,6 +350,9 @@ class ChatView(QScrollArea):
         self._follow = value >= bar.maximum() - 24
 
     def _keep_at_bottom(self, _min: int, maximum: int) -> None:
+        if self._anchor_from_bottom is not None:  # older messages were added above
+            self.verticalScrollBar().setValue(maximum - self._anchor_from_bottom)
+            return
         if self._follow:
             self.verticalScrollBar().setValue(maximum)
 

@@ -210,7 +210,7 @@ class MainWindow(QMainWindow):
         if message_id:
             self.history.switch_branch(message_id)  # a search hit on another branch: show that branch
         conv = self.history.get_conversation(conv_id)
-        self.chat.show_thread(conv, live=self.live)
+        self.chat.show_thread(conv, live=self.live, include=message_id)
         self.sidebar.select(conv_id)
         self.show_page(0)
         if message_id and message_id in self.chat.widgets:
