@@ -4,8 +4,6 @@ Streaming text is appended to a buffer and re-rendered on a short timer, so a
 reply arriving at full speed costs a few renders a second, not one per token.
 """
 
-import json
-
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (QFrame, QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QScrollArea, QSizePolicy,
@@ -355,7 +353,3 @@ class ChatView(QScrollArea):
             return
         if self._follow:
             self.verticalScrollBar().setValue(maximum)
-
-
-def pretty_json(stats: dict) -> str:
-    return json.dumps(stats, indent=2, ensure_ascii=False)

@@ -112,9 +112,7 @@ class EngineWorker(QObject):
                     self.replyText.emit(conv_id, reply_id, "".join(pending))
                     pending, last_emit = [], now
             conv_id, reply_id = session.conversation_id, session.reply_id
-            if not reply_id:
-                pass
-            elif pending:
+            if reply_id and pending:
                 self.replyText.emit(conv_id, reply_id, "".join(pending))
             stats = session.last_response.stats.to_dict() if session.last_response.stats else {}
             self.replyFinished.emit(conv_id or 0, reply_id or 0, stats)
@@ -156,8 +154,7 @@ class EngineWorker(QObject):
                                            progress=lambda m, s=spec: self.benchmarkProgress.emit(f"{s}: {m}"))
                     result["memory"] = model_summary(self.engine)["memory"]
                     results.append(result)
-                    if self.history is not None:
-                        self.history.save_benchmark(result) if hasattr(self.history, "save_benchmark") else None
+                    self.history.save_benchmark(result)
                 except UserError as exc:
                     results.append({"model": spec, "error": str(exc)})
         finally:

@@ -8,7 +8,7 @@ window's own SQLite connection, and written by the worker's.
 import psutil
 from PySide6.QtCore import QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
-from PySide6.QtWidgets import (QComboBox, QLabel, QMainWindow, QMessageBox, QProgressBar, QSplitter,
+from PySide6.QtWidgets import (QLabel, QMainWindow, QMessageBox, QProgressBar, QSplitter,
                                QStackedWidget, QToolBar, QVBoxLayout, QWidget)
 
 from assistant.engine.settings import GenerationSettings, LoadSettings
@@ -16,6 +16,8 @@ from assistant.stats_format import format_bytes
 from ui.chat_view import ChatView
 from ui.engine_worker import EngineThread
 from ui.input_box import InputBox
+from ui.model_manager import ModelManager
+from ui.model_picker import ModelPicker
 from ui.settings_dialog import SettingsDialog, conversation_settings, load_defaults
 from ui.sidebar import Sidebar
 
@@ -38,7 +40,6 @@ class MainWindow(QMainWindow):
         self.current_id: int | None = None
         self.model: dict = {}
         self.live: dict[int, str] = {}  # reply id -> text streamed so far (ahead of the database)
-        self.live_conv: dict[int, int] = {}
         self.generating = False
         self._pending_new = False  # a first message was sent; the worker will create the conversation
 
@@ -119,24 +120,10 @@ class MainWindow(QMainWindow):
             self.statusBar().addPermanentWidget(label)
         self._update_status()
 
-    def _make_model_picker(self):
-        try:
-            from ui.model_picker import ModelPicker
-        except ImportError:
-            ModelPicker = None
-        if ModelPicker is not None:
-            picker = ModelPicker(self)
-            picker.modelRequested.connect(self.load_model)
-            return picker
-        combo = QComboBox()
-        combo.setAccessibleName("Model")
-        combo.setMinimumWidth(220)
-        from models.registry import list_installed
-
-        for entry in list_installed():
-            combo.addItem(entry.name, entry.name)
-        combo.activated.connect(lambda i: self.load_model(combo.itemData(i)))
-        return combo
+    def _make_model_picker(self) -> ModelPicker:
+        picker = ModelPicker(self)
+        picker.modelRequested.connect(self.load_model)
+        return picker
 
     def _shortcuts(self) -> None:
         QShortcut(QKeySequence("Ctrl+N"), self, self.new_chat)
@@ -178,14 +165,7 @@ class MainWindow(QMainWindow):
         self.load_progress.hide()
         self.model = summary
         self.qsettings.setValue("last_model", summary.get("name"))
-        if hasattr(self.model_picker, "set_loaded"):
-            self.model_picker.set_loaded(summary)
-        elif isinstance(self.model_picker, QComboBox):
-            i = self.model_picker.findData(summary.get("name"))
-            if i < 0:
-                self.model_picker.addItem(summary.get("name"), summary.get("name"))
-                i = self.model_picker.count() - 1
-            self.model_picker.setCurrentIndex(i)
+        self.model_picker.set_loaded(summary)
         self._update_status()
         self._count_draft(self.input.edit.toPlainText())
 
@@ -268,7 +248,6 @@ class MainWindow(QMainWindow):
     # --- Streaming replies (from the worker)
     def _reply_started(self, conv_id: int, reply_id: int) -> None:
         self.live[reply_id] = ""
-        self.live_conv[reply_id] = conv_id
         if self._pending_new:
             self.current_id = conv_id
             self._pending_new = False
@@ -284,7 +263,6 @@ class MainWindow(QMainWindow):
 
     def _reply_finished(self, conv_id: int, reply_id: int, stats: dict) -> None:
         self.live.pop(reply_id, None)
-        self.live_conv.pop(reply_id, None)
         self.generating = False
         self.input.set_generating(False)
         if conv_id and conv_id == self.current_id:
@@ -292,10 +270,10 @@ class MainWindow(QMainWindow):
             widget = self.chat.widgets.get(reply_id)
             if widget is not None:
                 widget.finish(message.stats or stats, message.status)
-            note = (stats.get("context") or {}).get("message") if stats.get("context", {}).get("applied") else ""
             ctx = stats.get("context") or {}
             if ctx.get("used_tokens") is not None:
-                self.input.show_context(ctx["used_tokens"], stats.get("n_ctx") or 0, note or "")
+                note = ctx.get("message", "") if ctx.get("applied") else ""
+                self.input.show_context(ctx["used_tokens"], stats.get("n_ctx") or 0, note)
         self.sidebar.refresh()
         if self.stats_view is not None and self.pages.currentIndex() == 1:
             self.stats_view.refresh()
@@ -329,8 +307,7 @@ class MainWindow(QMainWindow):
             from ui.stats_view import StatsView
 
             self.stats_view = StatsView(self.history, worker=self.worker)
-            if hasattr(self.stats_view, "benchmarkRequested"):
-                self.stats_view.benchmarkRequested.connect(self.worker.benchmark)
+            self.stats_view.benchmarkRequested.connect(self.worker.benchmark)
             self.pages.addWidget(self.stats_view)
         if index == 1:
             self.stats_view.refresh()
@@ -365,13 +342,7 @@ class MainWindow(QMainWindow):
             self.open_conversation(self.current_id)
 
     def open_model_manager(self) -> None:
-        try:
-            from ui.model_manager import ModelManager
-        except ImportError:
-            QMessageBox.information(self, "Models", "Use `assistant models` for now.")
-            return
-        dialog = ModelManager(self, parent=self)
-        dialog.exec()
+        ModelManager(self, parent=self).exec()
 
     # --- Status bar
     def _update_status(self) -> None:

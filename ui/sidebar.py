@@ -71,7 +71,7 @@ class Sidebar(QWidget):
     def _load_more(self) -> None:
         rows = self.history.list_conversations(limit=PAGE, offset=self._loaded)
         for conv in rows:
-            item = QListWidgetItem(conv.display_title if hasattr(conv, "display_title") else (conv.title or "New chat"))
+            item = QListWidgetItem(conv.display_title)
             item.setData(Qt.UserRole, (conv.id, None))
             item.setToolTip(f"{conv.model or ''} · {conv.updated_at[:16].replace('T', ' ')}")
             self.list.addItem(item)

@@ -61,10 +61,12 @@ def _say_if_preparing_starter(spec: str) -> None:
 
 
 def _stream_turn(session: ChatSession, text: str, out=sys.stdout) -> dict | None:
+    """One turn, Ctrl-C stopping the reply; the text goes to `out` as it streams (None: nowhere)."""
     with ctrl_c_cancels(session.cancel):
         for chunk in session.send(text):
-            out.write(chunk)
-            out.flush()
+            if out is not None:
+                out.write(chunk)
+                out.flush()
     stats = session.last_response.stats
     return stats.to_dict() if stats else None
 
@@ -82,10 +84,7 @@ def _report(stats: dict | None) -> None:
 
 def _one_shot(session: ChatSession, prompt: str, as_json: bool) -> int:
     if as_json:
-        with ctrl_c_cancels(session.cancel):
-            for _ in session.send(prompt):
-                pass
-        stats = session.last_response.stats.to_dict()
+        stats = _stream_turn(session, prompt, out=None)
         if session.conversation_id is not None:
             stats["conversation_id"] = session.conversation_id
         print(json.dumps(stats, ensure_ascii=False))

@@ -24,6 +24,7 @@ from assistant.errors import ModelFileError, UserError
 from assistant.stats import MemoryStats, ModelRef, ResponseStats, rss_bytes, rss_peak_bytes, tps, vram_bytes
 from models import registry
 from models.gguf_file import read_gguf_info
+from models.speed import record_measured_speed
 
 DEFAULT_MAX_CTX = 4096  # a sensible default; the user can raise it up to the training context
 
@@ -281,10 +282,6 @@ class Response:
         """Feed the measured speed to the model catalogue's estimates (issue 4)."""
         st = self.stats
         if st.completion_tokens < 16 or not st.gen_tps:
-            return
-        try:
-            from models.speed import record_measured_speed
-        except ImportError:
             return
         try:
             record_measured_speed(Path(active.entry.path), st.gen_tps, st.n_threads)

@@ -128,24 +128,22 @@ class LoadedModel:
 
     def decode(self, tokens: list[int]) -> None:
         arr = (C.llama_token * len(tokens))(*tokens)
-        rc = C.llama_decode(self.ctx, C.llama_batch_get_one(arr, len(tokens)))
-        if rc != 0:
-            # The cache may now hold part of the batch; forget it rather than guess.
-            C.llama_memory_clear(self.memory, True)
-            self.kv_tokens.clear()
-            raise DecodeError(f"llama_decode returned {rc}")
+        self._check(C.llama_decode(self.ctx, C.llama_batch_get_one(arr, len(tokens))))
         self.kv_tokens.extend(tokens)
 
     def decode_one(self, token: int) -> None:
         """The generation step: one token through a reused buffer, as tight as the
         benchmark's native loop (no per-token allocation)."""
         self._one[0] = token
-        rc = C.llama_decode(self.ctx, C.llama_batch_get_one(self._one, 1))
+        self._check(C.llama_decode(self.ctx, C.llama_batch_get_one(self._one, 1)))
+        self.kv_tokens.append(token)
+
+    def _check(self, rc: int) -> None:
         if rc != 0:
+            # The cache may now hold part of the batch; forget it rather than guess.
             C.llama_memory_clear(self.memory, True)
             self.kv_tokens.clear()
             raise DecodeError(f"llama_decode returned {rc}")
-        self.kv_tokens.append(token)
 
     def reset_cache(self) -> None:
         C.llama_memory_clear(self.memory, True)
