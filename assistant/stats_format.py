@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from typing import Any
+from common.formatting import format_bytes
 
 SEP = " · "
 STOP_WORDS = {"length": "max tokens reached", "stopped": "stopped", "context_full": "context full",
@@ -20,15 +21,6 @@ def _num(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     return float(value) if math.isfinite(value) else None
-
-
-def format_bytes(n: float) -> str:
-    """Decimal units, as the OS task managers show memory: 1.3 GB, 812 MB."""
-    for unit, size in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
-        if n >= size:
-            value = n / size
-            return f"{value:.1f} {unit}" if value < 100 else f"{value:.0f} {unit}"
-    return f"{n:.0f} B"
 
 
 def model_label(model: dict[str, Any]) -> str:

@@ -34,9 +34,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urljoin
 
-from assistant.errors import UserError
-from assistant.paths import models_dir
+from common.errors import UserError
+from common.paths import models_dir
 from models import hub
+from common.formatting import format_bytes
 
 ProgressCallback = Callable[[int, int, float, "float | None"], None]
 
@@ -85,14 +86,6 @@ class DownloadResult:
     downloaded_bytes: int  # fetched by this call: 0 when the cache already had it
     resumed_from: int  # bytes that an earlier, interrupted attempt had left
     from_cache: bool
-
-
-def format_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"
 
 
 # --- cache layout ---------------------------------------------------------------------

@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from models.shape import ModelShape
+from common.formatting import format_bytes
 
 DEFAULT_CTX = 4096
 N_UBATCH = 512
@@ -122,10 +123,6 @@ def _gpus() -> list[GPU]:
     return gpus
 
 
-def _gib(n: int) -> str:
-    return f"{n / (1 << 30):.1f} GiB"
-
-
 def _headroom(total: int) -> int:
     # What the system and other programs need left to them: a tenth of memory, at least 1 GiB.
     return max(1 << 30, total // 10)
@@ -150,19 +147,19 @@ def judge(estimate: MemoryEstimate, machine: Machine | None = None) -> FitVerdic
     if best_gpu and rank[best_gpu[1]] < rank[ram]:
         name, verdict = best_gpu
         gpu = next(g for g in machine.gpus if g.name == name)
-        reason = f"It needs about {_gib(need - estimate.overhead)} of GPU memory; {name} has {_gib(gpu.free)} free."
+        reason = f"It needs about {format_bytes(need - estimate.overhead)} of GPU memory; {name} has {format_bytes(gpu.free)} free."
         return FitVerdict(verdict, name, reason, estimate, machine, gpu_verdicts)
 
     if ram == FITS:
-        reason = f"It needs about {_gib(need)}; {_gib(machine.available_ram)} of {_gib(machine.total_ram)} RAM is free."
+        reason = f"It needs about {format_bytes(need)}; {format_bytes(machine.available_ram)} of {format_bytes(machine.total_ram)} RAM is free."
     elif ram == TIGHT:
         reason = (
-            f"It needs about {_gib(need)} and {_gib(machine.available_ram)} RAM is free now: "
+            f"It needs about {format_bytes(need)} and {format_bytes(machine.available_ram)} RAM is free now: "
             "close other programs or choose a shorter context."
         )
     else:
         reason = (
-            f"It needs about {_gib(need)} but this machine has {_gib(machine.total_ram)} RAM: "
+            f"It needs about {format_bytes(need)} but this machine has {format_bytes(machine.total_ram)} RAM: "
             "choose a smaller size or quant, or a shorter context."
         )
     return FitVerdict(ram, "RAM", reason, estimate, machine, gpu_verdicts)

@@ -39,7 +39,7 @@ from gguf.constants import (
     LlamaFileType,
 )
 
-from assistant.errors import ModelFileError
+from common.errors import ModelFileError
 
 __all__ = ["GGUFInfo", "HeaderIncompleteError", "read_gguf_info", "read_gguf_header"]
 

@@ -13,7 +13,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from assistant.errors import ModelFileError, ModelNotFoundError, UserError
+from common.errors import ModelFileError, ModelNotFoundError, UserError
 from models import catalogue, download, fit, hub, registry, speed
 from models.catalogue import CatalogueEntry
 from models.download import ProgressCallback

@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from assistant.errors import ModelNotFoundError
-from assistant.paths import models_dir
+from common.errors import ModelNotFoundError
+from common.paths import models_dir
 from models import starter
 
 _lock = threading.Lock()

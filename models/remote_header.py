@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from assistant.errors import ModelFileError, UserError
+from common.errors import ModelFileError, UserError
 from models import hub
 from models.gguf_file import GGUFInfo, HeaderIncompleteError, read_gguf_header
 from models.shape import ModelShape, from_gguf, lookup_only_bytes

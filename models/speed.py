@@ -35,7 +35,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from assistant.paths import data_dir
+from common.paths import data_dir
 
 DEFAULT_EFFICIENCY = 1.0  # llama.cpp's weight reads (2 threads) over the one-thread probe: 0.94 to 1.12 here
 OVERHEAD_BASE_S = 0.00005

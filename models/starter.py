@@ -10,8 +10,8 @@ import json
 import os
 from pathlib import Path
 
-from assistant.errors import UserError
-from assistant.paths import models_dir
+from common.errors import UserError
+from common.paths import models_dir
 
 STARTER_NAME = "starter"
 # Gemma 3 is trained on this turn format; its GGUF carries no template, and

@@ -6,7 +6,7 @@ import time
 import pytest
 
 from assistant.engine import ContextPolicy, Engine, GenerationSettings, LoadSettings
-from assistant.errors import ModelFileError, UserError
+from common.errors import ModelFileError, UserError
 from assistant.stats import STOP_REASONS
 from tests.support.tiny_gguf import write_corrupt, write_tiny_llama
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from gguf import GGUFReader
 
-from assistant.errors import ModelFileError
+from common.errors import ModelFileError
 from models.gguf_file import GGUFInfo, HeaderIncompleteError, read_gguf_header, read_gguf_info
 from tests.support.tiny_gguf import CORRUPT_KINDS, write_corrupt, write_random_llama, write_tiny_llama
 

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from assistant.cli import history_cmd
-from assistant.errors import UserError
+from common.errors import UserError
 from assistant.history import HistoryStore
 
 

@@ -7,7 +7,7 @@ import sqlite3
 import pytest
 from sqlite_utils import Migrations
 
-from assistant.errors import UserError
+from common.errors import UserError
 from assistant.history import HistoryStore, MigrationError
 from assistant.history.schema import MIGRATIONS
 

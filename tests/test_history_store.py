@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from assistant.errors import UserError
+from common.errors import UserError
 from assistant.history import ConversationNotFound, HistoryStore, MessageNotFound
 from assistant.stats_format import format_stats_line
 

@@ -33,7 +33,7 @@ def test_list_shows_installed_models_and_the_catalogue(capsys):
     starter = next(line for line in lines if line.startswith("starter *"))
     assert "built in" in starter and "253 MB" in starter and "Q4_K_M" in starter and "32k" in starter
     eight_b = next(line for line in lines if line.startswith("llama3.1-8b "))
-    assert "4.9 GB" in eight_b and "8.0B" in eight_b and "128k" in eight_b and "~" in eight_b
+    assert "4.9 GB" in eight_b and " 8B " in eight_b and "128k" in eight_b and "~" in eight_b
     assert any(v in eight_b for v in ("fits", "tight", "does not fit"))
 
     code, out, _ = run(capsys, "list", "--json", "--ctx", "2048")
@@ -46,13 +46,13 @@ def test_list_shows_installed_models_and_the_catalogue(capsys):
 def test_search_pull_use_and_remove(capsys, hub_repos):
     code, out, err = run(capsys, "search", "medium")
     assert code == 0, err
-    assert "acme/medium-GGUF" in out and "Q4_K_M 14 MB" in out and "Q8_0" in out
+    assert "acme/medium-GGUF" in out and "Q4_K_M 14.4 MB" in out and "Q8_0" in out
 
     code, out, err = run(capsys, "pull", "acme/medium-GGUF:Q4_K_M")
     assert code == 0, err
     assert "Pulling acme/medium-GGUF:Q4_K_M" in out and "SHA-256 verified" in out
     assert "Installed as acme/medium-GGUF:Q4_K_M" in out
-    assert "100% of 14 MB" in err  # progress, one line per 10% when not on a terminal
+    assert "100% of 14.4 MB" in err  # progress, one line per 10% when not on a terminal
     assert registry.resolve("acme/medium-GGUF:Q4_K_M").source == "hub"
 
     code, out, _ = run(capsys, "pull", "acme/medium-GGUF:Q4_K_M")
@@ -65,7 +65,7 @@ def test_search_pull_use_and_remove(capsys, hub_repos):
     assert code == 0 and "from the installed file" in out and "KV cache" in out and "Verdict: fits" in out
 
     code, out, _ = run(capsys, "rm", "acme/medium-GGUF:Q4_K_M")
-    assert code == 0 and "freed 14 MB" in out
+    assert code == 0 and "freed 14.4 MB" in out
     assert registry.get("acme/medium-GGUF:Q4_K_M") is None
 
 

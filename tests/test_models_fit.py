@@ -77,7 +77,7 @@ def test_verdicts(name, total_gib, free_gib, verdict):
     machine = fit.Machine(total_gib * GiB, free_gib * GiB)
     result = fit.fit(from_catalogue(catalogue.get(name)), 4096, machine)
     assert result.verdict == verdict and result.where == "RAM"
-    assert result.reason.endswith(".") and "GiB" in result.reason
+    assert result.reason.endswith(".") and " GB" in result.reason
 
 
 def test_a_gpu_with_room_makes_it_fit():

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from assistant.paths import data_dir
+from common.paths import data_dir
 from models import speed
 from models.shape import shape_of_file
 

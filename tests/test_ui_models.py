@@ -136,7 +136,7 @@ def test_a_size_that_is_not_installed_offers_a_download_then_loads_it(qtbot, mak
         picker.size_buttons["gemma3-1b"].click()
     prompt = picker.download_prompt
     assert prompt is not None and prompt.isVisible()
-    assert prompt.text() == "Download Gemma 3 1B (0.8 GB)?"
+    assert prompt.text() == "Download Gemma 3 1B (806 MB)?"
     assert "It fits this machine. It needs about" in prompt.informativeText()
     assert "tok/s" in prompt.informativeText()
     assert all(b.accessibleName() for b in prompt.buttons())
@@ -159,7 +159,7 @@ def test_the_manager_lists_the_catalogue_families_with_fit_and_speed(qtbot, make
     starter = dialog.catalogue_items["starter"]
     assert starter.text(6) == "Built in, loaded" and starter.text(2) == "253 MB"
     one_b = dialog.catalogue_items["gemma3-1b"]
-    assert one_b.text(1) == "Q4_K_M" and one_b.text(2) == "0.8 GB" and one_b.text(3) == "1.0B"
+    assert one_b.text(1) == "Q4_K_M" and one_b.text(2) == "806 MB" and one_b.text(3) == "1B"
     assert one_b.text(4) in VERDICTS and one_b.text(5).endswith("tok/s") and one_b.toolTip(4).startswith("It needs")
     q8 = dialog.catalogue_items["gemma3-1b:Q8_0"]
     assert q8.parent() is one_b and q8.text(2).startswith("~") and q8.text(4) in VERDICTS
@@ -191,7 +191,7 @@ def test_a_download_shows_progress_then_is_installed_and_can_be_deleted(
     idle(qtbot)
     size = medium_model_path.stat().st_size
     assert len(seen) >= 3
-    assert any(" of 14 MB · " in text and "/s" in text and "left" in text for text, _ in seen), seen
+    assert any(" of 14.4 MB · " in text and "/s" in text and "left" in text for text, _ in seen), seen
     assert [v for _, v in seen] == sorted(v for _, v in seen)
     assert dialog.download_rows == {} and dialog.downloads_empty.isVisible()
     assert "installed as gemma3-1b" in dialog.message.text()
@@ -204,11 +204,11 @@ def test_a_download_shows_progress_then_is_installed_and_can_be_deleted(
     select_catalogue(dialog, "gemma3-1b")
     assert dialog.load_button.isEnabled() and dialog.delete_button.isEnabled()
     dialog.delete_button.click()
-    assert dialog.prompt.text() == "Delete gemma3-1b?" and "14 MB" in dialog.prompt.informativeText()
+    assert dialog.prompt.text() == "Delete gemma3-1b?" and "14.4 MB" in dialog.prompt.informativeText()
     dialog.prompt.button(QMessageBox.StandardButton.Yes).click()
     qtbot.waitUntil(lambda: registry.get("gemma3-1b") is None, timeout=5000)
     idle(qtbot)
-    assert "freed 14 MB" in dialog.message.text()
+    assert "freed 14.4 MB" in dialog.message.text()
     assert not list((hub_env / "hub").rglob("*.gguf"))
     assert dialog.catalogue_items["gemma3-1b"].text(6) == "Not installed"
 
@@ -363,7 +363,7 @@ def test_search_lists_quant_files_with_a_fit_estimate_and_pulls_one(qtbot, make_
     idle(qtbot)
     assert dialog.results.topLevelItemCount() == 1
     repo = dialog.results.topLevelItem(0)
-    assert repo.text(0) == REPO and repo.child(0).text(1) == "Q4_K_M" and repo.child(0).text(2) == "14 MB"
+    assert repo.text(0) == REPO and repo.child(0).text(1) == "Q4_K_M" and repo.child(0).text(2) == "14.4 MB"
     dialog.results.setCurrentItem(repo.child(0))
     assert dialog.name_edit.text() == f"{REPO}:Q4_K_M"
     idle(qtbot)

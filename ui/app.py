@@ -8,7 +8,7 @@ def main(argv=None) -> int:
     from PySide6.QtWidgets import QApplication
 
     from assistant.engine import Engine
-    from assistant.errors import UserError
+    from common.errors import UserError
     from assistant.history import HistoryStore
     from ui.main_window import MainWindow
     from ui.settings_dialog import load_defaults

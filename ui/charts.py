@@ -15,6 +15,7 @@ from datetime import datetime
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QFont, QPalette
+from common.formatting import format_bytes, format_number
 
 # Okabe-Ito, colour-blind safe; a lighter set on dark backgrounds keeps the contrast.
 LIGHT_COLORS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#8C564B", "#6B6B6B")
@@ -39,22 +40,6 @@ def epoch(iso: str) -> float | None:
         return datetime.fromisoformat(iso).timestamp()
     except (TypeError, ValueError):
         return None
-
-
-def format_bytes(n) -> str:
-    if n is None:
-        return "–"
-    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if abs(n) >= size:
-            v = n / size
-            return f"{v:.{2 if abs(v) < 10 else 1 if abs(v) < 100 else 0}f} {unit}"  # three figures
-    return f"{n:.0f} B"
-
-
-def format_rate(tps) -> str:
-    if tps is None:
-        return "–"
-    return f"{tps:.1f}" if tps < 100 else f"{tps:.0f}"
 
 
 class Chart:
@@ -204,7 +189,7 @@ class SizeChart(Chart):
             x = math.log10(size / GB)
             right_half = x > (lx0 + lx1) / 2
             # Below the point (the limit line runs above it), on the side towards the middle so no edge cuts it.
-            label = pg.TextItem(f"{model}  {format_rate(tps)} t/s", color=color,
+            label = pg.TextItem(f"{model}  {format_number(tps)} t/s", color=color,
                                 anchor=(1, -0.2) if right_half else (0, -0.2))
             label.setFont(_font(8))
             self.plot.addItem(label)

@@ -9,7 +9,8 @@ from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (QFrame, QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QScrollArea, QSizePolicy,
                                QToolButton, QVBoxLayout, QWidget)
 
-from assistant.stats_format import format_bytes, format_stats_line, model_label
+from assistant.stats_format import format_stats_line, model_label
+from common.formatting import format_bytes
 from ui.markdown_render import MarkdownRenderer
 
 RENDER_INTERVAL_MS = 80

@@ -26,7 +26,8 @@ from dataclasses import dataclass, field, replace
 import shiboken6
 from PySide6.QtCore import QEvent, QObject, Signal, Slot
 
-from assistant.errors import UserError
+from common.errors import UserError
+from common.formatting import format_params
 
 # --- running things off the UI thread ------------------------------------------------------
 
@@ -125,52 +126,6 @@ def describe_error(exc: BaseException) -> str:
         return (f"Something unexpected went wrong ({type(exc).__name__}: {exc}). "
                 "Try again; if it keeps happening, restart the app.")
     return f"{head}\n{detail}" if detail else head
-
-
-def format_size(n: int | float | None, approx: bool = False) -> str:
-    """0.8 GB, 253 MB: decimal units, as file managers show file sizes."""
-    if not n:
-        return "size unknown"
-    prefix = "~" if approx else ""
-    if n >= 10e9:
-        return f"{prefix}{n / 1e9:.0f} GB"
-    if n >= 0.75e9:
-        return f"{prefix}{n / 1e9:.1f} GB"
-    if n >= 1e6:
-        return f"{prefix}{n / 1e6:.0f} MB" if n >= 10e6 else f"{prefix}{n / 1e6:.1f} MB"
-    if n >= 1e3:
-        return f"{prefix}{n / 1e3:.0f} KB"
-    return f"{prefix}{n:.0f} B"
-
-
-def format_rate(bytes_per_s: float | None) -> str:
-    if not bytes_per_s or bytes_per_s <= 0:
-        return ""
-    return f"{format_size(bytes_per_s)}/s"
-
-
-def format_eta(seconds: float | None) -> str:
-    if seconds is None or seconds < 0:
-        return ""
-    s = int(round(seconds))
-    if s < 60:
-        return f"{s} s left"
-    if s < 3600:
-        return f"{s // 60} min {s % 60:02d} s left" if s < 600 else f"{round(s / 60)} min left"
-    return f"{s // 3600} h {(s % 3600) // 60} min left"
-
-
-def format_tps(tps: float | None, measured: bool = False) -> str:
-    if not tps:
-        return "speed unknown"
-    value = f"{tps:.0f}" if tps >= 10 else f"{tps:.1f}"
-    return f"{value} tok/s" if measured else f"~{value} tok/s"
-
-
-def format_params(n: int | None) -> str:
-    if not n:
-        return "?"
-    return f"{n / 1e9:.1f}B" if n >= 0.95e9 else f"{n / 1e6:.0f}M"
 
 
 _SIZE_TOKEN = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?[MB])\b")
@@ -322,7 +277,7 @@ class Download:
 
 
 def _records_path():
-    from assistant.paths import data_dir
+    from common.paths import data_dir
 
     return data_dir() / "downloads.json"
 

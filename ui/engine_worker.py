@@ -13,7 +13,7 @@ import traceback
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from assistant.errors import UserError
+from common.errors import UserError
 
 BATCH_SECONDS = 0.05
 

@@ -12,7 +12,7 @@ from PySide6.QtWidgets import (QLabel, QMainWindow, QMessageBox, QProgressBar, Q
                                QStackedWidget, QToolBar, QVBoxLayout, QWidget)
 
 from assistant.engine.settings import GenerationSettings, LoadSettings
-from assistant.stats_format import format_bytes
+from common.formatting import format_bytes
 from ui.chat_view import ChatView
 from ui.engine_worker import EngineThread
 from ui.input_box import InputBox

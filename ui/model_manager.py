@@ -23,10 +23,10 @@ from PySide6.QtWidgets import (QAbstractItemView, QDialog, QDialogButtonBox, QFi
                                QScrollArea, QStyledItemDelegate, QTabWidget, QTreeWidget, QTreeWidgetItem,
                                QVBoxLayout, QWidget)
 
+from common.formatting import format_byte_rate, format_bytes, format_eta, format_params, format_tps
 from ui.downloads import (CANCELLING, DOWNLOADING, FAILED, PAUSED, PAUSING, STARTING, VERDICT_WORDS,
-                          catalogue_entry_of, compute_facts, controller_for, describe_error, format_eta,
-                          format_params, format_rate, format_size, format_tps, run_in_background, short_label,
-                          verdict_icon)
+                          catalogue_entry_of, compute_facts, controller_for, describe_error, run_in_background,
+                          short_label, verdict_icon)
 
 ROLE = Qt.ItemDataRole.UserRole
 SOURCE_WORDS = {"starter": "Built in", "hub": "Hugging Face Hub", "local": "Imported file"}
@@ -121,17 +121,17 @@ class DownloadRow(QFrame):
             self.bar.setRange(0, 1000)
             self.bar.setValue(0)
             self.bar.setFormat("")
-        amount = f"{format_size(d.done)} of {format_size(d.total)}" if d.total else (
-            f"{format_size(d.done)} downloaded" if d.done else "")
+        amount = f"{format_bytes(d.done, unknown='size unknown')} of {format_bytes(d.total, unknown='size unknown')}" if d.total else (
+            f"{format_bytes(d.done, unknown='size unknown')} downloaded" if d.done else "")
         words = {STARTING: "Starting…", DOWNLOADING: "Downloading", PAUSING: "Pausing…", PAUSED: "Paused",
                  CANCELLING: "Cancelling…", FAILED: "Failed"}
         self.state.setText(words.get(d.status, d.status))
         self.detail.setStyleSheet("")
         if d.status == DOWNLOADING:
-            parts = [amount, format_rate(d.rate), format_eta(d.eta)]
+            parts = [amount, format_byte_rate(d.rate), format_eta(d.eta)]
             self.detail.setText(" · ".join(p for p in parts if p))
         elif d.status == STARTING:
-            resuming = f"Resuming from {format_size(d.done)}…"
+            resuming = f"Resuming from {format_bytes(d.done, unknown='size unknown')}…"
             self.detail.setText(resuming if d.done else "Asking the Hub for the file…")
         elif d.status == PAUSED:
             why = "Found in the download folder after a restart. " if d.found_in_cache else ""
@@ -245,7 +245,7 @@ class ModelManager(QDialog):
             self.catalogue.addTopLevelItem(top)
             top.setFirstColumnSpanned(True)
             for entry in family.sizes:
-                item = QTreeWidgetItem([entry.label, entry.quant, format_size(entry.size_bytes, entry.size_approx),
+                item = QTreeWidgetItem([entry.label, entry.quant, format_bytes(entry.size_bytes, approx=entry.size_approx, unknown='size unknown'),
                                         format_params(entry.params), "…", "…", ""])
                 item.setData(0, ROLE, entry)
                 top.addChild(item)
@@ -440,12 +440,12 @@ class ModelManager(QDialog):
             installed = self._installed_name_for(entry)
             if fig is not None:
                 if item.parent() is not None and item.parent().data(0, ROLE) is not None:  # another quant
-                    item.setText(2, format_size(fig.size_bytes, fig.size_approx and not installed))
+                    item.setText(2, format_bytes(fig.size_bytes, approx=fig.size_approx and not installed, unknown='size unknown'))
                 verdict = VERDICT_WORDS.get(fig.verdict, fig.verdict) if fig.verdict else "?"
                 item.setText(4, verdict)
                 item.setIcon(4, verdict_icon(fig.verdict))
                 item.setToolTip(4, fig.reason or fig.problem or "")
-                item.setText(5, format_tps(fig.tokens_per_s, fig.measured) if fig.tokens_per_s else "?")
+                item.setText(5, format_tps(fig.tokens_per_s, estimate=not fig.measured) if fig.tokens_per_s else "?")
                 item.setToolTip(5, "Measured on this machine" if fig.measured else "Estimated for this machine")
             self._set_status(item, entry, installed, loaded)
         self._catalogue_selection()
@@ -483,10 +483,10 @@ class ModelManager(QDialog):
         installed = self._installed_name_for(entry)
         active = self.controller.is_active(entry.name)
         loaded = installed is not None and installed == self._loaded_name()
-        size = format_size(entry.size_bytes, entry.size_approx) if entry.size_bytes else "size shown once downloaded"
+        size = format_bytes(entry.size_bytes, approx=entry.size_approx, unknown='size unknown') if entry.size_bytes else "size shown once downloaded"
         if self.facts and entry.name in self.facts.figures and not entry.size_bytes:
             fig = self.facts.figures[entry.name]
-            size = format_size(fig.size_bytes, True)
+            size = format_bytes(fig.size_bytes, approx=True, unknown='size unknown')
         d = self.controller.get(entry.name)
         paused = d is not None and d.status in (PAUSED, FAILED)
         state = ("loaded now" if loaded else f"installed as {installed}" if installed
@@ -560,7 +560,7 @@ class ModelManager(QDialog):
             return None
         row = self.facts.row(name) if self.facts else None
         if m.source == "hub":
-            size = f" ({format_size(row.size_bytes)})" if row and row.size_bytes else ""
+            size = f" ({format_bytes(row.size_bytes, unknown='size unknown')})" if row and row.size_bytes else ""
             informative = (f"Its file{size} is deleted from the Hugging Face cache. "
                            "You can download it again later.")
         else:
@@ -573,7 +573,7 @@ class ModelManager(QDialog):
         def done(result):
             entry, freed = result
             if entry.source == "hub":
-                self.show_message(f"Deleted {entry.name} and freed {format_size(freed)}." if freed else
+                self.show_message(f"Deleted {entry.name} and freed {format_bytes(freed, unknown='size unknown')}." if freed else
                                   f"Deleted {entry.name}; its file is still used by another installed name.",
                                   error=False)
             else:
@@ -599,9 +599,9 @@ class ModelManager(QDialog):
             elif r.problem:
                 size, fit_text, speed = "?", "unusable", "?"
             else:
-                size = format_size(r.size_bytes)
+                size = format_bytes(r.size_bytes, unknown='size unknown')
                 fit_text = VERDICT_WORDS.get(r.verdict, r.verdict or "?")
-                speed = format_tps(r.tokens_per_s, r.speed_measured) if r.tokens_per_s else "?"
+                speed = format_tps(r.tokens_per_s, estimate=not r.speed_measured) if r.tokens_per_s else "?"
             name = m.name + (" (loaded)" if m.name == loaded else "")
             item = QTreeWidgetItem([name, label, SOURCE_WORDS.get(m.source, m.source), quant or "", size,
                                     fit_text, speed])
@@ -713,7 +713,7 @@ class ModelManager(QDialog):
                 name = f"{h.repo_id}:{quant}" if quant and quant not in seen else f"{h.repo_id}/{f.path}"
                 seen.add(quant)
                 parts = f" in {f.shard[1]} parts (cannot be downloaded yet)" if f.shard and f.shard[1] > 1 else ""
-                child = QTreeWidgetItem([f.path, quant, format_size(f.size), "", parts.strip()])
+                child = QTreeWidgetItem([f.path, quant, format_bytes(f.size, unknown='size unknown'), "", parts.strip()])
                 child.setData(0, ROLE, name)
                 top.addChild(child)
             top.setExpanded(len(hits) <= 3)
@@ -739,7 +739,7 @@ class ModelManager(QDialog):
             if generation != self._fit_generation:
                 return
             v = report.verdict
-            speed = format_tps(report.speed.tokens_per_s, report.speed.measured) if report.speed else "speed unknown"
+            speed = format_tps(report.speed.tokens_per_s, estimate=not report.speed.measured) if report.speed else "speed unknown"
             self.result_fit.setText(f"{VERDICT_WORDS.get(v.verdict, v.verdict).capitalize()}, {speed}: {v.reason}")
 
         def failed(exc):

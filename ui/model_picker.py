@@ -17,8 +17,8 @@ from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtWidgets import (QButtonGroup, QComboBox, QHBoxLayout, QLabel, QMessageBox, QProgressBar,
                                QSizePolicy, QToolButton, QWidget)
 
-from ui.downloads import (VERDICT_WORDS, catalogue_entry_of, compute_facts, controller_for, format_size, format_tps,
-                          run_in_background, short_label, size_token, verdict_icon)
+from common.formatting import format_bytes, format_tps
+from ui.downloads import (VERDICT_WORDS, catalogue_entry_of, compute_facts, controller_for, run_in_background, short_label, size_token, verdict_icon)
 
 MANAGE = "\x00manage"
 
@@ -235,7 +235,7 @@ class ModelPicker(QWidget):
             token = size_token(entry)
             is_installed = entry.base_name in installed
             downloading = self.controller.is_active(entry.name)
-            speed = format_tps(fig.tokens_per_s, fig.measured) if fig and fig.tokens_per_s else ""
+            speed = format_tps(fig.tokens_per_s, estimate=not fig.measured) if fig and fig.tokens_per_s else ""
             mark = "" if is_installed else " ↓"
             button.setText(f"{token}{mark}\n{speed or '…'}")
             button.setIcon(verdict_icon(fig.verdict if fig else None))
@@ -244,14 +244,14 @@ class ModelPicker(QWidget):
             state = ("loaded" if entry.base_name == current else "installed" if is_installed
                      else "downloading" if downloading else "not installed")
             button.setAccessibleName(f"{short_label(entry)}: {verdict}, {speed or 'speed not known yet'}, {state}")
-            size = format_size(entry.size_bytes, entry.size_approx)
+            size = format_bytes(entry.size_bytes, approx=entry.size_approx, unknown='size unknown')
             lines = [f"{entry.label} — {entry.quant}, {size}"]
             if fig and fig.verdict:
                 lines.append(f"{verdict.capitalize()}: {fig.reason}")
             else:
                 lines.append("Working out whether it fits this machine…")
             if fig and fig.tokens_per_s:
-                lines.append(f"{format_tps(fig.tokens_per_s, fig.measured)} "
+                lines.append(f"{format_tps(fig.tokens_per_s, estimate=not fig.measured)} "
                              + ("(measured on this machine)" if fig.measured else "(estimated for this machine)"))
             if entry.base_name == current:
                 lines.append("Loaded now.")
@@ -289,7 +289,7 @@ class ModelPicker(QWidget):
         fig = self.facts.figures.get(entry.name) if self.facts is not None else None
         label = short_label(entry)
         box = QMessageBox(QMessageBox.Icon.Question, "Download model",
-                          f"Download {label} ({format_size(entry.size_bytes, entry.size_approx)})?",
+                          f"Download {label} ({format_bytes(entry.size_bytes, approx=entry.size_approx, unknown='size unknown')})?",
                           QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, self)
         details = []
         if fig and fig.verdict == fit.NO_FIT:
@@ -299,7 +299,7 @@ class ModelPicker(QWidget):
         elif fig and fig.verdict:
             details.append(f"It is a tight fit. {fig.reason}")
         if fig and fig.tokens_per_s:
-            details.append(f"Estimated speed here: about {format_tps(fig.tokens_per_s).lstrip('~')}.")
+            details.append(f"Estimated speed here: about {format_tps(fig.tokens_per_s, estimate=True).lstrip('~')}.")
         details.append("It loads when the download is done, and you can keep chatting meanwhile. "
                        "Models… in the toolbar pauses or cancels it.")
         box.setInformativeText("\n\n".join(details))
@@ -344,7 +344,7 @@ class ModelPicker(QWidget):
         if total:
             self.download_bar.setRange(0, 1000)
             self.download_bar.setValue(int(1000 * done / total))
-            self.download_bar.setAccessibleDescription(f"{format_size(done)} of {format_size(total)}")
+            self.download_bar.setAccessibleDescription(f"{format_bytes(done, unknown='size unknown')} of {format_bytes(total, unknown='size unknown')}")
         self.download_bar.show()
 
     def _download_finished(self, name: str) -> None:

@@ -43,13 +43,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ui.charts import SizeChart, TimeChart, epoch, format_bytes, format_rate, is_dark, model_colors
+from common.formatting import format_bytes, format_number
+from ui.charts import SizeChart, TimeChart, epoch, is_dark, model_colors
 
 ALL_MODELS = "All models"
 STEPS_PER_MODEL = 3  # "Loading X…", "X: pp…", "X: tg…": what EngineWorker.benchmark reports per model
 BENCH_COLUMNS = (  # header, benchmarks() key, how to show it
     ("Model", "model", str), ("Quant", "quant", str),  # Weights is the file's size in memory
-    ("pp t/s", "pp_tps", format_rate), ("tg t/s", "tg_tps", format_rate),
+    ("pp t/s", "pp_tps", format_number), ("tg t/s", "tg_tps", format_number),
     ("Weights", "weights_bytes", format_bytes), ("KV cache", "kv_bytes", format_bytes),
     ("Compute", "compute_bytes", format_bytes), ("RSS", "rss_bytes", format_bytes),
     ("Ran on", "threads", None), ("When", "created_at", lambda t: _local_time(t)),  # a lambda: defined below

@@ -6,7 +6,7 @@ import sys
 from assistant.cli.common import (add_generation_options, add_model_options, ctrl_c_cancels, dim,
                                   generation_settings, load_settings)
 from assistant.engine import Engine
-from assistant.errors import UserError
+from common.errors import UserError
 from assistant.session import ChatSession
 from assistant.stats_format import format_stats_line
 

@@ -33,7 +33,7 @@ def add_generation_options(p: argparse.ArgumentParser) -> None:
 def load_settings(args) -> LoadSettings:
     template = None
     if getattr(args, "chat_template", None):
-        from assistant.errors import UserError
+        from common.errors import UserError
 
         try:
             with open(args.chat_template, encoding="utf-8") as f:

@@ -6,7 +6,7 @@ import os
 import sys
 from pathlib import Path
 
-from assistant.errors import UserError
+from common.errors import UserError
 
 
 def add_parser(subparsers) -> None:

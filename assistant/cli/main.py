@@ -9,7 +9,7 @@ import argparse
 import os
 import sys
 
-from assistant.errors import UserError
+from common.errors import UserError
 
 
 def build_parser() -> argparse.ArgumentParser:

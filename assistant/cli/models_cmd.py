@@ -7,7 +7,8 @@ import sys
 import threading
 import time
 
-from assistant.errors import UserError
+from common.errors import UserError
+from common.formatting import format_bytes, format_context, format_params, format_tps
 
 
 def add_parser(subparsers) -> None:
@@ -65,38 +66,6 @@ def _help(parser) -> int:
 # --- formatting --------------------------------------------------------------------------------
 
 
-def _size(n) -> str:
-    if not n:
-        return "?"
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}" if n < 10 * scale else f"{n / scale:.0f} {unit}"
-    return f"{n} B"
-
-
-def _gib(n) -> str:
-    return f"{n / (1 << 30):.2f} GiB"
-
-
-def _params(n) -> str:
-    if not n:
-        return "?"
-    return f"{n / 1e9:.1f}B" if n >= 0.95e9 else f"{n / 1e6:.0f}M"
-
-
-def _ctx(n) -> str:
-    if not n:
-        return "?"
-    return f"{n // 1024}k" if n >= 1024 and n % 1024 == 0 else str(n)
-
-
-def _tps(value, measured: bool) -> str:
-    if value is None:
-        return "?"
-    text = f"{value:.0f}" if value >= 10 else f"{value:.1f}"
-    return text if measured else "~" + text
-
-
 def _table(headers: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()]
@@ -108,10 +77,10 @@ def _machine_line(n_ctx) -> str:
     from models import fit, speed
 
     m = fit.this_machine()
-    gpus = ", ".join(f"{g.name} ({_gib(g.total)})" for g in m.gpus) or "no GPU"
+    gpus = ", ".join(f"{g.name} ({format_bytes(g.total)})" for g in m.gpus) or "no GPU"
     bw = speed.memory_bandwidth()
     return (
-        f"This machine: {_gib(m.total_ram)} RAM ({_gib(m.available_ram)} free), {gpus}, "
+        f"This machine: {format_bytes(m.total_ram)} RAM ({format_bytes(m.available_ram)} free), {gpus}, "
         f"memory bandwidth {bw / 1e9:.0f} GB/s, {speed.default_threads()} threads; "
         f"sized for a {n_ctx or fit.DEFAULT_CTX}-token context."
     )
@@ -133,13 +102,13 @@ def cmd_list(args) -> int:
     for r in rows:
         name = r.name + (" *" if r.is_starter else "")
         installed = {"starter": "built in", "hub": "yes", "local": "imported"}.get(r.source, "-") if r.installed else "-"
-        size = ("~" if r.size_approx else "") + _size(r.size_bytes)
+        size = ("~" if r.size_approx else "") + format_bytes(r.size_bytes)
         if r.problem:
             table.append([name, installed, "?", "?", r.quant or "?", "?", "unusable", "-"])
             continue
         table.append([
-            name, installed, size, _params(r.params), r.quant or "?", _ctx(r.context_length),
-            r.verdict or "?", _tps(r.tokens_per_s, r.speed_measured),
+            name, installed, size, format_params(r.params), r.quant or "?", format_context(r.context_length),
+            r.verdict or "?", format_tps(r.tokens_per_s, estimate=not r.speed_measured, unit=False),
         ])
     print(_machine_line(args.ctx))
     print()
@@ -181,7 +150,7 @@ def cmd_search(args) -> int:
         for quant, files in by_quant.items():
             f = files[0]
             split = f" in {f.shard[1]} parts" if f.shard else ""
-            parts.append(f"{quant} {_size(f.size)}{split}")
+            parts.append(f"{quant} {format_bytes(f.size)}{split}")
         if parts:
             print("    " + ", ".join(parts))
     print()
@@ -214,11 +183,11 @@ def cmd_pull(args) -> int:
         except UserError as exc:
             print(f"(no fit estimate: {exc})", file=sys.stderr)
     size = plan.size or (shape.size_bytes if shape else None)
-    print(f"Pulling {plan.name}: {target.repo_id}/{plan.filename}, {_size(size)}")
+    print(f"Pulling {plan.name}: {target.repo_id}/{plan.filename}, {format_bytes(size)}")
     if shape is not None:
         verdict = fit.fit(shape, args.ctx)
         figure = speed.estimate_speed(shape)
-        print(f"  {verdict.verdict}: {verdict.reason} About {_tps(figure.tokens_per_s, False)} tokens/s here.")
+        print(f"  {verdict.verdict}: {verdict.reason} About {format_tps(figure.tokens_per_s, estimate=not False, unit=False)} tokens/s here.")
         if verdict.verdict == fit.NO_FIT and not args.force:
             raise UserError(f"{plan.name} will not fit this machine; pull it with --force to download it anyway.")
 
@@ -254,8 +223,8 @@ def cmd_pull(args) -> int:
     if result.from_cache:
         print(f"Found {plan.filename} in the Hugging Face cache, checked against the Hub's SHA-256.")
     else:
-        resumed = f", resumed from {_size(result.resumed_from)}" if result.resumed_from else ""
-        print(f"Downloaded {_size(result.size)}{resumed}; SHA-256 verified.")
+        resumed = f", resumed from {format_bytes(result.resumed_from)}" if result.resumed_from else ""
+        print(f"Downloaded {format_bytes(result.size)}{resumed}; SHA-256 verified.")
     print(f"Installed as {model.name}: assistant chat -m {model.name}")
     return 0
 
@@ -301,9 +270,9 @@ class _ProgressBar:
             tenth = int(10 * done / total) if total else 0
             if tenth != self.last_tenth:
                 self.last_tenth = tenth
-                speed = f" at {_size(rate)}/s" if rate > 0 else ""
+                speed = f" at {format_bytes(rate)}/s" if rate > 0 else ""
                 left = f", {eta:.0f} s left" if eta is not None and done < total else ""
-                print(f"  {done / total:4.0%} of {_size(total)}{speed}{left}", file=sys.stderr, flush=True)
+                print(f"  {done / total:4.0%} of {format_bytes(total)}{speed}{left}", file=sys.stderr, flush=True)
 
     def close(self) -> None:
         with self.lock:
@@ -325,7 +294,7 @@ def cmd_rm(args) -> int:
 
     entry, freed = library.remove(args.name)
     if entry.source == "hub":
-        print(f"Removed {entry.name} and freed {_size(freed)}." if freed else
+        print(f"Removed {entry.name} and freed {format_bytes(freed)}." if freed else
               f"Removed {entry.name}; its file is still used by another installed name, so it was kept.")
     else:
         print(f"Removed {entry.name} from the list; the file {entry.path} was left where it is.")
@@ -353,15 +322,15 @@ def cmd_fit(args) -> int:
             "speed_measured": bool(report.speed and report.speed.measured),
         }, indent=2))
         return 0
-    print(f"{report.name}: {s.architecture}, {_params(s.n_params)} parameters, {s.quant}, {_size(s.size_bytes)}, "
-          f"{s.n_layers} layers, {s.n_heads} heads ({s.n_kv_heads} KV), trained for {_ctx(s.context_length)} tokens")
+    print(f"{report.name}: {s.architecture}, {format_params(s.n_params)} parameters, {s.quant}, {format_bytes(s.size_bytes)}, "
+          f"{s.n_layers} layers, {s.n_heads} heads ({s.n_kv_heads} KV), trained for {format_context(s.context_length)} tokens")
     print(f"  (from the {report.shape_from}; {time.monotonic() - t0:.1f} s)")
     print(f"Memory for a {e.n_ctx}-token context:")
-    print(f"  weights          {_gib(e.weights):>10}")
-    print(f"  KV cache         {_gib(e.kv_cache):>10}   (f16, every layer)")
-    print(f"  compute buffer   {_gib(e.compute):>10}")
-    print(f"  app and runtime  {_gib(e.overhead):>10}")
-    print(f"  total            {_gib(e.total):>10}")
+    print(f"  weights          {format_bytes(e.weights):>10}")
+    print(f"  KV cache         {format_bytes(e.kv_cache):>10}   (f16, every layer)")
+    print(f"  compute buffer   {format_bytes(e.compute):>10}")
+    print(f"  app and runtime  {format_bytes(e.overhead):>10}")
+    print(f"  total            {format_bytes(e.total):>10}")
     print(f"Verdict: {v.verdict}. {v.reason}")
     for name, verdict in v.gpu_verdicts:
         print(f"  on {name}: {verdict}")
@@ -372,7 +341,7 @@ def cmd_fit(args) -> int:
         else:
             c = sp.calibration
             basis = f"fitted to {c.n_models} measured model(s)" if c.n_models else "default factors"
-            print(f"Speed: about {sp.tokens_per_s:.1f} tokens/s here (estimate: {_size(s.bytes_per_token)} read per "
+            print(f"Speed: about {sp.tokens_per_s:.1f} tokens/s here (estimate: {format_bytes(s.bytes_per_token)} read per "
                   f"token at {c.bandwidth / 1e9:.0f} GB/s × {c.efficiency:.2f} efficiency, plus fixed per-token "
                   f"costs × {c.overhead_scale:.2f}; {basis}).")
     return 0

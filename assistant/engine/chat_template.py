@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import jinja2
 from llama_cpp import llama_chat_format as formats
 
-from assistant.errors import UserError
+from common.errors import UserError
 
 # llama-cpp-python's built-in formats, by the names users know them by.
 NAMED_FORMATS = {

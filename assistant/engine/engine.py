@@ -20,7 +20,7 @@ from assistant.engine.context_fit import fit_conversation
 from assistant.engine.llama_model import DecodeError, LoadedModel, Sampler
 from assistant.engine.settings import GenerationSettings, LoadSettings
 from assistant.engine.text_stream import TextStream
-from assistant.errors import ModelFileError, UserError
+from common.errors import ModelFileError, UserError
 from assistant.stats import MemoryStats, ModelRef, ResponseStats, rss_bytes, rss_peak_bytes, tps, vram_bytes
 from models import registry
 from models.gguf_file import read_gguf_info

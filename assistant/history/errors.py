@@ -1,6 +1,6 @@
 """Failures of the history store, each one a sentence a person can act on."""
 
-from assistant.errors import UserError
+from common.errors import UserError
 
 
 class HistoryError(UserError):

@@ -108,7 +108,7 @@ class HistoryStore:
              busy_timeout: float = BUSY_TIMEOUT_S) -> HistoryStore:
         """Open (creating or upgrading) the history; a damaged file is moved aside, never overwritten."""
         if path is None:
-            from assistant.paths import history_db_path
+            from common.paths import history_db_path
 
             path = history_db_path()
         path = Path(path)

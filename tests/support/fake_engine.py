@@ -10,7 +10,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from assistant.errors import ModelNotFoundError
+from common.errors import ModelNotFoundError
 
 REPLY = ("Here is a list:\n\n- apples\n- pears\n\n```python\ndef add(a, b):\n    return a + b\n```\n\n"
          "| size | speed |\n|---|---|\n| 1B | fast |\n")
