@@ -110,8 +110,8 @@ class ChatSession:
             self.history.update_conversation(self.conversation_id, model=self._model_name())
 
     def _model_name(self) -> str | None:
-        active = self.engine.active
-        return active.entry.name if active else None
+        summary = self.engine.summary()
+        return summary.name if summary else None
 
 
 def _status_for(response: Response) -> str:

@@ -12,26 +12,33 @@ from dataclasses import asdict, dataclass, field
 
 import psutil
 
-STOP_REASONS = ("eos", "length", "stopped", "context_full", "error")
+STOP_REASONS = ("eos", "length", "stopped", "context_full", "repetition", "error")
 
 
 @dataclass
 class ModelRef:
     name: str
-    file: str
+    file: str | None  # None for a remote model
     quant: str | None
-    size_bytes: int
-    n_params: int
+    size_bytes: int | None
+    n_params: int | None
 
 
 @dataclass
 class MemoryStats:
-    weights_bytes: int
-    kv_bytes: int
-    compute_bytes: int
-    rss_bytes: int
-    rss_peak_bytes: int
-    vram_bytes: int | None
+    """Memory of the model's process (the runner) and, apart, of the app itself.
+
+    None means "not known": a runner that died took its figures with it, and a
+    remote model's memory is the server's, never this machine's.
+    """
+
+    weights_bytes: int | None
+    kv_bytes: int | None
+    compute_bytes: int | None
+    rss_bytes: int | None  # the model's process, now
+    rss_peak_bytes: int | None  # the model's process, its peak
+    vram_bytes: int | None  # GPU memory the model's process holds (NVML)
+    app_rss_bytes: int | None = None  # the app's own process, apart from the model's
 
 
 @dataclass
@@ -48,24 +55,31 @@ class ResponseStats:
     gen_tps: float | None
     total_ms: float
     stop_reason: str
-    n_ctx: int
-    n_threads: int
+    n_ctx: int | None
+    n_threads: int | None
     memory: MemoryStats
     backend: dict
     context: dict = field(default_factory=dict)  # policy applied, tokens used, turns dropped
     sampling: dict = field(default_factory=dict)
     chat_format: str | None = None
     error: str | None = None
+    # How the reply reached the app: the runner's own first-token time, the rate the app received
+    # text at, how many batches; for a remote model, the server's figures.
+    transport: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def rss_bytes() -> int:
-    return psutil.Process().memory_info().rss
+def rss_bytes(pid: int | None = None) -> int | None:
+    try:
+        return psutil.Process(pid).memory_info().rss
+    except psutil.Error:  # the process is gone
+        return None
 
 
 def rss_peak_bytes() -> int:
+    """This process's peak resident memory (call it in the process you measure)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak if sys.platform == "darwin" else peak * 1024  # Linux reports KiB
 
@@ -73,8 +87,8 @@ def rss_peak_bytes() -> int:
 _nvml_state: dict = {}
 
 
-def vram_bytes() -> int | None:
-    """GPU memory this process holds, or None without an NVIDIA GPU and driver."""
+def vram_bytes(pid: int | None = None) -> int | None:
+    """GPU memory process `pid` (default: this one) holds, or None without an NVIDIA GPU and driver."""
     if _nvml_state.get("unavailable"):
         return None
     try:
@@ -83,7 +97,7 @@ def vram_bytes() -> int | None:
         if not _nvml_state.get("ready"):
             pynvml.nvmlInit()
             _nvml_state["ready"] = True
-        pid, used = os.getpid(), 0
+        pid, used = pid or os.getpid(), 0
         for i in range(pynvml.nvmlDeviceGetCount()):
             handle = pynvml.nvmlDeviceGetHandleByIndex(i)
             for proc in pynvml.nvmlDeviceGetComputeRunningProcesses(handle):

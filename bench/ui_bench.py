@@ -26,7 +26,7 @@ import sys, time
 t0 = time.perf_counter()
 from PySide6.QtCore import QSettings, QTimer
 from PySide6.QtWidgets import QApplication
-from assistant.engine import Engine
+from assistant.engine import LocalEngine as Engine
 from assistant.history import HistoryStore
 from ui.main_window import MainWindow
 app = QApplication([])
@@ -59,7 +59,7 @@ def stalls(model: str, tokens: int) -> tuple[float, float, float]:
     from PySide6.QtCore import QElapsedTimer, QSettings, QTimer
     from PySide6.QtWidgets import QApplication
 
-    from assistant.engine import Engine
+    from assistant.engine import LocalEngine as Engine
     from assistant.history import HistoryStore
     from ui.main_window import MainWindow
 

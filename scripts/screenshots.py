@@ -26,7 +26,7 @@ def main() -> int:
     from PySide6.QtCore import QSettings
     from PySide6.QtWidgets import QApplication
 
-    from assistant.engine import Engine
+    from assistant.engine import LocalEngine as Engine
     from assistant.history import HistoryStore
     from models.registry import InstalledModel, register
     from tests.support.tiny_gguf import write_random_llama

@@ -1,11 +1,13 @@
 """The engine on the real llama.cpp: the starter model and tiny random-weight models."""
 
+import os
 import threading
 import time
 
 import pytest
 
-from assistant.engine import ContextPolicy, Engine, GenerationSettings, LoadSettings
+from assistant.engine import ContextPolicy, GenerationSettings, LoadSettings
+from assistant.engine import LocalEngine as Engine
 from common.errors import ModelFileError, UserError
 from assistant.stats import STOP_REASONS
 from tests.support.tiny_gguf import write_corrupt, write_tiny_llama
@@ -16,7 +18,8 @@ SKY = [{"role": "user", "content": "Why is the sky blue?"}]
 STATS_KEYS = {"reply", "model", "prompt_tokens", "cached_tokens", "prompt_ms", "prompt_tps", "ttft_ms",
               "completion_tokens", "gen_ms", "gen_tps", "total_ms", "stop_reason", "n_ctx", "n_threads",
               "memory", "backend"}
-MEMORY_KEYS = {"weights_bytes", "kv_bytes", "compute_bytes", "rss_bytes", "rss_peak_bytes", "vram_bytes"}
+MEMORY_KEYS = {"weights_bytes", "kv_bytes", "compute_bytes", "rss_bytes", "rss_peak_bytes", "vram_bytes",
+               "app_rss_bytes"}
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +58,8 @@ def test_starter_answers_with_consistent_measured_stats(starter):
     mem = stats["memory"]
     assert mem["weights_bytes"] > 2e8 and mem["kv_bytes"] > 0 and mem["compute_bytes"] > 0
     assert mem["rss_bytes"] > 0 and mem["rss_peak_bytes"] >= mem["rss_bytes"] * 0.5
+    # The model's process and the app's are apart: the weights are resident in the runner, not here.
+    assert mem["app_rss_bytes"] > 0 and stats["transport"]["runner_pid"] not in (None, os.getpid())
     assert mem["vram_bytes"] is None  # no GPU here
     assert stats["backend"]["kind"] == "CPU" and stats["backend"]["llama_cpp_python"] == "0.3.36"
     assert stats["chat_format"].endswith(":gemma")  # not llama-2's [INST] fallback
@@ -75,8 +80,7 @@ def test_follow_up_turn_evaluates_only_new_tokens(starter):
 
 def test_cancel_from_another_thread_stops_within_one_token(starter):
     response = starter.chat(SKY, GenerationSettings(max_tokens=400, seed=1, ignore_eos=True))
-    llama = starter.active.llama
-    seen_at_cancel = None
+    shown_at_cancel = None
     for i, _ in enumerate(response):
         if i == 5:
             done = threading.Event()
@@ -87,12 +91,12 @@ def test_cancel_from_another_thread_stops_within_one_token(starter):
 
             threading.Thread(target=stop).start()
             done.wait()
-            seen_at_cancel = len(llama.kv_tokens)
+            shown_at_cancel = "".join(response.chunks)
     stats = response.stats
     assert stats.stop_reason == "stopped"
-    generated_at_cancel = seen_at_cancel - stats.prompt_tokens + 1
-    assert stats.completion_tokens <= generated_at_cancel + 1
-    assert stats.reply and stats.reply == "".join(response.chunks)  # the partial reply is kept
+    # Nothing is shown after the stop, and the runner stopped long before the 400 tokens.
+    assert stats.reply == shown_at_cancel == "".join(response.chunks) and stats.reply
+    assert stats.completion_tokens < 40
 
 
 def test_abandoning_the_stream_records_a_stopped_reply(starter):
@@ -106,9 +110,9 @@ def test_abandoning_the_stream_records_a_stopped_reply(starter):
 
 def test_starter_by_name_uses_the_catalogue_gemma_format():
     engine = Engine()
-    active = engine.load("starter", LoadSettings(n_ctx=256))
-    assert active.renderer.label == "catalogue:gemma"
-    assert active.entry.name == "starter" and active.info.quant == "Q4_K_M"
+    summary = engine.load("starter", LoadSettings(n_ctx=256))
+    assert summary.chat_format == "catalogue:gemma"
+    assert summary.name == "starter" and summary.quant == "Q4_K_M"
     engine.unload()
 
 
@@ -129,7 +133,7 @@ def test_context_full_under_stop_policy_is_reported_not_raised(tiny_engine):
     stats = response.stats
     assert stats.stop_reason == "context_full"
     assert stats.context["policy"] == "stop" and stats.context["applied"] is True
-    assert f"context holds {tiny_engine.active.llama.n_ctx}" in stats.context["message"]
+    assert f"context holds {tiny_engine.summary().n_ctx}" in stats.context["message"]
 
 
 def test_generation_stops_at_the_end_of_the_context(tiny_engine):
@@ -138,7 +142,7 @@ def test_generation_stops_at_the_end_of_the_context(tiny_engine):
     response.text()
     stats = response.stats
     assert stats.stop_reason == "context_full"
-    n_ctx = tiny_engine.active.llama.n_ctx  # llama.cpp pads the requested 128 up
+    n_ctx = tiny_engine.summary().n_ctx  # llama.cpp pads the requested 128 up
     assert stats.prompt_tokens + stats.completion_tokens == n_ctx + 1  # the last token is shown, not decoded
 
 
@@ -154,15 +158,8 @@ def test_drop_oldest_policy_keeps_the_system_prompt(tiny_engine):
     assert ctx["policy"] == "drop_oldest" and ctx["applied"] and ctx["dropped_messages"] >= 2
     assert ctx["dropped_messages"] % 2 == 0  # whole user+assistant turns
     assert response.stats.stop_reason in ("length", "eos")
-    n_ctx = active_n_ctx = tiny_engine.active.llama.n_ctx
+    n_ctx = tiny_engine.summary().n_ctx
     assert response.stats.prompt_tokens <= n_ctx
-    # The rendered prompt still opens with the system prompt and ends with the new question.
-    from assistant.engine.context_fit import fit_conversation
-
-    active = tiny_engine.active
-    fitted = fit_conversation(turns, render=active.renderer.render, tokenize=active.llama.tokenize, n_ctx=active_n_ctx,
-                              policy=ContextPolicy.DROP_OLDEST, reply_reserve=4)
-    assert fitted.messages[0]["role"] == "system" and fitted.messages[-1]["content"] == "last question"
 
 
 def test_gguf_chat_template_is_rendered_in_the_sandbox(tmp_path):
@@ -170,28 +167,29 @@ def test_gguf_chat_template_is_rendered_in_the_sandbox(tmp_path):
                 "{% if add_generation_prompt %}<|assistant|>{% endif %}")
     path = write_tiny_llama(tmp_path / "templated.gguf", chat_template=template)
     engine = Engine()
-    active = engine.load(str(path), LoadSettings(n_ctx=128, n_threads=1))
-    assert active.renderer.source == "gguf"
-    assert active.renderer.render([{"role": "user", "content": "hi"}]).text == "<|user|>hi<|assistant|>"
-    engine.unload()
+    summary = engine.load(str(path), LoadSettings(n_ctx=128, n_threads=1))
+    assert summary.chat_format == "gguf" and summary.has_chat_template
+    response = engine.chat([{"role": "user", "content": "hi"}], GenerationSettings(max_tokens=2))
+    response.text()
+    assert response.stats.prompt_tokens == engine.count_tokens([{"role": "user", "content": "hi"}])
 
+    # A template that reaches for Python's internals is refused when the model loads: one sentence,
+    # and the model that was loaded stays.
     hostile = "{{ ''.__class__.__mro__[1].__subclasses__() }}"
     path = write_tiny_llama(tmp_path / "hostile.gguf", chat_template=hostile)
-    active = engine.load(str(path), LoadSettings(n_ctx=128, n_threads=1))
     with pytest.raises(UserError, match="chat template"):
-        active.renderer.render([{"role": "user", "content": "hi"}])
-    response = engine.chat([{"role": "user", "content": "hi"}])
-    assert response.text() == "" and response.stats.stop_reason == "error"  # reported, not raised
+        engine.load(str(path), LoadSettings(n_ctx=128, n_threads=1))
+    assert engine.summary().path == str(tmp_path / "templated.gguf")
     engine.unload()
 
 
 def test_model_without_template_gets_a_format_from_its_architecture(tiny_model_path, starter_model_path):
     engine = Engine()
-    assert engine.load(str(tiny_model_path), LoadSettings(n_ctx=64, n_threads=1)).renderer.label == \
+    assert engine.load(str(tiny_model_path), LoadSettings(n_ctx=64, n_threads=1)).chat_format == \
         "fallback-llama:llama-2"
-    assert engine.load(str(starter_model_path), LoadSettings(n_ctx=64)).renderer.label == "fallback-gemma3:gemma"
+    assert engine.load(str(starter_model_path), LoadSettings(n_ctx=64)).chat_format == "fallback-gemma3:gemma"
     override = engine.load(str(tiny_model_path), LoadSettings(n_ctx=64, n_threads=1, chat_format="chatml"))
-    assert override.renderer.label == "override:chatml"
+    assert override.chat_format == "override:chatml"
     engine.unload()
 
 
@@ -199,11 +197,11 @@ def test_model_without_template_gets_a_format_from_its_architecture(tiny_model_p
                                   "huge_kv_count", "unknown_architecture"])
 def test_a_bad_model_file_is_a_clear_error_and_the_old_model_stays(tiny_engine, tmp_path, kind):
     bad = write_corrupt(tmp_path / f"{kind}.gguf", kind)
-    before = tiny_engine.active.entry.path
+    before = tiny_engine.summary().path
     with pytest.raises(ModelFileError) as err:
         tiny_engine.load(str(bad))
     assert str(bad) in str(err.value)
-    assert tiny_engine.active.entry.path == before
+    assert tiny_engine.summary().path == before
     assert tiny_engine.chat([{"role": "user", "content": "hi"}], GenerationSettings(max_tokens=2)).stats is None
     tiny_engine.chat([{"role": "user", "content": "hi"}], GenerationSettings(max_tokens=2)).text()
 
@@ -223,38 +221,36 @@ def test_threads_default_to_physical_cores_and_can_be_set(tiny_model_path):
     engine.unload()
 
 
-def test_switching_models_gives_the_old_models_memory_back(starter_model_path, tiny_model_path):
+def test_unloading_ends_the_runner_and_the_memory_comes_back(starter_model_path, tiny_model_path):
     import psutil
 
-    proc = psutil.Process()
     engine = Engine()
-    baseline = proc.memory_info().rss
-    engine.load(str(starter_model_path), LoadSettings(n_ctx=512))
+    summary = engine.load(str(starter_model_path), LoadSettings(n_ctx=512))
+    runner = psutil.Process(summary.pid)
     engine.chat(SKY, GenerationSettings(max_tokens=8, seed=0)).text()  # touch the weights
-    loaded = proc.memory_info().rss
-    weights = engine.active.llama.weights_bytes()
-    assert loaded - baseline > 0.5 * weights
-    engine.load(str(tiny_model_path), LoadSettings(n_ctx=64, n_threads=1))
-    switched = proc.memory_info().rss
-    assert loaded - switched > 0.5 * weights  # the starter's pages left when it was unloaded
+    assert runner.memory_info().rss > 0.5 * summary.memory["weights_bytes"]  # the weights live in the runner
+    tiny = engine.load(str(tiny_model_path), LoadSettings(n_ctx=64, n_threads=1))
+    assert tiny.pid != summary.pid and not psutil.pid_exists(summary.pid)  # switching ended the old runner
     engine.unload()
+    assert not psutil.pid_exists(tiny.pid) and engine.summary() is None
 
 
 def test_amx_guard_turns_off_extra_buffer_types(monkeypatch, starter_model_path):
-    """On an AMX CPU the repacked (AMX) weight buffer must not be created."""
-    from assistant.engine import llama_runtime as rt
+    """On an AMX CPU the repacked (AMX) weight buffer must not be created (runner code, in this process)."""
+    from assistant.engine.runner import llama_runtime as rt
+    from assistant.engine.runner.llama_model import LoadedModel
 
-    engine = Engine()
-    active = engine.load(str(starter_model_path), LoadSettings(n_ctx=64))
-    normal = active.llama.buffers.weights
+    normal = LoadedModel(str(starter_model_path), n_ctx=64, n_threads=2, n_gpu_layers=0, n_batch=64)
+    normal_weights = normal.buffers.weights
+    normal.close()
     monkeypatch.setattr(rt, "has_amx", lambda: True)
     mark = rt.log_mark()
-    engine.load(str(starter_model_path), LoadSettings(n_ctx=64))
+    guarded = LoadedModel(str(starter_model_path), n_ctx=64, n_threads=2, n_gpu_layers=0, n_batch=64)
     log = rt.log_since(mark)
     assert "REPACK model buffer" not in log and "model buffer size" in log
-    assert engine.active.llama.buffers.weights <= normal
-    engine.chat(SKY, GenerationSettings(max_tokens=4, seed=0)).text()
-    engine.unload()
+    assert guarded.buffers.weights <= normal_weights
+    guarded.eval_prompt(guarded.tokenize("Hello", add_bos=True))
+    guarded.close()
 
 
 def test_every_sampling_setting_reaches_llama_cpp(tiny_engine):

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from assistant.engine import Engine, GenerationSettings, LoadSettings
+from assistant.engine import LocalEngine as Engine, GenerationSettings, LoadSettings
 from assistant.history import HistoryStore
 from assistant.session import ChatSession
 
@@ -47,7 +47,7 @@ def test_a_stopped_reply_is_kept_and_marked_stopped(engine, tmp_path):
     shown = []
     for i, chunk in enumerate(session.send("Go on")):
         shown.append(chunk)
-        if i == 3:
+        if i == 0:  # text comes from the runner in batches: stop after the first
             session.cancel()
     last = store.get_conversation(session.conversation_id).thread[-1]
     assert last.status == "stopped" and last.content == "".join(shown)

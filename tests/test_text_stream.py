@@ -3,7 +3,7 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from assistant.engine.text_stream import TextStream
+from assistant.engine.runner.text_stream import TextStream
 
 
 def _chunks(data: bytes, cuts: list[int]) -> list[bytes]:
@@ -43,10 +43,9 @@ def test_held_back_text_is_released_when_it_is_not_a_stop_string():
 
 def test_real_tokenizer_splits_characters_across_byte_tokens(tiny_model_path):
     """The tiny model's byte-fallback tokens cut an emoji into 4 pieces; streaming rejoins it."""
-    from assistant.engine import Engine, LoadSettings
+    from assistant.engine.runner.llama_model import LoadedModel
 
-    engine = Engine()
-    llama = engine.load(str(tiny_model_path), LoadSettings(n_ctx=64, n_threads=1)).llama
+    llama = LoadedModel(str(tiny_model_path), n_ctx=64, n_threads=1, n_gpu_layers=0, n_batch=64)
     text = "naïve 🙂 שלום"
     tokens = llama.tokenize(text, add_bos=False)
     pieces = [llama.piece(t) for t in tokens]
@@ -54,4 +53,4 @@ def test_real_tokenizer_splits_characters_across_byte_tokens(tiny_model_path):
     stream = TextStream()
     shown = [stream.feed(p) for p in pieces] + [stream.flush()]
     assert "".join(shown).strip() == text and all("\ufffd" not in s for s in shown)
-    engine.unload()
+    llama.close()

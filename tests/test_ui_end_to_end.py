@@ -3,7 +3,7 @@
 import pytest
 from PySide6.QtCore import QSettings, Qt
 
-from assistant.engine import Engine
+from assistant.engine import LocalEngine as Engine
 from assistant.history import HistoryStore
 from ui.main_window import MainWindow
 

@@ -262,7 +262,7 @@ def test_every_control_has_an_accessible_name_and_the_keyboard_reaches_it(qtbot,
 
 @pytest.mark.llama_cpp
 def test_benchmark_runs_on_the_real_engine_worker_and_fills_the_table(qtbot, tmp_path, tiny_model_path):
-    from assistant.engine import Engine
+    from assistant.engine import LocalEngine as Engine
     from ui.engine_worker import EngineThread
 
     registry.register(InstalledModel(name="tiny", path=str(tiny_model_path), source="local"))

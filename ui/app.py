@@ -7,7 +7,7 @@ def main(argv=None) -> int:
     from PySide6.QtCore import QSettings
     from PySide6.QtWidgets import QApplication
 
-    from assistant.engine import Engine
+    from assistant.engine import LocalEngine
     from common.errors import UserError
     from assistant.history import HistoryStore
     from ui.main_window import MainWindow
@@ -26,7 +26,7 @@ def main(argv=None) -> int:
 
         QMessageBox.critical(None, "Hearth", str(exc))
         return 1
-    window = MainWindow(Engine, history, HistoryStore.open, settings=settings)
+    window = MainWindow(LocalEngine, history, HistoryStore.open, settings=settings)
     window.chat.set_dark(dark)
     window.show()
     # The window is up before the model loads: loading never blocks it.

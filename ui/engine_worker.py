@@ -63,7 +63,7 @@ class EngineWorker(QObject):
             self.loadFinished.emit(model_summary(self.engine))
         except UserError as exc:
             self.loadFailed.emit(str(exc))
-            if self.engine.active is not None:  # the previous model was put back
+            if self.engine.summary() is not None:  # the previous model was put back
                 self.loadFinished.emit(model_summary(self.engine))
         except Exception as exc:  # never let a bug kill the worker thread
             traceback.print_exc()
@@ -88,7 +88,7 @@ class EngineWorker(QObject):
         from assistant.session import ChatSession
 
         self._ensure()
-        if self.engine.active is None:
+        if self.engine.summary() is None:
             self.replyFailed.emit(conversation_id or 0, "No model is loaded yet.")
             return
         session = ChatSession(self.engine, system_prompt=system_prompt, settings=settings, history=self.history)
@@ -129,10 +129,11 @@ class EngineWorker(QObject):
     @Slot(object)
     def count_tokens(self, messages) -> None:
         self._ensure()
-        if self.engine.active is None:
+        summary = self.engine.summary()
+        if summary is None:
             return
         try:
-            self.tokenCount.emit(self.engine.count_tokens(messages), self.engine.active.llama.n_ctx)
+            self.tokenCount.emit(self.engine.count_tokens(messages), summary.n_ctx)
         except UserError:
             pass
 
@@ -142,7 +143,7 @@ class EngineWorker(QObject):
         from assistant.engine.benchmark import run_benchmark
 
         self._ensure()
-        previous = self.engine.active.entry if self.engine.active else None
+        previous = self.engine.summary().name if self.engine.summary() else None
         self.busyChanged.emit(True)
         results = []
         try:
@@ -170,21 +171,12 @@ class EngineWorker(QObject):
 
 def model_summary(engine) -> dict:
     """What the window shows about the loaded model: plain data, no engine objects."""
-    from assistant.stats import rss_bytes, vram_bytes
-
-    active = engine.active
-    if active is None:
+    summary = engine.summary()
+    if summary is None:
         return {}
-    llama = active.llama
-    backend = engine.backend_record()
-    return {
-        "name": active.entry.name, "path": active.entry.path, "quant": active.info.quant,
-        "architecture": active.info.architecture, "n_params": llama.n_params(), "n_ctx": llama.n_ctx,
-        "n_threads": llama.n_threads, "n_gpu_layers": llama.n_gpu_layers, "backend": backend["kind"],
-        "gpu_offload": backend["gpu_offload"], "chat_format": active.renderer.label,
-        "memory": {"weights_bytes": llama.weights_bytes(), "kv_bytes": llama.buffers.kv,
-                   "compute_bytes": llama.buffers.compute, "rss_bytes": rss_bytes(), "vram_bytes": vram_bytes()},
-    }
+    d = summary.to_dict()
+    d["backend"], d["gpu_offload"] = summary.backend.get("kind"), summary.backend.get("gpu_offload")
+    return d
 
 
 class EngineThread:

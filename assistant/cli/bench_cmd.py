@@ -4,7 +4,7 @@ import json
 import sys
 
 from assistant.cli.common import add_model_options, dim, load_settings
-from assistant.engine import Engine
+from assistant.engine import LocalEngine
 from assistant.engine.benchmark import run_benchmark
 
 
@@ -25,7 +25,7 @@ def run(args) -> int:
     settings = load_settings(args)
     # The longest run needs room for the prompt plus its reply.
     settings.n_ctx = max(settings.n_ctx or 0, max(lengths + [args.tokens, args.pp]) + 128)
-    engine = Engine()
+    engine = LocalEngine()
     engine.load(args.model, settings)
     say = (lambda msg: print(dim(f"running {msg} ..."), file=sys.stderr)) if not args.json else (lambda msg: None)
     result = run_benchmark(engine, pp_tokens=args.pp, tg_tokens=args.tokens, stream_lengths=lengths,

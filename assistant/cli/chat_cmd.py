@@ -5,10 +5,11 @@ import sys
 
 from assistant.cli.common import (add_generation_options, add_model_options, ctrl_c_cancels, dim,
                                   generation_settings, load_settings)
-from assistant.engine import Engine
+from assistant.engine import LocalEngine
 from common.errors import UserError
 from assistant.session import ChatSession
 from assistant.stats_format import format_stats_line
+from common.terminal import safe_text
 
 HELP = """commands: /new  start a new conversation
           /model NAME  switch model (the conversation stays)
@@ -39,7 +40,7 @@ def _open_history(args):
 
 
 def run(args) -> int:
-    engine = Engine()
+    engine = LocalEngine()
     history = _open_history(args)
     session = ChatSession(engine, system_prompt=args.system, settings=generation_settings(args), history=history)
     if args.conversation:
@@ -96,9 +97,9 @@ def _one_shot(session: ChatSession, prompt: str, as_json: bool) -> int:
 
 
 def _interactive(session: ChatSession, args) -> int:
-    active = session.engine.active
-    print(dim(f"{active.entry.name} · {active.info.quant} · {active.llama.n_threads} threads · "
-              f"context {active.llama.n_ctx} · type /help for commands"), file=sys.stderr)
+    s = session.engine.summary()
+    print(dim(f"{safe_text(s.name)} · {s.quant} · {s.n_threads} threads · "
+              f"context {s.n_ctx} · type /help for commands"), file=sys.stderr)
     while True:
         try:
             line = input(">>> ")
@@ -127,9 +128,8 @@ def _command(session: ChatSession, text: str, args) -> bool:
         print(dim("[new conversation]"), file=sys.stderr)
     elif name == "/model" and rest.strip():
         try:
-            active = session.engine.load(rest.strip(), load_settings(args))
-            print(dim(f"[now using {active.entry.name} · {active.info.quant}; the conversation stays]"),
-                  file=sys.stderr)
+            s = session.engine.load(rest.strip(), load_settings(args))
+            print(dim(f"[now using {safe_text(s.name)} · {s.quant}; the conversation stays]"), file=sys.stderr)
         except UserError as exc:
             print(f"error: {exc}", file=sys.stderr)
     elif name in ("/help", "/?"):

@@ -8,25 +8,45 @@ from contextlib import contextmanager
 from assistant.engine import ContextPolicy, GenerationSettings, LoadSettings
 
 
+def _positive(value: str) -> int:
+    n = int(value)
+    if n < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return n
+
+
 def add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("-m", "--model", default="starter",
                    help="starter, an installed model's name, or a path to a .gguf file (default: starter)")
-    p.add_argument("-t", "--threads", type=int, help="CPU threads (default: the physical cores)")
-    p.add_argument("-c", "--ctx", type=int, help="context length in tokens (default: the model's, at most 4096)")
+    p.add_argument("-t", "--threads", type=_positive, help="CPU threads (default: the physical cores)")
+    p.add_argument("-c", "--ctx", type=_positive, help="context length in tokens (default: the model's, at most 4096)")
     p.add_argument("--gpu-layers", type=int, help="layers to offload to the GPU (default: all, when the build can)")
     p.add_argument("--chat-format", help="a named chat format (gemma, llama-3, chatml, ...) instead of the model's")
     p.add_argument("--chat-template", metavar="FILE", help="a Jinja chat template file instead of the model's")
 
 
+def _max_tokens(value: str) -> int:
+    n = int(value)
+    if n < 0:
+        raise argparse.ArgumentTypeError("must be 0 (no limit) or more")
+    return n
+
+
 def add_generation_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-n", "--max-tokens", type=int, help="stop the reply after this many tokens")
-    p.add_argument("--temperature", type=float, default=0.8)
-    p.add_argument("--top-k", type=int, default=40)
-    p.add_argument("--top-p", type=float, default=0.95)
-    p.add_argument("--min-p", type=float, default=0.05)
-    p.add_argument("--repeat-penalty", type=float, default=1.0)
+    """Sampling options; their defaults are GenerationSettings' own, as the window's are."""
+    d = GenerationSettings()
+    p.add_argument("-n", "--max-tokens", type=_max_tokens, default=d.max_tokens, metavar="N",
+                   help=f"stop the reply after N tokens (default {d.max_tokens}; 0 lifts the limit)")
+    p.add_argument("--no-repetition-guard", action="store_true",
+                   help="let a reply that repeats itself run on (by default a loop ends it, stop reason 'repetition')")
+    p.add_argument("--temperature", type=float, default=d.temperature, help=f"default {d.temperature}; 0 is greedy")
+    p.add_argument("--top-k", type=int, default=d.top_k, help=f"default {d.top_k}")
+    p.add_argument("--top-p", type=float, default=d.top_p, help=f"default {d.top_p}")
+    p.add_argument("--min-p", type=float, default=d.min_p, help=f"default {d.min_p}")
+    p.add_argument("--repeat-penalty", type=float, default=d.repeat_penalty, help=f"default {d.repeat_penalty} (off)")
     p.add_argument("--seed", type=int, help="a fixed seed makes replies repeatable")
-    p.add_argument("--context-policy", choices=["stop", "drop-oldest"], default="drop-oldest",
+    p.add_argument("--context-policy", choices=["stop", "drop-oldest"],
+                   default=d.context_policy.value.replace("_", "-"),
                    help="when the context is full: stop there, or drop the oldest turns (default)")
 
 
@@ -46,8 +66,9 @@ def load_settings(args) -> LoadSettings:
 
 def generation_settings(args) -> GenerationSettings:
     return GenerationSettings(
-        max_tokens=args.max_tokens, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-        min_p=args.min_p, repeat_penalty=args.repeat_penalty, seed=args.seed,
+        max_tokens=args.max_tokens or None, stop_on_repetition=not args.no_repetition_guard,
+        temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
+        repeat_penalty=args.repeat_penalty, seed=args.seed,
         context_policy=ContextPolicy(args.context_policy.replace("-", "_")),
     )
 

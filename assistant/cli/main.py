@@ -6,10 +6,14 @@ becomes one sentence on stderr and exit code 1, never a traceback.
 """
 
 import argparse
-import os
+import logging
 import sys
 
 from common.errors import UserError
+from common.logs import debug_enabled, setup_logging
+from common.terminal import safe_text
+
+log = logging.getLogger("assistant.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,19 +32,23 @@ def main(argv=None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    log_path = setup_logging()
     try:
         return args.func(args) or 0
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        log.info("%s failed: %s", args.command, exc)
+        print(f"error: {safe_text(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(file=sys.stderr)
         return 130
-    except Exception as exc:  # a bug: still one sentence, with a way to see the details
-        if os.environ.get("ASSISTANT_DEBUG"):
+    except Exception as exc:  # a bug: still one sentence; the log keeps the traceback
+        log.exception("%s failed unexpectedly", args.command)
+        if debug_enabled():
             raise
-        print(f"error: something went wrong that the app did not expect ({type(exc).__name__}: {exc}); "
-              "run again with ASSISTANT_DEBUG=1 to see the details.", file=sys.stderr)
+        where = f"the log ({log_path}) has the details" if log_path else "run again with ASSISTANT_DEBUG=1 for details"
+        print(f"error: something went wrong that the app did not expect ({type(exc).__name__}: {safe_text(exc)}); "
+              f"{where}.", file=sys.stderr)
         return 1
 
 

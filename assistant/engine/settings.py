@@ -34,9 +34,12 @@ class LoadSettings:
         return self.n_threads or default_threads()
 
 
+DEFAULT_MAX_TOKENS = 2048  # a reply never runs on unbounded by default; 0 or None lifts the limit
+
+
 @dataclass
 class GenerationSettings:
-    max_tokens: int | None = None  # None: until EOS or the context is full
+    max_tokens: int | None = DEFAULT_MAX_TOKENS  # None or 0: until the end of turn or the context is full
     temperature: float = 0.8
     top_k: int = 40
     top_p: float = 0.95
@@ -45,9 +48,20 @@ class GenerationSettings:
     repeat_last_n: int = 64
     seed: int | None = None  # None: a fresh random seed each reply
     context_policy: ContextPolicy = ContextPolicy.DROP_OLDEST
+    stop: list[str] | None = None  # extra stop strings (API clients send them)
+    stop_on_repetition: bool = True  # end a degenerate loop with stop reason "repetition"
     ignore_eos: bool = False  # benchmarks only: generate exactly max_tokens
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["context_policy"] = self.context_policy.value
         return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "GenerationSettings":
+        """The inverse of to_dict; unknown keys are ignored (records from other versions)."""
+        known = {f for f in cls.__dataclass_fields__}
+        values = {k: v for k, v in d.items() if k in known}
+        if "context_policy" in values:
+            values["context_policy"] = ContextPolicy(values["context_policy"])
+        return cls(**values)

@@ -35,10 +35,12 @@ class TextStream:
         return text[: len(text) - keep]
 
     def flush(self) -> str:
-        """At the end: whatever was held back (an incomplete character becomes U+FFFD)."""
+        """At the end: whatever was held back. A character cut off by the end of the reply
+        (a length limit in the middle of an emoji) is dropped, not shown as U+FFFD."""
         if self.stopped:
             return ""
-        text = self._held + self._decoder.decode(b"", final=True)
+        self._decoder.reset()  # forget the bytes of an incomplete character
+        text = self._held
         self._held = ""
         return text
 

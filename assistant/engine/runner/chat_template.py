@@ -12,7 +12,15 @@ from dataclasses import dataclass
 import jinja2
 from llama_cpp import llama_chat_format as formats
 
+from assistant.engine.runner.limits import TimeLimitExceeded, time_limit
 from common.errors import UserError
+
+TEMPLATE_SECONDS = 2.0  # a real template renders a conversation in milliseconds
+_FIXED_ALLOWANCE_CHARS = 200_000  # what a template may add beyond the messages (role tags, a default system prompt)
+
+
+class TemplateRefused(UserError):
+    """The chat template cannot produce a usable prompt: broken, or hostile."""
 
 # llama-cpp-python's built-in formats, by the names users know them by.
 NAMED_FORMATS = {
@@ -106,3 +114,33 @@ def choose_renderer(*, gguf_template: str | None, arch: str, vocab_size: int, bo
     if gguf_template:
         return ChatRenderer(source="gguf", template=gguf_template, bos_token=bos_token, eos_token=eos_token)
     return ChatRenderer(source=f"fallback-{arch}", format_name=format_for_architecture(arch, vocab_size))
+
+
+def render_safely(renderer: ChatRenderer, messages: list[dict], seconds: float = TEMPLATE_SECONDS) -> RenderedPrompt:
+    """Render with the limits a model file must not escape: time, output size, and non-empty text.
+
+    A template is code from the model file. The sandbox stops it reaching Python's
+    internals, but not from looping for minutes, building gigabytes, or rendering
+    nothing (an empty prompt makes llama.cpp abort the process).
+    """
+    fix = " Choose a chat format instead (for example --chat-format chatml), or use text completion."
+    try:
+        with time_limit(seconds):
+            rendered = renderer.render(messages)
+    except TimeLimitExceeded:
+        raise TemplateRefused(f"The model's chat template did not finish within {seconds:g} s, so it is broken "
+                              f"or hostile.{fix}") from None
+    except MemoryError:
+        raise TemplateRefused("The model's chat template tried to use more memory than the model is allowed, "
+                              f"so it is broken or hostile.{fix}") from None
+    except RecursionError:
+        raise TemplateRefused(f"The model's chat template recursed without end, so it is broken or hostile.{fix}") from None
+    given = sum(len(str(m.get("content") or "")) for m in messages)
+    limit = 2 * given + _FIXED_ALLOWANCE_CHARS
+    if len(rendered.text) > limit:
+        raise TemplateRefused(f"The model's chat template produced {len(rendered.text):,} characters from "
+                              f"{given:,} characters of conversation, so it is broken or hostile.{fix}")
+    if not rendered.text.strip():
+        raise TemplateRefused(f"The model's chat template renders the conversation as an empty prompt, so the "
+                              f"model would have nothing to answer.{fix}")
+    return rendered

@@ -197,3 +197,11 @@ def free(model=None, ctx=None) -> None:
         C.llama_free(ctx)
     if model:
         C.llama_model_free(model)
+
+
+def backend_record(n_gpu_layers: int) -> dict:
+    """The build and device a reply ran on, for its statistics record."""
+    info = backend_info()
+    return {"llama_cpp_python": info.llama_cpp_python, "kind": info.kind(n_gpu_layers),
+            "gpu_offload": info.gpu_offload, "n_gpu_layers": n_gpu_layers, "amx_guard": info.amx_guard,
+            "devices": info.devices, "system_info": info.system_info, "process": "runner"}

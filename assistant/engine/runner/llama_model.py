@@ -6,11 +6,12 @@ thread-safe: the Engine serialises access to it.
 """
 
 import ctypes
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import llama_cpp.llama_cpp as C
 
-from assistant.engine import llama_runtime as rt
+from assistant.engine.runner import llama_runtime as rt
 
 
 @dataclass
@@ -21,6 +22,13 @@ class PromptEval:
 
 class DecodeError(RuntimeError):
     pass
+
+
+class Cancelled(Exception):
+    """The app asked to stop while llama.cpp was evaluating a prompt."""
+
+
+_ABORTED = 2  # llama_decode's return code when the abort callback said stop
 
 
 class LoadedModel:
@@ -107,8 +115,14 @@ class LoadedModel:
         return bool(C.llama_vocab_is_eog(self.vocab, token))
 
     # --- Evaluation
-    def eval_prompt(self, tokens: list[int]) -> PromptEval:
-        """Bring the KV cache to `tokens`, evaluating only what is not cached."""
+    def eval_prompt(self, tokens: list[int], should_abort=None) -> PromptEval:
+        """Bring the KV cache to `tokens`, evaluating only what is not cached.
+
+        `should_abort()` is asked between llama.cpp's micro-batches (its abort callback), so
+        a long prompt stops within a fraction of a second of a cancel; raises Cancelled then.
+        """
+        if not tokens:  # llama.cpp aborts the process on an empty batch
+            raise DecodeError("there is nothing to evaluate (an empty prompt)")
         n_keep = 0
         for a, b in zip(self.kv_tokens, tokens):
             if a != b:
@@ -122,9 +136,33 @@ class LoadedModel:
                 n_keep = 0
         del self.kv_tokens[n_keep:]
         rest = tokens[n_keep:]
-        for start in range(0, len(rest), self.n_batch):
-            self.decode(rest[start : start + self.n_batch])
+        with self._abort_callback(should_abort):
+            for start in range(0, len(rest), self.n_batch):
+                if should_abort is not None and should_abort():
+                    raise Cancelled()
+                self.decode(rest[start : start + self.n_batch])
         return PromptEval(n_prompt=len(tokens), n_cached=n_keep)
+
+    @contextmanager
+    def _abort_callback(self, should_abort):
+        """Install `should_abort` as llama.cpp's abort callback for the duration (prompt evaluation only:
+        it is called once per graph node, a cost generation, one token at a time, need not pay)."""
+        if should_abort is None:
+            yield
+            return
+
+        def callback(_data) -> bool:
+            try:
+                return bool(should_abort())
+            except Exception:  # never raise into C
+                return False
+
+        c_callback = C.ggml_abort_callback(callback)  # kept alive by this frame while installed
+        C.llama_set_abort_callback(self.ctx, c_callback, None)
+        try:
+            yield
+        finally:
+            C.llama_set_abort_callback(self.ctx, C.ggml_abort_callback(), None)
 
     def decode(self, tokens: list[int]) -> None:
         arr = (C.llama_token * len(tokens))(*tokens)
@@ -143,6 +181,8 @@ class LoadedModel:
             # The cache may now hold part of the batch; forget it rather than guess.
             C.llama_memory_clear(self.memory, True)
             self.kv_tokens.clear()
+            if rc == _ABORTED:
+                raise Cancelled()
             raise DecodeError(f"llama_decode returned {rc}")
 
     def reset_cache(self) -> None:

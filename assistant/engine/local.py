@@ -1,0 +1,496 @@
+"""LocalEngine: llama.cpp on this machine, in a supervised runner process.
+
+Callers see the `Engine` interface and nothing of the process. What the process
+boundary adds is safety: a model file that aborts, crashes, loops or allocates
+without end costs one sentence, never the app or a saved word.
+
+- One runner per loaded model. Unloading ends it, so its memory really returns.
+- One request at a time, in the caller's thread: `chat()` returns a lazy
+  `LocalResponse`; iterating it sends the request and reads text as it streams.
+- Cancel acts within one token (the runner polls for it) and within a fraction
+  of a second during a long prompt (llama.cpp's abort callback). A runner that
+  does not answer a cancel within 2 s is ended, and says so.
+- A runner that dies is described in one sentence (`supervisor.Death`), the
+  reply keeps what streamed with stop reason `error`, and the file is remembered
+  (`crash_registry`) so the app does not open it again on its own.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from assistant.engine import crash_registry
+from assistant.engine import protocol as P
+from assistant.engine.interface import Engine, ModelSummary, Response
+from assistant.engine.settings import GenerationSettings, LoadSettings
+from assistant.engine.supervisor import RunnerDied, RunnerProcess, RunnerTimeout
+from assistant.stats import MemoryStats, ModelRef, ResponseStats, rss_bytes, tps, vram_bytes
+from common.errors import UserError
+from common.formatting import format_bytes
+from models import fit, registry
+from models.gguf_file import GGUFInfo, read_gguf_info
+from models.shape import from_gguf
+from models.speed import record_measured_speed
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_CTX = 4096  # a sensible default; the user can raise it up to the training context
+MIN_CTX = 64
+# The runner's address-space ceiling beyond what the model needs: Python, llama.cpp's code,
+# thread stacks and allocator slack (measured: ~160 MB of address space before a model loads).
+CEILING_BASE_BYTES = 1536 << 20
+CEILING_PER_THREAD_BYTES = 16 << 20
+
+
+class ModelCrashError(UserError):
+    """llama.cpp ended the model's process (abort, crash, out of memory)."""
+
+
+@dataclass
+class LoadPlan:
+    """Everything needed to start a runner on one model: checked before any process starts."""
+
+    entry: registry.InstalledModel
+    info: GGUFInfo
+    settings: LoadSettings
+    n_ctx: int
+    memory_limit: int | None
+    request: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def load_deadline(self) -> float:
+        # mmap makes loading fast; a slow disk reading a large file still must finish.
+        return 120.0 + 60.0 * self.info.size_bytes / 1e9
+
+
+def plan_load(entry: registry.InstalledModel, info: GGUFInfo, settings: LoadSettings) -> LoadPlan:
+    """Check the context against the model and the machine; size the runner's memory ceiling."""
+    train = info.context_length
+    n_ctx = settings.n_ctx
+    if n_ctx is not None:
+        if n_ctx < MIN_CTX:
+            raise UserError(f"A context of {n_ctx} tokens is too small to chat in; use at least 256.")
+        if train and n_ctx > train:
+            raise UserError(f"A context of {n_ctx:,} tokens is more than {entry.name} was trained for "
+                            f"({train:,} tokens); choose {train:,} or less.")
+    else:
+        n_ctx = min(train or DEFAULT_MAX_CTX, DEFAULT_MAX_CTX)
+    estimate = fit.estimate_memory(from_gguf(info), n_ctx)
+    machine = fit.this_machine()
+    on_gpu = bool(machine.gpus) and settings.n_gpu_layers != 0
+    if not on_gpu and estimate.total > machine.total_ram:
+        raise UserError(f"A context of {n_ctx:,} tokens needs about {format_bytes(estimate.total)} of memory for "
+                        f"{entry.name} (its KV cache alone {format_bytes(estimate.kv_cache)}), more than this "
+                        f"machine's {format_bytes(machine.total_ram)} of RAM; choose a smaller context.")
+    threads = settings.resolved_threads()
+    memory_limit = (estimate.weights + estimate.kv_cache + estimate.compute + CEILING_BASE_BYTES
+                    + threads * CEILING_PER_THREAD_BYTES)
+    request = {
+        "path": entry.path, "name": entry.name, "architecture": info.architecture, "n_ctx": n_ctx,
+        "n_threads": threads, "n_gpu_layers": settings.n_gpu_layers, "n_batch": settings.n_batch,
+        "chat_format": settings.chat_format, "chat_template": settings.chat_template,
+        "catalogue_format": entry.chat_format, "memory_limit": memory_limit,
+    }
+    return LoadPlan(entry=entry, info=info, settings=settings, n_ctx=n_ctx, memory_limit=memory_limit,
+                    request=request)
+
+
+class LocalEngine(Engine):
+    def __init__(self) -> None:
+        self._lock = threading.RLock()  # one load or request on the runner at a time
+        self._runner: RunnerProcess | None = None
+        self._summary: ModelSummary | None = None
+        self._plan: LoadPlan | None = None  # what is loaded: to start again after the app ended a stuck runner
+        self._relaunch = False
+        self._current: LocalResponse | None = None
+        self._starting: RunnerProcess | None = None  # a runner being loaded, which cancel() may end
+        self._load_cancelled = False
+        self._ids = itertools.count(1)
+
+    # --- Loading
+    def load(self, spec: Any, settings: LoadSettings | None = None, *, automatic: bool = False) -> ModelSummary:
+        settings = settings or LoadSettings()
+        entry = spec if isinstance(spec, registry.InstalledModel) else registry.resolve(spec)
+        info = read_gguf_info(entry.path)  # a defect the header shows never reaches llama.cpp
+        if automatic:
+            crash = crash_registry.crash_record(entry.path, entry.sha256)
+            if crash:
+                raise ModelCrashError(f"{entry.name} was not opened: it crashed the model's process before "
+                                      f"({crash.get('reason', 'no reason kept')}). Choose it again to retry.")
+        plan = plan_load(entry, info, settings)
+        with self._lock:
+            previous = self._plan if self._summary is not None else None
+            self._end_runner()
+            try:
+                self._summary = self._start(plan)
+                self._plan = plan
+            except UserError:
+                self._summary, self._plan = None, None
+                if previous is not None and previous.entry.path != plan.entry.path:
+                    self._restore(previous)  # keep the user chatting on what they had
+                raise
+            return self._summary
+
+    def _restore(self, previous: LoadPlan) -> None:
+        try:
+            self._summary = self._start(previous)
+            self._plan = previous
+        except UserError as exc:
+            log.warning("could not reopen %s after a failed load: %s", previous.entry.name, exc)
+
+    def _start(self, plan: LoadPlan) -> ModelSummary:
+        name = plan.entry.name
+        self._load_cancelled = False
+        try:
+            runner = RunnerProcess()
+        except (RunnerDied, RunnerTimeout) as exc:
+            raise UserError(f"The model's process could not start ({exc or 'no answer'}).") from exc
+        self._starting = runner
+        try:
+            runner.send((P.LOAD, plan.request))
+            msg = runner.recv(plan.load_deadline)
+        except RunnerDied:
+            death = runner.death()
+            if self._load_cancelled:
+                raise UserError(f"Loading {name} was cancelled.") from None
+            sentence = death.describe(name, "loading", plan.memory_limit)
+            self._remember_crash(plan.entry, sentence)
+            raise ModelCrashError(sentence) from None
+        except RunnerTimeout:
+            runner.kill()
+            runner.death()
+            raise UserError(f"Loading {name} took longer than {plan.load_deadline:.0f} s, so it was stopped; the "
+                            "file may be damaged or hostile, or the disk very slow.") from None
+        finally:
+            self._starting = None
+        if msg[0] != P.LOADED:
+            runner.stop()
+            raise UserError(msg[1] if msg[0] == P.ERROR else f"The model's process answered {msg[0]!r}.")
+        self._runner, self._relaunch = runner, False
+        return self._make_summary(plan, msg[1], runner)
+
+    def _make_summary(self, plan: LoadPlan, data: dict[str, Any], runner: RunnerProcess) -> ModelSummary:
+        entry, info = plan.entry, plan.info
+        backend = dict(data["backend"], runner_startup_ms=runner.startup_ms)
+        return ModelSummary(
+            name=entry.name, path=entry.path, quant=info.quant, architecture=info.architecture,
+            n_params=data.get("n_params") or info.n_params, size_bytes=info.size_bytes, n_ctx=data["n_ctx"],
+            n_ctx_train=data.get("n_ctx_train") or info.context_length, n_threads=data["n_threads"],
+            n_gpu_layers=data["n_gpu_layers"], chat_format=data["chat_format"],
+            has_chat_template=data["has_chat_template"], backend=backend, memory=data["memory"], kind="local",
+            pid=runner.pid, load_ms=data.get("load_ms"),
+            is_base=not data["has_chat_template"] or bool(getattr(entry, "is_base", False)),
+        )
+
+    def _remember_crash(self, entry: registry.InstalledModel, sentence: str) -> None:
+        crash_registry.remember(entry.path, sentence, sha256=entry.sha256)
+
+    def unload(self) -> None:
+        with self._lock:
+            self._end_runner()
+            self._summary, self._plan, self._relaunch = None, None, False
+
+    def _end_runner(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            runner.stop()
+
+    def summary(self) -> ModelSummary | None:
+        """What is loaded, with the model process's memory as it is now (read from outside it)."""
+        s = self._summary
+        if s is None:
+            return None
+        if s.pid:
+            rss = rss_bytes(s.pid)
+            if rss is not None:
+                s.memory = dict(s.memory, rss_bytes=rss, vram_bytes=vram_bytes(s.pid))
+        return s
+
+    # --- Requests
+    def chat(self, messages: list[dict], settings: GenerationSettings | None = None) -> LocalResponse:
+        self._require_summary()
+        return LocalResponse(self, [dict(role=m["role"], content=m["content"]) for m in messages], None,
+                             settings or GenerationSettings())
+
+    def complete(self, prompt: str, settings: GenerationSettings | None = None) -> LocalResponse:
+        self._require_summary()
+        return LocalResponse(self, None, prompt, settings or GenerationSettings())
+
+    def count_tokens(self, messages: list[dict]) -> int:
+        return int(self.call(P.COUNT, next(self._ids), messages, doing="counting the tokens of",
+                             timeout=P.RENDER_DEADLINE_SECONDS))
+
+    def call(self, kind: str, *args: Any, doing: str = "working with", timeout: float | None = None) -> Any:
+        """One request with one answer (counting tokens, a benchmark step), under the engine's lock."""
+        with self._lock:
+            runner = self._ready_runner()
+            try:
+                runner.send((kind, *args))
+                msg = runner.recv(timeout)
+            except RunnerDied:
+                raise self._runner_died(runner, doing) from None
+            except RunnerTimeout:
+                runner.kill()
+                self._runner_died(runner, doing)
+                raise UserError(f"The model's process did not answer within {timeout:.0f} s while {doing} "
+                                f"{self._name()}, so it was ended.") from None
+            if msg[0] == P.ERROR:
+                raise UserError(msg[1])
+            return msg[1]
+
+    def cancel(self) -> None:
+        """Stop the reply in flight, or a load in progress, from any thread."""
+        current = self._current
+        if current is not None:
+            current.cancel()
+        starting = self._starting
+        if starting is not None:
+            self._load_cancelled = True
+            starting.kill()
+
+    def close(self) -> None:
+        self.cancel()
+        self.unload()
+
+    # --- Internals shared with LocalResponse
+    def _require_summary(self) -> ModelSummary:
+        if self._summary is None:
+            raise UserError("No model is loaded; pick one with -m or /model NAME.")
+        return self._summary
+
+    def _name(self) -> str:
+        return self._summary.name if self._summary else "the model"
+
+    def _ready_runner(self) -> RunnerProcess:
+        """The runner, started again if the app ended it after an unanswered cancel."""
+        if self._runner is None and self._relaunch and self._plan is not None:
+            log.info("starting %s again after its process was ended", self._plan.entry.name)
+            self._summary = self._start(self._plan)
+        if self._runner is None:
+            raise UserError("No model is loaded; pick one with -m or /model NAME.")
+        return self._runner
+
+    def _runner_died(self, runner: RunnerProcess, doing: str) -> UserError:
+        """Account for a runner that ended; the sentence that says so."""
+        death = runner.death()
+        name = self._name()
+        if runner is self._runner:
+            self._runner = None
+        if death.killed_by_app:
+            self._relaunch = self._plan is not None  # not the file's fault: start it again when next needed
+            return UserError(f"The model's process was ended while {doing} {name}.")
+        sentence = death.describe(name, doing, self._plan.memory_limit if self._plan else None)
+        if self._plan is not None:
+            self._remember_crash(self._plan.entry, sentence)
+        self._summary, self._plan, self._relaunch = None, None, False
+        return ModelCrashError(sentence)
+
+
+class LocalResponse(Response):
+    def __init__(self, engine: LocalEngine, messages: list[dict] | None, prompt: str | None,
+                 settings: GenerationSettings) -> None:
+        super().__init__(messages, settings, prompt)
+        self.engine = engine
+        self._request_id: int | None = None
+        self._runner: RunnerProcess | None = None
+        self._cancel_lock = threading.Lock()
+        self._watchdog: threading.Timer | None = None
+
+    def cancel(self) -> None:
+        with self._cancel_lock:
+            super().cancel()
+            if self._request_id is None or self.done or self._runner is None:
+                return
+            try:
+                self._runner.send((P.CANCEL, self._request_id))
+            except RunnerDied:
+                return
+            if self._watchdog is None:
+                self._watchdog = threading.Timer(P.CANCEL_GRACE_SECONDS, self._cancel_overdue, args=(self._runner,))
+                self._watchdog.daemon = True
+                self._watchdog.start()
+
+    def _cancel_overdue(self, runner: RunnerProcess) -> None:
+        if not self.done:
+            log.warning("runner %s did not stop within %.1f s of a cancel; ending it", runner.pid,
+                        P.CANCEL_GRACE_SECONDS)
+            runner.kill()
+
+    def _stream(self) -> Iterator[str]:
+        eng = self.engine
+        receipt = _Receipt(time.perf_counter())
+        with eng._lock:
+            summary = eng._summary
+            try:
+                runner = eng._ready_runner()
+                summary = eng._summary
+            except UserError as exc:
+                receipt.error = str(exc)
+                self.stats = receipt.stats(self, summary)
+                return
+            eng._current = self
+            try:
+                yield from self._exchange(runner, receipt)
+            finally:
+                eng._current = None
+                if self._watchdog is not None:
+                    self._watchdog.cancel()
+                self.stats = receipt.stats(self, summary)
+                self._record_speed(summary)
+
+    def _exchange(self, runner: RunnerProcess, receipt: _Receipt) -> Iterator[str]:
+        eng = self.engine
+        with self._cancel_lock:
+            if self.cancelled:
+                receipt.forced_stop = True
+                return
+            request_id = next(eng._ids)
+            if self.messages is not None:
+                runner.send((P.CHAT, request_id, self.messages, self.settings.to_dict()))
+            else:
+                runner.send((P.COMPLETE, request_id, self.prompt, self.settings.to_dict()))
+            self._request_id, self._runner = request_id, runner
+        timeout: float | None = P.RENDER_DEADLINE_SECONDS
+        try:
+            while True:
+                msg = runner.recv(timeout)
+                kind = msg[0]
+                if kind == P.TEXT:
+                    if self.cancelled:
+                        continue  # produced before the runner saw the cancel: the user pressed stop, show no more
+                    receipt.text(msg[2])
+                    if msg[1]:
+                        yield msg[1]
+                elif kind == P.RENDERED:
+                    receipt.prompt_tokens = msg[1]
+                    timeout = None  # prompt evaluation may take minutes; cancel is the way out
+                elif kind == P.DONE:
+                    receipt.record = msg[1]
+                    return
+                elif kind == P.ERROR:
+                    receipt.error = msg[1]
+                    return
+        except GeneratorExit:
+            self._abandon(runner, receipt)
+            raise
+        except RunnerDied:
+            error = eng._runner_died(runner, "answering with")
+            if self.cancelled:
+                receipt.forced_stop = True
+                receipt.error = (f"The model did not stop within {P.CANCEL_GRACE_SECONDS:g} s, so its process was "
+                                 "ended; the reply so far is kept.")
+            else:
+                receipt.error = str(error)
+        except RunnerTimeout:
+            runner.kill()
+            eng._runner_died(runner, "rendering the chat template of")
+            receipt.error = (f"The model's chat template did not render within {P.RENDER_DEADLINE_SECONDS:.0f} s, "
+                             "so the model's process was ended.")
+
+    def _abandon(self, runner: RunnerProcess, receipt: _Receipt) -> None:
+        """The caller stopped reading: stop the runner's reply and read to its end, so the next request starts clean."""
+        self.cancel()
+        receipt.forced_stop = True
+        deadline = time.monotonic() + P.CANCEL_GRACE_SECONDS
+        try:
+            while True:
+                msg = runner.recv(max(0.0, deadline - time.monotonic()))
+                if msg[0] in (P.DONE, P.ERROR):
+                    if msg[0] == P.DONE:
+                        receipt.record = msg[1]
+                    return
+        except (RunnerDied, RunnerTimeout):
+            runner.kill()
+            self.engine._runner_died(runner, "stopping")
+
+    def _record_speed(self, summary: ModelSummary | None) -> None:
+        """Feed a measured speed to the catalogue's estimates (only long enough local replies count)."""
+        st = self.stats
+        if summary is None or st is None or st.completion_tokens < 16 or not st.gen_tps:
+            return
+        try:
+            record_measured_speed(Path(summary.path), st.gen_tps, st.n_threads or 1)
+        except OSError as exc:  # a statistic we could not save must not cost the user their reply
+            log.warning("could not record the measured speed: %s", exc)
+
+
+class _Receipt:
+    """What the app saw of one reply: its own clock around the runner's record."""
+
+    def __init__(self, t0: float) -> None:
+        self.t0 = t0
+        self.t_first: float | None = None
+        self.t_last: float | None = None
+        self.n_first = 0
+        self.n_last = 0
+        self.batches = 0
+        self.prompt_tokens = 0
+        self.record: dict[str, Any] | None = None
+        self.error: str | None = None
+        self.forced_stop = False  # stopped by the app (a cancel), whatever the runner said
+
+    def text(self, n_tokens: int) -> None:
+        now = time.perf_counter()
+        if self.t_first is None:
+            self.t_first, self.n_first = now, n_tokens
+        self.t_last, self.n_last = now, n_tokens
+        self.batches += 1
+
+    def stats(self, response: LocalResponse, summary: ModelSummary | None) -> ResponseStats:
+        end = time.perf_counter()
+        r = self.record or {}
+        mem = r.get("memory") or {}
+        stop_reason = r.get("stop_reason") or ("stopped" if self.forced_stop and not self.error else "error")
+        if self.forced_stop and stop_reason == "error" and self.error and "did not stop" in self.error:
+            stop_reason = "stopped"
+        completion = r.get("completion_tokens", self.n_last)
+        gen_ms = r.get("gen_ms") or 0.0
+        if response.cancelled and self.record is not None and completion > self.n_last:
+            # The runner ran ahead of what was shown before the stop: count what the user got.
+            stop_reason = "stopped"
+            gen_ms = gen_ms * max(0, self.n_last - 1) / max(1, completion - 1)
+            completion = self.n_last
+        received = None
+        if self.t_first is not None and self.t_last is not None and self.t_last > self.t_first:
+            received = tps(self.n_last - self.n_first, (self.t_last - self.t_first) * 1000)
+        settings = response.settings
+        return ResponseStats(
+            reply="".join(response.chunks),
+            model=ModelRef(name=summary.name if summary else "?", file=summary.path if summary else None,
+                           quant=summary.quant if summary else None,
+                           size_bytes=summary.size_bytes if summary else None,
+                           n_params=summary.n_params if summary else None),
+            prompt_tokens=r.get("prompt_tokens", self.prompt_tokens),
+            cached_tokens=r.get("cached_tokens", 0),
+            prompt_ms=r.get("prompt_ms", 0.0),
+            prompt_tps=tps(r.get("prompt_tokens", 0) - r.get("cached_tokens", 0), r.get("prompt_ms", 0.0)),
+            ttft_ms=round((self.t_first - self.t0) * 1000, 2) if self.t_first else None,
+            completion_tokens=completion,
+            gen_ms=gen_ms,
+            gen_tps=tps(completion - 1, gen_ms),
+            total_ms=round((end - self.t0) * 1000, 2),
+            stop_reason=stop_reason,
+            n_ctx=r.get("n_ctx", summary.n_ctx if summary else None),
+            n_threads=r.get("n_threads", summary.n_threads if summary else None),
+            memory=MemoryStats(
+                weights_bytes=mem.get("weights_bytes"), kv_bytes=mem.get("kv_bytes"),
+                compute_bytes=mem.get("compute_bytes"), rss_bytes=mem.get("rss_bytes"),
+                rss_peak_bytes=mem.get("rss_peak_bytes"), vram_bytes=mem.get("vram_bytes"),
+                app_rss_bytes=rss_bytes(),
+            ),
+            backend=r.get("backend") or (dict(summary.backend) if summary else {}),
+            context=r.get("context") or {},
+            sampling=r.get("sampling") or {**settings.to_dict()},
+            chat_format=r.get("chat_format") or (summary.chat_format if summary else None),
+            error=self.error or r.get("error"),
+            transport={"runner_pid": summary.pid if summary else None, "runner_ttft_ms": r.get("ttft_ms"),
+                       "received_gen_tps": received, "batches": self.batches,
+                       "cpu_other_busy": r.get("cpu_other_busy")},
+        )

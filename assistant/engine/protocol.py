@@ -1,0 +1,28 @@
+"""The messages between the app and its runner process, and the timings they keep.
+
+Messages are tuples sent over a multiprocessing Pipe (pickled, length-framed).
+App -> runner:
+    ("load", request)                    -> ("loaded", summary) | ("error", sentence)
+    ("chat", id, messages, settings)     -> ("rendered", n_prompt_tokens), ("text", text, n_tokens)...,
+    ("complete", id, prompt, settings)      ("done", record)   | ("error", sentence)
+    ("cancel", id)                       (no answer: the reply in flight ends with "done")
+    ("count", id, messages)              -> ("result", n) | ("error", sentence)
+    ("bench_pp", n) / ("bench_native", n) / ("reset")  -> ("result", value) | ("error", sentence)
+    ("shutdown",)                        (the runner frees the model and exits)
+Runner -> app, unasked: ("ready", pid) once it has started.
+"""
+
+LOAD, CHAT, COMPLETE, CANCEL, COUNT, SHUTDOWN = "load", "chat", "complete", "cancel", "count", "shutdown"
+BENCH_PP, BENCH_NATIVE, RESET = "bench_pp", "bench_native", "reset"
+READY, LOADED, RENDERED, TEXT, DONE, ERROR, RESULT = "ready", "loaded", "rendered", "text", "done", "error", "result"
+
+# Text is sent in batches at most this often (the first token at once): fewer wake-ups of the
+# app on a 2-core machine where llama.cpp's threads spin, and no visible delay.
+TEXT_BATCH_SECONDS = 0.02
+# A reply's prompt must be rendered and tokenized within this; the runner's own template limit
+# (2 s per render) acts first, this catches a runner stuck in C code.
+RENDER_DEADLINE_SECONDS = 30.0
+# After a cancel, the runner must answer within this, else it is ended.
+CANCEL_GRACE_SECONDS = 2.0
+# A runner must be up and ready within this.
+START_DEADLINE_SECONDS = 60.0

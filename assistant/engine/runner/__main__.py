@@ -1,0 +1,24 @@
+"""`python -m assistant.engine.runner FD`: the runner process (started by the app, not by people).
+
+FD is this process's end of a socket pair; its stderr is already the runner's log file.
+"""
+
+import logging
+import sys
+from multiprocessing.connection import Connection
+
+from assistant.engine.runner.limits import harden_process
+from common.logs import debug_enabled
+
+
+def main() -> None:
+    harden_process()
+    logging.basicConfig(level=logging.DEBUG if debug_enabled() else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s runner %(process)d %(levelname)s %(name)s: %(message)s")
+    from assistant.engine.runner.server import RunnerServer
+
+    RunnerServer(Connection(int(sys.argv[1]))).serve()
+
+
+if __name__ == "__main__":
+    main()

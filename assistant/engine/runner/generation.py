@@ -1,0 +1,180 @@
+"""One reply, generated inside the runner: prompt in, text out through a sink, a record at the end.
+
+The loop is the benchmark's native loop plus text handling: sample, check for the
+end of turn, turn the token into text, hand it to the sink, decode. The sink
+batches text for the trip to the app and answers "should I stop?" (a cancel from
+the app), which is checked once per token; while a long prompt is evaluated,
+llama.cpp's abort callback asks the same question between micro-batches.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import psutil
+
+from assistant.engine.runner.chat_template import ChatRenderer, render_safely
+from assistant.engine.runner.context_fit import FittedPrompt, fit_conversation
+from assistant.engine.runner.llama_model import Cancelled, DecodeError, LoadedModel, Sampler
+from assistant.engine.runner.repetition import RepetitionGuard
+from assistant.engine.runner.text_stream import TextStream
+from assistant.engine.settings import GenerationSettings
+from common.errors import UserError
+
+
+class Sink(Protocol):
+    def rendered(self, n_prompt_tokens: int) -> None: ...
+    def first_token(self) -> None: ...
+    def text(self, text: str, n_tokens: int) -> None: ...
+    def should_stop(self) -> bool: ...
+
+
+@dataclass
+class Outcome:
+    """The runner's half of a reply's statistics record; the app adds what it measured."""
+
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    prompt_ms: float = 0.0
+    ttft_ms: float | None = None  # from the request reaching the runner to the first token
+    completion_tokens: int = 0
+    gen_ms: float = 0.0
+    total_ms: float = 0.0
+    stop_reason: str = "error"
+    error: str | None = None
+    context: dict = field(default_factory=dict)
+    seed: int = 0
+    cpu_other_busy: float | None = None  # share of the CPU other programs used meanwhile (0..1)
+
+
+class _CpuLoad:
+    """How busy the rest of the machine was while we generated: runs on a busy CPU are slower."""
+
+    def __init__(self) -> None:
+        self.me = psutil.Process()
+        self.t0 = time.monotonic()
+        self.total0 = sum(psutil.cpu_times()[:3])  # user, nice, system
+        self.mine0 = sum(self.me.cpu_times()[:2])
+
+    def other_busy(self) -> float | None:
+        wall = time.monotonic() - self.t0
+        cores = psutil.cpu_count() or 1
+        if wall < 0.05:
+            return None
+        others = (sum(psutil.cpu_times()[:3]) - self.total0) - (sum(self.me.cpu_times()[:2]) - self.mine0)
+        return round(min(1.0, max(0.0, others / (wall * cores))), 3)
+
+
+def generate(model: LoadedModel, renderer: ChatRenderer | None, messages: list[dict] | None, prompt: str | None,
+             settings: GenerationSettings, sink: Sink, *, t_request: float) -> Outcome:
+    """Generate one reply; `renderer` None with `prompt` set means text completion (no template)."""
+    s = settings
+    out = Outcome(seed=s.seed if s.seed is not None else random.getrandbits(32))
+    sampler = None
+    t_first = t_last = None
+    load = _CpuLoad()
+    try:
+        fitted = _fit(model, renderer, messages, prompt, s)
+        out.context = fitted.info
+        out.prompt_tokens = len(fitted.tokens)
+        sink.rendered(out.prompt_tokens)
+        if not fitted.fits:
+            out.stop_reason = "context_full"
+            return out
+        tp = time.perf_counter()
+        try:
+            evaluated = model.eval_prompt(fitted.tokens, should_abort=sink.should_stop)
+        finally:
+            out.prompt_ms = round((time.perf_counter() - tp) * 1000, 2)
+        out.cached_tokens = evaluated.n_cached
+        sampler = Sampler(model, s, out.seed)
+        stream = TextStream(fitted.stop)
+        stop_ids = model.stop_tokens(fitted.stop)
+        guard = RepetitionGuard() if s.stop_on_repetition else None
+        while True:
+            if sink.should_stop():
+                out.stop_reason = "stopped"
+                break
+            token = sampler.sample()
+            now = time.perf_counter()
+            if not s.ignore_eos and (model.is_eog(token) or token in stop_ids):
+                out.stop_reason = "eos"
+                break
+            out.completion_tokens += 1
+            n_out = out.completion_tokens
+            if t_first is None:
+                t_first = now
+                sink.first_token()
+            t_last = now
+            text = stream.feed(model.piece(token))
+            if text:
+                sink.text(text, n_out)
+            if stream.stopped:
+                out.stop_reason = "eos"
+                break
+            if guard is not None and guard.repeating(token):
+                out.stop_reason = "repetition"
+                break
+            if s.max_tokens and n_out >= s.max_tokens:
+                out.stop_reason = "length"
+                break
+            if len(model.kv_tokens) >= model.n_ctx:
+                out.stop_reason = "context_full"
+                out.context = {**out.context, "applied": True,
+                               "message": f"The reply reached the end of the context ({model.n_ctx} tokens)."}
+                break
+            model.decode_one(token)
+        tail = stream.flush()
+        if tail:
+            sink.text(tail, out.completion_tokens)
+    except Cancelled:
+        out.stop_reason = "stopped"
+    except (DecodeError, UserError) as exc:
+        out.stop_reason, out.error = "error", str(exc)
+    finally:
+        if sampler is not None:
+            sampler.close()
+        end = time.perf_counter()
+        out.ttft_ms = round((t_first - t_request) * 1000, 2) if t_first else None
+        out.gen_ms = round((t_last - t_first) * 1000, 2) if (t_first and t_last and out.completion_tokens > 1) else 0.0
+        out.total_ms = round((end - t_request) * 1000, 2)
+        out.context = {**out.context, "used_tokens": len(model.kv_tokens)}
+        out.cpu_other_busy = load.other_busy()
+    return out
+
+
+def _fit(model: LoadedModel, renderer: ChatRenderer | None, messages: list[dict] | None, prompt: str | None,
+         s: GenerationSettings) -> FittedPrompt:
+    if renderer is None:
+        tokens = model.tokenize(prompt or "", add_bos=True)
+        _require_tokens(tokens, "The text to continue is empty.")
+        fits = len(tokens) <= model.n_ctx - 1
+        info = {"policy": "completion", "n_ctx": model.n_ctx, "dropped_messages": 0, "applied": not fits,
+                "prompt_tokens": len(tokens), "mode": "completion"}
+        if not fits:
+            info["message"] = (f"The text to continue needs {len(tokens)} tokens but the context holds {model.n_ctx}."
+                               " Shorten it or raise the context length.")
+        return FittedPrompt(tokens=tokens, stop=list(s.stop or []), messages=[], fits=fits, info=info)
+
+    def tokenize(text: str, add_bos: bool) -> list[int]:
+        tokens = model.tokenize(text, add_bos)
+        _require_tokens(tokens, "The model's chat template renders this conversation as no tokens at all.")
+        return tokens
+
+    render: Callable = lambda msgs: render_safely(renderer, msgs)  # noqa: E731
+    fitted = fit_conversation(messages or [], render=render, tokenize=tokenize, n_ctx=model.n_ctx,
+                              policy=s.context_policy,
+                              reply_reserve=min(s.max_tokens or 256, model.n_ctx // 4))
+    if s.stop:
+        fitted.stop = list(fitted.stop) + [x for x in s.stop if x]
+    return fitted
+
+
+def _require_tokens(tokens: list[int], reason: str) -> None:
+    # An empty batch makes llama.cpp abort the process (GGML_ASSERT logits != nullptr).
+    if not tokens:
+        raise UserError(reason)

@@ -1,0 +1,263 @@
+"""The runner's side of the conversation with the app: one model, one request at a time.
+
+The runner is the only process that imports llama.cpp. Whatever a model file does
+to it (abort, crash, loop, allocate without end) ends here, and the app turns it
+into one sentence.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import deque
+from dataclasses import asdict
+from typing import Any
+
+from assistant.engine import protocol as P
+from assistant.engine.runner import llama_runtime as rt
+from assistant.engine.runner import native_bench
+from assistant.engine.runner.chat_template import ChatRenderer, TemplateRefused, choose_renderer, render_safely
+from assistant.engine.runner.generation import generate
+from assistant.engine.runner.limits import TimeLimitExceeded, set_memory_ceiling, time_limit
+from assistant.engine.runner.llama_model import LoadedModel
+from assistant.engine.settings import GenerationSettings
+from assistant.stats import rss_bytes, rss_peak_bytes, vram_bytes
+from common.errors import UserError
+
+log = logging.getLogger(__name__)
+
+_PROBE = [{"role": "system", "content": "You are a helpful assistant."}, {"role": "user", "content": "Hello"}]
+
+
+class _Shutdown(Exception):
+    pass
+
+
+class RunnerServer:
+    def __init__(self, conn) -> None:
+        self.conn = conn
+        self.model: LoadedModel | None = None
+        self.renderer: ChatRenderer | None = None
+        self.memory_limit: int | None = None
+        self._pending: deque = deque()  # requests read while a reply was running
+        self._request_id: int | None = None  # the reply in flight, which a cancel must name
+        self._cancelled = False
+        self._shutdown = False
+
+    # --- The loop
+    def serve(self) -> None:
+        self.conn.send((P.READY, os.getpid()))
+        while not self._shutdown:
+            msg = self._next()
+            if msg is None:
+                break
+            kind, args = msg[0], msg[1:]
+            if kind == P.CANCEL:
+                continue  # a cancel for a reply that has already ended
+            handler = getattr(self, f"_on_{kind}", None)
+            try:
+                if handler is None:
+                    raise UserError(f"The model's process does not understand the request {kind!r}.")
+                handler(*args)
+            except _Shutdown:
+                break
+            except UserError as exc:
+                self._send((P.ERROR, str(exc)))
+            except MemoryError:
+                self._send((P.ERROR, "The model's process ran out of the memory it is allowed "
+                                     f"({self._limit_words()})."))
+            except Exception as exc:
+                log.exception("request %r failed", kind)
+                self._send((P.ERROR, f"The model's process hit an unexpected error ({type(exc).__name__}: {exc})."))
+        self._close_model()
+
+    def _next(self):
+        if self._pending:
+            return self._pending.popleft()
+        try:
+            return self.conn.recv()
+        except (EOFError, OSError):  # the app has gone
+            return None
+
+    def _send(self, msg) -> None:
+        try:
+            self.conn.send(msg)
+        except (BrokenPipeError, OSError):
+            raise _Shutdown() from None
+
+    def should_stop(self) -> bool:
+        """Has the app asked to stop the reply in flight? Cheap enough to ask once per token."""
+        if self._cancelled:
+            return True
+        try:
+            while self.conn.poll():
+                msg = self.conn.recv()
+                if msg[0] == P.CANCEL:
+                    if msg[1] == self._request_id:
+                        self._cancelled = True
+                elif msg[0] == P.SHUTDOWN:
+                    self._cancelled = self._shutdown = True
+                else:
+                    self._pending.append(msg)
+        except (EOFError, OSError):
+            self._cancelled = self._shutdown = True
+        return self._cancelled
+
+    # --- Loading
+    def _on_load(self, request: dict[str, Any]) -> None:
+        self._close_model()
+        n_gpu = request["n_gpu_layers"]
+        if n_gpu is None:
+            n_gpu = -1 if rt.supports_gpu_offload() else 0
+        if not (rt.supports_gpu_offload() and n_gpu):
+            # GPU drivers reserve large address ranges: the ceiling is for CPU runs only.
+            self.memory_limit = set_memory_ceiling(request.get("memory_limit"))
+        t0 = time.perf_counter()
+        try:
+            model = LoadedModel(request["path"], n_ctx=request["n_ctx"], n_threads=request["n_threads"],
+                                n_gpu_layers=n_gpu, n_batch=request["n_batch"])
+        except rt.LlamaLoadError as exc:
+            raise UserError(f"The model file {request['path']} cannot be used: {exc}; the file may be damaged "
+                            "or need a newer llama.cpp.") from exc
+        try:
+            renderer = self._renderer(model, request)
+            if renderer is not None:
+                rendered = render_safely(renderer, _PROBE)
+                if not model.tokenize(rendered.text, rendered.add_bos):
+                    raise TemplateRefused("The model's chat template renders a conversation as no tokens at all.")
+        except BaseException:
+            model.close()
+            raise
+        self.model, self.renderer = model, renderer
+        summary = self._summary()
+        summary["load_ms"] = round((time.perf_counter() - t0) * 1000, 1)
+        self._send((P.LOADED, summary))
+
+    def _renderer(self, model: LoadedModel, request: dict[str, Any]) -> ChatRenderer | None:
+        bos, eos = model.bos_eos_text()
+        try:
+            with time_limit(5.0):  # compiling a hostile template must not hang the load either
+                return choose_renderer(
+                    gguf_template=model.chat_template(), arch=request["architecture"], vocab_size=model.n_vocab,
+                    bos_token=bos, eos_token=eos, override_template=request.get("chat_template"),
+                    override_format=request.get("chat_format"), catalogue_format=request.get("catalogue_format"))
+        except TimeLimitExceeded:
+            raise TemplateRefused("The model's chat template takes too long to even read, so it is broken or "
+                                  "hostile. Choose a chat format instead (for example --chat-format chatml).") from None
+        except RecursionError:
+            raise TemplateRefused("The model's chat template is nested too deeply to read, so it is broken or "
+                                  "hostile. Choose a chat format instead (for example --chat-format chatml).") from None
+
+    def _summary(self) -> dict[str, Any]:
+        m = self._require_model()
+        backend = rt.backend_record(m.n_gpu_layers)
+        return {
+            "n_ctx": m.n_ctx, "n_ctx_train": m.n_ctx_train(), "n_params": m.n_params(), "n_threads": m.n_threads,
+            "n_gpu_layers": m.n_gpu_layers, "chat_format": self.renderer.label if self.renderer else "completion",
+            "has_chat_template": bool(m.chat_template()), "backend": backend, "memory": self._memory(),
+            "pid": os.getpid(), "memory_limit": self.memory_limit,
+        }
+
+    def _memory(self) -> dict[str, Any]:
+        m = self._require_model()
+        return {"weights_bytes": m.weights_bytes(), "kv_bytes": m.buffers.kv, "compute_bytes": m.buffers.compute,
+                "rss_bytes": rss_bytes(), "rss_peak_bytes": rss_peak_bytes(), "vram_bytes": vram_bytes()}
+
+    def _require_model(self) -> LoadedModel:
+        if self.model is None:
+            raise UserError("No model is loaded in the model's process.")
+        return self.model
+
+    def _close_model(self) -> None:
+        if self.model is not None:
+            self.model.close()
+            self.model = None
+            self.renderer = None
+
+    def _limit_words(self) -> str:
+        return f"about {self.memory_limit / 1e9:.1f} GB" if self.memory_limit else "what the system allows"
+
+    # --- Replies
+    def _on_chat(self, request_id: int, messages: list[dict], settings: dict) -> None:
+        self._reply(request_id, messages, None, settings)
+
+    def _on_complete(self, request_id: int, prompt: str, settings: dict) -> None:
+        self._reply(request_id, None, prompt, settings)
+
+    def _reply(self, request_id: int, messages, prompt, settings: dict) -> None:
+        t_request = time.perf_counter()
+        model = self._require_model()
+        gen = GenerationSettings.from_dict(settings)
+        if messages is not None and self.renderer is None:
+            raise UserError("This model has no chat template; use text completion.")
+        self._request_id, self._cancelled = request_id, False
+        sink = _PipeSink(self)
+        try:
+            outcome = generate(model, self.renderer if messages is not None else None, messages, prompt, gen, sink,
+                               t_request=t_request)
+            sink.flush()
+            record = asdict(outcome)
+            record.update(memory=self._memory(), n_ctx=model.n_ctx, n_threads=model.n_threads,
+                          backend=rt.backend_record(model.n_gpu_layers),
+                          chat_format=self.renderer.label if (self.renderer and messages is not None) else "completion",
+                          sampling={**gen.to_dict(), "seed": outcome.seed})
+            self._send((P.DONE, record))
+        finally:
+            self._request_id = None
+            if self._shutdown:
+                raise _Shutdown()
+
+    def _on_count(self, request_id: int, messages: list[dict]) -> None:
+        model = self._require_model()
+        if self.renderer is None:
+            raise UserError("This model has no chat template; use text completion.")
+        rendered = render_safely(self.renderer, messages)
+        self._send((P.RESULT, len(model.tokenize(rendered.text, rendered.add_bos))))
+
+    # --- Benchmarks (the native baseline runs here, next to the model)
+    def _on_bench_pp(self, n_tokens: int) -> None:
+        self._send((P.RESULT, native_bench.prompt_processing(self._require_model(), n_tokens)))
+
+    def _on_bench_native(self, n_tokens: int) -> None:
+        self._send((P.RESULT, native_bench.native_generation(self._require_model(), self.renderer, n_tokens)))
+
+    def _on_reset(self) -> None:
+        self._require_model().reset_cache()
+        self._send((P.RESULT, None))
+
+    def _on_shutdown(self) -> None:
+        self._shutdown = True
+        raise _Shutdown()
+
+
+class _PipeSink:
+    """Text on its way to the app: the first piece at once, then batches every TEXT_BATCH_SECONDS."""
+
+    def __init__(self, server: RunnerServer) -> None:
+        self.server = server
+        self.parts: list[str] = []
+        self.n_tokens = 0
+        self.last_sent = 0.0
+
+    def rendered(self, n_prompt_tokens: int) -> None:
+        self.server._send((P.RENDERED, n_prompt_tokens))
+
+    def first_token(self) -> None:
+        self.last_sent = 0.0  # the first text goes out at once
+
+    def text(self, text: str, n_tokens: int) -> None:
+        self.parts.append(text)
+        self.n_tokens = n_tokens
+        now = time.perf_counter()
+        if now - self.last_sent >= P.TEXT_BATCH_SECONDS:
+            self.flush(now)
+
+    def flush(self, now: float | None = None) -> None:
+        if self.parts:
+            self.server._send((P.TEXT, "".join(self.parts), self.n_tokens))
+            self.parts = []
+        self.last_sent = now if now is not None else time.perf_counter()
+
+    def should_stop(self) -> bool:
+        return self.server.should_stop()
