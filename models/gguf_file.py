@@ -20,6 +20,8 @@ load model from file".
 
 from __future__ import annotations
 
+import math
+import re
 import stat
 import struct
 from collections import Counter
@@ -223,6 +225,7 @@ class _Tensor(NamedTuple):
     n_elements: int
     n_bytes: int
     offset: int  # relative to the start of the data section
+    dims: tuple[int, ...] = ()
 
 
 class _Reader:
@@ -265,6 +268,15 @@ class _Reader:
         self.pos += n
         return None if raw is None else bytes(raw).decode("utf-8", errors="replace")
 
+    def raw_string(self, what: str) -> bytes:
+        n = self.unpack(_U64, what)
+        if n > _MAX_STRING:
+            raise self.bad(f"{what} claims to be {n:,} bytes long")
+        self.need(n, what)
+        raw = bytes(self.data[self.pos:self.pos + n])
+        self.pos += n
+        return raw
+
     def value(self, vtype: int, key: str):
         try:
             vtype = GGUFValueType(vtype)
@@ -293,9 +305,20 @@ class _Reader:
             if self.pos + 8 * count > self.total:
                 raise self.bad(f"{what} claims {count:,} strings, more than the file can hold")
             reserve = self.reserve
-            for i in range(count):
-                self.reserve = reserve + 8 * (count - i - 1)
-                self.string(what, decode=False)
+            if key == Keys.Tokenizer.LIST:
+                # llama.cpp aborts the whole process on a vocabulary with a string twice: find it here.
+                seen: set[bytes] = set()
+                for i in range(count):
+                    self.reserve = reserve + 8 * (count - i - 1)
+                    token = self.raw_string(what)
+                    if token in seen:
+                        shown = token.decode("utf-8", errors="replace")
+                        raise self.bad(f"its vocabulary lists the token {shown!r} twice")
+                    seen.add(token)
+            else:
+                for i in range(count):
+                    self.reserve = reserve + 8 * (count - i - 1)
+                    self.string(what, decode=False)
             self.reserve = reserve
             return _Array(itype, count, None)
         st = _SCALARS[itype]
@@ -425,7 +448,7 @@ def _read_tensor_info(r: _Reader, i: int, names: set[str]) -> _Tensor:
     if dims and dims[0] % block:
         raise r.bad(f"{what} has rows of {dims[0]:,} values, not a multiple of {ggml_type.name}'s block of {block}")
     offset = r.unpack(_U64, what)
-    return _Tensor(name, ggml_type, n_elements, n_elements // block * type_size, offset)
+    return _Tensor(name, ggml_type, n_elements, n_elements // block * type_size, offset, tuple(dims))
 
 
 def _info(meta, tensors, arch, r: _Reader, path, version, data_offset) -> GGUFInfo:
@@ -462,6 +485,9 @@ def _info(meta, tensors, arch, r: _Reader, path, version, data_offset) -> GGUFIn
     tokens = meta.get(Keys.Tokenizer.LIST)
     if vocab is None and isinstance(tokens, _Array):
         vocab = tokens.count
+    _check_plausible(r, meta, tensors, arch, n_layers=n_layers, embedding=embedding, heads=heads,
+                     kv_heads_key=meta.get(Keys.Attention.HEAD_COUNT_KV.format(arch=arch)),
+                     tokens=tokens if isinstance(tokens, _Array) else None, vocab_key=count(Keys.LLM.VOCAB_SIZE))
 
     name = meta.get(Keys.General.NAME)
     template = meta.get(Keys.Tokenizer.CHAT_TEMPLATE)
@@ -489,6 +515,40 @@ def _info(meta, tensors, arch, r: _Reader, path, version, data_offset) -> GGUFIn
         # never expanded to n_layers entries: a hostile block count would make that tuple huge
         kv_heads_per_layer=kv_heads if kv_heads and len(kv_heads) > 1 else (),
     )
+
+
+_BLOCK = re.compile(r"^blk\.(\d+)\.")
+
+
+def _check_plausible(r: _Reader, meta, tensors: list[_Tensor], arch: str, *, n_layers, embedding, heads,
+                     kv_heads_key, tokens: _Array | None, vocab_key) -> None:
+    """Values that parse but that llama.cpp cannot work with: it would abort the process, crash or hang.
+
+    Each is refused with what is wrong, before llama.cpp sees the file.
+    """
+    blocks = {int(m.group(1)) for t in tensors if (m := _BLOCK.match(t.name))}
+    if n_layers is not None and blocks:
+        if n_layers == 0:
+            raise r.bad(f"its {arch}.block_count is 0, so the model has no layers")
+        if n_layers > max(blocks) + 1:
+            raise r.bad(f"its header says it has {n_layers:,} layers but its tensors hold only {max(blocks) + 1}")
+    if embedding == 0:
+        raise r.bad(f"its {arch}.embedding_length is 0")
+    if heads is not None and (len(heads) == 1 and heads[0] == 0 or max(heads, default=0) == 0):
+        raise r.bad(f"its {arch}.attention.head_count is 0")
+    if isinstance(kv_heads_key, int) and not isinstance(kv_heads_key, bool) and kv_heads_key == 0:
+        raise r.bad(f"its {arch}.attention.head_count_kv is 0")
+    for key, value in meta.items():
+        if key.endswith(("_epsilon", ".norm_eps", "_eps")) and isinstance(value, float):
+            if not math.isfinite(value) or value < 0:
+                raise r.bad(f"its {key} is {value!r}, not a small positive number")
+    embeddings = next((t for t in tensors if t.name == "token_embd.weight"), None)
+    if tokens is not None:
+        if embeddings is not None and len(embeddings.dims) >= 2 and embeddings.dims[1] != tokens.count:
+            raise r.bad(f"its vocabulary lists {tokens.count:,} tokens but its embedding table has "
+                        f"{embeddings.dims[1]:,} rows")
+        if vocab_key is not None and vocab_key != tokens.count:
+            raise r.bad(f"its {arch}.vocab_size says {vocab_key:,} tokens but its vocabulary lists {tokens.count:,}")
 
 
 def _quant_label(file_type, tensors: list[_Tensor]) -> str:

@@ -1,6 +1,7 @@
 """models.gguf_file: reading and checking GGUF headers, local and remote, good and hostile."""
 
 import dataclasses
+import re
 import time
 
 import numpy as np
@@ -198,10 +199,30 @@ def test_hostile_layer_count_costs_no_memory(tmp_path):
     data[at:at + 4] = (2**32 - 1).to_bytes(4, "little")
     path.write_bytes(data)
     started = time.perf_counter()
-    info = read_gguf_info(path)
-    assert info.n_layers == 2**32 - 1
-    assert info.kv_bytes_per_token == (2**32 - 1) * 2 * (16 + 16) * 2
+    with pytest.raises(ModelFileError, match="4,294,967,295 layers but its tensors hold only 2"):
+        read_gguf_info(path)
     assert time.perf_counter() - started < 1
+
+
+@pytest.mark.parametrize("kind, reason", [
+    ("block_count_zero", "block_count is 0"),
+    ("block_count_huge", "1,000,000,000 layers but its tensors hold only 2"),
+    ("block_count_beyond_tensors", "7 layers but its tensors hold only 2"),
+    ("nan_norm_eps", "layer_norm_rms_epsilon is nan"),
+    ("inf_norm_eps", "layer_norm_rms_epsilon is inf"),
+    ("zero_heads", "head_count is 0"),
+    ("zero_embedding", "embedding_length is 0"),
+    ("vocab_size_mismatch", "vocab_size says 50,000 tokens"),
+    ("duplicate_vocab", "lists the token"),
+])
+def test_impossible_header_values_are_refused_with_the_reason(tmp_path, kind, reason):
+    """Values that parse but make llama.cpp abort or misbehave never reach it (issue 8)."""
+    from tests.support.tiny_gguf import write_hostile
+
+    path = write_hostile(tmp_path / f"{kind}.gguf", kind)
+    with pytest.raises(ModelFileError, match=re.escape(reason)) as err:
+        read_gguf_info(path)
+    assert str(path) in str(err.value)
 
 
 # --- remote headers ---------------------------------------------------------------------

@@ -34,6 +34,7 @@ from assistant.engine.supervisor import RunnerDied, RunnerProcess, RunnerTimeout
 from assistant.stats import MemoryStats, ModelRef, ResponseStats, rss_bytes, tps, vram_bytes
 from common.errors import UserError
 from common.formatting import format_bytes
+from common.memory import trim_heap
 from models import fit, registry
 from models.gguf_file import GGUFInfo, read_gguf_info
 from models.shape import from_gguf
@@ -196,6 +197,7 @@ class LocalEngine(Engine):
         with self._lock:
             self._end_runner()
             self._summary, self._plan, self._relaunch = None, None, False
+        trim_heap()  # the header read and the load's bookkeeping leave freed heap that glibc would keep
 
     def _end_runner(self) -> None:
         runner, self._runner = self._runner, None
@@ -283,10 +285,13 @@ class LocalEngine(Engine):
         name = self._name()
         if runner is self._runner:
             self._runner = None
-        if death.killed_by_app:
-            self._relaunch = self._plan is not None  # not the file's fault: start it again when next needed
-            return UserError(f"The model's process was ended while {doing} {name}.")
         sentence = death.describe(name, doing, self._plan.memory_limit if self._plan else None)
+        if death.killed_by_app or death.signal_name == "SIGKILL":
+            # Ended by the app (a cancel that went unanswered) or from outside (the system's out-of-memory
+            # killer, a user's kill): not the file's fault, so the next request starts it again.
+            self._relaunch = self._plan is not None
+            return UserError(f"The model's process was ended while {doing} {name}." if death.killed_by_app
+                             else sentence)
         if self._plan is not None:
             self._remember_crash(self._plan.entry, sentence)
         self._summary, self._plan, self._relaunch = None, None, False

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 from gguf import GGMLQuantizationType as T
-from gguf import GGUFReader, GGUFWriter, LlamaFileType, TokenType
+from gguf import GGUFReader, GGUFValueType, GGUFWriter, LlamaFileType, TokenType
+from gguf.gguf_writer import GGUFValue
 from gguf.constants import GGML_QUANT_SIZES
 
 __all__ = [
@@ -199,6 +200,8 @@ def write_tiny_llama(
     seed: int = 0,
     name: str | None = "tiny",
     architecture: str | None = "llama",
+    metadata: dict | None = None,
+    duplicate_token: bool = False,
 ) -> Path:
     """Write a random-weight llama model that llama.cpp loads; return its path.
 
@@ -206,6 +209,8 @@ def write_tiny_llama(
     or cuts it to that size. `quant` is a key of QUANTS; tensors whose rows do not
     split into the type's blocks fall back to Q8_0 or F16, as llama.cpp's quantizer does.
     `architecture` None drops general.architecture (a corrupt file for tests).
+    `metadata` sets or replaces keys after the usual ones: {key: (value, GGUFValueType)}, "{arch}" in a
+    key stands for the architecture. `duplicate_token` makes two vocabulary entries the same string.
     """
     if quant not in QUANTS:
         raise ValueError(f"quant must be one of {', '.join(QUANTS)}")
@@ -214,6 +219,8 @@ def write_tiny_llama(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tokens, scores, types = build_vocab(vocab)
+    if duplicate_token:
+        tokens[-1] = tokens[-2]
     file_type = QUANTS[quant][0]
 
     w = GGUFWriter(path, architecture or "llama")
@@ -246,8 +253,10 @@ def write_tiny_llama(
     w.add_add_eos_token(False)
     # No space prefix (as Gemma): decoded pieces then concatenate to exactly the text.
     w.add_add_space_prefix(False)
-    if chat_template:
+    if chat_template is not None:
         w.add_chat_template(chat_template)
+    for key, (value, vtype) in (metadata or {}).items():
+        w.kv_data[0][key.format(arch=architecture or "llama")] = GGUFValue(value, vtype)
 
     # Declare every tensor first, then stream the data: memory stays at one tensor.
     plan = _tensor_plan(n_layers, n_embd, n_heads, n_kv_heads, n_ff, len(tokens), quant)
@@ -405,3 +414,43 @@ def write_corrupt(path, kind: str, *, seed: int = 0) -> Path:
         raise ValueError(f"unknown kind {kind!r}; one of {', '.join(CORRUPT_KINDS)}")
     return path
 
+
+
+# Model files that pass a plain GGUF parse but make llama.cpp abort, hang or exhaust memory
+# (issue 8), written with the gguf package. Each kind is a class of attack, not one byte pattern.
+HOSTILE_TEMPLATES = {
+    # Unsafe attribute access that the Jinja sandbox renders as nothing: an empty prompt.
+    "template_lipsum_globals": "{{ lipsum.__globals__ }}",
+    "template_self_context": "{{ self._TemplateReference__context }}",
+    "template_attr_class": "{{ messages|attr('__class__') }}",
+    "template_format_class": "{{ '{0.__class__}'.format(messages) }}",
+    "template_renders_nothing": "{% if false %}never{% endif %}",
+    "template_whitespace": "{% for m in messages %}   {% endfor %}",
+    # Work without end: minutes of loops, gigabytes of text.
+    "template_nested_loop": "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}x",
+    "template_huge_string": "{{ 'x' * 1000000000 }}",
+    "template_huge_at_render": "{% set n = messages|length * 1000000000 %}{{ 'x' * n }}",
+    "template_recursive_macro": "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}",
+}
+HOSTILE_HEADERS = {
+    "block_count_zero": {"{arch}.block_count": (0, GGUFValueType.UINT32)},
+    "block_count_huge": {"{arch}.block_count": (1_000_000_000, GGUFValueType.UINT32)},
+    "block_count_beyond_tensors": {"{arch}.block_count": (7, GGUFValueType.UINT32)},
+    "nan_norm_eps": {"{arch}.attention.layer_norm_rms_epsilon": (float("nan"), GGUFValueType.FLOAT32)},
+    "inf_norm_eps": {"{arch}.attention.layer_norm_rms_epsilon": (float("inf"), GGUFValueType.FLOAT32)},
+    "zero_heads": {"{arch}.attention.head_count": (0, GGUFValueType.UINT32)},
+    "zero_embedding": {"{arch}.embedding_length": (0, GGUFValueType.UINT32)},
+    "vocab_size_mismatch": {"{arch}.vocab_size": (50_000, GGUFValueType.UINT32)},
+}
+HOSTILE_KINDS = (*HOSTILE_TEMPLATES, *HOSTILE_HEADERS, "duplicate_vocab")
+
+
+def write_hostile(path, kind: str, *, seed: int = 0) -> Path:
+    """Write a model file of one hostile kind (see HOSTILE_KINDS); return its path."""
+    if kind in HOSTILE_TEMPLATES:
+        return write_tiny_llama(path, seed=seed, chat_template=HOSTILE_TEMPLATES[kind])
+    if kind in HOSTILE_HEADERS:
+        return write_tiny_llama(path, seed=seed, metadata=HOSTILE_HEADERS[kind])
+    if kind == "duplicate_vocab":
+        return write_tiny_llama(path, seed=seed, duplicate_token=True)
+    raise ValueError(f"unknown kind {kind!r}; one of {', '.join(HOSTILE_KINDS)}")

@@ -142,12 +142,12 @@ class RunnerServer:
                     gguf_template=model.chat_template(), arch=request["architecture"], vocab_size=model.n_vocab,
                     bos_token=bos, eos_token=eos, override_template=request.get("chat_template"),
                     override_format=request.get("chat_format"), catalogue_format=request.get("catalogue_format"))
-        except TimeLimitExceeded:
-            raise TemplateRefused("The model's chat template takes too long to even read, so it is broken or "
-                                  "hostile. Choose a chat format instead (for example --chat-format chatml).") from None
-        except RecursionError:
-            raise TemplateRefused("The model's chat template is nested too deeply to read, so it is broken or "
-                                  "hostile. Choose a chat format instead (for example --chat-format chatml).") from None
+        except (TimeLimitExceeded, RecursionError, MemoryError) as exc:
+            # Jinja compiles a template before it renders, folding constants: 'x' * 10**9 is built here.
+            why = {TimeLimitExceeded: "takes too long to read", RecursionError: "is nested too deeply to read",
+                   MemoryError: "needs more memory than the model is allowed just to read"}[type(exc)]
+            raise TemplateRefused(f"The model's chat template {why}, so it is broken or hostile. Choose a chat "
+                                  "format instead (for example --chat-format chatml).") from None
 
     def _summary(self) -> dict[str, Any]:
         m = self._require_model()
