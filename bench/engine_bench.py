@@ -3,7 +3,8 @@
     .venv/bin/python bench/engine_bench.py            # the starter model, 2048-token runs included
     .venv/bin/python bench/engine_bench.py -m PATH --lengths 128,512 --repeats 4
 
-It is `assistant bench` with four alternating native/stream pairs per length; the
+It is `assistant bench` with four alternating native/stream pairs per length (native runs in
+the runner process, next to the model; the stream is timed where the app receives it); the
 ratio printed is the median of the per-pair ratios, so one noisy run does not decide it.
 """
 

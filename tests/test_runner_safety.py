@@ -217,3 +217,17 @@ def test_the_app_process_never_imports_llama_cpp(tiny_model_path):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_ctrl_c_in_the_cli_stops_a_long_prompt_at_once(starter_model_path, tmp_path):
+    env = {**os.environ, "ASSISTANT_HOME": str(tmp_path / "home")}
+    prompt = "The quick brown fox jumps over the lazy dog. " * 600
+    proc = subprocess.Popen([ASSISTANT, "chat", "--no-save", "-m", str(starter_model_path), "-t", "1", "-c", "8192",
+                             "-n", "8", prompt], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    time.sleep(4)  # the runner is up and evaluating the ~6,000-token prompt
+    assert proc.poll() is None
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert time.monotonic() - t0 < 3, err
+    assert "Traceback" not in err and "stopped" in err

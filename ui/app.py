@@ -30,7 +30,7 @@ def main(argv=None) -> int:
     window.chat.set_dark(dark)
     window.show()
     # The window is up before the model loads: loading never blocks it.
-    window.load_model(settings.value("last_model") or "starter")
+    window.load_model(settings.value("last_model") or "starter", automatic=True)
     return app.exec()
 
 

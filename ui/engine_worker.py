@@ -53,18 +53,20 @@ class EngineWorker(QObject):
             session.cancel()
 
     # --- Models
-    @Slot(str, object)
-    def load(self, spec: str, load_settings) -> None:
+    @Slot(str, object, bool)
+    def load(self, spec: str, load_settings, automatic: bool = False) -> None:
         self._ensure()
         self.loadStarted.emit(spec)
         self.busyChanged.emit(True)
         try:
-            self.engine.load(spec, load_settings)
+            self.engine.load(spec, load_settings, automatic=automatic)
             self.loadFinished.emit(model_summary(self.engine))
         except UserError as exc:
             self.loadFailed.emit(str(exc))
             if self.engine.summary() is not None:  # the previous model was put back
                 self.loadFinished.emit(model_summary(self.engine))
+            elif automatic and spec != "starter":  # the last model cannot be reopened: start on the starter
+                self.load("starter", None)
         except Exception as exc:  # never let a bug kill the worker thread
             traceback.print_exc()
             self.loadFailed.emit(f"The model could not be loaded: {exc}.")

@@ -23,7 +23,7 @@ from ui.sidebar import Sidebar
 
 
 class MainWindow(QMainWindow):
-    requestLoad = Signal(str, object)
+    requestLoad = Signal(str, object, bool)  # spec, load settings, automatic (not asked for just now)
     requestSend = Signal(object, str, object, object)
     requestRegenerate = Signal(int, object)
     requestEdit = Signal(int, str, object)
@@ -149,8 +149,9 @@ class MainWindow(QMainWindow):
         w.tokenCount.connect(self._token_count)
 
     # --- Models
-    def load_model(self, spec: str, load_settings: LoadSettings | None = None) -> None:
-        self.requestLoad.emit(spec, load_settings or self._load_settings())
+    def load_model(self, spec: str, load_settings: LoadSettings | None = None, *, automatic: bool = False) -> None:
+        """Load a model; `automatic` for one the user did not pick just now (the last one, at start-up)."""
+        self.requestLoad.emit(spec, load_settings or self._load_settings(), automatic)
 
     def _load_settings(self) -> LoadSettings:
         d = self.defaults
@@ -164,7 +165,6 @@ class MainWindow(QMainWindow):
     def _load_finished(self, summary: dict) -> None:
         self.load_progress.hide()
         self.model = summary
-        self.qsettings.setValue("last_model", summary.get("name"))
         self.model_picker.set_loaded(summary)
         self._update_status()
         self._count_draft(self.input.edit.toPlainText())
@@ -265,6 +265,9 @@ class MainWindow(QMainWindow):
         self.live.pop(reply_id, None)
         self.generating = False
         self.input.set_generating(False)
+        if stats.get("stop_reason") in ("eos", "length", "stopped", "repetition") and self.model:
+            # Only a model that has loaded and answered becomes the one reopened at start-up.
+            self.qsettings.setValue("last_model", self.model.get("name"))
         if conv_id and conv_id == self.current_id:
             message = self.history.get_message(reply_id)
             widget = self.chat.widgets.get(reply_id)

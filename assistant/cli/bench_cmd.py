@@ -15,7 +15,8 @@ def add_parser(sub) -> None:
     p.add_argument("--tokens", type=int, default=128, help="tokens to generate for tg (default 128)")
     p.add_argument("--pp", type=int, default=512, help="prompt tokens for pp (default 512)")
     p.add_argument("--lengths", default="128,512,2048", help="reply lengths for stream/native (default 128,512,2048)")
-    p.add_argument("--repeats", type=int, default=1, help="runs per figure; the best is kept")
+    p.add_argument("--repeats", type=int, default=1,
+                   help="runs per figure: pp and tg keep the best; stream/native the median of alternating pairs")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 
@@ -39,4 +40,8 @@ def run(args) -> int:
     print(f"{'stream':8}{'native':>10}{'app':>10}{'ratio':>8}")
     for row in result["stream"]:
         print(f"{row['tokens']:<8}{row['native_tps']:10.1f}{row['stream_tps']:10.1f}{row['ratio']:8.3f}")
+    proc = result["process"]
+    if proc.get("ttft_overhead_ms") is not None:
+        print(f"process boundary: +{proc['ttft_overhead_ms']:.2f} ms to first token; runner start "
+              f"{proc['runner_startup_ms']:.0f} ms, model load {proc['load_ms']:.0f} ms")
     return 0

@@ -1,0 +1,76 @@
+"""The real window with the real engine: a hostile model costs one sentence, never the window (issue 8)."""
+
+import os
+import signal
+
+import pytest
+from PySide6.QtCore import QSettings, Qt
+
+from assistant.engine import LocalEngine
+from assistant.history import HistoryStore
+from tests.support.tiny_gguf import write_hostile
+from ui.main_window import MainWindow
+
+pytestmark = pytest.mark.llama_cpp
+
+# One of each kind of harm: an abort in llama.cpp, a template that loops, one that builds gigabytes,
+# one that renders nothing, an impossible header value.
+KINDS = ["duplicate_vocab", "template_nested_loop", "template_huge_at_render", "template_lipsum_globals",
+         "nan_norm_eps"]
+
+
+@pytest.fixture
+def window(qtbot, tmp_path, monkeypatch):
+    db = tmp_path / "history.db"
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat)
+    w = MainWindow(LocalEngine, HistoryStore.open(db), lambda: HistoryStore.open(db), settings=settings)
+    qtbot.addWidget(w)
+    w.defaults["max_tokens"] = 6
+    w.shown_errors = []
+    monkeypatch.setattr("ui.main_window.QMessageBox.warning", lambda *a: w.shown_errors.append(a[2]))
+    w.show()
+    yield w
+    w.close()
+
+
+def _send(qtbot, window, text):
+    window.input.edit.setPlainText(text)
+    with qtbot.waitSignal(window.worker.replyFinished, timeout=60_000) as finished:
+        qtbot.keyClick(window.input.edit, Qt.Key_Return)
+    qtbot.waitUntil(lambda: not window.generating, timeout=10_000)
+    return finished.args[2]
+
+
+def test_hostile_models_show_an_error_and_a_good_model_loads_and_answers(qtbot, window, tmp_path, tiny_model_path):
+    for kind in KINDS:
+        path = write_hostile(tmp_path / f"{kind}.gguf", kind)
+        with qtbot.waitSignal(window.worker.loadFailed, timeout=60_000) as failed:
+            window.load_model(str(path))
+        assert failed.args[0].endswith(".") and "did not expect" not in failed.args[0], failed.args[0]
+        assert window.isVisible()
+    assert len(window.shown_errors) == len(KINDS)
+    with qtbot.waitSignal(window.worker.loadFinished, timeout=60_000):
+        window.load_model(str(tiny_model_path))
+    stats = _send(qtbot, window, "Hello?")
+    assert stats["stop_reason"] in ("length", "eos") and stats["completion_tokens"] >= 1
+
+
+def test_a_crash_mid_reply_keeps_the_partial_reply_and_the_window(qtbot, window, starter_model_path):
+    with qtbot.waitSignal(window.worker.loadFinished, timeout=60_000):
+        window.load_model(str(starter_model_path))
+    window.defaults["max_tokens"] = 400
+    killed = []
+
+    def kill_once(*_):
+        if not killed:
+            killed.append(window.model["pid"])
+            os.kill(window.model["pid"], signal.SIGKILL)
+
+    window.worker.replyText.connect(kill_once)
+    stats = _send(qtbot, window, "Tell me a long story about a lighthouse.")
+    assert killed and stats["stop_reason"] == "error" and "killed" in stats["error"]
+    saved = window.history.get_conversation(window.current_id).thread[-1]
+    assert saved.status == "error" and saved.content == stats["reply"] and saved.content
+    window.defaults["max_tokens"] = 4
+    again = _send(qtbot, window, "Still there?")  # a fresh runner starts for it
+    assert again["stop_reason"] in ("length", "eos", "repetition")
