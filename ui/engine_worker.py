@@ -47,10 +47,12 @@ class EngineWorker(QObject):
             self.history = self._history_factory()
 
     def cancel(self) -> None:
-        """Called from the window thread: stop the current reply within one token."""
+        """Called from the window thread: stop the current reply within one token, or a load in progress."""
         session = self._session
         if session is not None:
             session.cancel()
+        if self.engine is not None:
+            self.engine.cancel()
 
     # --- Models
     @Slot(str, object, bool)
