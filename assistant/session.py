@@ -1,44 +1,54 @@
 """A chat session: one conversation's messages, its settings, and the engine.
 
-This is what the command line and the window drive. It keeps the visible thread
-of messages, asks the engine for a reply, and (when given a history store) saves
-each message as it happens, the streaming reply included.
+The chat service keeps one session per open conversation, so a turn does not
+read the conversation back from the database. A session asks the engine for a
+reply and, when given a history store, saves each message as it happens, the
+streaming reply included.
 """
 
+from __future__ import annotations
+
 from collections.abc import Iterator
+from typing import Any
 
 from assistant.engine import Engine, GenerationSettings, Response
 
 
 class ChatSession:
     def __init__(self, engine: Engine, *, system_prompt: str | None = None,
-                 settings: GenerationSettings | None = None, history=None):
+                 settings: GenerationSettings | None = None, history: Any = None):
         self.engine = engine
         self.system_prompt = system_prompt
         self.settings = settings or GenerationSettings()
         self.history = history  # an assistant.history store, or None to keep nothing
         self.conversation_id: int | None = None
         self.messages: list[dict] = []  # {role, content} of the visible thread, system excluded
+        self.leaf_id: int | None = None  # the last saved message of the visible thread
         self.last_response: Response | None = None
+        self.user_message: Any = None  # the saved user message of the turn in flight (history Message)
         self.reply_id: int | None = None  # the saved reply being streamed, once there is one
+        self.saved_reply: Any = None  # the finished reply as saved (history Message), after a turn
 
     # --- Conversation lifecycle
     def new(self) -> None:
         self.conversation_id = None
         self.messages = []
+        self.leaf_id = None
 
     def resume(self, conversation_id: int) -> None:
         """Continue a saved conversation from the branch it shows."""
         conv = self.history.get_conversation(int(conversation_id))
         self.conversation_id = conv.id
         self.system_prompt = conv.system_prompt
-        self.messages = [m for m in conv.chat_messages() if m["role"] != "system"]
+        thread = [m for m in conv.thread if m.role != "system"]
+        self.messages = [{"role": m.role, "content": m.content} for m in thread]
+        self.leaf_id = thread[-1].id if thread else None
 
     def prompt_messages(self) -> list[dict]:
         system = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
         return system + self.messages
 
-    # --- A turn
+    # --- A turn: each call saves what the user wrote at once and returns the reply's stream
     def send(self, text: str) -> Iterator[str]:
         """Add the user's message and stream the reply. `self.last_response` has its stats.
 
@@ -47,10 +57,11 @@ class ChatSession:
         """
         self.messages.append({"role": "user", "content": text})
         saver = None
+        self.user_message = None
         if self.history is not None:
             self._ensure_conversation()
-            self.history.add_message(self.conversation_id, "user", text)
-            saver = self.history.start_reply(self.conversation_id)
+            self.user_message = self.history.add_message(self.conversation_id, "user", text)
+            saver = self.history.start_reply(self.conversation_id, parent_id=self.user_message.id)
         return self._stream(saver)
 
     def regenerate(self, reply_id: int) -> Iterator[str]:
@@ -58,25 +69,32 @@ class ChatSession:
         saver = self.history.regenerate(reply_id)
         parent = self.history.get_message(reply_id).parent_id
         self._thread_to(parent)
+        self.user_message = None
         return self._stream(saver)
 
     def edit(self, message_id: int, text: str) -> Iterator[str]:
         """A new version of one of the user's messages, and a reply to it."""
         edited = self.history.edit(message_id, text)
         self._thread_to(edited.id)
+        self.user_message = edited
         return self._stream(self.history.start_reply(self.conversation_id, parent_id=edited.id))
 
     def _thread_to(self, leaf_id: int) -> None:
         path = self.history.branch_path(leaf_id)
         self.conversation_id = path[-1].conversation_id
-        self.messages = [{"role": m.role, "content": m.content} for m in path if m.role != "system"]
+        thread = [m for m in path if m.role != "system"]
+        self.messages = [{"role": m.role, "content": m.content} for m in thread]
+        self.leaf_id = thread[-1].id if thread else None
         self._note_model()
 
     def _stream(self, saver) -> Iterator[str]:
         response = self.engine.chat(self.prompt_messages(), self.settings)
         self.last_response = response
-        if saver is not None:
-            self.reply_id = saver.id
+        self.reply_id = saver.id if saver is not None else None
+        self.saved_reply = None
+        return self._run(response, saver)
+
+    def _run(self, response: Response, saver) -> Iterator[str]:
         chunks = iter(response)
         try:
             for chunk in chunks:
@@ -89,7 +107,9 @@ class ChatSession:
             self.messages.append({"role": "assistant", "content": reply})
             if saver is not None:
                 stats = response.stats.to_dict() if response.stats else None
-                saver.finish(_status_for(response), stats=stats, error=stats and stats.get("error"))
+                error = (stats or {}).get("error") or response.notice
+                self.saved_reply = saver.finish(status_for(response), stats=stats, error=error)
+                self.leaf_id = self.saved_reply.id
 
     def cancel(self) -> None:
         if self.last_response:
@@ -114,6 +134,7 @@ class ChatSession:
         return summary.name if summary else None
 
 
-def _status_for(response: Response) -> str:
+def status_for(response: Response) -> str:
+    """The saved status of a finished reply: stopped and error stand out; every other end is complete."""
     reason = response.stats.stop_reason if response.stats else "stopped"
     return {"stopped": "stopped", "error": "error"}.get(reason, "complete")
