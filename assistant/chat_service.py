@@ -308,8 +308,10 @@ class ChatService:
         return self.engine.summary()
 
     def close(self) -> None:
-        """Cancel everything, stop the engine thread and free the model."""
+        """Cancel everything, stop the engine thread and free the model. Safe to call twice."""
         with self._cv:
+            if self._closed and not self._thread.is_alive():
+                return
             self._closed = True
             self._cv.notify_all()
         self.cancel_all()

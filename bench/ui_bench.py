@@ -4,7 +4,7 @@
 
 Open time: a fresh process builds the window on the big history (make it first with
 bench/make_history.py) and reports when the first event-loop turn after show() runs;
-the model loads on the worker thread meanwhile, so it is not waited for.
+the model loads on the chat service's engine thread meanwhile, so it is not waited for.
 Stalls: a 1 ms timer records the longest gap between its ticks, first while idle
 (the baseline), then while the real engine streams a reply. The ratio says what
 streaming adds; the absolute figure is what a person would feel (target < 50 ms).
@@ -24,15 +24,15 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 OPEN_SCRIPT = """
 import sys, time
 t0 = time.perf_counter()
-from PySide6.QtCore import QSettings, QTimer
+from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
-from assistant.engine import LocalEngine as Engine
 from assistant.history import HistoryStore
+from assistant.services import AppServices
+from common.settings_store import SettingsStore
 from ui.main_window import MainWindow
 app = QApplication([])
-history = HistoryStore.open(sys.argv[1])
-window = MainWindow(Engine, history, lambda: HistoryStore.open(sys.argv[1]),
-                    settings=QSettings(sys.argv[2], QSettings.IniFormat))
+services = AppServices.open(history=HistoryStore.open(sys.argv[1]), settings=SettingsStore(sys.argv[2]))
+window = MainWindow(services)
 window.show()
 window.load_model("starter")
 def shown():
@@ -48,7 +48,7 @@ def open_time(db: str, runs: int = 3) -> list[float]:
     times = []
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(runs):
-            out = subprocess.run([sys.executable, "-c", OPEN_SCRIPT, db, f"{tmp}/s.ini"], capture_output=True,
+            out = subprocess.run([sys.executable, "-c", OPEN_SCRIPT, db, f"{tmp}/settings.json"], capture_output=True,
                                  text=True, env={**os.environ, "ASSISTANT_HOME": tmp}, timeout=300)
             ms, rows = out.stdout.split()[:2]
             times.append(float(ms))
@@ -56,18 +56,18 @@ def open_time(db: str, runs: int = 3) -> list[float]:
 
 
 def stalls(model: str, tokens: int) -> tuple[float, float, float]:
-    from PySide6.QtCore import QElapsedTimer, QSettings, QTimer
+    from PySide6.QtCore import QElapsedTimer, QTimer
     from PySide6.QtWidgets import QApplication
 
-    from assistant.engine import LocalEngine as Engine
     from assistant.history import HistoryStore
+    from assistant.services import AppServices
+    from common.settings_store import SettingsStore
     from ui.main_window import MainWindow
 
     app = QApplication.instance() or QApplication([])
     tmp = tempfile.mkdtemp()
-    db = f"{tmp}/h.db"
-    window = MainWindow(Engine, HistoryStore.open(db), lambda: HistoryStore.open(db),
-                        settings=QSettings(f"{tmp}/s.ini", QSettings.IniFormat))
+    services = AppServices.open(history=HistoryStore.open(f"{tmp}/h.db"), settings=SettingsStore(f"{tmp}/s.json"))
+    window = MainWindow(services)
     window.defaults.update(max_tokens=tokens, seed=1)
     window.show()
     window.load_model(model)

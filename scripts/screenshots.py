@@ -23,11 +23,9 @@ OUT = ROOT / "docs" / "screenshots"
 
 
 def main() -> int:
-    from PySide6.QtCore import QSettings
     from PySide6.QtWidgets import QApplication
 
-    from assistant.engine import LocalEngine as Engine
-    from assistant.history import HistoryStore
+    from assistant.services import AppServices
     from models.registry import InstalledModel, register
     from tests.support.tiny_gguf import write_random_llama
     from ui.main_window import MainWindow
@@ -40,9 +38,7 @@ def main() -> int:
         path = write_random_llama(Path(HOME) / f"{name}-Q4_K_M.gguf", params, quant="Q4_K_M")
         register(InstalledModel(name=name, path=str(path), source="local", quant="Q4_K_M"))
 
-    db = Path(HOME) / "history.db"
-    window = MainWindow(Engine, HistoryStore.open(db), lambda: HistoryStore.open(db),
-                        settings=QSettings(f"{HOME}/settings.ini", QSettings.IniFormat))
+    window = MainWindow(AppServices.open())  # everything under ASSISTANT_HOME
     window.resize(1280, 820)
     window.show()
 
@@ -92,8 +88,8 @@ def main() -> int:
     window.show_page(1)
     view = window.stats_view
     done = []
-    window.worker.benchmarkFinished.connect(lambda result: done.append(result))
-    window.requestBenchmark.emit(["starter", "random-60m", "random-150m"], window._load_settings())
+    window.benchmarks.benchmarkFinished.connect(lambda result: done.append(result))
+    window.benchmarks.benchmark(["starter", "random-60m", "random-150m"], window._load_settings())
     pump(lambda: bool(done), 600)
     pump(lambda: bool(window.model), 120)
     view.refresh()

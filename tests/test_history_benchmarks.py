@@ -12,7 +12,7 @@ from sqlite_utils import Migrations
 from assistant.history import HistoryStore
 from assistant.history.schema import MIGRATIONS
 
-# What EngineWorker.benchmark saves: run_benchmark's result plus the loaded model's memory.
+# What the statistics service saves: run_benchmark's result plus the loaded model's memory.
 RESULT = {
     "model": "gemma-3-270m", "file": "/models/gemma-3-270m-Q4_K_M.gguf", "quant": "Q4_K_M",
     "threads": 2, "n_ctx": 4096, "backend": "cpu",

@@ -7,6 +7,7 @@ fit figures, deletes and imports are the real ones, served by tests/support/hub_
 from pathlib import Path
 
 import pytest
+import shiboken6
 from PySide6.QtCore import QSettings, Qt, QTimer
 from PySide6.QtWidgets import (QAbstractButton, QAbstractItemView, QAbstractSpinBox, QApplication, QComboBox,
                                QFileDialog, QLineEdit, QMessageBox, QProgressBar, QTabBar, QWidget)
@@ -18,7 +19,7 @@ from tests.support.fake_engine import FakeEngine
 from tests.support.hub_server import hub, hub_env, medium_model_path  # noqa: F401 - fixtures
 from ui import downloads
 from ui.downloads import DownloadController, background_busy
-from ui.main_window import MainWindow
+from tests.support.window import open_window
 from ui.model_manager import ModelManager
 
 REPO = "ggml-org/gemma-3-1b-it-GGUF"  # the catalogue's Gemma 3 1B, served with a small random model
@@ -45,12 +46,9 @@ def make_window(qtbot, tmp_path):
     made = []
 
     def make(model="starter"):
-        db = tmp_path / "history.db"
-        settings = QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat)
-        window = MainWindow(FakeEngine, HistoryStore.open(db), lambda: HistoryStore.open(db), settings=settings)
-        qtbot.addWidget(window)
+        window = open_window(qtbot, tmp_path, FakeEngine())
         window.show()
-        with qtbot.waitSignal(window.worker.loadFinished, timeout=10_000):
+        with qtbot.waitSignal(window.bridge.modelLoaded, timeout=10_000):
             window.load_model(model)
         made.append(window)
         idle(qtbot)
@@ -62,7 +60,8 @@ def make_window(qtbot, tmp_path):
         controller = getattr(window, "download_controller", None)
         if controller is not None:
             controller.shutdown()
-        window.engine_thread.stop()
+        if shiboken6.isValid(window):
+            window.close()
 
 
 def idle(qtbot):
@@ -122,9 +121,9 @@ def test_picker_shows_the_family_sizes_with_verdicts_and_switches_to_an_installe
     assert one_b.isChecked() and not picker.size_buttons["starter"].isChecked()
     assert picker.combo.currentData() == "gemma3-1b"
     window.input.edit.setPlainText("Which model are you?")  # the next reply comes from the new model
-    with qtbot.waitSignal(window.worker.replyFinished, timeout=10_000) as reply:
+    with qtbot.waitSignal(window.bridge.turnFinished, timeout=10_000) as reply:
         qtbot.keyClick(window.input.edit, Qt.Key_Return)
-    assert reply.args[2]["model"]["name"] == "gemma3-1b"
+    assert reply.args[0].stats["model"]["name"] == "gemma3-1b"
     qtbot.waitUntil(lambda: not window.generating, timeout=5000)
     idle(qtbot)
 
@@ -140,8 +139,8 @@ def test_a_size_that_is_not_installed_offers_a_download_then_loads_it(qtbot, mak
     assert "It fits this machine. It needs about" in prompt.informativeText()
     assert "tok/s" in prompt.informativeText()
     assert all(b.accessibleName() for b in prompt.buttons())
-    with qtbot.waitSignal(window.worker.loadFinished, timeout=20_000,
-                          check_params_cb=lambda summary: summary.get("name") == "gemma3-1b"):
+    with qtbot.waitSignal(window.bridge.modelLoaded, timeout=20_000,
+                          check_params_cb=lambda event: event.summary.name == "gemma3-1b"):
         prompt.button(QMessageBox.StandardButton.Yes).click()
     assert registry.get("gemma3-1b").repo == REPO
     assert picker.size_buttons["gemma3-1b"].isChecked() and not picker.download_bar.isVisible()

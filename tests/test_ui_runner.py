@@ -4,12 +4,11 @@ import os
 import signal
 
 import pytest
-from PySide6.QtCore import QSettings, Qt
+from PySide6.QtCore import Qt
 
 from assistant.engine import LocalEngine
-from assistant.history import HistoryStore
 from tests.support.tiny_gguf import write_hostile
-from ui.main_window import MainWindow
+from tests.support.window import open_window
 
 pytestmark = pytest.mark.llama_cpp
 
@@ -21,10 +20,7 @@ KINDS = ["duplicate_vocab", "template_nested_loop", "template_huge_at_render", "
 
 @pytest.fixture
 def window(qtbot, tmp_path, monkeypatch):
-    db = tmp_path / "history.db"
-    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat)
-    w = MainWindow(LocalEngine, HistoryStore.open(db), lambda: HistoryStore.open(db), settings=settings)
-    qtbot.addWidget(w)
+    w = open_window(qtbot, tmp_path, LocalEngine())
     w.defaults["max_tokens"] = 6
     w.shown_errors = []
     monkeypatch.setattr("ui.main_window.QMessageBox.warning", lambda *a: w.shown_errors.append(a[2]))
@@ -35,28 +31,29 @@ def window(qtbot, tmp_path, monkeypatch):
 
 def _send(qtbot, window, text):
     window.input.edit.setPlainText(text)
-    with qtbot.waitSignal(window.worker.replyFinished, timeout=60_000) as finished:
+    with qtbot.waitSignal(window.bridge.turnFinished, timeout=60_000) as finished:
         qtbot.keyClick(window.input.edit, Qt.Key_Return)
     qtbot.waitUntil(lambda: not window.generating, timeout=10_000)
-    return finished.args[2]
+    return finished.args[0].stats
 
 
 def test_hostile_models_show_an_error_and_a_good_model_loads_and_answers(qtbot, window, tmp_path, tiny_model_path):
     for kind in KINDS:
         path = write_hostile(tmp_path / f"{kind}.gguf", kind)
-        with qtbot.waitSignal(window.worker.loadFailed, timeout=60_000) as failed:
+        with qtbot.waitSignal(window.bridge.modelFailed, timeout=60_000) as failed:
             window.load_model(str(path))
-        assert failed.args[0].endswith(".") and "did not expect" not in failed.args[0], failed.args[0]
+        sentence = failed.args[0].sentence
+        assert sentence.endswith(".") and "did not expect" not in sentence, sentence
         assert window.isVisible()
     assert len(window.shown_errors) == len(KINDS)
-    with qtbot.waitSignal(window.worker.loadFinished, timeout=60_000):
+    with qtbot.waitSignal(window.bridge.modelLoaded, timeout=60_000):
         window.load_model(str(tiny_model_path))
     stats = _send(qtbot, window, "Hello?")
     assert stats["stop_reason"] in ("length", "eos") and stats["completion_tokens"] >= 1
 
 
 def test_a_crash_mid_reply_keeps_the_partial_reply_and_the_window(qtbot, window, starter_model_path):
-    with qtbot.waitSignal(window.worker.loadFinished, timeout=60_000):
+    with qtbot.waitSignal(window.bridge.modelLoaded, timeout=60_000):
         window.load_model(str(starter_model_path))
     window.defaults["max_tokens"] = 400
     killed = []
@@ -66,7 +63,7 @@ def test_a_crash_mid_reply_keeps_the_partial_reply_and_the_window(qtbot, window,
             killed.append(window.model["pid"])
             os.kill(window.model["pid"], signal.SIGKILL)
 
-    window.worker.replyText.connect(kill_once)
+    window.bridge.turnText.connect(kill_once)
     stats = _send(qtbot, window, "Tell me a long story about a lighthouse.")
     assert killed and stats["stop_reason"] == "error" and "killed" in stats["error"]
     saved = window.history.get_conversation(window.current_id).thread[-1]

@@ -1,16 +1,37 @@
 """Settings: defaults for every chat, overrides kept with one conversation."""
 
-from PySide6.QtCore import QSettings
+from assistant.engine import GenerationSettings
+from assistant.preferences import generation_settings as conversation_settings
+from assistant.preferences import load_preferences, save_preferences
+from common.settings_store import SettingsStore
+from ui.settings_dialog import DEFAULTS, SettingsDialog
 
-from ui.settings_dialog import DEFAULTS, SettingsDialog, conversation_settings, load_defaults, save_defaults
 
-
-def test_defaults_round_trip_through_qsettings(tmp_path):
-    qs = QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat)
-    assert load_defaults(qs) == DEFAULTS
-    save_defaults(qs, {**DEFAULTS, "temperature": 0.2, "theme": "dark", "unknown": 1})
-    loaded = load_defaults(qs)
+def test_defaults_round_trip_through_the_data_directory(tmp_path, monkeypatch):
+    monkeypatch.setenv("ASSISTANT_HOME", str(tmp_path / "home"))
+    store = SettingsStore()
+    assert store.path == tmp_path / "home" / "settings.json"  # ASSISTANT_HOME isolates settings too
+    assert load_preferences(store) == DEFAULTS
+    save_preferences(store, {**DEFAULTS, "temperature": 0.2, "theme": "dark", "unknown": 1})
+    loaded = load_preferences(SettingsStore())
     assert loaded["temperature"] == 0.2 and loaded["theme"] == "dark" and "unknown" not in loaded
+
+
+def test_defaults_are_written_in_one_place():
+    """The window's defaults are GenerationSettings' own, as the CLI's options are."""
+    g = GenerationSettings()
+    assert (DEFAULTS["temperature"], DEFAULTS["top_k"], DEFAULTS["max_tokens"]) == (g.temperature, g.top_k, g.max_tokens)
+    assert conversation_settings(DEFAULTS, None) == g
+
+
+def test_a_damaged_settings_file_is_set_aside_and_defaults_are_used(tmp_path):
+    path = tmp_path / "settings.json"
+    path.write_text("{not json")
+    store = SettingsStore(path)
+    assert load_preferences(store) == DEFAULTS
+    assert list(tmp_path.glob("settings.damaged-*.json"))
+    store.set("last_model", "starter")
+    assert SettingsStore(path).get("last_model") == "starter"
 
 
 def test_the_dialog_edits_defaults_or_one_conversation(qtbot):
@@ -42,11 +63,9 @@ def test_gpu_layers_show_only_with_a_gpu_build(qtbot):
 
 
 def test_a_conversations_own_settings_reach_its_next_reply(qtbot, tmp_path):
-    from assistant.history import HistoryStore
     from tests.support.fake_engine import FakeEngine
-    from ui.main_window import MainWindow
+    from tests.support.window import open_window
 
-    db = tmp_path / "h.db"
     captured = []
 
     class Recording(FakeEngine):
@@ -54,18 +73,16 @@ def test_a_conversations_own_settings_reach_its_next_reply(qtbot, tmp_path):
             captured.append(settings)
             return super().chat(messages, settings)
 
-    window = MainWindow(Recording, HistoryStore.open(db), lambda: HistoryStore.open(db),
-                        settings=QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat))
-    qtbot.addWidget(window)
-    with qtbot.waitSignal(window.worker.loadFinished, timeout=10_000):
+    window = open_window(qtbot, tmp_path, Recording())
+    with qtbot.waitSignal(window.bridge.modelLoaded, timeout=10_000):
         window.load_model("m")
     window.input.edit.setPlainText("one")
-    with qtbot.waitSignal(window.worker.replyFinished, timeout=10_000):
+    with qtbot.waitSignal(window.bridge.turnFinished, timeout=10_000):
         window.input._submit()
     qtbot.waitUntil(lambda: not window.generating)
-    window.history.update_conversation(window.current_id, settings={"temperature": 0.1, "max_tokens": 3})
+    window.services.chat.set_conversation_settings(window.current_id, {"temperature": 0.1, "max_tokens": 3})
     window.input.edit.setPlainText("two")
-    with qtbot.waitSignal(window.worker.replyFinished, timeout=10_000) as done:
+    with qtbot.waitSignal(window.bridge.turnFinished, timeout=10_000) as done:
         window.input._submit()
-    assert captured[-1].temperature == 0.1 and done.args[2]["completion_tokens"] == 3
-    window.engine_thread.stop()
+    assert captured[-1].temperature == 0.1 and done.args[0].stats["completion_tokens"] == 3
+    window.close()

@@ -41,7 +41,7 @@ def reply_record(name, size, quant, gen_tps, prompt_tps, ttft_ms):
 
 
 def bench_result(name, size, quant, pp, tg):
-    """What EngineWorker.benchmark saves: run_benchmark's result plus memory."""
+    """What the statistics service saves: run_benchmark's result plus memory."""
     return {"model": name, "file": f"/models/{name}.gguf", "quant": quant, "threads": 2, "n_ctx": 4096,
             "backend": "cpu", "pp": {"tokens": 256, "tps": pp}, "tg": {"tokens": 64, "tps": tg}, "stream": [],
             "size_bytes": size, "memory": {"weights_bytes": size, "kv_bytes": 50_331_648,
@@ -210,10 +210,10 @@ def test_results_a_worker_saved_are_not_saved_twice(qtbot, store):
         benchmarkFinished = Signal(dict)
 
     worker = Worker()
-    worker.history = store
+    worker.saves_results = True
     view = make_view(qtbot, store, worker=worker)
     result = bench_result("gemma-3-270m", 253_060_000, "Q4_K_M", 500.0, 50.0)
-    store.save_benchmark(result)  # what EngineWorker.benchmark does
+    store.save_benchmark(result)  # what the statistics service does
     worker.benchmarkProgress.emit("gemma-3-270m: tg64")
     assert view.status.text() == "gemma-3-270m: tg64"
     worker.benchmarkFinished.emit({"results": [result]})
@@ -261,38 +261,32 @@ def test_every_control_has_an_accessible_name_and_the_keyboard_reaches_it(qtbot,
 
 
 @pytest.mark.llama_cpp
-def test_benchmark_runs_on_the_real_engine_worker_and_fills_the_table(qtbot, tmp_path, tiny_model_path):
-    from assistant.engine import LocalEngine as Engine
-    from ui.engine_worker import EngineThread
+def test_benchmark_runs_through_the_statistics_service_and_fills_the_table(qtbot, tmp_path, tiny_model_path):
+    from assistant.engine import LocalEngine
+    from tests.support.window import open_services
+    from ui.bridge import BenchmarkBridge
 
     registry.register(InstalledModel(name="tiny", path=str(tiny_model_path), source="local"))
-    db = tmp_path / "history.db"
-    view_store = HistoryStore.open(db)
-    engine_thread = EngineThread(Engine, lambda: HistoryStore.open(db))
-    worker = engine_thread.worker
+    services = open_services(tmp_path, LocalEngine())
+    bridge = BenchmarkBridge(services.stats)
     try:
-        view = make_view(qtbot, view_store, worker=worker)
-        view.benchmarkRequested.connect(worker.benchmark)  # what the main window does: a queued call
+        view = make_view(qtbot, services.history, worker=bridge)
+        view.benchmarkRequested.connect(bridge.benchmark)  # what the main window does
         item = next(view.model_list.topLevelItem(i) for i in range(view.model_list.topLevelItemCount())
                     if view.model_list.topLevelItem(i).text(0) == "tiny")
         item.setCheckState(0, Qt.CheckState.Checked)
         progress = []
-        worker.benchmarkProgress.connect(progress.append)
-        with qtbot.waitSignal(worker.benchmarkFinished, timeout=60_000) as done:
+        bridge.benchmarkProgress.connect(progress.append)
+        with qtbot.waitSignal(bridge.benchmarkFinished, timeout=60_000) as done:
             qtbot.mouseClick(view.bench_button, Qt.MouseButton.LeftButton)
         [result] = done.args[0]["results"]
         assert "error" not in result, result
         qtbot.waitUntil(lambda: view.table.rowCount() == 1, timeout=5000)
         assert view.table.item(0, 0).text() == "tiny"
         assert progress[0] == "Loading tiny…" and any("pp256" in p for p in progress)
-        [saved] = view_store.benchmarks()  # saved once, by the worker
+        [saved] = services.history.benchmarks()  # saved once, by the service
         assert saved["model"] == "tiny" and saved["tg_tokens"] == 64 and saved["tg_tps"] > 0
         assert saved["size_bytes"] == tiny_model_path.stat().st_size and saved["weights_bytes"] > 0
         assert view.bench_button.isEnabled() and "Benchmarked 1 model." in view.status.text()
     finally:
-        assert engine_thread.stop()
-        if worker.engine is not None:
-            worker.engine.unload()
-        if worker.history is not None:
-            worker.history.close()
-        view_store.close()
+        services.close()

@@ -9,7 +9,7 @@ from PySide6.QtWidgets import QWidget, QAbstractButton, QLineEdit, QMessageBox, 
 
 from assistant.history import HistoryStore
 from tests.support.fake_engine import FakeEngine
-from ui.main_window import MainWindow
+from tests.support.window import open_window
 
 
 @pytest.fixture
@@ -17,20 +17,16 @@ def make_window(qtbot, tmp_path):
     made = []
 
     def make(engine_factory=FakeEngine, model="llama-3.2-1b"):
-        db = tmp_path / "history.db"
-        history = HistoryStore.open(db)
-        settings = QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat)
-        window = MainWindow(engine_factory, history, lambda: HistoryStore.open(db), settings=settings)
-        qtbot.addWidget(window)
+        window = open_window(qtbot, tmp_path, engine_factory())
         window.show()
-        with qtbot.waitSignal(window.worker.loadFinished, timeout=10_000):
+        with qtbot.waitSignal(window.bridge.modelLoaded, timeout=10_000):
             window.load_model(model)
         made.append(window)
         return window
 
     yield make
     for window in made:
-        window.engine_thread.stop()
+        window.close()
 
 
 def settle(qtbot, window):
@@ -42,7 +38,7 @@ def settle(qtbot, window):
 def send(qtbot, window, text, wait=True):
     window.input.edit.setPlainText(text)
     if wait:
-        with qtbot.waitSignal(window.worker.replyFinished, timeout=10_000):
+        with qtbot.waitSignal(window.bridge.turnFinished, timeout=10_000):
             qtbot.keyClick(window.input.edit, Qt.Key_Return)
         settle(qtbot, window)
     else:
@@ -68,7 +64,7 @@ def test_shift_enter_adds_a_line_and_enter_sends(qtbot, make_window):
     window.input.edit.moveCursor(QTextCursor.MoveOperation.End)
     qtbot.keyClick(window.input.edit, Qt.Key_Return, Qt.ShiftModifier)
     assert window.input.edit.toPlainText() == "first\n"
-    with qtbot.waitSignal(window.worker.replyFinished, timeout=10_000):
+    with qtbot.waitSignal(window.bridge.turnFinished, timeout=10_000):
         qtbot.keyClick(window.input.edit, Qt.Key_Return)
     assert window.input.edit.toPlainText() == ""
 
@@ -78,14 +74,14 @@ def test_escape_stops_the_reply_and_keeps_the_partial_text(qtbot, make_window):
     send(qtbot, window, "Talk a lot", wait=False)
     qtbot.waitUntil(lambda: any(w.role == "assistant" and w.text for w in window.chat.widgets.values()),
                     timeout=5000)
-    with qtbot.waitSignal(window.worker.replyFinished, timeout=5000) as blocker:
+    with qtbot.waitSignal(window.bridge.turnFinished, timeout=5000) as blocker:
         qtbot.keyClick(window, Qt.Key_Escape)
     settle(qtbot, window)
-    stats = blocker.args[2]
+    stats = blocker.args[0].stats
     assert stats["stop_reason"] == "stopped" and 0 < stats["completion_tokens"] < 400
-    saved = window.history.get_message(blocker.args[1])
+    saved = window.history.get_message(blocker.args[0].reply_id)
     assert saved.status == "stopped" and saved.content == stats["reply"]
-    assert "stopped" in window.chat.widgets[blocker.args[1]].stats_label.text()
+    assert "stopped" in window.chat.widgets[blocker.args[0].reply_id].stats_label.text()
 
 
 def test_a_reply_lands_in_its_own_conversation_when_the_user_switches_away(qtbot, make_window):
@@ -96,7 +92,7 @@ def test_a_reply_lands_in_its_own_conversation_when_the_user_switches_away(qtbot
     send(qtbot, window, "Second conversation", wait=False)
     qtbot.waitUntil(lambda: window.current_id not in (None, first_id), timeout=5000)
     second_id = window.current_id
-    with qtbot.waitSignal(window.worker.replyFinished, timeout=10_000):
+    with qtbot.waitSignal(window.bridge.turnFinished, timeout=10_000):
         window.open_conversation(first_id)  # look away while it streams
     settle(qtbot, window)
     assert window.current_id == first_id
@@ -110,7 +106,7 @@ def test_edit_and_regenerate_make_branches_with_arrows(qtbot, make_window):
     window = make_window()
     send(qtbot, window, "Original")
     user_id, reply_id = list(window.chat.widgets)
-    with qtbot.waitSignal(window.worker.replyFinished, timeout=10_000):
+    with qtbot.waitSignal(window.bridge.turnFinished, timeout=10_000):
         window.chat.widgets[reply_id].regenerateRequested.emit(reply_id)
     settle(qtbot, window)
     window.open_conversation(window.current_id)
@@ -118,7 +114,7 @@ def test_edit_and_regenerate_make_branches_with_arrows(qtbot, make_window):
     assert newest.branch_label.text() == "2/2"
     window.switch_branch(reply_id)
     assert list(window.chat.widgets.values())[-1].branch_label.text() == "1/2"
-    with qtbot.waitSignal(window.worker.replyFinished, timeout=10_000):
+    with qtbot.waitSignal(window.bridge.turnFinished, timeout=10_000):
         window.chat.widgets[user_id].editRequested.emit(user_id, "Edited")
     settle(qtbot, window)
     window.open_conversation(window.current_id)
@@ -172,7 +168,7 @@ def test_a_model_that_fails_to_load_shows_why_and_keeps_the_window_usable(qtbot,
     window = make_window()
     shown = []
     monkeypatch.setattr("ui.main_window.QMessageBox.warning", lambda *a: shown.append(a[2]))
-    with qtbot.waitSignal(window.worker.loadFailed, timeout=5000):
+    with qtbot.waitSignal(window.bridge.modelFailed, timeout=5000):
         window.load_model("missing-model")
     assert shown and "missing-model" in shown[0]
     send(qtbot, window, "Still works?")
@@ -197,7 +193,7 @@ def test_closing_during_generation_saves_the_partial_reply_and_stops_the_thread(
                     timeout=5000)
     conv_id = window.current_id
     window.close()
-    assert not window.engine_thread.thread.isRunning()
+    assert not window.services.chat._thread.is_alive()
     last = window.history.get_conversation(conv_id).thread[-1]
     assert last.role == "assistant" and last.status == "stopped" and last.content.startswith("long")
 
@@ -235,3 +231,21 @@ def test_a_long_conversation_opens_with_its_last_page_and_loads_earlier_ones(qtb
     assert shown == [f"message {i}" for i in range(2 * PAGE + 10)]  # oldest first, nothing out of place
     window.open_conversation(conv.id, ids[3])  # a search hit far back is built and shown
     assert ids[3] in window.chat.widgets
+
+
+def test_a_turn_does_not_read_its_conversation_back_after_the_reply(qtbot, make_window, monkeypatch):
+    """The finished event carries the saved reply: the window shows it without asking the database."""
+    window = make_window()
+    send(qtbot, window, "First")
+    reads = []
+    for name in ("get_conversation", "get_message", "branch_path", "siblings"):
+        original = getattr(window.history, name)
+        monkeypatch.setattr(window.history, name, lambda *a, _n=name, _o=original, **k: (reads.append(_n), _o(*a, **k))[1])
+    finished_at = []
+    window.bridge.turnFinished.connect(lambda e: finished_at.append(len(reads)))
+    send(qtbot, window, "Second")
+    assert finished_at, "the turn did not finish"
+    after = reads[finished_at[0]:]
+    assert after == [], f"read back after the reply finished: {after}"
+    reply = list(window.chat.widgets.values())[-1]
+    assert reply.role == "assistant" and "tok/s" in reply.stats_label.text()

@@ -1,36 +1,39 @@
 """Start the desktop app: `assistant-app` (or `python -m ui`)."""
 
+import logging
 import sys
+
+log = logging.getLogger(__name__)
 
 
 def main(argv=None) -> int:
-    from PySide6.QtCore import QSettings
-    from PySide6.QtWidgets import QApplication
+    from PySide6.QtWidgets import QApplication, QMessageBox
 
-    from assistant.engine import LocalEngine
+    from assistant.preferences import load_preferences
+    from assistant.services import AppServices
     from common.errors import UserError
-    from assistant.history import HistoryStore
+    from common.logs import setup_logging
+    from common.settings_store import SettingsStore
     from ui.main_window import MainWindow
-    from ui.settings_dialog import load_defaults
     from ui.theme import apply_theme
 
+    setup_logging()
     app = QApplication.instance() or QApplication(sys.argv if argv is None else argv)
     app.setApplicationName("Hearth")
     app.setOrganizationName("hearthchat")
-    settings = QSettings("hearthchat", "hearthchat")
-    dark = apply_theme(app, load_defaults(settings).get("theme", "system"))
+    settings = SettingsStore()
+    dark = apply_theme(app, load_preferences(settings).get("theme", "system"))
     try:
-        history = HistoryStore.open()
+        services = AppServices.open(settings=settings)
     except UserError as exc:
-        from PySide6.QtWidgets import QMessageBox
-
+        log.error("the app could not start: %s", exc)
         QMessageBox.critical(None, "Hearth", str(exc))
         return 1
-    window = MainWindow(LocalEngine, history, HistoryStore.open, settings=settings)
+    window = MainWindow(services)
     window.chat.set_dark(dark)
     window.show()
     # The window is up before the model loads: loading never blocks it.
-    window.load_model(settings.value("last_model") or "starter", automatic=True)
+    window.load_model(settings.get("last_model") or "starter", automatic=True)
     return app.exec()
 
 

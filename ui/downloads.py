@@ -8,19 +8,18 @@ deletes the partial file. The pulls in progress are listed in
 `data_dir()/downloads.json`, so after a restart the controller finds their partial
 files again and shows them as paused.
 
-`run_in_background(fn, on_done, on_error)` runs any slow call (the Hub, the disk,
-fit and speed figures) off the UI thread and hands its result back on it.
-`describe_error` turns the download and Hub errors into words a person can act on.
+Slow calls (the Hub, the disk, fit and speed figures) go through
+`ui.workers.run_in_background`. `describe_error` turns the download and Hub errors into words a person can act on.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import threading
 import time
-import traceback
 from dataclasses import dataclass, field, replace
 
 import shiboken6
@@ -28,74 +27,9 @@ from PySide6.QtCore import QEvent, QObject, Signal, Slot
 
 from common.errors import UserError
 from common.formatting import format_params
+from ui.workers import background_busy, run_in_background, wait_for_background  # noqa: F401 - re-exported for the picker and manager
 
-# --- running things off the UI thread ------------------------------------------------------
-
-_RELAYS: set = set()
-_THREADS: set = set()
-
-
-class _Relay(QObject):
-    """Lives on the UI thread; the worker emits into it and the queued slot calls back there."""
-
-    delivered = Signal(bool, object)
-
-    def __init__(self, on_done, on_error, context):
-        super().__init__()
-        self.on_done, self.on_error, self.context = on_done, on_error, context
-        self.delivered.connect(self._deliver)
-
-    @Slot(bool, object)
-    def _deliver(self, ok: bool, value) -> None:
-        _RELAYS.discard(self)
-        if self.context is not None and not shiboken6.isValid(self.context):
-            return  # the widget that asked is gone
-        callback = self.on_done if ok else self.on_error
-        if callback is not None:
-            callback(value)
-        self.deleteLater()
-
-
-def run_in_background(fn, on_done=None, on_error=None, *, context: QObject | None = None) -> threading.Thread:
-    """Call `fn()` on a worker thread; `on_done(result)` or `on_error(exception)` then run on the UI thread.
-
-    With `context`, the callbacks are skipped if that object was deleted meanwhile.
-    """
-    relay = _Relay(on_done, on_error, context)
-    _RELAYS.add(relay)
-
-    def work():
-        try:
-            result, ok = fn(), True
-        except Exception as exc:  # handed to the UI thread, never swallowed
-            if not isinstance(exc, UserError):
-                traceback.print_exc()
-            result, ok = exc, False
-        try:
-            relay.delivered.emit(ok, result)
-        except RuntimeError:  # the application is shutting down
-            pass
-        finally:
-            _THREADS.discard(threading.current_thread())
-
-    thread = threading.Thread(target=work, name="ui-background", daemon=True)
-    _THREADS.add(thread)
-    thread.start()
-    return thread
-
-
-def wait_for_background(timeout_s: float = 3.0) -> bool:
-    """Join the background calls still running (at most `timeout_s` in all); True if none is left."""
-    deadline = time.monotonic() + timeout_s
-    for thread in list(_THREADS):
-        thread.join(max(0.0, deadline - time.monotonic()))
-    return not any(t.is_alive() for t in list(_THREADS))
-
-
-def background_busy() -> bool:
-    """True while a run_in_background call has not delivered yet (tests wait on it)."""
-    return bool(_RELAYS)
-
+log = logging.getLogger(__name__)
 
 # --- words for people ----------------------------------------------------------------------------
 
@@ -496,7 +430,7 @@ class DownloadController(QObject):
                 self._post(name, "paused")
         except Exception as exc:  # every failure becomes a message on the row
             if not isinstance(exc, UserError):
-                traceback.print_exc()
+                log.exception("the download of %s failed", name)
             if discard.is_set():
                 self._discard_files(repo, sha or d.sha256, before)
                 self._post(name, "cancelled")
@@ -556,7 +490,7 @@ class DownloadController(QObject):
                     if p.repo_id == repo and p.etag not in before:
                         download.discard_partial(p.repo_id, p.etag)
         except (OSError, UserError):
-            traceback.print_exc()
+            log.exception("could not remove the partial files of a cancelled download")
 
     # --- back on the UI thread
     @Slot(str, str, object)

@@ -1,57 +1,55 @@
 """The main window: sidebar, conversation, input, model picker, status bar.
 
-The window never runs the model. Requests go to the EngineWorker as queued
-signals; replies come back as batched text. The history is read here through the
-window's own SQLite connection, and written by the worker's.
+The window never runs the model and never writes the history. Turns go to the
+chat service (through `ChatBridge`); its events come back as Qt signals: the
+started turn's ids, the text as it streams, and the saved reply with its stats,
+so a turn never reads its conversation back from the database.
 """
 
 import psutil
-from PySide6.QtCore import QSettings, Qt, QTimer, Signal
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (QLabel, QMainWindow, QMessageBox, QProgressBar, QSplitter,
                                QStackedWidget, QToolBar, QVBoxLayout, QWidget)
 
+from assistant.chat_service import TurnRequest
 from assistant.engine.settings import GenerationSettings, LoadSettings
+from assistant.history.records import Message
+from assistant.preferences import generation_settings, load_preferences, load_settings, save_preferences
+from assistant.services import AppServices
 from common.formatting import format_bytes
+from ui.bridge import BenchmarkBridge, ChatBridge
 from ui.chat_view import ChatView
-from ui.engine_worker import EngineThread
 from ui.input_box import InputBox
 from ui.model_manager import ModelManager
 from ui.model_picker import ModelPicker
-from ui.settings_dialog import SettingsDialog, conversation_settings, load_defaults
+from ui.settings_dialog import SettingsDialog
 from ui.sidebar import Sidebar
 
 
 class MainWindow(QMainWindow):
-    requestLoad = Signal(str, object, bool)  # spec, load settings, automatic (not asked for just now)
-    requestSend = Signal(object, str, object, object)
-    requestRegenerate = Signal(int, object)
-    requestEdit = Signal(int, str, object)
-    requestCount = Signal(object)
-    requestBenchmark = Signal(object, object)
-
-    def __init__(self, engine_factory, history, history_factory, *, settings: QSettings | None = None):
+    def __init__(self, services: AppServices):
         super().__init__()
         self.setWindowTitle("Hearth — private local chat")
         self.resize(1180, 780)
-        self.history = history
-        self.qsettings = settings or QSettings("hearthchat", "hearthchat")
-        self.defaults = load_defaults(self.qsettings)
+        self.services = services
+        self.history = services.history  # read only: writes go through the chat service
+        self.settings_store = services.settings
+        self.defaults = load_preferences(self.settings_store)
         self.current_id: int | None = None
         self.model: dict = {}
         self.live: dict[int, str] = {}  # reply id -> text streamed so far (ahead of the database)
         self.generating = False
-        self._pending_new = False  # a first message was sent; the worker will create the conversation
+        self._turn = None  # the window's turn in flight (a TurnHandle)
 
-        self.engine_thread = EngineThread(engine_factory, history_factory)
-        self.worker = self.engine_thread.worker
-        self._connect_worker()
+        self.bridge = ChatBridge(services.chat, self)
+        self._connect_bridge()
         self._build()
         self._shortcuts()
         self._ram_timer = QTimer(self, interval=1000)
         self._ram_timer.timeout.connect(self._update_status)
         self._ram_timer.start()
-        for warning in getattr(history, "warnings", []) or []:
+        for warning in getattr(self.history, "warnings", []) or []:
             QTimer.singleShot(0, self, lambda w=warning: QMessageBox.warning(self, "History", w))
 
     # --- Building
@@ -79,7 +77,7 @@ class MainWindow(QMainWindow):
                              (self.models_action, "Open model manager"), (self.settings_action, "Open settings")):
             toolbar.widgetForAction(action).setAccessibleName(name)
 
-        self.sidebar = Sidebar(self.history)
+        self.sidebar = Sidebar(self.history, self.services.chat)
         self.sidebar.conversationSelected.connect(self.open_conversation)
         self.sidebar.messageSelected.connect(self.open_conversation)
         self.sidebar.newChatRequested.connect(self.new_chat)
@@ -131,53 +129,52 @@ class MainWindow(QMainWindow):
         QShortcut(QKeySequence("Esc"), self, self.stop)
         QShortcut(QKeySequence("Ctrl+L"), self, lambda: self.input.edit.setFocus())
 
-    def _connect_worker(self) -> None:
-        w = self.worker
-        self.requestLoad.connect(w.load)
-        self.requestSend.connect(w.send)
-        self.requestRegenerate.connect(w.regenerate)
-        self.requestEdit.connect(w.edit)
-        self.requestCount.connect(w.count_tokens)
-        self.requestBenchmark.connect(w.benchmark)
-        w.loadStarted.connect(self._load_started)
-        w.loadFinished.connect(self._load_finished)
-        w.loadFailed.connect(self._load_failed)
-        w.replyStarted.connect(self._reply_started)
-        w.replyText.connect(self._reply_text)
-        w.replyFinished.connect(self._reply_finished)
-        w.replyFailed.connect(self._reply_failed)
-        w.tokenCount.connect(self._token_count)
+    def _connect_bridge(self) -> None:
+        b = self.bridge
+        b.modelLoading.connect(lambda e: self._load_started(e.name))
+        b.modelLoaded.connect(lambda e: self._load_finished(e.summary))
+        b.modelFailed.connect(self._load_failed)
+        b.turnStarted.connect(self._turn_started)
+        b.turnText.connect(self._turn_text)
+        b.turnFinished.connect(self._turn_finished)
+        b.turnFailed.connect(self._turn_failed)
+        b.tokenCount.connect(self._token_count)
 
     # --- Models
     def load_model(self, spec: str, load_settings: LoadSettings | None = None, *, automatic: bool = False) -> None:
         """Load a model; `automatic` for one the user did not pick just now (the last one, at start-up)."""
-        self.requestLoad.emit(spec, load_settings or self._load_settings(), automatic)
+        self._automatic_load = automatic
+        self.bridge.load(spec, load_settings or self._load_settings(), automatic=automatic)
 
     def _load_settings(self) -> LoadSettings:
-        d = self.defaults
-        return LoadSettings(n_ctx=d.get("n_ctx") or None, n_threads=d.get("n_threads") or None,
-                            n_gpu_layers=d.get("n_gpu_layers"), chat_template=d.get("chat_template") or None)
+        return load_settings(self.defaults)
 
     def _load_started(self, name: str) -> None:
         self.load_progress.show()
         self.status_model.setText(f"Loading {name}…")
 
-    def _load_finished(self, summary: dict) -> None:
+    def _load_finished(self, summary) -> None:
         self.load_progress.hide()
-        self.model = summary
-        self.model_picker.set_loaded(summary)
+        self.model = _summary_dict(summary)
+        self.model_picker.set_loaded(self.model)
         self._update_status()
         self._count_draft(self.input.edit.toPlainText())
 
-    def _load_failed(self, message: str) -> None:
+    def _load_failed(self, event) -> None:
         self.load_progress.hide()
+        if event.summary is not None:  # the previous model was put back
+            self.model = _summary_dict(event.summary)
+            self.model_picker.set_loaded(self.model)
+        else:
+            self.model = {}
         self._update_status()
-        QMessageBox.warning(self, "Model", message)
+        QMessageBox.warning(self, "Model", event.sentence)
+        if getattr(self, "_automatic_load", False) and event.summary is None and event.name != "starter":
+            self.load_model("starter")  # the last model cannot be reopened: start on the starter
 
     # --- Conversations
     def new_chat(self) -> None:
         self.current_id = None
-        self._pending_new = False
         self.chat.clear()
         self.sidebar.select(None)
         self.show_page(0)
@@ -186,9 +183,8 @@ class MainWindow(QMainWindow):
 
     def open_conversation(self, conv_id: int, message_id: int | None = None) -> None:
         self.current_id = conv_id
-        self._pending_new = False
         if message_id:
-            self.history.switch_branch(message_id)  # a search hit on another branch: show that branch
+            self.services.chat.switch_branch(message_id)  # a search hit on another branch: show that branch
         conv = self.history.get_conversation(conv_id)
         self.chat.show_thread(conv, live=self.live, include=message_id)
         self.sidebar.select(conv_id)
@@ -206,7 +202,7 @@ class MainWindow(QMainWindow):
 
     def current_settings(self) -> GenerationSettings:
         conv = self.history.get_conversation(self.current_id) if self.current_id else None
-        return conversation_settings(self.defaults, conv.settings if conv else None)
+        return generation_settings(self.defaults, conv.settings if conv else None)
 
     # --- Sending
     def send(self, text: str) -> None:
@@ -215,77 +211,90 @@ class MainWindow(QMainWindow):
                 QMessageBox.information(self, "Model", "The model is still loading; try again in a moment.")
                 self.input.edit.setPlainText(text)
             return
-        settings = self.current_settings()
         system = self.defaults.get("system_prompt") or None if self.current_id is None else None
-        self._pending_new = self.current_id is None
         if self.current_id is None:
             self.chat.clear()
-        self._begin()
-        self.requestSend.emit(self.current_id, text, settings, system)
+        self._submit(TurnRequest(kind="send", text=text, conversation_id=self.current_id, system_prompt=system,
+                                 settings=self.current_settings()))
 
     def regenerate(self, reply_id: int) -> None:
         if not self.generating and self.model:
-            self._begin()
-            self.requestRegenerate.emit(reply_id, self.current_settings())
+            self._submit(TurnRequest(kind="regenerate", message_id=reply_id, conversation_id=self.current_id,
+                                     settings=self.current_settings()))
 
     def edit_message(self, message_id: int, text: str) -> None:
         if not self.generating and self.model and text.strip():
-            self._begin()
-            self.requestEdit.emit(message_id, text.strip(), self.current_settings())
+            self._submit(TurnRequest(kind="edit", message_id=message_id, text=text.strip(),
+                                     conversation_id=self.current_id, settings=self.current_settings()))
 
     def switch_branch(self, message_id: int) -> None:
-        self.history.switch_branch(message_id)
+        self.services.chat.switch_branch(message_id)
         self.open_conversation(self.current_id)
 
     def stop(self) -> None:
-        if self.generating:
-            self.worker.cancel()  # direct call: the worker is busy in its loop
+        if self._turn is not None:
+            self._turn.cancel()
 
-    def _begin(self) -> None:
+    def _submit(self, request: TurnRequest) -> None:
         self.generating = True
         self.input.set_generating(True)
+        self._turn = self.bridge.submit(request)
 
-    # --- Streaming replies (from the worker)
-    def _reply_started(self, conv_id: int, reply_id: int) -> None:
-        self.live[reply_id] = ""
-        if self._pending_new:
-            self.current_id = conv_id
-            self._pending_new = False
+    # --- Streaming replies (events from the chat service, any front end's)
+    def _turn_started(self, event) -> None:
+        if event.reply_id is None:
+            return
+        self.live[event.reply_id] = ""
+        mine = self._turn is not None and event.request_id == self._turn.id
+        if mine and self.current_id is None:  # the first message made a new conversation
+            self.current_id = event.conversation_id
             self.sidebar.refresh()
-        if conv_id == self.current_id:
-            self.open_conversation(conv_id)
+        if event.conversation_id != self.current_id:
+            return
+        if mine and event.user_message is not None and event.user_message.id not in self.chat.widgets:
+            # A plain send: add the two new messages; nothing is read back from the database.
+            self.chat.add_message(event.user_message)
+            self.chat.add_message(_placeholder(event))
+            self.chat._follow = True
+        else:  # a regenerate or edit made a new branch: show it
+            self.open_conversation(event.conversation_id)
 
-    def _reply_text(self, conv_id: int, reply_id: int, text: str) -> None:
-        self.live[reply_id] = self.live.get(reply_id, "") + text
-        widget = self.chat.widgets.get(reply_id) if conv_id == self.current_id else None
+    def _turn_text(self, event) -> None:
+        self.live[event.reply_id] = self.live.get(event.reply_id, "") + event.text
+        widget = self.chat.widgets.get(event.reply_id) if event.conversation_id == self.current_id else None
         if widget is not None:
-            widget.append(text)
+            widget.append(event.text)
 
-    def _reply_finished(self, conv_id: int, reply_id: int, stats: dict) -> None:
-        self.live.pop(reply_id, None)
-        self.generating = False
-        self.input.set_generating(False)
-        if stats.get("stop_reason") in ("eos", "length", "stopped", "repetition") and self.model:
-            # Only a model that has loaded and answered becomes the one reopened at start-up.
-            self.qsettings.setValue("last_model", self.model.get("name"))
-        if conv_id and conv_id == self.current_id:
-            message = self.history.get_message(reply_id)
-            widget = self.chat.widgets.get(reply_id)
-            if widget is not None:
-                widget.finish(message.stats or stats, message.status)
+    def _turn_finished(self, event) -> None:
+        self.live.pop(event.reply_id, None)
+        mine = self._turn is not None and event.request_id == self._turn.id
+        stats = event.stats
+        if mine:
+            self._turn = None
+            self.generating = False
+            self.input.set_generating(False)
+            if stats.get("stop_reason") in ("eos", "length", "stopped", "repetition") and self.model:
+                # Only a model that has loaded and answered becomes the one reopened at start-up.
+                self.settings_store.set("last_model", self.model.get("name"))
+        if event.conversation_id and event.conversation_id == self.current_id:
+            widget = self.chat.widgets.get(event.reply_id)
+            if widget is not None and event.message is not None:
+                widget.finish(event.message.stats or stats, event.message.status)
             ctx = stats.get("context") or {}
             if ctx.get("used_tokens") is not None:
                 note = ctx.get("message", "") if ctx.get("applied") else ""
                 self.input.show_context(ctx["used_tokens"], stats.get("n_ctx") or 0, note)
-        self.sidebar.refresh()
+        if event.conversation_id:
+            self.sidebar.refresh()
         if self.stats_view is not None and self.pages.currentIndex() == 1:
             self.stats_view.refresh()
 
-    def _reply_failed(self, conv_id: int, message: str) -> None:
-        self.generating = False
-        self.input.set_generating(False)
-        self._pending_new = False
-        QMessageBox.warning(self, "Reply", message)
+    def _turn_failed(self, event) -> None:
+        if self._turn is not None and event.request_id == self._turn.id:
+            self._turn = None
+            self.generating = False
+            self.input.set_generating(False)
+            QMessageBox.warning(self, "Reply", event.sentence)
 
     # --- Context meter
     def _count_draft(self, draft: str) -> None:
@@ -297,7 +306,7 @@ class MainWindow(QMainWindow):
         elif self.defaults.get("system_prompt"):
             messages = [{"role": "system", "content": self.defaults["system_prompt"]}]
         messages = messages + [{"role": "user", "content": draft}]
-        self.requestCount.emit(messages)
+        self.bridge.count_draft(messages)
 
     def _token_count(self, used: int, limit: int) -> None:
         policy = self.current_settings().context_policy.value.replace("_", " ")
@@ -309,8 +318,9 @@ class MainWindow(QMainWindow):
         if index == 1 and self.stats_view is None:
             from ui.stats_view import StatsView
 
-            self.stats_view = StatsView(self.history, worker=self.worker)
-            self.stats_view.benchmarkRequested.connect(self.worker.benchmark)
+            self.benchmarks = BenchmarkBridge(self.services.stats, self)
+            self.stats_view = StatsView(self.history, worker=self.benchmarks)
+            self.stats_view.benchmarkRequested.connect(self.benchmarks.benchmark)
             self.pages.addWidget(self.stats_view)
         if index == 1:
             self.stats_view.refresh()
@@ -323,11 +333,9 @@ class MainWindow(QMainWindow):
         if dialog.exec():
             old_load = self._load_settings()
             self.defaults, per_conversation = dialog.result_settings()
-            from ui.settings_dialog import save_defaults
-
-            save_defaults(self.qsettings, self.defaults)
+            save_preferences(self.settings_store, self.defaults)
             if conv is not None and per_conversation is not None:
-                self.history.update_conversation(conv.id, settings=per_conversation)
+                self.services.chat.set_conversation_settings(conv.id, per_conversation)
             self.chat.set_stats_mode(self.defaults.get("stats_line", "always"))
             self.set_theme(self.defaults.get("theme", "system"))
             if self._load_settings() != old_load and self.model:
@@ -354,12 +362,32 @@ class MainWindow(QMainWindow):
             self.status_model.setText(f"{m.get('name')} · {m.get('quant')}")
             self.status_threads.setText(f"{m.get('n_threads')} threads")
             self.status_backend.setText(m.get("backend", "CPU"))
-        rss = psutil.Process().memory_info().rss
-        vram = (m.get("memory") or {}).get("vram_bytes") if m else None
-        self.status_ram.setText(f"RAM {format_bytes(rss)}" + (f" · VRAM {format_bytes(vram)}" if vram else ""))
+        else:
+            self.status_model.setText("No model")
+        app = psutil.Process().memory_info().rss
+        summary = self.services.chat.summary() if m else None  # the model's process, measured from outside
+        model_rss = (summary.memory or {}).get("rss_bytes") if summary else None
+        vram = (summary.memory or {}).get("vram_bytes") if summary else None
+        text = f"RAM: model {format_bytes(model_rss)} · app {format_bytes(app)}" if model_rss else f"RAM {format_bytes(app)}"
+        self.status_ram.setText(text + (f" · VRAM {format_bytes(vram)}" if vram else ""))
+        self.status_ram.setToolTip("Resident memory of the model's process and of the window itself")
 
-    # --- Closing: save the partial reply, stop the thread, leave nothing dangling
+    # --- Closing: the reply in flight stops (its partial text is saved), the engine is freed
     def closeEvent(self, event) -> None:
         self._ram_timer.stop()
-        self.engine_thread.stop()
+        self.bridge.close()
+        self.services.close()
         super().closeEvent(event)
+
+
+def _summary_dict(summary) -> dict:
+    """What the window shows about the loaded model, as plain data."""
+    d = summary.to_dict()
+    d["backend"], d["gpu_offload"] = summary.backend.get("kind", "CPU"), summary.backend.get("gpu_offload", False)
+    return d
+
+
+def _placeholder(event) -> Message:
+    """The reply of a turn that has just started, shown while it streams."""
+    return Message(id=event.reply_id, conversation_id=event.conversation_id, parent_id=None, role="assistant",
+                   content="", status="streaming", created_at="", updated_at="")

@@ -1,15 +1,14 @@
 """Settings: defaults for every conversation, and overrides for the open one.
 
-Defaults live in QSettings (a window preference). A conversation's own settings
-are saved with it in the history, so reopening it restores them.
+Defaults are the user's preferences (assistant.preferences, saved in the data
+directory). A conversation's own settings are saved with it in the history, so
+reopening it restores them.
 """
-
-import json
 
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox, QFormLayout,
                                QHBoxLayout, QLabel, QPlainTextEdit, QSpinBox, QTabWidget, QVBoxLayout, QWidget)
 
-from assistant.engine.settings import ContextPolicy, GenerationSettings
+from assistant.preferences import SAMPLING_KEYS, default_preferences
 
 PRESETS = {
     "None": "",
@@ -17,38 +16,7 @@ PRESETS = {
     "Code reviewer": "You are a careful senior engineer. Review code for bugs, clarity and tests.",
     "Translator": "Translate the user's text into English, keeping its tone. Reply with the translation only.",
 }
-SAMPLING_KEYS = ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "seed", "max_tokens", "context_policy")
-DEFAULTS = {
-    "system_prompt": "", "temperature": 0.8, "top_p": 0.95, "top_k": 40, "min_p": 0.05, "repeat_penalty": 1.0,
-    "seed": None, "max_tokens": None, "context_policy": "drop_oldest", "n_ctx": 0, "n_threads": 0,
-    "n_gpu_layers": None, "chat_template": "", "theme": "system", "stats_line": "always",
-}
-
-
-def load_defaults(qsettings) -> dict:
-    raw = qsettings.value("defaults", "")
-    try:
-        saved = json.loads(raw) if raw else {}
-    except (TypeError, ValueError):
-        saved = {}
-    return {**DEFAULTS, **{k: v for k, v in saved.items() if k in DEFAULTS}}
-
-
-def save_defaults(qsettings, defaults: dict) -> None:
-    qsettings.setValue("defaults", json.dumps(defaults))
-    qsettings.sync()
-
-
-def conversation_settings(defaults: dict, overrides: dict | None) -> GenerationSettings:
-    merged = {**{k: defaults.get(k) for k in SAMPLING_KEYS}, **{k: v for k, v in (overrides or {}).items()
-                                                                  if k in SAMPLING_KEYS}}
-    return GenerationSettings(
-        temperature=float(merged["temperature"]), top_p=float(merged["top_p"]), top_k=int(merged["top_k"]),
-        min_p=float(merged["min_p"]), repeat_penalty=float(merged["repeat_penalty"]),
-        seed=merged["seed"] if merged["seed"] not in ("", None) else None,
-        max_tokens=merged["max_tokens"] or None,
-        context_policy=ContextPolicy(merged["context_policy"] or "drop_oldest"),
-    )
+DEFAULTS = default_preferences()
 
 
 class SettingsDialog(QDialog):

@@ -15,9 +15,11 @@ class Sidebar(QWidget):
     newChatRequested = Signal()
     conversationDeleted = Signal(int)
 
-    def __init__(self, history, parent=None):
+    def __init__(self, history, chat, parent=None):
+        """`history` is read; renames and deletions go through `chat`, the chat service."""
         super().__init__(parent)
         self.history = history
+        self.chat = chat
         self.setMinimumWidth(220)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
@@ -118,7 +120,7 @@ class Sidebar(QWidget):
         conv = self.history.get_conversation(conv_id)
         title, ok = QInputDialog.getText(self, "Rename conversation", "Title:", text=conv.title or "")
         if ok and title.strip():
-            self.history.rename(conv_id, title.strip())
+            self.chat.rename(conv_id, title.strip())
             self.refresh()
 
     def export(self, conv_id: int, fmt: str, path: str | None = None) -> str | None:
@@ -142,7 +144,7 @@ class Sidebar(QWidget):
         conv = self.history.get_conversation(conv_id)
         if confirm and not self.confirm_delete(conv.display_title):
             return False
-        self.history.delete(conv_id)
+        self.chat.delete(conv_id)
         self.conversationDeleted.emit(conv_id)
         self.refresh()
         return True

@@ -1,6 +1,6 @@
 """The statistics view: how fast each model runs here, from the history database.
 
-    view = StatsView(history_store, worker)            # worker: the EngineWorker, or None
+    view = StatsView(history_store, worker)            # worker: a ui.bridge.BenchmarkBridge, or None
     view.benchmarkRequested.connect(worker.benchmark)  # the main window does this: a queued call
     view.load_settings = settings                      # optional: what the benchmark loads models with
     view.refresh()                                     # redraws everything from the history
@@ -47,7 +47,7 @@ from common.formatting import format_bytes, format_number
 from ui.charts import SizeChart, TimeChart, epoch, is_dark, model_colors
 
 ALL_MODELS = "All models"
-STEPS_PER_MODEL = 3  # "Loading X…", "X: pp…", "X: tg…": what EngineWorker.benchmark reports per model
+STEPS_PER_MODEL = 3  # "Loading X…", "X: pp…", "X: tg…": what the statistics service reports per model
 BENCH_COLUMNS = (  # header, benchmarks() key, how to show it
     ("Model", "model", str), ("Quant", "quant", str),  # Weights is the file's size in memory
     ("pp t/s", "pp_tps", format_number), ("tg t/s", "tg_tps", format_number),
@@ -279,8 +279,7 @@ class StatsView(QWidget):
         results = payload.get("results", []) if isinstance(payload, dict) else []
         done = [r for r in results if "error" not in r]
         failed = [r for r in results if "error" in r]
-        history = getattr(self.worker, "history", None)
-        if self.worker is None or not hasattr(history, "save_benchmark"):
+        if self.worker is None or not getattr(self.worker, "saves_results", False):
             for result in done:  # nobody saved them: keep them, so the table can show them
                 self.history.save_benchmark(result)
         self._running = 0

@@ -45,6 +45,7 @@ class ModelSummary:
     load_ms: float | None = None
     is_base: bool = False  # continues text rather than following instructions
     remote: dict[str, Any] | None = None  # for remote models: the server's name, host, software
+    spec: str | None = None  # what to pass to load() to load it again (an installed name, or the file's path)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -188,6 +188,7 @@ class LocalEngine(Engine):
             has_chat_template=data["has_chat_template"], backend=backend, memory=data["memory"], kind="local",
             pid=runner.pid, load_ms=data.get("load_ms"),
             is_base=not data["has_chat_template"] or bool(getattr(entry, "is_base", False)),
+            spec=entry.name if entry.source == "starter" or registry.get(entry.name) else entry.path,
         )
 
     def _remember_crash(self, entry: registry.InstalledModel, sentence: str) -> None:
