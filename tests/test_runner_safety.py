@@ -224,7 +224,14 @@ def test_ctrl_c_in_the_cli_stops_a_long_prompt_at_once(starter_model_path, tmp_p
     prompt = "The quick brown fox jumps over the lazy dog. " * 600
     proc = subprocess.Popen([ASSISTANT, "chat", "--no-save", "-m", str(starter_model_path), "-t", "1", "-c", "8192",
                              "-n", "8", prompt], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    time.sleep(4)  # the runner is up and evaluating the ~6,000-token prompt
+    # Wait for the runner to load the model (its memory grows past the weights), then let it evaluate.
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        runners = psutil.Process(proc.pid).children()
+        if runners and runners[0].memory_info().rss > 250e6:
+            break
+        time.sleep(0.1)
+    time.sleep(1.5)
     assert proc.poll() is None
     t0 = time.monotonic()
     proc.send_signal(signal.SIGINT)

@@ -1,14 +1,16 @@
-"""`assistant chat`: one question, or an interactive multi-turn chat."""
+"""`assistant chat`: one question, or an interactive multi-turn chat, through the chat service."""
+
+from __future__ import annotations
 
 import json
 import sys
 
+from assistant.chat_service import ChatService, TurnFailed, TurnFinished, TurnRequest, TurnText
 from assistant.cli.common import (add_generation_options, add_model_options, ctrl_c_cancels, dim,
                                   generation_settings, load_settings)
 from assistant.engine import LocalEngine
-from common.errors import UserError
-from assistant.session import ChatSession
 from assistant.stats_format import format_stats_line
+from common.errors import UserError
 from common.terminal import safe_text
 
 HELP = """commands: /new  start a new conversation
@@ -35,23 +37,69 @@ def _open_history(args):
 
     store = HistoryStore.open()
     for warning in store.warnings:  # e.g. a damaged database was moved aside
-        print(dim(warning), file=sys.stderr)
+        print(dim(safe_text(warning)), file=sys.stderr)
     return store
 
 
+class _Chat:
+    """The CLI's side of a conversation: which one it is, and (unsaved) its messages."""
+
+    def __init__(self, service: ChatService, args) -> None:
+        self.service = service
+        self.args = args
+        self.settings = generation_settings(args)
+        self.saving = service.history is not None
+        self.conversation_id: int | None = None
+        self.messages: list[dict] = []  # only for --no-save, where nothing is kept in the history
+
+    def request(self, text: str) -> TurnRequest:
+        if self.saving:
+            return TurnRequest(kind="send", text=text, conversation_id=self.conversation_id,
+                               system_prompt=self.args.system, settings=self.settings, source="cli")
+        system = [{"role": "system", "content": self.args.system}] if self.args.system else []
+        return TurnRequest(kind="messages", messages=system + self.messages + [{"role": "user", "content": text}],
+                           settings=self.settings, source="cli", save=False)
+
+    def turn(self, text: str, out=sys.stdout) -> dict | None:
+        """One turn, Ctrl-C stopping the reply; the text goes to `out` as it streams (None: nowhere)."""
+        handle = self.service.submit(self.request(text))
+        outcome = None
+        with ctrl_c_cancels(handle.cancel):
+            for event in handle.events():
+                if isinstance(event, TurnText) and out is not None:
+                    out.write(event.text)
+                    out.flush()
+                elif isinstance(event, (TurnFinished, TurnFailed)):
+                    outcome = event
+        if isinstance(outcome, TurnFailed):
+            raise UserError(outcome.sentence)
+        assert isinstance(outcome, TurnFinished)
+        if self.saving:
+            self.conversation_id = outcome.conversation_id
+        else:
+            self.messages += [{"role": "user", "content": text}, {"role": "assistant", "content": outcome.text}]
+        return outcome.stats or None
+
+    def new(self) -> None:
+        self.conversation_id, self.messages = None, []
+
+
 def run(args) -> int:
-    engine = LocalEngine()
     history = _open_history(args)
-    session = ChatSession(engine, system_prompt=args.system, settings=generation_settings(args), history=history)
-    if args.conversation:
-        if history is None:
-            raise UserError("--conversation needs the history; leave out --no-save.")
-        session.resume(args.conversation)
-    _say_if_preparing_starter(args.model)
-    engine.load(args.model, load_settings(args))
-    if args.prompt is not None:
-        return _one_shot(session, args.prompt, as_json=args.json)
-    return _interactive(session, args)
+    service = ChatService(LocalEngine(), history)
+    try:
+        chat = _Chat(service, args)
+        if args.conversation:
+            if history is None:
+                raise UserError("--conversation needs the history; leave out --no-save.")
+            chat.conversation_id = history.get_conversation(int(args.conversation)).id
+        _say_if_preparing_starter(args.model)
+        service.load(args.model, load_settings(args)).result()
+        if args.prompt is not None:
+            return _one_shot(chat, args.prompt, as_json=args.json)
+        return _interactive(chat)
+    finally:
+        service.close()
 
 
 def _say_if_preparing_starter(spec: str) -> None:
@@ -61,43 +109,32 @@ def _say_if_preparing_starter(spec: str) -> None:
         print(dim("Preparing the starter model (once, a few seconds)…"), file=sys.stderr)
 
 
-def _stream_turn(session: ChatSession, text: str, out=sys.stdout) -> dict | None:
-    """One turn, Ctrl-C stopping the reply; the text goes to `out` as it streams (None: nowhere)."""
-    with ctrl_c_cancels(session.cancel):
-        for chunk in session.send(text):
-            if out is not None:
-                out.write(chunk)
-                out.flush()
-    stats = session.last_response.stats
-    return stats.to_dict() if stats else None
-
-
 def _report(stats: dict | None) -> None:
     if not stats:
         return
     if stats.get("error"):
-        print(f"error: {stats['error']}", file=sys.stderr)
+        print(f"error: {safe_text(stats['error'])}", file=sys.stderr)
     message = (stats.get("context") or {}).get("message")
     if message:
         print(dim(f"[{message}]"), file=sys.stderr)
-    print(dim(format_stats_line(stats)), file=sys.stderr)
+    print(dim(safe_text(format_stats_line(stats))), file=sys.stderr)
 
 
-def _one_shot(session: ChatSession, prompt: str, as_json: bool) -> int:
+def _one_shot(chat: _Chat, prompt: str, as_json: bool) -> int:
     if as_json:
-        stats = _stream_turn(session, prompt, out=None)
-        if session.conversation_id is not None:
-            stats["conversation_id"] = session.conversation_id
+        stats = chat.turn(prompt, out=None) or {}
+        if chat.conversation_id is not None:
+            stats["conversation_id"] = chat.conversation_id
         print(json.dumps(stats, ensure_ascii=False))
     else:
-        stats = _stream_turn(session, prompt)
+        stats = chat.turn(prompt)
         print()
         _report(stats)
-    return 1 if stats and stats["stop_reason"] == "error" else 0
+    return 1 if stats and stats.get("stop_reason") == "error" else 0
 
 
-def _interactive(session: ChatSession, args) -> int:
-    s = session.engine.summary()
+def _interactive(chat: _Chat) -> int:
+    s = chat.service.summary()
     print(dim(f"{safe_text(s.name)} · {s.quant} · {s.n_threads} threads · "
               f"context {s.n_ctx} · type /help for commands"), file=sys.stderr)
     while True:
@@ -110,30 +147,34 @@ def _interactive(session: ChatSession, args) -> int:
         if not text:
             continue
         if text.startswith("/"):
-            if _command(session, text, args):
+            if _command(chat, text):
                 return 0
             continue
-        stats = _stream_turn(session, text)
+        try:
+            stats = chat.turn(text)
+        except UserError as exc:
+            print(f"\nerror: {safe_text(exc)}", file=sys.stderr)
+            continue
         print()
         _report(stats)
 
 
-def _command(session: ChatSession, text: str, args) -> bool:
+def _command(chat: _Chat, text: str) -> bool:
     """Run a /command; True means quit."""
     name, _, rest = text.partition(" ")
     if name in ("/quit", "/exit", "/bye"):
         return True
     if name == "/new":
-        session.new()
+        chat.new()
         print(dim("[new conversation]"), file=sys.stderr)
     elif name == "/model" and rest.strip():
         try:
-            s = session.engine.load(rest.strip(), load_settings(args))
+            s = chat.service.load(rest.strip(), load_settings(chat.args)).result()
             print(dim(f"[now using {safe_text(s.name)} · {s.quant}; the conversation stays]"), file=sys.stderr)
         except UserError as exc:
-            print(f"error: {exc}", file=sys.stderr)
+            print(f"error: {safe_text(exc)}", file=sys.stderr)
     elif name in ("/help", "/?"):
         print(HELP, file=sys.stderr)
     else:
-        print(f"error: unknown command {name}; /help lists them.", file=sys.stderr)
+        print(f"error: unknown command {safe_text(name)}; /help lists them.", file=sys.stderr)
     return False
