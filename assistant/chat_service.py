@@ -40,7 +40,8 @@ log = logging.getLogger(__name__)
 @dataclass
 class TurnRequest:
     """One turn. `kind`: send (a new user message), regenerate (a reply again), edit (a user message
-    rewritten), or messages (an API client's own conversation, not read from the history)."""
+    rewritten), messages (an API client's own conversation, not read from the history), or complete
+    (text completion: `text` is continued as it is, with no chat template)."""
 
     kind: str = "send"
     text: str | None = None
@@ -434,6 +435,9 @@ class ChatService:
                 for m in session.messages:  # an API client's earlier turns, saved as the conversation's start
                     history.add_message(session.conversation_id, m["role"], m["content"])
             return session, session.send(rest[-1]["content"])
+        if req.kind == "complete":
+            session = ChatSession(self.engine, settings=settings, history=history)
+            return session, session.complete(req.text or "")
         if req.kind == "send":
             session = self._session(req.conversation_id, history)
             if req.conversation_id is None and req.system_prompt:

@@ -64,6 +64,24 @@ class ChatSession:
             saver = self.history.start_reply(self.conversation_id, parent_id=self.user_message.id)
         return self._stream(saver)
 
+    def complete(self, text: str) -> Iterator[str]:
+        """Text completion, no chat template: the reply continues `text` (base models).
+
+        Saved like a turn: the text as the user's message, the continuation as the reply.
+        """
+        self.user_message = None
+        saver = None
+        if self.history is not None:
+            self._ensure_conversation()
+            self.user_message = self.history.add_message(self.conversation_id, "user", text)
+            saver = self.history.start_reply(self.conversation_id, parent_id=self.user_message.id)
+        self.messages.append({"role": "user", "content": text})
+        response = self.engine.complete(text, self.settings)
+        self.last_response = response
+        self.reply_id = saver.id if saver is not None else None
+        self.saved_reply = None
+        return self._run(response, saver)
+
     def regenerate(self, reply_id: int) -> Iterator[str]:
         """A new version of a saved reply; the old one stays as a sibling branch."""
         saver = self.history.regenerate(reply_id)

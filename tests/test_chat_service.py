@@ -110,6 +110,13 @@ def test_draft_counts_keep_only_the_latest(service):
     assert done.wait(5) and counted == [4 + 4]  # only the last draft was counted
 
 
+def test_text_completion_continues_the_text_and_is_saved(service, history):
+    result = service.submit(TurnRequest(kind="complete", text="Once upon a time")).result(10)
+    assert isinstance(result, TurnFinished) and result.text
+    thread = history.get_conversation(result.conversation_id).thread
+    assert [(m.role, m.content) for m in thread] == [("user", "Once upon a time"), ("assistant", result.text)]
+
+
 @pytest.mark.llama_cpp
 def test_the_real_engine_through_the_service(tiny_model_path, history):
     service = ChatService(LocalEngine(), history)
