@@ -3,6 +3,10 @@
 FD is this process's end of a socket pair; its stderr is already the runner's log file.
 """
 
+# llama.cpp's libraries load first, before anything imports numpy: a numpy wheel that brings its own
+# C++ runtime, loaded first, made a CUDA build of ggml crash (SIGSEGV in std::ostream) while loading.
+import llama_cpp  # noqa: F401,I001
+
 import logging
 import sys
 from multiprocessing.connection import Connection
