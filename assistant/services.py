@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from assistant.chat_service import ChatService
-from assistant.engine import Engine, LocalEngine
+from assistant.engine import Engine, EngineRouter
 from assistant.history import HistoryStore
 from assistant.preferences import generation_settings, load_preferences
 from assistant.stats_service import StatsService
@@ -31,7 +31,7 @@ class AppServices:
              settings: SettingsStore | None = None, max_waiting: int | None = None) -> AppServices:
         settings = settings or SettingsStore()
         history = history or HistoryStore.open()
-        chat = ChatService(engine or LocalEngine(), history, max_waiting=max_waiting,
+        chat = ChatService(engine or EngineRouter(), history, max_waiting=max_waiting,
                            default_settings=lambda: generation_settings(load_preferences(settings)))
         return cls(chat=chat, history=history, settings=settings, stats=StatsService(chat))
 

@@ -39,8 +39,14 @@ def format_stats_line(stats: dict[str, Any] | None) -> str:
         return ""
     parts = []
     tps = _num(stats.get("gen_tps"))
-    if tps is not None:
-        parts.append(f"{tps:.1f} tok/s")
+    transport = stats.get("transport") if isinstance(stats.get("transport"), dict) else {}
+    remote = transport.get("kind") == "remote"
+    server_tps = _num(transport.get("server_gen_tps")) if remote else None
+    if server_tps is not None:  # the server's own figure beside ours: the difference is the network
+        parts.append(f"server {server_tps:.1f} tok/s, received {tps:.1f} tok/s" if tps is not None
+                     else f"server {server_tps:.1f} tok/s")
+    elif tps is not None:
+        parts.append(f"{tps:.1f} tok/s" + (" received" if remote else ""))
     tokens = _num(stats.get("completion_tokens"))
     if tokens is not None:
         parts.append(f"{int(tokens)} token{'' if tokens == 1 else 's'}")
@@ -49,7 +55,9 @@ def format_stats_line(stats: dict[str, Any] | None) -> str:
         parts.append(f"{ttft / 1000:.2f} s to first token")
     memory = stats.get("memory") if isinstance(stats.get("memory"), dict) else {}
     rss = _num(memory.get("rss_bytes")) or _num(memory.get("rss_peak_bytes"))  # now, not the lifetime peak
-    if rss:
+    if remote:
+        parts.append(f"on {transport.get('remote') or transport.get('host') or 'a remote server'}")
+    elif rss:
         parts.append(f"{format_bytes(rss)} RAM")
     vram = _num(memory.get("vram_bytes"))
     if vram:

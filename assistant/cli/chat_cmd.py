@@ -5,16 +5,17 @@ from __future__ import annotations
 import json
 import sys
 
+from assistant import remotes
 from assistant.chat_service import ChatService, TurnFailed, TurnFinished, TurnRequest, TurnText
 from assistant.cli.common import (add_generation_options, add_model_options, ctrl_c_cancels, dim,
                                   generation_settings, load_settings)
-from assistant.engine import LocalEngine
+from assistant.engine import EngineRouter
 from assistant.stats_format import format_stats_line
 from common.errors import UserError
 from common.terminal import safe_text
 
 HELP = """commands: /new  start a new conversation
-          /model NAME  switch model (the conversation stays)
+          /model NAME  switch model (the conversation stays); MODEL@REMOTE for a remote server's
           /quit  leave (Ctrl-D too);  Ctrl-C stops a reply"""
 
 
@@ -25,6 +26,7 @@ def add_parser(sub) -> None:
     p.add_argument("-s", "--system", help="system prompt")
     p.add_argument("--conversation", metavar="ID", help="continue a saved conversation")
     p.add_argument("--no-save", action="store_true", help="do not keep this conversation in the history")
+    p.add_argument("--remote", metavar="NAME", help="use -m MODEL on this remote server (see `assistant remote`)")
     add_model_options(p)
     add_generation_options(p)
     p.set_defaults(func=run)
@@ -86,14 +88,26 @@ class _Chat:
 
 def run(args) -> int:
     history = _open_history(args)
-    service = ChatService(LocalEngine(), history)
+    service = ChatService(EngineRouter(), history)
     try:
         chat = _Chat(service, args)
         if args.conversation:
             if history is None:
                 raise UserError("--conversation needs the history; leave out --no-save.")
             chat.conversation_id = history.get_conversation(int(args.conversation)).id
-        _say_if_preparing_starter(args.model)
+        if args.remote:
+            remote = remotes.require(args.remote)
+            if args.model == "starter":  # no -m: the server's first model
+                from assistant.engine.remote import RemoteEngine
+
+                offered = RemoteEngine(remote, remotes.get_key(remote.name)).list_models()
+                if not offered:
+                    raise UserError(f"{remote.name} offers no models; name one with -m.")
+                args.model = offered[0]
+                print(dim(f"Using {safe_text(args.model)} on {remote.name} (-m picks another)."), file=sys.stderr)
+            args.model = f"{args.model}@{remote.name}"
+        else:
+            _say_if_preparing_starter(args.model)
         service.load(args.model, load_settings(args)).result()
         if args.prompt is not None:
             return _one_shot(chat, args.prompt, as_json=args.json)

@@ -17,6 +17,7 @@ _EXPORTS = {
     "Engine": "assistant.engine.interface", "ModelSummary": "assistant.engine.interface",
     "Response": "assistant.engine.interface",
     "LocalEngine": "assistant.engine.local", "ModelCrashError": "assistant.engine.local",
+    "EngineRouter": "assistant.engine.router", "RemoteEngine": "assistant.engine.remote",
     "ContextPolicy": "assistant.engine.settings", "GenerationSettings": "assistant.engine.settings",
     "LoadSettings": "assistant.engine.settings",
 }
@@ -25,6 +26,8 @@ __all__ = list(_EXPORTS)
 if TYPE_CHECKING:
     from assistant.engine.interface import Engine, ModelSummary, Response
     from assistant.engine.local import LocalEngine, ModelCrashError
+    from assistant.engine.remote import RemoteEngine
+    from assistant.engine.router import EngineRouter
     from assistant.engine.settings import ContextPolicy, GenerationSettings, LoadSettings
 
 

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from assistant.engine import protocol as P
 from assistant.engine.bench_spec import BENCH_PROMPT, bench_settings
 from assistant.engine.local import LocalEngine
+from common.errors import UserError
 
 
 def prompt_processing(engine: LocalEngine, n_tokens: int = 512) -> float:
@@ -40,13 +41,15 @@ def stream_generation(engine: LocalEngine, n_tokens: int) -> dict:
             "ttft_overhead_ms": round(st.ttft_ms - runner_ttft, 2) if st.ttft_ms and runner_ttft else None}
 
 
-def run_benchmark(engine: LocalEngine, *, pp_tokens: int = 512, tg_tokens: int = 128,
+def run_benchmark(engine, *, pp_tokens: int = 512, tg_tokens: int = 128,
                   stream_lengths=(128, 512, 2048), repeats: int = 1,
                   progress: Callable[[str], None] = lambda msg: None,
                   should_stop: Callable[[], bool] = lambda: False) -> dict:
+    """Benchmark the loaded local model (`engine`: a LocalEngine, or a router holding one)."""
+    engine = getattr(engine, "local", engine)
     summary = engine.summary()
-    if summary is None:
-        raise ValueError("load a model first")
+    if not isinstance(engine, LocalEngine) or summary is None:
+        raise UserError("Only a model on this machine can be benchmarked; load one first.")
     progress(f"pp{pp_tokens}")
     pp = max(prompt_processing(engine, pp_tokens) for _ in range(repeats))
     progress(f"tg{tg_tokens}")
