@@ -27,6 +27,7 @@ from common.errors import UserError
 
 log = logging.getLogger(__name__)
 
+POLL_INTERVAL_SECONDS = 0.001
 _PROBE = [{"role": "system", "content": "You are a helpful assistant."}, {"role": "user", "content": "Hello"}]
 
 
@@ -44,6 +45,7 @@ class RunnerServer:
         self._request_id: int | None = None  # the reply in flight, which a cancel must name
         self._cancelled = False
         self._shutdown = False
+        self._last_poll = 0.0
 
     # --- The loop
     def serve(self) -> None:
@@ -87,9 +89,17 @@ class RunnerServer:
             raise _Shutdown() from None
 
     def should_stop(self) -> bool:
-        """Has the app asked to stop the reply in flight? Cheap enough to ask once per token."""
+        """Has the app asked to stop the reply in flight?
+
+        Asked once per token; the pipe is looked at most once a millisecond (a fast model makes
+        several tokens a millisecond, and the app shows nothing produced after its stop anyway).
+        """
         if self._cancelled:
             return True
+        now = time.perf_counter()
+        if now - self._last_poll < POLL_INTERVAL_SECONDS:
+            return False
+        self._last_poll = now
         try:
             while self.conn.poll():
                 msg = self.conn.recv()
@@ -191,7 +201,7 @@ class RunnerServer:
         gen = GenerationSettings.from_dict(settings)
         if messages is not None and self.renderer is None:
             raise UserError("This model has no chat template; use text completion.")
-        self._request_id, self._cancelled = request_id, False
+        self._request_id, self._cancelled, self._last_poll = request_id, False, 0.0
         sink = _PipeSink(self)
         try:
             outcome = generate(model, self.renderer if messages is not None else None, messages, prompt, gen, sink,

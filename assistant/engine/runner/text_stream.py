@@ -45,11 +45,19 @@ class TextStream:
         return text
 
     def _partial_stop_len(self, text: str) -> int:
-        """Length of the longest suffix of text that is a proper prefix of a stop string."""
+        """Length of the longest suffix of text that is a proper prefix of a stop string.
+
+        Runs once per token: such a suffix starts with the stop string's first character,
+        so only the places where that character occurs near the end are tried.
+        """
         best = 0
         for stop in self._stops:
-            for n in range(min(len(stop) - 1, len(text)), best, -1):
-                if text.endswith(stop[:n]):
+            first, longest = stop[0], min(len(stop) - 1, len(text))
+            at = text.find(first, len(text) - longest)
+            while at != -1:
+                n = len(text) - at
+                if n > best and stop.startswith(text[at:]):
                     best = n
-                    break
+                    break  # the earliest start is the longest suffix for this stop string
+                at = text.find(first, at + 1)
         return best
