@@ -45,3 +45,23 @@ class ImportFormatError(HistoryError):
     def __init__(self, reason: str):
         self.reason = reason
         super().__init__(f"Cannot import this history file: {reason}. Nothing was changed.")
+
+
+class HistoryDamagedError(HistoryError):
+    """SQLite reported the file damaged (corrupt, or not a database at all)."""
+
+
+class HistoryReadOnlyError(HistoryError):
+    """Nothing can be written: a read-only folder or file, or a full disk at open."""
+
+
+class HistoryDiskFullError(HistoryError):
+    """A write failed for want of disk space; nothing saved before was touched."""
+
+
+class HistoryIOError(HistoryError):
+    """The operating system reported an input/output error for the database file."""
+
+
+class ImportLimitError(ImportFormatError):
+    """An import larger, deeper or wider than the importer reads; nothing was changed."""

@@ -1,21 +1,39 @@
 """The history schema as numbered migrations (sqlite-utils `Migrations`).
 
-Never edit a migration that has shipped: add a new one. Each migration runs in its
-own savepoint, and `migrate()` wraps the whole pending run in one IMMEDIATE
-transaction, so a failure anywhere leaves the file exactly as it was, and two
-processes that open an old file at the same moment cannot both upgrade it.
+Never edit a migration that has shipped: add a new one, numbered after the last.
+Each migration runs in its own savepoint, and `migrate()` wraps the whole pending
+run in one IMMEDIATE transaction, so a failure anywhere leaves the file exactly as
+it was, and two processes that open an old file at the same moment cannot both
+upgrade it: the second waits for the first, then finds nothing left to do. A
+reader in another process meanwhile sees the file as it was before (WAL snapshot),
+never half an upgrade.
 """
 
 from __future__ import annotations
 
+import sqlite3
+import time
+
 from sqlite_utils import Database, Migrations
 
+from assistant.history import failures, indexes
 from assistant.history.errors import MigrationError
 
 MIGRATIONS = Migrations("hearthchat-history")
 
-# Porter stemming so "running" finds "run"; remove_diacritics so "cafe" finds "café".
-FTS_TOKENIZE = "porter unicode61 remove_diacritics 2"
+# Kept for anything that read the word index's tokenizer from here.
+FTS_TOKENIZE = indexes.WORD_TOKENIZE
+
+# Migrations that only add a search index. A file that cannot be written (a
+# read-only folder, a full disk) is read without them: search falls back to
+# scanning, everything else works.
+INDEX_ONLY = frozenset({"m006_substring_search"})
+
+# How long an open waits for another process that is upgrading the file. Longer
+# than the busy timeout of ordinary writes: adding an index to a large history
+# takes seconds (6 s for 200,000 messages here), and failing to open because
+# another window is upgrading would be wrong.
+UPGRADE_WAIT_S = 300.0
 
 
 @MIGRATIONS()
@@ -78,30 +96,11 @@ def m003_full_text_search(db: Database) -> None:
     # External-content FTS5 tables kept in step by triggers, so a message, its
     # search row and its stats land in the same transaction. Written out rather
     # than through sqlite-utils' enable_fts() for two options it does not take:
-    # prefix='3', without which a search-as-you-type prefix like "the*" merges
-    # hundreds of posting lists (80 ms on 200,000 messages; 14 ms with it), and
-    # UPDATE OF triggers, so a status change or a conversation's new updated_at
-    # does not re-index its text. The names are enable_fts()'s, so sqlite-utils'
-    # detect_fts(), search() and rebuild_fts() work on these tables too.
-    for table, column in (("messages", "content"), ("conversations", "title")):
-        _full_text_index(db, table, column)
-
-
-def _full_text_index(db: Database, table: str, column: str) -> None:
-    fts = f"{table}_fts"
-    db.execute(f"CREATE VIRTUAL TABLE {fts} USING FTS5 ({column}, tokenize='{FTS_TOKENIZE}', "
-               f"prefix='3', content='{table}')")
-    db.execute(f"""CREATE TRIGGER {table}_ai AFTER INSERT ON {table} BEGIN
-        INSERT INTO {fts} (rowid, {column}) VALUES (new.rowid, new.{column});
-    END""")
-    db.execute(f"""CREATE TRIGGER {table}_ad AFTER DELETE ON {table} BEGIN
-        INSERT INTO {fts} ({fts}, rowid, {column}) VALUES ('delete', old.rowid, old.{column});
-    END""")
-    db.execute(f"""CREATE TRIGGER {table}_au AFTER UPDATE OF {column} ON {table} BEGIN
-        INSERT INTO {fts} ({fts}, rowid, {column}) VALUES ('delete', old.rowid, old.{column});
-        INSERT INTO {fts} (rowid, {column}) VALUES (new.rowid, new.{column});
-    END""")
-    db.execute(f"INSERT INTO {fts} ({fts}) VALUES ('rebuild')")  # index the rows already there
+    # prefix='3' and UPDATE OF triggers (see indexes.create). The names are
+    # enable_fts()'s, so sqlite-utils' detect_fts(), search() and rebuild_fts()
+    # work on these tables too.
+    for index in indexes.WORD_INDEXES:
+        indexes.create(db.conn, index)
 
 
 @MIGRATIONS()
@@ -152,30 +151,83 @@ def m005_benchmarks(db: Database) -> None:
               IN ('integer', 'real')""")
 
 
+@MIGRATIONS()
+def m006_substring_search(db: Database) -> None:
+    # A trigram index beside the word index: the word index cannot find 機械学習
+    # inside a Japanese sentence (no spaces: the whole sentence is one "word"),
+    # part of an emoji run (emoji are not word characters), or "ython" in
+    # "Python". Search uses it only for such queries; see search.py.
+    indexes.create(db.conn, indexes.TRIGRAM_INDEX)
+
+
 def pending(db: Database, migrations: Migrations = MIGRATIONS) -> list[str]:
     return [m.name for m in migrations.pending(db)]
 
 
-def migrate(db: Database, path, migrations: Migrations = MIGRATIONS) -> list[str]:
-    """Apply pending migrations; return their names. On failure raise MigrationError."""
+def without_index_only(migrations: Migrations) -> Migrations:
+    """The same set, less the migrations that only add a search index."""
+    reduced = Migrations(migrations.name)
+    for m in migrations._migrations:
+        if m.name not in INDEX_ONLY:
+            reduced(name=m.name, transactional=m.transactional)(m.fn)
+    return reduced
+
+
+def migrate(db: Database, path, migrations: Migrations = MIGRATIONS,
+            wait_s: float = UPGRADE_WAIT_S) -> list[str]:
+    """Apply pending migrations; return their names. On failure raise MigrationError.
+
+    A sqlite3 error for a busy lock, a full disk, a read-only file, an I/O error or
+    damage passes through untouched, so the caller can tell those apart from a
+    broken step.
+    """
     if not migrations.pending(db):  # the common case: one read, no write lock
         return []
-    db.execute("BEGIN IMMEDIATE")  # waits (busy_timeout) for any other writer
-    todo = [m.name for m in migrations.pending(db)]  # re-read under the lock
+    _begin_immediate(db.conn, wait_s)  # waits for any other writer, an upgrading process included
+    todo: list[str] = []
     try:
+        todo = [m.name for m in migrations.pending(db)]  # re-read under the lock
         migrations.apply(db)  # each step in a savepoint of our transaction
         db.execute("COMMIT")
         return todo
+    except sqlite3.Error as exc:
+        if failures.is_busy(exc) or failures.blocks_writing(exc) or failures.is_damage(exc):
+            _rollback(db)
+            raise  # the file or the disk, not the step: the caller tells these apart
+        _fail(db, path, migrations, todo, exc)
     except Exception as exc:
-        step = "?"
-        if db.conn.in_transaction:
-            # Steps that succeeded are recorded inside our transaction: the
-            # first one that is not is the one that failed.
-            done = {m.name for m in migrations.applied(db)}
-            step = next((name for name in todo if name not in done), step)
-            db.execute("ROLLBACK")
-        raise MigrationError(path, step, str(exc) or type(exc).__name__) from exc
+        _fail(db, path, migrations, todo, exc)
     except BaseException:
-        if db.conn.in_transaction:
-            db.execute("ROLLBACK")
+        _rollback(db)
         raise
+
+
+def _fail(db: Database, path, migrations: Migrations, todo: list[str], exc: BaseException):
+    step = "?"
+    if db.conn.in_transaction:
+        # Steps that succeeded are recorded inside our transaction: the
+        # first one that is not is the one that failed.
+        done = {m.name for m in migrations.applied(db)}
+        step = next((name for name in todo if name not in done), step)
+    _rollback(db)
+    raise MigrationError(path, step, str(exc) or type(exc).__name__) from exc
+
+
+def _begin_immediate(conn: sqlite3.Connection, wait_s: float) -> None:
+    """BEGIN IMMEDIATE, waiting up to `wait_s` for the write lock (beyond the busy timeout)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as exc:
+            if not failures.is_busy(exc) or time.monotonic() >= deadline:
+                raise
+            # The busy timeout already waited; another process holds the lock for a long
+            # upgrade. Keep waiting for it rather than failing the open.
+            time.sleep(0.05)
+
+
+def _rollback(db: Database) -> None:
+    if db.conn.in_transaction:
+        db.execute("ROLLBACK")

@@ -1,9 +1,20 @@
-"""Full-text search over titles and messages (FTS5), safe for any text a person types."""
+"""Search over titles and messages, safe for any text a person types.
+
+Two indexes answer it. The word index (FTS5, porter + unicode61) ranks hits by
+bm25, stems ("run" finds "running") and ignores accents; it is asked first. It
+cannot find a word inside a run of text without spaces (機械学習 in a Japanese
+sentence is part of one long "word"), emoji (not word characters to it), or part
+of a word ("ython"). Those queries go to the trigram index, which finds any
+substring of three characters or more, newest messages first. Shorter pieces
+(one or two CJK characters, a pair of emoji) are matched by scanning the newest
+SCAN_WINDOW messages, so a search never reads the whole history.
+"""
 
 from __future__ import annotations
 
 import re
 import sqlite3
+import unicodedata
 
 from assistant.history.records import SearchHit, clean_text
 
@@ -99,9 +110,25 @@ def search(
     highlight: tuple[str, str] = ("**", "**"),
     snippet_words: int = 16,
 ) -> list[SearchHit]:
-    """Best hits first (bm25), titles and messages together, each with a marked snippet."""
+    """Best hits first, titles and messages together, each with a marked snippet.
+
+    The word index first (ranked by bm25); the trigram index for text it cannot
+    split into words, and for queries it finds nothing for (a part of a word).
+    """
+    if limit <= 0:
+        return []
+    if not needs_substrings(text):
+        hits = word_search(conn, text, limit, highlight, snippet_words)
+        if hits:
+            return hits
+    return substring_search(conn, text, limit, highlight, snippet_words)
+
+
+def word_search(conn: sqlite3.Connection, text: str, limit: int, highlight: tuple[str, str],
+                snippet_words: int) -> list[SearchHit]:
+    """The word index: ranked by bm25, stemmed, accents ignored, the last word a prefix."""
     q = fts_query(text)
-    if q is None or limit <= 0:
+    if q is None:
         return []
     params = {"q": q, "open": highlight[0], "close": highlight[1], "limit": limit,
               "words": snippet_words, "snip_max": SNIPPET_MAX_BYTES}
@@ -109,8 +136,11 @@ def search(
         rows = conn.execute(_MESSAGES_SQL, {**params, "floor": _floor(conn, "messages_fts", q)}).fetchall()
         titles = conn.execute(_TITLES_SQL, {**params, "floor": _floor(conn, "conversations_fts", q)}).fetchall()
     except sqlite3.OperationalError as exc:
-        # fts_query should make this unreachable; a search box must never crash.
-        if "fts5" in str(exc) or "syntax" in str(exc) or "unterminated" in str(exc):
+        # fts_query should make this unreachable; a search box must never crash. Only
+        # a plain SQL error (code 1) is a query problem: damage, a lock or a full disk
+        # must reach the store, which acts on them.
+        syntax = getattr(exc, "sqlite_errorcode", 1) & 0xFF == 1
+        if syntax and ("fts5" in str(exc) or "syntax" in str(exc) or "unterminated" in str(exc)):
             return []
         raise
     hits = []
@@ -146,3 +176,124 @@ def _plain_snippet(content: str, q: str, highlight: tuple[str, str], words: int)
     if pattern:
         window = pattern.sub(lambda w: f"{highlight[0]}{w.group(0)}{highlight[1]}", window)
     return ("…" if start > 0 else "") + window + ("…" if end < len(content) else "")
+
+
+# -- substrings: CJK, emoji, parts of words ----------------------------------------------
+
+# Scripts written without spaces between words: the word tokenizer sees a whole
+# phrase as one token, so a word inside it is only found as a substring. Hangul
+# is spaced, but particles attach to words (학습은), so it is searched the same way.
+_UNSPACED = re.compile(
+    "[\u0e00-\u0eff"      # Thai, Lao
+    "\u1000-\u109f"       # Myanmar
+    "\u1780-\u17ff"       # Khmer
+    "\u2e80-\u2fdf"       # CJK radicals
+    "\u3000-\u9fff"       # CJK symbols, kana, Bopomofo, CJK ideographs
+    "\ua000-\ua4cf"       # Yi
+    "\uac00-\ud7af"       # Hangul syllables
+    "\uf900-\ufaff"       # CJK compatibility ideographs
+    "\uff65-\uffdc"       # halfwidth kana and Hangul
+    "\U00020000-\U0003ffff]")  # CJK extensions
+
+
+def needs_substrings(text: str) -> bool:
+    """Does the query hold text the word index cannot find: unspaced scripts, emoji and other symbols?"""
+    if _UNSPACED.search(text):
+        return True
+    return any(unicodedata.category(ch) in ("So", "Sk") for ch in text if ord(ch) > 0x7F)
+
+
+# The trigram index is asked with literal runs of three characters or more: a
+# LIKE wildcard (% or _) never reaches it. SQLite 3.40's FTS5 crashes on some `_`
+# patterns with multi-byte characters around them, and a literal run is all the
+# index can use anyway.
+_WILDCARDS = re.compile(r"[%_]+")
+MAX_NARROWING = 4
+# Pieces shorter than that scan the newest messages only: 100,000 rows, ~40 ms here.
+SCAN_WINDOW = 100_000
+SUBSTRING_TITLE_RANK = -1e9  # a title naming the whole conversation comes first
+
+
+def substring_terms(text: str) -> list[str]:
+    """The pieces to find: "quoted phrases" whole, other text split at spaces."""
+    text = _CONTROL.sub(" ", clean_text(text[:MAX_QUERY_CHARS]))
+    terms: list[str] = []
+    for m in _PIECE.finditer(text):
+        term = m.group(1) if m.group(1) is not None else m.group(2)
+        term = term.strip()
+        if term and term not in terms:
+            terms.append(term)
+            if len(terms) == MAX_TERMS:
+                break
+    return terms
+
+
+def _exact(term: str) -> str:
+    """A LIKE pattern matching `term` literally (ESCAPE '\\')."""
+    return "%" + term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def _has_trigram_index(conn: sqlite3.Connection) -> bool:
+    # An old file opened read-only may lack it; search then scans.
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'messages_trigram'").fetchone() is not None
+
+
+def substring_search(conn: sqlite3.Connection, text: str, limit: int, highlight: tuple[str, str],
+                     snippet_words: int) -> list[SearchHit]:
+    """Messages and titles holding every piece of the query (ASCII letters in any case), newest first."""
+    terms = substring_terms(text)
+    if not terms:
+        return []
+    params: dict[str, object] = {"limit": limit, "window": SCAN_WINDOW}
+    exact = []
+    for i, term in enumerate(terms):
+        params[f"e{i}"] = _exact(term)
+        exact.append(f"{{col}} LIKE :e{i} ESCAPE '\\'")
+    runs = sorted({run for t in terms for run in _WILDCARDS.split(t) if len(run) >= 3}, key=len, reverse=True)
+    on_messages = " AND ".join(e.format(col="m.content") for e in exact)
+    if runs and _has_trigram_index(conn):
+        # The index narrows to rows holding the longest literal runs; the exact
+        # patterns then decide.
+        runs = runs[:MAX_NARROWING]
+        for i, run in enumerate(runs):
+            params[f"t{i}"] = f"%{run}%"
+        narrow = " AND ".join(f"t.content LIKE :t{i}" for i in range(len(runs)))
+        sql = (f"SELECT m.conversation_id, m.id, c.title, m.role, m.content FROM messages_trigram t "
+               f"JOIN messages m ON m.id = t.rowid JOIN conversations c ON c.id = m.conversation_id "
+               f"WHERE {narrow} AND {on_messages} ORDER BY t.rowid DESC LIMIT :limit")
+    else:
+        sql = (f"SELECT m.conversation_id, m.id, c.title, m.role, m.content FROM messages m "
+               f"JOIN conversations c ON c.id = m.conversation_id "
+               f"WHERE m.id > (SELECT coalesce(max(id), 0) FROM messages) - :window AND {on_messages} "
+               f"ORDER BY m.id DESC LIMIT :limit")
+    on_titles = " AND ".join(e.format(col="title") for e in exact)
+    titles = conn.execute(f"SELECT id, title FROM conversations WHERE {on_titles} "
+                          f"ORDER BY updated_at DESC, id DESC LIMIT :limit", params).fetchall()
+    rows = conn.execute(sql, params).fetchall()
+    pattern = _terms_pattern(terms)
+    hits = [SearchHit(cid, None, title, None, _mark(title, pattern, highlight), SUBSTRING_TITLE_RANK + i)
+            for i, (cid, title) in enumerate(titles)]
+    hits += [SearchHit(cid, mid, title, role, _substring_snippet(content, pattern, highlight, snippet_words), i)
+             for i, (cid, mid, title, role, content) in enumerate(rows)]
+    return hits[:limit]
+
+
+def _terms_pattern(terms: list[str]) -> re.Pattern:
+    # Longest first, so a longer term is marked whole rather than a shorter one inside it.
+    alternatives = "|".join(re.escape(t) for t in sorted(terms, key=len, reverse=True))
+    return re.compile(alternatives, re.IGNORECASE)
+
+
+def _mark(text: str, pattern: re.Pattern, highlight: tuple[str, str]) -> str:
+    return pattern.sub(lambda m: f"{highlight[0]}{m.group(0)}{highlight[1]}", text)
+
+
+def _substring_snippet(content: str, pattern: re.Pattern, highlight: tuple[str, str], words: int) -> str:
+    """About `words` words' worth of characters around the first match, matches marked."""
+    m = pattern.search(content)
+    center = m.start() if m else 0
+    span = words * 7
+    start = max(0, center - span // 3)
+    end = min(len(content), start + span)
+    window = content[start:end]
+    return ("…" if start > 0 else "") + _mark(window, pattern, highlight) + ("…" if end < len(content) else "")

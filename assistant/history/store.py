@@ -11,30 +11,45 @@
 Every write is one short IMMEDIATE transaction: a message, its full-text row (by
 trigger) and its stats land together or not at all, and the window and a CLI chat
 beside it wait their turn (busy_timeout) instead of failing with "database is locked".
+
+What a person saved is never lost or hidden (see recovery.py for the rule): a
+damaged search index is rebuilt in place; a file SQLite itself finds damaged is
+moved aside, kept byte for byte, and a notice naming where it went stays until
+the person dismisses it (`notices()`, `dismiss_notice()`); a file that cannot be
+written (read-only folder or file, full disk) opens read-only, with one sentence
+in `warnings` saying why nothing new can be saved.
 """
 
 from __future__ import annotations
 
+import functools
 import json
-import math
+import logging
 import os
 import sqlite3
 import threading
 import uuid
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 from sqlite_utils import Database, Migrations
 
-from assistant.history import recovery, schema
+from assistant.history import failures, importing, opening, recovery, schema
+from assistant.history import rows as columns
 from assistant.history import search as _search
 from assistant.history.errors import (
     ConversationNotFound,
     HistoryBusyError,
+    HistoryDamagedError,
     HistoryError,
+    HistoryReadOnlyError,
     MessageNotFound,
+    MigrationError,
 )
+from assistant.history.export import to_json, to_markdown
+from assistant.history.notices import Notice, NoticeBoard
 from assistant.history.records import (
     ROLES,
     STATUSES,
@@ -52,6 +67,8 @@ from assistant.history.records import (
 )
 from assistant.history.streaming import StreamingReply
 
+log = logging.getLogger(__name__)
+
 
 class _CurrentLeaf:
     def __repr__(self) -> str:
@@ -67,17 +84,9 @@ _MESSAGE_COLUMNS = """m.id, m.conversation_id, m.parent_id, m.role, m.content, m
     m.created_at, m.updated_at, s.record, m.error, m.uid"""
 _MESSAGE_SELECT = f"SELECT {_MESSAGE_COLUMNS} FROM messages m LEFT JOIN stats s ON s.message_id = m.id"
 
-
-def _json(value: Any) -> str:
-    # default=str: an odd value in a stats record must never cost the reply itself.
-    # ASCII escapes: a lone surrogate in a record survives as "\\ud800", exactly.
-    return json.dumps(value, default=str)
-
-
-def _finite(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) else None
+# Kept under their old names: other modules and tests used them from here.
+_json = columns.json_text
+_insert_stats = columns.insert_stats
 
 
 def _message(row: tuple) -> Message:
@@ -86,89 +95,179 @@ def _message(row: tuple) -> Message:
                    json.loads(record) if record is not None else None, error, uid)
 
 
+@dataclass
+class CheckResult:
+    """What `HistoryStore.check` found and did, as one message for the person."""
+
+    outcome: str  # "sound", "repaired" (a search index rebuilt), "moved" (damaged file moved aside), "damaged"
+    message: str
+    moved_to: Path | None = None
+
+
+def _recovers(method):
+    """A damaged search index found mid-operation is rebuilt and the operation run again;
+    damaged saved data is moved aside (see HistoryStore._recover)."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except HistoryDamagedError as exc:
+            if self._recovering:
+                raise
+            self._recover(exc)
+            return method(self, *args, **kwargs)
+    return wrapper
+
+
 class HistoryStore:
     """The chat history. Open with `HistoryStore.open()`; safe to share between threads."""
 
-    def __init__(self, db: Database, path: Path):
+    def __init__(self, db: Database, path: Path, busy_timeout: float = BUSY_TIMEOUT_S,
+                 read_only_reason: str | None = None):
         self.db = db
         self.conn: sqlite3.Connection = db.conn
         self.path = path
+        self.busy_timeout = busy_timeout
         self._lock = threading.RLock()
-        # For the person: e.g. a damaged file moved aside. The CLI prints these.
+        # Sentences for the person: a read-only history, a rebuilt index, and the
+        # notices they have not dismissed. The CLI prints these; the window shows them.
         self.warnings: list[str] = []
         self.moved_aside: Path | None = None
         # Replies found cut off by a dead process on open (now `interrupted`).
         self.interrupted: list[int] = []
         self.migrated: list[str] = []
+        # Why nothing can be written, as a sentence; None when the history is writable.
+        self.read_only_reason = read_only_reason
+        self._board = NoticeBoard(path)
+        self._migrations: Migrations = schema.MIGRATIONS
+        self._recovering = False
+
+    @property
+    def read_only(self) -> bool:
+        return self.read_only_reason is not None
 
     # -- opening -------------------------------------------------------------------
 
     @classmethod
     def open(cls, path: str | os.PathLike | None = None, *, migrations: Migrations = schema.MIGRATIONS,
              busy_timeout: float = BUSY_TIMEOUT_S) -> HistoryStore:
-        """Open (creating or upgrading) the history; a damaged file is moved aside, never overwritten."""
+        """Open (creating or upgrading) the history.
+
+        A file SQLite finds damaged is moved aside, never overwritten; one that
+        cannot be written opens read-only. Locks, a full disk and I/O errors are
+        reported, never taken for damage.
+        """
         if path is None:
             from common.paths import history_db_path
 
             path = history_db_path()
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        moved, reason = None, recovery.damage_in_header(path)
-        if reason:
-            moved = recovery.move_aside(path)
-        try:
-            store = cls._connect(path, migrations, busy_timeout)
-        except (sqlite3.Error, HistoryError) as exc:
-            # A damage error may come wrapped (a failed migration step, a translated write).
-            cause = exc.__cause__ if isinstance(exc, HistoryError) and exc.__cause__ is not None else exc
-            if moved is not None or not recovery.is_damage(cause):
-                if isinstance(exc, HistoryError):
-                    raise
-                raise _translate(exc, path) from exc
-            reason, moved = str(cause), recovery.move_aside(path)
+        _ensure_folder(path.parent)
+        moved: tuple[Path, str] | None = None
+        for attempt in range(3):
             try:
                 store = cls._connect(path, migrations, busy_timeout)
-            except sqlite3.Error as again:
-                raise _translate(again, path) from again
+                break
+            except HistoryDamagedError as exc:
+                if attempt == 2:
+                    raise
+                result = cls._deal_with_damage(path, busy_timeout, exc)
+                moved = result or moved
         if moved is not None:
-            store.moved_aside = moved
-            store.warnings.append(
-                f"The chat history database {path} was damaged ({reason}). It was moved to "
-                f"{moved} and a new, empty history was started."
-            )
+            store._tell_moved_aside(*moved)
+        store._show_notices()
         return store
 
     @classmethod
-    def _connect(cls, path: Path, migrations: Migrations, busy_timeout: float) -> HistoryStore:
-        # isolation_level=None: no hidden transactions; every write is an explicit,
-        # short BEGIN IMMEDIATE ... COMMIT. check_same_thread=False + our lock: the
-        # window may save from a worker thread.
-        conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
+    def _deal_with_damage(cls, path: Path, busy_timeout: float, exc: HistoryDamagedError) -> tuple[Path, str] | None:
+        """Repair the indexes or move the file aside, after looking at it afresh under the lock."""
+        if opening.read_only_reason(path) is not None:
+            raise HistoryDamagedError(f"{exc} It cannot be written, so it was left exactly as it is; copy it to "
+                                      "a writable folder to recover it.") from exc
         try:
-            db = Database(conn, execute_plugins=False)
-            db.enable_wal()  # readers never block the writer, nor the writer readers
-            conn.execute("PRAGMA synchronous = FULL")  # a committed message survives power loss too
-            conn.execute("PRAGMA foreign_keys = ON")
-            # Private by default: deleted text is overwritten in the file, not just unlinked.
-            conn.execute("PRAGMA secure_delete = ON")
-            store = cls(db, path)
-            store.migrated = schema.migrate(db, path, migrations)
+            return recovery.move_aside_if_damaged(path, busy_timeout)
+        except sqlite3.Error as again:
+            raise failures.translate(again, path, busy_timeout) from again
+        except TimeoutError as again:  # the file lock: another process is dealing with it
+            raise HistoryBusyError(f"The chat history {path} is being checked by another HearthChat process; "
+                                   "try again in a moment.") from again
+
+    @classmethod
+    def _connect(cls, path: Path, migrations: Migrations, busy_timeout: float) -> HistoryStore:
+        reason = opening.read_only_reason(path)
+        if reason is None:
+            try:
+                return cls._connect_read_write(path, migrations, busy_timeout)
+            except sqlite3.Error as exc:
+                if not failures.blocks_writing(exc) or not path.is_file():
+                    raise failures.translate(exc, path, busy_timeout) from exc
+                log.warning("cannot open %s for writing (%s); opening it read-only", path, exc)
+                reason = opening.reason_for(exc, path)
+                original = exc
+            try:
+                return cls._connect_read_only(path, migrations, busy_timeout, reason)
+            except sqlite3.Error as exc:
+                raise failures.translate(original, path, busy_timeout) from exc
+        try:
+            return cls._connect_read_only(path, migrations, busy_timeout, reason)
+        except sqlite3.Error as exc:
+            raise failures.translate(exc, path, busy_timeout) from exc
+
+    @classmethod
+    def _connect_read_write(cls, path: Path, migrations: Migrations, busy_timeout: float) -> HistoryStore:
+        conn = opening.connect(path, busy_timeout)
+        try:
+            opening.prepare(conn, busy_timeout)
+            store = cls(Database(conn, execute_plugins=False), path, busy_timeout)
+            store._migrations = migrations
+            store.migrated = schema.migrate(store.db, path, migrations)
             store.interrupted = store._mark_orphans_interrupted()
             return store
         except BaseException:
             conn.close()
             raise
 
+    @classmethod
+    def _connect_read_only(cls, path: Path, migrations: Migrations, busy_timeout: float,
+                           reason: str) -> HistoryStore:
+        conn, note = opening.connect_read_only(path, busy_timeout)
+        try:
+            db = Database(conn, execute_plugins=False)
+            missing = set(schema.pending(db, migrations)) - schema.INDEX_ONLY
+            if missing:
+                # An older schema than this code reads: upgrade a copy in memory, never the file.
+                log.info("upgrading a read-only history in memory (%s)", ", ".join(sorted(missing)))
+                conn = opening.copy_to_memory(conn)
+                db = Database(conn, execute_plugins=False)
+                schema.migrate(db, path, schema.without_index_only(migrations))
+            conn.execute("PRAGMA query_only = ON")  # belt and braces: this connection never writes
+            store = cls(db, path, busy_timeout, read_only_reason=reason)
+            store._migrations = migrations
+            store.warnings.append(reason)
+            if note:
+                store.warnings.append(note)
+            return store
+        except BaseException:
+            conn.close()
+            raise
+
     def _mark_orphans_interrupted(self) -> list[int]:
-        ids = recovery.find_orphaned_streams(self.conn)
-        if ids:
-            marks = ",".join("?" * len(ids))
-            with self._write() as conn:
-                # `AND status = 'streaming'`: a writer that finished meanwhile keeps its status.
-                conn.execute(
-                    f"UPDATE messages SET status = 'interrupted', writer_pid = NULL, writer_started = NULL "
-                    f"WHERE id IN ({marks}) AND status = 'streaming'", ids)
-        return ids
+        try:
+            ids = recovery.find_orphaned_streams(self.conn)
+            if ids:
+                marks = ",".join("?" * len(ids))
+                with self._write() as conn:
+                    # `AND status = 'streaming'`: a writer that finished meanwhile keeps its status.
+                    conn.execute(
+                        f"UPDATE messages SET status = 'interrupted', writer_pid = NULL, writer_started = NULL "
+                        f"WHERE id IN ({marks}) AND status = 'streaming'", ids)
+            return ids
+        except HistoryError as exc:
+            if isinstance(exc, HistoryDamagedError):
+                raise
+            # A full disk or a lock must not stop the history from opening; the next open retries.
+            log.warning("could not mark cut-off replies as interrupted: %s", exc)
+            return []
 
     def close(self) -> None:
         with self._lock:
@@ -180,10 +279,39 @@ class HistoryStore:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    # -- notices -------------------------------------------------------------------
+
+    def notices(self) -> list[Notice]:
+        """What the person must be told until they dismiss it (a damaged file moved aside), oldest first."""
+        return self._board.read()
+
+    def dismiss_notice(self, notice_id: int | None = None) -> list[Notice]:
+        """Stop showing one notice, or all (None). Returns those dismissed."""
+        try:
+            return self._board.dismiss(notice_id)
+        except OSError as exc:
+            raise HistoryError(f"Cannot update the notices in {self._board.file}: {exc.strerror or exc}.") from exc
+
+    def _tell_moved_aside(self, target: Path, reason: str) -> None:
+        self.moved_aside = target
+        text = (f"The chat history database {self.path} was damaged ({reason}). It was moved to {target}, where "
+                "nothing in it was changed, and a new, empty history was started.")
+        try:
+            self._board.add(text, target)
+        except OSError as exc:
+            log.warning("cannot save the notice in %s (%s)", self._board.file, exc)
+            self.warnings.append(text)  # shown this once at least
+
+    def _show_notices(self) -> None:
+        for notice in self.notices():
+            self.warnings.append(f"{notice.text} (`assistant history dismiss {notice.id}` stops this reminder.)")
+
     # -- transactions --------------------------------------------------------------
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
+        if self.read_only_reason is not None:
+            raise HistoryReadOnlyError(self.read_only_reason)
         with self._lock, self._errors():
             self.conn.execute("BEGIN IMMEDIATE")  # take the write lock now, waiting up to busy_timeout
             try:
@@ -210,10 +338,106 @@ class HistoryStore:
         try:
             yield
         except sqlite3.Error as exc:
-            raise _translate(exc, self.path) from exc
+            raise failures.translate(exc, self.path, self.busy_timeout) from exc
+
+    # -- damage found while in use -------------------------------------------------
+
+    def _recover(self, exc: HistoryDamagedError) -> None:
+        """Rebuild a damaged search index and return (the caller runs again), or raise.
+
+        Damaged saved data is moved aside (with a notice) and a new history started;
+        the operation that found it fails with a sentence saying so.
+        """
+        with self._lock:
+            self._recovering = True
+            try:
+                try:
+                    verdict = recovery.examine(self.conn)
+                except sqlite3.Error as again:
+                    raise failures.translate(again, self.path, self.busy_timeout) from again
+                if verdict.kind == "sound":
+                    raise exc  # SQLite's complaint did not hold up; nothing to act on
+                if verdict.kind == "index":
+                    self._rebuild_indexes(verdict)
+                    return
+                if self.read_only:
+                    raise HistoryDamagedError(f"{exc} It cannot be written, so it was left exactly as it is; "
+                                              "copy it to a writable folder to recover it.") from exc
+                target = self._move_aside_and_restart(exc)
+                raise HistoryDamagedError(
+                    f"The chat history database {self.path} was damaged ({verdict.reason}), so this was not done. "
+                    f"It was moved to {target}, where nothing in it was changed, and a new, empty history was "
+                    "started.") from exc
+            finally:
+                self._recovering = False
+
+    def _rebuild_indexes(self, verdict: recovery.Verdict) -> None:
+        if self.read_only:
+            raise HistoryDamagedError(
+                f"The search index of the chat history {self.path} is damaged ({verdict.reason}) and the file "
+                "cannot be written, so it cannot be rebuilt; listing and showing conversations still work.")
+        try:
+            recovery.repair_indexes(self.conn, verdict.bad_indexes)
+        except sqlite3.Error as exc:
+            raise failures.translate(exc, self.path, self.busy_timeout) from exc
+        text = (f"The search index of the chat history {self.path} was damaged ({verdict.reason}); it was rebuilt "
+                "from your messages, and nothing was lost.")
+        log.warning(text)
+        self.warnings.append(text)
+
+    def _move_aside_and_restart(self, exc: HistoryDamagedError) -> Path | None:
+        self.conn.close()
+        moved = type(self)._deal_with_damage(self.path, self.busy_timeout, exc)
+        fresh = type(self)._connect(self.path, self._migrations, self.busy_timeout)
+        self.db, self.conn = fresh.db, fresh.conn
+        if moved is None:
+            return None
+        self._tell_moved_aside(*moved)
+        return moved[0]
+
+    def check(self) -> CheckResult:
+        """Look at the whole file: rebuild a damaged search index, move a damaged file aside.
+
+        Reads every page (seconds on a large history). The result's message says
+        what was found and what was done.
+        """
+        with self._lock:
+            self._recovering = True
+            try:
+                return self._check()
+            finally:
+                self._recovering = False
+
+    def _check(self) -> CheckResult:
+        path = self.path
+        try:
+            verdict = recovery.examine(self.conn)
+        except sqlite3.Error as exc:
+            raise failures.translate(exc, path, self.busy_timeout) from exc
+        if verdict.kind == "damaged":
+            if self.read_only:
+                return CheckResult("damaged", f"The chat history {path} is damaged ({verdict.reason}). It cannot "
+                                   "be written, so it was left exactly as it is; copy it to a writable folder to "
+                                   "recover it.")
+            target = self._move_aside_and_restart(HistoryDamagedError(verdict.reason))
+            if target is None:
+                return CheckResult("sound", f"The chat history {path} was found sound on a second look; nothing "
+                                   "was changed.")
+            return CheckResult("moved", f"The chat history {path} was damaged ({verdict.reason}). It was moved to "
+                               f"{target}, where nothing in it was changed, and a new, empty history was started.",
+                               target)
+        n_conv = self.count_conversations()
+        n_msg = self.conn.execute("SELECT count(*) FROM messages").fetchone()[0]
+        counts = f"{n_conv:,} conversation{'' if n_conv == 1 else 's'} and {n_msg:,} message{'' if n_msg == 1 else 's'}"
+        if verdict.kind == "index":
+            self._rebuild_indexes(verdict)
+            return CheckResult("repaired", f"The search index of the chat history {path} was damaged "
+                               f"({verdict.reason}). It was rebuilt from your {counts}; nothing was lost.")
+        return CheckResult("sound", f"The chat history {path} is sound: {counts}, and the search indexes match them.")
 
     # -- conversations -------------------------------------------------------------
 
+    @_recovers
     def create_conversation(self, model: str | None = None, system_prompt: str | None = None,
                             settings: dict[str, Any] | None = None, title: str | None = None) -> Conversation:
         """A new, empty conversation. Without a title, its first user message names it."""
@@ -228,6 +452,7 @@ class HistoryStore:
                 (uid, title, model, system_prompt, _json(settings or {}), ts, ts)).lastrowid
         return Conversation(cid, uid, title, model, system_prompt, dict(settings or {}), ts, ts, None, [])
 
+    @_recovers
     def get_conversation(self, conversation_id: int) -> Conversation:
         """The conversation with every message of every branch (see `Conversation.thread`)."""
         with self._read() as conn:
@@ -242,6 +467,7 @@ class HistoryStore:
         return Conversation(cid, uid, title, model, system_prompt, json.loads(settings or "{}"),
                             created, updated, leaf, [_message(r) for r in rows])
 
+    @_recovers
     def list_conversations(self, limit: int = 100, offset: int = 0) -> list[ConversationSummary]:
         """Most recently active first."""
         with self._read() as conn:
@@ -252,15 +478,18 @@ class HistoryStore:
                 (limit, offset)).fetchall()
         return [ConversationSummary(*r) for r in rows]
 
+    @_recovers
     def count_conversations(self) -> int:
         with self._read() as conn:
             return conn.execute("SELECT count(*) FROM conversations").fetchone()[0]
 
+    @_recovers
     def conversation_ids(self) -> list[int]:
         """Every conversation id, oldest first (export order)."""
         with self._read() as conn:
             return [r[0] for r in conn.execute("SELECT id FROM conversations ORDER BY id")]
 
+    @_recovers
     def rename(self, conversation_id: int, title: str) -> None:
         title = clean_text(title).strip()
         if not title:
@@ -269,6 +498,7 @@ class HistoryStore:
             if not conn.execute("UPDATE conversations SET title = ? WHERE id = ?", (title, conversation_id)).rowcount:
                 raise ConversationNotFound(conversation_id)
 
+    @_recovers
     def update_conversation(self, conversation_id: int, *, model: str | None = _UNSET,
                             system_prompt: str | None = _UNSET, settings: dict[str, Any] = _UNSET) -> None:
         """Change the model, system prompt or settings used from now on."""
@@ -287,6 +517,7 @@ class HistoryStore:
                                 (*fields.values(), now(), conversation_id)).rowcount:
                 raise ConversationNotFound(conversation_id)
 
+    @_recovers
     def delete(self, conversation_id: int) -> int:
         """Delete a conversation, its messages, stats and search rows. Returns the message count."""
         with self._write() as conn:
@@ -300,6 +531,7 @@ class HistoryStore:
 
     # -- messages and the tree -----------------------------------------------------
 
+    @_recovers
     def add_message(self, conversation_id: int, role: str, content: str, *, parent_id: int | None = CURRENT_LEAF,
                     status: str = "complete", stats: dict[str, Any] | None = None,
                     error: str | None = None) -> Message:
@@ -312,6 +544,7 @@ class HistoryStore:
         return self._insert_message(conversation_id, role, clean_text(content), parent_id, status, stats,
                                     clean_optional(error))
 
+    @_recovers
     def start_reply(self, conversation_id: int, *, parent_id: int | None = CURRENT_LEAF, role: str = "assistant",
                     save_interval: float = 0.5) -> StreamingReply:
         """A reply saved as it streams (`append`, then `finish`), marked `streaming` meanwhile."""
@@ -332,6 +565,7 @@ class HistoryStore:
         old = self.get_message(message_id)
         return self.add_message(old.conversation_id, old.role, content, parent_id=old.parent_id)
 
+    @_recovers
     def get_message(self, message_id: int) -> Message:
         with self._read() as conn:
             row = conn.execute(f"{_MESSAGE_SELECT} WHERE m.id = ?", (message_id,)).fetchone()
@@ -339,6 +573,7 @@ class HistoryStore:
             raise MessageNotFound(message_id)
         return _message(row)
 
+    @_recovers
     def branch_path(self, leaf_id: int) -> list[Message]:
         """The thread from the root down to `leaf_id`: what the window shows."""
         with self._read() as conn:
@@ -351,6 +586,7 @@ class HistoryStore:
             raise MessageNotFound(leaf_id)
         return [_message(r) for r in rows]
 
+    @_recovers
     def siblings(self, message_id: int) -> list[Message]:
         """All versions of a message, itself included, oldest first: the "2/3" arrows."""
         with self._read() as conn:
@@ -361,6 +597,7 @@ class HistoryStore:
                                 row).fetchall()
         return [_message(r) for r in rows]
 
+    @_recovers
     def switch_branch(self, message_id: int) -> list[Message]:
         """Show the branch through `message_id` (its newest descendants); returns the new thread."""
         msg = self.get_message(message_id)
@@ -398,11 +635,13 @@ class HistoryStore:
 
     # -- streaming (called by StreamingReply) --------------------------------------
 
+    @_recovers
     def _save_stream(self, message_id: int, content: str) -> None:
         with self._write() as conn:
             conn.execute("UPDATE messages SET content = ?, updated_at = ? WHERE id = ? AND status = 'streaming'",
                          (clean_text(content), now(), message_id))
 
+    @_recovers
     def _finish_stream(self, message_id: int, content: str, status: str, stats, error) -> Message:
         ts = now()
         with self._write() as conn:
@@ -422,11 +661,13 @@ class HistoryStore:
 
     # -- search, statistics, export ------------------------------------------------
 
+    @_recovers
     def search(self, query: str, limit: int = 20, highlight: tuple[str, str] = ("**", "**")) -> list[SearchHit]:
         """Ranked hits in titles and messages; any text is a valid query (never raises on syntax)."""
         with self._read() as conn:
             return _search.search(conn, query, limit=limit, highlight=highlight)
 
+    @_recovers
     def speed_history(self, model: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
         """Per-reply speed figures, oldest first, for the statistics view's charts."""
         sql = ("SELECT created_at, model, quant, gen_tps, prompt_tps, ttft_ms, prompt_tokens, completion_tokens, "
@@ -438,19 +679,21 @@ class HistoryStore:
             names = [d[0] for d in cur.description]
             return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
+    @_recovers
     def save_benchmark(self, result: dict[str, Any]) -> int:
         """Save one model's benchmark (what `run_benchmark` returns, plus `memory`); returns its id."""
         if not isinstance(result, dict):
             raise TypeError(f"a benchmark result is a dict, not {type(result).__name__}")
         with self._write() as conn:
             return conn.execute(
-                f"INSERT INTO benchmarks ({', '.join(_BENCH_COLUMNS)}, record) "
-                f"VALUES ({', '.join('?' * (len(_BENCH_COLUMNS) + 1))})",
-                (*_benchmark_columns(result, now()), _json(result))).lastrowid
+                f"INSERT INTO benchmarks ({', '.join(columns.BENCH_COLUMNS)}, record) "
+                f"VALUES ({', '.join('?' * (len(columns.BENCH_COLUMNS) + 1))})",
+                (*columns.benchmark_columns(result, now()), _json(result))).lastrowid
 
+    @_recovers
     def benchmarks(self, limit: int | None = None) -> list[dict[str, Any]]:
         """Saved benchmarks, newest first: the columns, with `record` the full result."""
-        sql = f"SELECT id, {', '.join(_BENCH_COLUMNS)}, record FROM benchmarks ORDER BY created_at DESC, id DESC"
+        sql = f"SELECT id, {', '.join(columns.BENCH_COLUMNS)}, record FROM benchmarks ORDER BY created_at DESC, id DESC"
         with self._read() as conn:
             cur = conn.execute(sql + (" LIMIT ?" if limit else ""), [limit] if limit else [])
             names = [d[0] for d in cur.description]
@@ -459,22 +702,27 @@ class HistoryStore:
             row["record"] = json.loads(row["record"])
         return rows
 
+    @_recovers
     def export_markdown(self, ids: list[int] | None = None) -> str:
-        from assistant.history.export import to_markdown
-
         return to_markdown(self._conversations(ids))
 
+    @_recovers
     def export_json(self, ids: list[int] | None = None) -> dict[str, Any]:
         """Everything: branches, statuses, stats. `import_json` takes it back losslessly."""
-        from assistant.history.export import to_json
-
         return to_json(self._conversations(ids))
 
-    def import_json(self, data: dict | str | bytes) -> ImportResult:
-        """Import an export. Checked whole first, written in one transaction: all or nothing."""
-        from assistant.history.export import import_document
+    def import_json(self, data: dict | str | bytes,
+                    limits: importing.ImportLimits = importing.LIMITS) -> ImportResult:
+        """Import an export. Read within `limits`, checked whole first, then written in one
+        transaction: all or nothing. ImportFormatError / ImportLimitError say what is wrong."""
+        doc = importing.parse(data, limits) if isinstance(data, (str, bytes, bytearray)) else data
+        conversations = importing.validate(doc, limits)
+        return self._write_import(conversations)
 
-        return import_document(self, data)
+    @_recovers
+    def _write_import(self, conversations: list[dict[str, Any]]) -> ImportResult:
+        with self._write() as conn:
+            return importing.write(conn, conversations)
 
     def _conversations(self, ids: list[int] | None) -> Iterator[Conversation]:
         for cid in self.conversation_ids() if ids is None else ids:
@@ -493,74 +741,13 @@ def _check(role: str, status: str) -> None:
         raise ValueError(f"status must be one of {STATUSES}, not {status!r}")
 
 
-def _insert_stats(conn: sqlite3.Connection, message_id: int, stats: dict[str, Any], ts: str) -> None:
-    """The record as JSON, plus the columns a speed chart queries."""
-    model = stats.get("model") if isinstance(stats, dict) else None
-    info = model if isinstance(model, dict) else {"name": model if isinstance(model, str) else None}
-    get = stats.get if isinstance(stats, dict) else (lambda k: None)
-    conn.execute(
-        "INSERT OR REPLACE INTO stats (message_id, model, model_file, quant, gen_tps, prompt_tps, ttft_ms, "
-        "prompt_tokens, completion_tokens, stop_reason, created_at, record, size_bytes) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (message_id, _str(info.get("name")), _str(info.get("file")), _str(info.get("quant")),
-         _finite(get("gen_tps")), _finite(get("prompt_tps")), _finite(get("ttft_ms")),
-         _int(get("prompt_tokens")), _int(get("completion_tokens")), _str(get("stop_reason")), ts, _json(stats),
-         _int64(info.get("size_bytes"))))
 
 
-_BENCH_COLUMNS = ("created_at", "model", "model_file", "quant", "n_params", "size_bytes", "threads", "backend",
-                  "pp_tokens", "pp_tps", "tg_tokens", "tg_tps", "weights_bytes", "kv_bytes", "compute_bytes",
-                  "rss_bytes")
-
-
-def _benchmark_columns(result: dict[str, Any], ts: str) -> tuple:
-    """The queryable columns of a benchmark result; anything missing or odd is NULL."""
-    def part(key: str) -> dict:
-        v = result.get(key)
-        return v if isinstance(v, dict) else {}
-
-    pp, tg, mem = part("pp"), part("tg"), part("memory")
-    model = result.get("model")
-    info = model if isinstance(model, dict) else {"name": model}  # a stats-style ModelRef, or a name
-    path = result.get("file") or info.get("file")
-    size = result.get("size_bytes", info.get("size_bytes"))
-    if size is None and isinstance(path, str):
-        try:
-            size = os.path.getsize(path)
-        except (OSError, ValueError):  # gone, or not a path at all
-            pass
-    return (ts, _str(info.get("name")), _str(path), _str(result.get("quant") or info.get("quant")),
-            _int64(result.get("n_params", info.get("n_params"))), _int64(size), _int64(result.get("threads")),
-            _str(result.get("backend")), _int64(pp.get("tokens")), _finite(pp.get("tps")), _int64(tg.get("tokens")),
-            _finite(tg.get("tps")), _int64(mem.get("weights_bytes")), _int64(mem.get("kv_bytes")),
-            _int64(mem.get("compute_bytes")), _int64(mem.get("rss_bytes")))
-
-
-def _str(v: Any) -> str | None:
-    return None if v is None else str(v)
-
-
-def _int(v: Any) -> int | None:
-    f = _finite(v)
-    return int(f) if f is not None else None
-
-
-def _int64(v: Any) -> int | None:
-    """An integer SQLite can store, or None: a wild figure must not cost the row."""
-    i = _int(v)
-    return i if i is not None and -(1 << 63) <= i < (1 << 63) else None
-
-
-def _translate(exc: BaseException, path: Path) -> HistoryError:
-    """sqlite3 errors as sentences; a damaged file points at the way out."""
-    if isinstance(exc, HistoryError):
-        return exc
-    if isinstance(exc, sqlite3.OperationalError) and ("locked" in str(exc) or "busy" in str(exc)):
-        return HistoryBusyError(
-            f"The chat history {path} stayed busy in another HearthChat window or chat for more than "
-            f"{BUSY_TIMEOUT_S:.0f} seconds; try again.")
-    if recovery.is_damage(exc):
-        return HistoryError(
-            f"The chat history database {path} is damaged ({exc}). Run `assistant history check` "
-            "to move it aside and start a fresh one.")
-    return HistoryError(f"Could not use the chat history database {path}: {exc}.")
+def _ensure_folder(folder: Path) -> None:
+    """The data folder exists (creating it if needed), or a sentence says why it cannot."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        if folder.is_dir():  # exists but cannot be touched: opening will say more
+            return
+        raise HistoryError(f"Cannot create the folder {folder} for the chat history: {exc.strerror or exc}.") from exc

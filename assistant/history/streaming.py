@@ -6,22 +6,36 @@ second behind), marked `streaming` with this process's pid and start time. If th
 process dies, the next `HistoryStore.open` finds the row, sees that its writer is
 gone and marks it `interrupted`, keeping the text up to the last save. `finish`
 writes the final text, status and stats record in one transaction.
+
+A save that fails on the way (the disk is full, another process held the lock)
+does not stop the reply: the text stays in memory, the next save tries again,
+and what was saved before stays saved. Only `finish` reports the failure, with
+its sentence, so the person knows the end of this reply was not kept.
 """
 
 from __future__ import annotations
 
+import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from assistant.history.errors import HistoryBusyError
+from assistant.history.errors import HistoryError
 from assistant.history.records import STATUSES, Message
 
-if TYPE_CHECKING:
-    from assistant.history.store import HistoryStore
+log = logging.getLogger(__name__)
+
+
+class ReplyWriter(Protocol):
+    """What a streaming reply needs from the store (HistoryStore implements it)."""
+
+    def _save_stream(self, message_id: int, content: str) -> None: ...
+
+    def _finish_stream(self, message_id: int, content: str, status: str, stats: dict[str, Any] | None,
+                       error: str | None) -> Message: ...
 
 
 class StreamingReply:
-    def __init__(self, store: HistoryStore, message: Message, save_interval: float = 0.5):
+    def __init__(self, store: ReplyWriter, message: Message, save_interval: float = 0.5):
         self.store = store
         self.message = message
         self.save_interval = save_interval
@@ -29,6 +43,8 @@ class StreamingReply:
         self._saved_chars = 0
         self._last_save = time.monotonic()
         self.finished = False
+        # The last failed save along the way, if the next one has not succeeded since.
+        self.save_error: HistoryError | None = None
 
     @property
     def id(self) -> int:
@@ -53,8 +69,12 @@ class StreamingReply:
         if time.monotonic() - self._last_save >= self.save_interval:
             try:
                 self.flush()
-            except HistoryBusyError:
-                pass  # another writer held the lock too long: the next chunk retries
+            except HistoryError as exc:
+                # Busy, disk full, read-only: the reply goes on; the next save retries.
+                if self.save_error is None:
+                    log.warning("saving reply %s failed; will retry: %s", self.id, exc)
+                self.save_error = exc
+                self._last_save = time.monotonic()
 
     def flush(self) -> None:
         """Save the text so far now (a window can call this from a timer)."""
@@ -63,6 +83,7 @@ class StreamingReply:
             self.store._save_stream(self.id, text)
             self._saved_chars = len(text)
         self._last_save = time.monotonic()
+        self.save_error = None
 
     def finish(self, status: str = "complete", stats: dict[str, Any] | None = None,
                error: str | None = None) -> Message:
