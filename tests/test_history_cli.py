@@ -84,7 +84,7 @@ def test_import_errors(home, capsys, tmp_path_factory):
     code, _, err = run(capsys, "import", str(bad))
     assert code == 1 and "newer HearthChat" in err and "Nothing was changed" in err
     code, _, err = run(capsys, "import", str(bad) + ".missing")
-    assert code == 1 and "Cannot read" in err
+    assert code == 1 and "cannot be read" in err and "Nothing was changed" in err
 
 
 def test_rename_and_rm(home, capsys):

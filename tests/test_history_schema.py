@@ -130,7 +130,14 @@ def test_random_bytes_file_is_moved_aside(tmp_path):
         assert store.list_conversations() == []
         store.create_conversation(title="fresh")
     with HistoryStore.open(path) as store:
-        assert store.warnings == [] and store.list_conversations()[0].title == "fresh"
+        # The fresh history is used, and the person is still told where the old one went.
+        assert store.list_conversations()[0].title == "fresh"
+        assert len(store.warnings) == 1 and "history.damaged-" in store.warnings[0]
+        [notice] = store.notices()
+        assert notice.path.endswith(".db") and notice.path in store.warnings[0]
+        store.dismiss_notice(notice.id)
+    with HistoryStore.open(path) as store:
+        assert store.warnings == [] and store.notices() == []
 
 
 def _filled(path, n=300):
@@ -143,17 +150,23 @@ def _filled(path, n=300):
     conn.close()
 
 
-def test_truncated_database_is_moved_aside(tmp_path):
+def test_truncated_database_is_moved_aside_once_sqlite_finds_it_damaged(tmp_path):
+    # No guess from the file's size: the file goes aside when SQLite itself reports
+    # the damage, here when the check (or any read of the lost pages) reaches it.
     path = tmp_path / "history.db"
     _filled(path)
     size = path.stat().st_size
     with open(path, "r+b") as f:
         f.truncate(size // 2)
-    with HistoryStore.open(path) as store:
-        assert store.moved_aside is not None and store.moved_aside.stat().st_size == size // 2
-        assert "truncated" in store.warnings[0]
+    kept = path.read_bytes()
+    with HistoryStore.open(path) as store:  # SQLite reports the lost pages as soon as open reads them
+        assert store.check().outcome == "sound"  # the new history
         assert store.list_conversations() == []
         assert store.integrity_check() == "ok"
+    [aside] = tmp_path.glob("history.damaged-*.db")
+    assert aside.read_bytes() == kept
+    with HistoryStore.open(path) as store:
+        assert str(aside) in store.warnings[0] and "malformed" in store.warnings[0]
 
 
 def test_damage_found_by_sqlite_is_moved_aside(tmp_path):

@@ -7,6 +7,11 @@ import sys
 from pathlib import Path
 
 from common.errors import UserError
+from common.terminal import safe_text
+
+# Search hits are marked with two private-use characters, which pass through
+# safe_text untouched, and only then turned into bold: the escapes are ours alone.
+_MARK_OPEN, _MARK_CLOSE = "\ue000", "\ue001"
 
 
 def add_parser(subparsers) -> None:
@@ -50,8 +55,13 @@ def add_parser(subparsers) -> None:
     s.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
     s.set_defaults(func=cmd_rm)
 
-    s = sub.add_parser("check", help="check the database file; move it aside if it is damaged")
+    s = sub.add_parser("check", help="check the database file: rebuild a damaged search index, "
+                       "move a damaged file aside")
     s.set_defaults(func=cmd_check)
+
+    s = sub.add_parser("dismiss", help="stop showing a notice (such as a damaged file moved aside)")
+    s.add_argument("notice", type=int, nargs="?", help="the notice's number (default: all of them)")
+    s.set_defaults(func=cmd_dismiss)
 
 
 def _help(parser) -> int:
@@ -60,12 +70,13 @@ def _help(parser) -> int:
 
 
 def open_store():
-    """The history store, with any warning from opening it (a damaged file moved aside) on stderr."""
+    """The history store, with its warnings on stderr: notices not yet dismissed (a
+    damaged file moved aside), and why nothing can be saved when it is read-only."""
     from assistant.history import HistoryStore
 
     store = HistoryStore.open()
     for warning in store.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
+        print(f"warning: {safe_text(warning)}", file=sys.stderr)
     return store
 
 
@@ -79,8 +90,8 @@ def cmd_list(args) -> int:
     width = max(len(str(r.id)) for r in rows)
     for r in rows:
         when = r.updated_at[:16].replace("T", " ")
-        model = f"  [{r.model}]" if r.model else ""
-        print(f"{r.id:>{width}}  {when}  {r.message_count:>4} msg  {r.display_title}{model}")
+        model = f"  [{safe_text(r.model)}]" if r.model else ""
+        print(f"{r.id:>{width}}  {safe_text(when)}  {r.message_count:>4} msg  {safe_text(r.display_title)}{model}")
     if total > args.offset + len(rows):
         print(f"({total - args.offset - len(rows)} older; use --limit or --offset to see them)")
     return 0
@@ -89,20 +100,21 @@ def cmd_list(args) -> int:
 def cmd_search(args) -> int:
     bold = ("\x1b[1m", "\x1b[0m") if sys.stdout.isatty() else ("**", "**")
     with open_store() as store:
-        hits = store.search(" ".join(args.query), limit=args.limit, highlight=bold)
+        hits = store.search(" ".join(args.query), limit=args.limit, highlight=(_MARK_OPEN, _MARK_CLOSE))
     if not hits:
         print("No matches.")
         return 0
     for h in hits:
-        where = "title" if h.message_id is None else f"message {h.message_id} ({h.role})"
-        print(f"{h.conversation_id}  {h.display_title}  — {where}")
-        print(f"    {' '.join(h.snippet.split())}")
+        where = "title" if h.message_id is None else f"message {h.message_id} ({safe_text(h.role)})"
+        snippet = safe_text(" ".join(h.snippet.split())).replace(_MARK_OPEN, bold[0]).replace(_MARK_CLOSE, bold[1])
+        print(f"{h.conversation_id}  {safe_text(h.display_title)}  — {where}")
+        print(f"    {snippet}")
     return 0
 
 
 def cmd_show(args) -> int:
     with open_store() as store:
-        print(store.export_markdown([store.get_conversation(args.id).id]))
+        print(safe_text(store.export_markdown([store.get_conversation(args.id).id]), keep_newlines=True))
     return 0
 
 
@@ -121,7 +133,8 @@ def cmd_export(args) -> int:
             text = store.export_markdown(ids) + "\n"
             count = len(ids)
     if not args.output or args.output == "-":
-        sys.stdout.write(text)
+        # On a terminal, escapes in titles or replies must not act; a pipe gets the data as it is.
+        sys.stdout.write(safe_text(text, keep_newlines=True) if sys.stdout.isatty() else text)
         return 0
     _write_atomically(Path(args.output), text)
     print(f"Exported {count} conversation{'' if count == 1 else 's'} to {args.output}.", file=sys.stderr)
@@ -129,13 +142,10 @@ def cmd_export(args) -> int:
 
 
 def cmd_import(args) -> int:
-    if args.file == "-":
-        data = sys.stdin.buffer.read()
-    else:
-        try:
-            data = Path(args.file).read_bytes()
-        except OSError as exc:
-            raise UserError(f"Cannot read {args.file}: {exc.strerror or exc}.") from exc
+    from assistant.history import importing
+
+    # Read within the size limit before anything else: `/dev/zero` or an endless pipe stops at once.
+    data = importing.read_stream(sys.stdin.buffer) if args.file == "-" else importing.read_file(args.file)
     with open_store() as store:
         result = store.import_json(data)
     n, k = len(result.imported), len(result.skipped)
@@ -157,34 +167,33 @@ def cmd_rm(args) -> int:
     with open_store() as store:
         conv = store.get_conversation(args.id)
         if not args.yes and sys.stdin.isatty():
-            answer = input(f"Delete conversation {conv.id} \"{conv.display_title}\" and its "
+            answer = input(f"Delete conversation {conv.id} \"{safe_text(conv.display_title)}\" and its "
                            f"{len(conv.messages)} messages for good? [y/N] ")
             if answer.strip().lower() not in ("y", "yes"):
                 print("Nothing deleted.")
                 return 1
         n = store.delete(conv.id)
-    print(f"Deleted conversation {conv.id} \"{conv.display_title}\" ({n} message{'' if n == 1 else 's'}).")
+    print(f"Deleted conversation {conv.id} \"{safe_text(conv.display_title)}\" ({n} message{'' if n == 1 else 's'}).")
     return 0
 
 
 def cmd_check(args) -> int:
-    from assistant.history import HistoryStore
-    from assistant.history.recovery import move_aside
+    """Say what was found and what was done; never point back at this same command."""
+    with open_store() as store:
+        result = store.check()
+    print(safe_text(result.message))
+    return 0 if result.outcome in ("sound", "repaired") else 1
 
-    store = open_store()
-    try:
-        result = store.integrity_check()
-    except UserError as exc:
-        result = str(exc)
-    path = store.path
-    store.close()
-    if result == "ok":
-        print(f"The chat history {path} is sound.")
-        return 0
-    aside = move_aside(path)
-    HistoryStore.open(path).close()
-    raise UserError(f"The chat history {path} was damaged ({result.splitlines()[0]}); it was moved to {aside} "
-                    "and a new, empty history was started.")
+
+def cmd_dismiss(args) -> int:
+    with open_store() as store:
+        gone = store.dismiss_notice(args.notice)
+    if not gone:
+        print("There is no such notice." if args.notice is not None else "There are no notices.")
+        return 1 if args.notice is not None else 0
+    for notice in gone:
+        print(f"Dismissed notice {notice.id}: {safe_text(notice.text)}")
+    return 0
 
 
 def _write_atomically(path: Path, text: str) -> None:
