@@ -76,9 +76,9 @@ def damaged_files(folder: Path) -> list[Path]:
 
 
 def run_cli(*args: str, home: Path, stdin: bytes | None = None, timeout: float = 60, env: dict | None = None,
-            **popen) -> subprocess.CompletedProcess:
-    """`assistant ARGS` in a fresh process, with ASSISTANT_HOME=home."""
+            prefix: tuple[str, ...] = (), **popen) -> subprocess.CompletedProcess:
+    """`assistant ARGS` in a fresh process, with ASSISTANT_HOME=home (after `prefix`, e.g. setpriv)."""
     env = {**os.environ, **(env or {}), "ASSISTANT_HOME": str(home),
            "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    return subprocess.run([sys.executable, "-m", "assistant.cli.main", *args], input=stdin, capture_output=True,
+    return subprocess.run([*prefix, sys.executable, "-m", "assistant.cli.main", *args], input=stdin, capture_output=True,
                           timeout=timeout, env=env, cwd=REPO, **popen)
