@@ -119,3 +119,74 @@ def test_main_entry_point_registers_history(home, capsys):
         pytest.skip("the other command modules are not there yet")
     args = parser.parse_args(["history", "list"])
     assert args.func(args) == 0
+
+
+# -- terminal escapes: what users or models wrote never acts on the terminal -----------
+
+HOSTILE = "\x1b]0;pwned\x07\x1b[2J\x9b31m\u202eevil\x00"
+
+
+@pytest.fixture
+def hostile_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("ASSISTANT_HOME", str(tmp_path))
+    with HistoryStore.open(tmp_path / "history.db") as store:
+        conv = store.create_conversation(model=f"model{HOSTILE}", title=f"title {HOSTILE}")
+        store.add_message(conv.id, "user", f"question about penguins {HOSTILE}")
+        store.add_message(conv.id, "assistant", f"penguins answer {HOSTILE} and more",
+                          stats={"gen_tps": 10.0, "model": {"name": f"m{HOSTILE}"}})
+    return tmp_path
+
+
+def _inert(text: str) -> bool:
+    return not any(c in text for c in ("\x1b", "\x07", "\x9b", "\u202e", "\x00"))
+
+
+@pytest.mark.parametrize("argv", [["list"], ["search", "penguins"], ["search", "nguins"], ["show", "1"],
+                                  ["rm", "1", "--yes"]])
+def test_titles_models_and_text_are_escaped_on_the_terminal(hostile_home, capsys, argv):
+    code, out, err = run(capsys, *argv)
+    assert code == 0 and _inert(out) and _inert(err), (out, err)
+    assert "\\e]0;pwned\\x07\\e[2J\\x9b31m\\u202eevil\\x00" in out
+
+
+def test_search_bold_on_a_terminal_is_the_only_escape(hostile_home, capsys, monkeypatch):
+    monkeypatch.setattr("sys.stdout.isatty", lambda: True, raising=False)
+    code, out, _ = run(capsys, "search", "penguins")
+    assert code == 0 and "\x1b[1mpenguins\x1b[0m" in out
+    assert _inert(out.replace("\x1b[1m", "").replace("\x1b[0m", ""))
+
+
+def test_a_moved_aside_notice_is_escaped_too(tmp_path, capsys, monkeypatch):
+    home = tmp_path / "odd\x1b[2Jname"
+    home.mkdir()
+    monkeypatch.setenv("ASSISTANT_HOME", str(home))
+    (home / "history.db").write_bytes(b"junk" * 1000)
+    code, out, err = run(capsys, "list")
+    assert code == 0 and "\x1b" not in err and "odd\\e[2Jname" in err
+
+
+# -- imports with limits, and their sentences ------------------------------------------
+
+def test_import_of_an_endless_device_stops_at_once_with_a_sentence(home, capsys):
+    import time
+
+    started = time.monotonic()
+    code, _, err = run(capsys, "import", "/dev/zero")
+    assert code == 1 and time.monotonic() - started < 5
+    assert "not a HearthChat history export" in err and "0x00" in err and "Nothing was changed" in err
+
+
+def test_import_names_the_limit_it_hit(home, capsys, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("bad")
+    deep = folder / "deep.json"
+    deep.write_text('{"format": "hearthchat-history", "version": 1, "x": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    big = folder / "big.json"
+    big.write_text('{"format": "hearthchat-history", "version": 1, "conversations": [], "n": 1' + "0" * 30 + "}")
+    huge = folder / "huge.json"
+    with open(huge, "wb") as f:  # sparse: 600 MB on paper, nothing on disk
+        f.truncate(600 * 1024 * 1024)
+    for path, words in ((deep, "nesting limit"), (big, "number size limit"), (huge, "size limit")):
+        code, _, err = run(capsys, "import", str(path))
+        assert code == 1 and words in err and "Nothing was changed" in err, (path, err)
+        assert "did not expect" not in err and "Error" not in err
+    assert run(capsys, "list")[1].count("\n") == 2  # nothing imported
