@@ -1,10 +1,13 @@
 """Make a large chat history for the benchmark: 10,000 conversations, 200,000 messages.
 
     python bench/make_history.py [--out bench/out/history-bench.db] [--conversations 10000] [--messages 200000]
+                                 [--cjk-share 0.05]
 
 Text is drawn from a Zipf-weighted vocabulary (common English words plus made-up
 ones), so search sees realistic posting lists: a few very common words, a long
-tail of rare ones. Every reply carries a full engine-like statistics record, and a
+tail of rare ones. A share of the conversations (5% by default) is Japanese,
+written without spaces and with emoji runs, as the substring (trigram) search
+meets it. Every reply carries a full engine-like statistics record, and a
 few conversations are exactly 500 messages long (the "open a long conversation"
 case). Rows go in through bulk inserts in one transaction, with the FTS triggers
 live, so the file is what the app itself would have written.
@@ -51,6 +54,11 @@ full force blue object decide surface deep moon island foot system busy test rec
 plane stead dry wonder laugh thousand ago ran check game shape equate miss brought heat snow tire bring yes
 distant fill east paint language among python function variable model token memory speed quantize llama gemma
 recipe bread garden travel budget email poem translate summary code error debug database query server""".split()
+# Japanese words, joined without spaces as Japanese is written, and emoji runs.
+JAPANESE = """機械学習 深層学習 データ モデル 推論 量子化 自然言語処理 東京 天気 料理 レシピ 旅行 予算 翻訳 要約
+コード エラー データベース サーバー 質問 答え 説明 方法 違い 時間 速度 記憶 です ます の は を に と が で も
+から まで について ください""".split()
+EMOJI = "🎉 🍕 😀 👍 🙂 🚀 ✨ 👨‍👩‍👧".split()
 SYLLABLES = "ka ri to mu sen dal ver qua lin mor ex pen tal dor vis ul ra bel cor fin gra hul jo ne os pi zu".split()
 
 
@@ -90,6 +98,7 @@ def main(argv=None) -> int:
     ap.add_argument("--messages", type=int, default=200_000)
     ap.add_argument("--long", type=int, default=5, help="conversations of exactly 500 messages")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--cjk-share", type=float, default=0.05, help="share of conversations written in Japanese")
     args = ap.parse_args(argv)
 
     out = Path(args.out)
@@ -111,6 +120,12 @@ def main(argv=None) -> int:
     def text(n_words: int) -> str:
         return " ".join(rng.choices(words, cum_weights=cum, k=n_words)).capitalize() + "."
 
+    def japanese(n_words: int) -> str:
+        parts = rng.choices(JAPANESE, k=n_words)
+        if rng.random() < 0.3:
+            parts.insert(rng.randrange(len(parts) + 1), "".join(rng.choices(EMOJI, k=rng.randint(2, 5))))
+        return "".join(parts) + "。"
+
     started = time.perf_counter()
     store = HistoryStore.open(out)
     conn = store.conn
@@ -119,6 +134,7 @@ def main(argv=None) -> int:
     conversations, messages, stats = [], [], []
     for cid, count in enumerate(counts, start=1):
         model = models[cid % len(models)]
+        writer = japanese if rng.random() < args.cjk_share else text
         at = t0 + timedelta(minutes=cid * 50)
         parent = None
         for i in range(count):
@@ -129,7 +145,7 @@ def main(argv=None) -> int:
             n_words = rng.randint(5, 40) if role == "user" else rng.randint(20, 120)
             # Every 25th reply is a regenerated version: a sibling of the previous reply.
             branch_parent = messages[-1][3] if role == "assistant" and i > 2 and i % 25 == 1 else parent
-            messages.append((msg_id, uuid.uuid4().hex, cid, branch_parent, role, text(n_words), "complete", ts, ts))
+            messages.append((msg_id, uuid.uuid4().hex, cid, branch_parent, role, writer(n_words), "complete", ts, ts))
             if role == "assistant":
                 r = stats_record(rng, model, int(n_words * 1.3))
                 stats.append((msg_id, model[0], r["model"]["file"], model[1], r["gen_tps"], r["prompt_tps"],
@@ -157,7 +173,8 @@ def main(argv=None) -> int:
                      "prompt_tokens, completion_tokens, stop_reason, created_at, record) "
                      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", stats)
     conn.execute("COMMIT")
-    conn.execute("INSERT INTO messages_fts(messages_fts) VALUES ('optimize')")  # merge FTS segments, as after a while
+    for index in ("messages_fts", "messages_trigram"):  # merge FTS segments, as after a while
+        conn.execute(f"INSERT INTO {index}({index}) VALUES ('optimize')")
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     store.close()
     done = time.perf_counter()

@@ -208,3 +208,29 @@ def test_stats_line_format():
         "41.2 tok/s · 312 tokens · 0.21 s to first token · 1.2 GB RAM · gemma-3-270m Q4_K_M")
     assert format_stats_line({"gen_tps": float("nan"), "stop_reason": "length", "model": "x"}) == "x · max tokens reached"
     assert format_stats_line(None) == "" and format_stats_line({}) == ""
+
+
+def test_a_failed_save_mid_reply_does_not_stop_it_and_finish_reports(tmp_path):
+    import sqlite3
+
+    from assistant.history import HistoryBusyError
+
+    path = tmp_path / "history.db"
+    with HistoryStore.open(path, busy_timeout=0.2) as store:
+        conv = store.create_conversation()
+        reply = store.start_reply(conv.id, save_interval=0)
+        reply.append("saved part. ")
+        blocker = sqlite3.connect(path, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")  # another process holding the write lock
+        reply.append("not saved yet. ")  # the save fails; the reply goes on
+        assert isinstance(reply.save_error, HistoryBusyError)
+        assert store.get_message(reply.id).content == "saved part. "
+        with pytest.raises(HistoryBusyError, match="busy"):
+            reply.finish()
+        assert not reply.finished and store.get_message(reply.id).status == "streaming"
+        blocker.execute("ROLLBACK")
+        blocker.close()
+        reply.append("then saved.")
+        assert reply.save_error is None
+        done = reply.finish()
+        assert (done.status, done.content) == ("complete", "saved part. not saved yet. then saved.")
