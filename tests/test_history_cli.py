@@ -190,3 +190,11 @@ def test_import_names_the_limit_it_hit(home, capsys, tmp_path_factory):
         assert code == 1 and words in err and "Nothing was changed" in err, (path, err)
         assert "did not expect" not in err and "Error" not in err
     assert run(capsys, "list")[1].count("\n") == 2  # nothing imported
+
+
+def test_a_data_folder_that_cannot_be_created_is_a_sentence(tmp_path, capsys, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("ASSISTANT_HOME", str(blocker / "home"))
+    code, _, err = run(capsys, "list")
+    assert code == 1 and err.startswith("error: Cannot create the data folder") and "a-file" in err

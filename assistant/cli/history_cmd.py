@@ -180,6 +180,8 @@ def cmd_rm(args) -> int:
 def cmd_check(args) -> int:
     """Say what was found and what was done; never point back at this same command."""
     with open_store() as store:
+        print(f"Checking {safe_text(store.path)}: every page is read, which takes a while on a large history.",
+              file=sys.stderr)
         result = store.check()
     print(safe_text(result.message))
     return 0 if result.outcome in ("sound", "repaired") else 1

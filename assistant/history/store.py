@@ -160,7 +160,11 @@ class HistoryStore:
         if path is None:
             from common.paths import history_db_path
 
-            path = history_db_path()
+            try:
+                path = history_db_path()  # creates the data folder
+            except OSError as exc:
+                raise HistoryError(f"Cannot create the data folder {exc.filename} for the chat history: "
+                                   f"{exc.strerror or exc}.") from exc
         path = Path(path)
         _ensure_folder(path.parent)
         moved: tuple[Path, str] | None = None
@@ -433,6 +437,9 @@ class HistoryStore:
             self._rebuild_indexes(verdict)
             return CheckResult("repaired", f"The search index of the chat history {path} was damaged "
                                f"({verdict.reason}). It was rebuilt from your {counts}; nothing was lost.")
+        if self.read_only:  # FTS5 checks its indexes only through a write statement
+            return CheckResult("sound", f"The chat history {path} is sound: {counts}. It cannot be written, so its "
+                               "search indexes were not checked.")
         return CheckResult("sound", f"The chat history {path} is sound: {counts}, and the search indexes match them.")
 
     # -- conversations -------------------------------------------------------------
