@@ -165,6 +165,38 @@ def test_several_processes_meeting_one_damaged_file_move_it_once(tmp_path):
         assert len(store.notices()) == 1
 
 
+def _index_out_of_step(path):
+    """Index entries that no longer match their table (what a stray write to an index can leave)."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    version = conn.execute("PRAGMA schema_version").fetchone()[0]
+    conn.execute("PRAGMA writable_schema = ON")
+    conn.execute("UPDATE sqlite_master SET sql = 'CREATE INDEX messages_by_conversation ON messages(role, id)' "
+                 "WHERE name = 'messages_by_conversation'")
+    conn.execute(f"PRAGMA schema_version = {version + 1}")
+    conn.execute("PRAGMA writable_schema = OFF")
+    conn.close()
+
+
+def test_index_entries_out_of_step_are_rebuilt_not_moved(tmp_path):
+    path = tmp_path / "history.db"
+    filled(path, n=50)
+    before = _contents(path)
+    _index_out_of_step(path)
+    with HistoryStore.open(path) as store:
+        result = store.check()
+        assert result.outcome == "repaired" and "out of step" in result.message and "nothing was lost" in result.message
+        assert store.check().outcome == "sound"
+    assert damaged_files(tmp_path) == [] and _contents(path) == before
+
+
+def test_only_index_complaints_count_as_index_entries():
+    from assistant.history.recovery import only_index_entries
+
+    assert only_index_entries("row 1 missing from index m; wrong # of entries in index m and 3 more")
+    assert not only_index_entries("row 1 missing from index m; Tree 6 page 6: btreeInitPage() returns error code 11")
+    assert not only_index_entries("")
+
+
 # -- not damage: never moved ---------------------------------------------------------
 
 # Writes through a connection that never checkpoints, then copies the newest page 1

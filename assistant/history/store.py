@@ -367,7 +367,11 @@ class HistoryStore:
                 if self.read_only:
                     raise HistoryDamagedError(f"{exc} It cannot be written, so it was left exactly as it is; "
                                               "copy it to a writable folder to recover it.") from exc
+                if self._reindex(verdict):
+                    return
                 target = self._move_aside_and_restart(exc)
+                if target is None:
+                    return  # sound when looked at afresh under the lock (another process repaired it)
                 raise HistoryDamagedError(
                     f"The chat history database {self.path} was damaged ({verdict.reason}), so this was not done. "
                     f"It was moved to {target}, where nothing in it was changed, and a new, empty history was "
@@ -388,6 +392,24 @@ class HistoryStore:
                 "from your messages, and nothing was lost.")
         log.warning(text)
         self.warnings.append(text)
+
+    def _reindex(self, verdict: recovery.Verdict) -> bool:
+        """Index entries out of step with their table are derived data too: REINDEX, and look again."""
+        if not recovery.only_index_entries(verdict.reason):
+            return False
+        try:
+            self.conn.execute("REINDEX")
+            if recovery.examine(self.conn, check_indexes=False).kind != "sound":
+                return False
+        except sqlite3.DatabaseError as exc:
+            if not failures.is_damage(exc):
+                raise failures.translate(exc, self.path, self.busy_timeout) from exc
+            return False
+        text = (f"The indexes of the chat history {self.path} were out of step with the messages "
+                f"({verdict.reason}); they were rebuilt from them, and nothing was lost.")
+        log.warning(text)
+        self.warnings.append(text)
+        return True
 
     def _move_aside_and_restart(self, exc: HistoryDamagedError) -> Path | None:
         self.conn.close()
@@ -423,6 +445,8 @@ class HistoryStore:
                 return CheckResult("damaged", f"The chat history {path} is damaged ({verdict.reason}). It cannot "
                                    "be written, so it was left exactly as it is; copy it to a writable folder to "
                                    "recover it.")
+            if self._reindex(verdict):
+                return CheckResult("repaired", self.warnings[-1])
             target = self._move_aside_and_restart(HistoryDamagedError(verdict.reason))
             if target is None:
                 return CheckResult("sound", f"The chat history {path} was found sound on a second look; nothing "
