@@ -198,3 +198,18 @@ def test_a_data_folder_that_cannot_be_created_is_a_sentence(tmp_path, capsys, mo
     monkeypatch.setenv("ASSISTANT_HOME", str(blocker / "home"))
     code, _, err = run(capsys, "list")
     assert code == 1 and err.startswith("error: Cannot create the data folder") and "a-file" in err
+
+
+def test_chat_shows_a_notice_too(tmp_path, capsys, monkeypatch):
+    from assistant.cli import chat_cmd
+
+    monkeypatch.setenv("ASSISTANT_HOME", str(tmp_path))
+    # dim() binds the stderr of its import time; capsys swaps stderr per test.
+    monkeypatch.setattr(chat_cmd, "dim", lambda text, stream=None: text)
+    (tmp_path / "history.db").write_bytes(b"junk" * 1000)
+    HistoryStore.open(tmp_path / "history.db").close()
+    capsys.readouterr()
+    store = chat_cmd._open_history(argparse.Namespace(no_save=False))
+    store.close()
+    err = capsys.readouterr().err
+    assert "history.damaged-" in err and "assistant history dismiss 1" in err
