@@ -46,7 +46,6 @@ from assistant.history.errors import (
     HistoryError,
     HistoryReadOnlyError,
     MessageNotFound,
-    MigrationError,
 )
 from assistant.history.export import to_json, to_markdown
 from assistant.history.notices import Notice, NoticeBoard
