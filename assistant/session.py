@@ -136,8 +136,9 @@ class ChatSession:
     # --- Persistence (a no-op without a store)
     def _ensure_conversation(self) -> None:
         if self.conversation_id is None:
-            conv = self.history.create_conversation(model=self._model_name(), system_prompt=self.system_prompt,
-                                                    settings=self.settings.to_dict())
+            # No settings saved with it: a conversation's settings are only the overrides its user chose
+            # (each reply's record keeps the sampling it used); the defaults stay the defaults.
+            conv = self.history.create_conversation(model=self._model_name(), system_prompt=self.system_prompt)
             self.conversation_id = conv.id
         else:
             self._note_model()

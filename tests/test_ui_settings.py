@@ -86,3 +86,29 @@ def test_a_conversations_own_settings_reach_its_next_reply(qtbot, tmp_path):
         window.input._submit()
     assert captured[-1].temperature == 0.1 and done.args[0].stats["completion_tokens"] == 3
     window.close()
+
+
+def test_a_new_default_reaches_the_next_reply_of_an_open_conversation(qtbot, tmp_path):
+    """A conversation keeps only the overrides its user chose, so a changed default reaches its next reply."""
+    from tests.support.fake_engine import FakeEngine
+    from tests.support.window import open_window
+
+    captured = []
+
+    class Recording(FakeEngine):
+        def chat(self, messages, settings=None):
+            captured.append(settings)
+            return super().chat(messages, settings)
+
+    window = open_window(qtbot, tmp_path, Recording())
+    with qtbot.waitSignal(window.bridge.modelLoaded, timeout=10_000):
+        window.load_model("m")
+    for text, temperature in (("one", 0.8), ("two", 0.3)):
+        window.defaults["temperature"] = temperature
+        window.input.edit.setPlainText(text)
+        with qtbot.waitSignal(window.bridge.turnFinished, timeout=10_000):
+            window.input._submit()
+        qtbot.waitUntil(lambda: not window.generating)
+    assert [s.temperature for s in captured] == [0.8, 0.3]
+    assert window.history.get_conversation(window.current_id).settings in (None, {})
+    window.close()
