@@ -86,5 +86,6 @@ def ctrl_c_cancels(cancel):
         signal.signal(signal.SIGINT, previous)
 
 
-def dim(text: str, stream=sys.stderr) -> str:
+def dim(text: str, stream=None) -> str:
+    stream = stream if stream is not None else sys.stderr  # looked up now: tests and pipes replace it
     return f"\033[2m{text}\033[0m" if stream.isatty() else text
