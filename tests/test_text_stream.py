@@ -54,3 +54,15 @@ def test_real_tokenizer_splits_characters_across_byte_tokens(tiny_model_path):
     shown = [stream.feed(p) for p in pieces] + [stream.flush()]
     assert "".join(shown).strip() == text and all("\ufffd" not in s for s in shown)
     llama.close()
+
+
+def test_a_character_cut_by_the_end_of_the_reply_is_dropped_not_shown_as_a_replacement():
+    """A reply stopped at max tokens between the bytes of an emoji ends before it, not with U+FFFD."""
+    emoji = "🙂".encode()
+    stream = TextStream()
+    shown = stream.feed(b"Hi ") + stream.feed(emoji[:2]) + stream.flush()
+    assert shown == "Hi " and "\ufffd" not in shown
+    # A broken byte in the middle of a reply still shows as U+FFFD: that text really is invalid.
+    stream = TextStream()
+    middle = stream.feed(b"a\xffb") + stream.flush()
+    assert middle == "a\ufffdb"
