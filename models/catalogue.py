@@ -5,6 +5,11 @@ the bigger one" is one step: `sizes_in_family(name)` and `neighbour(name, +1)`.
 A name may carry a quant (`llama3.2-1b:Q8_0`); the entry then points at that
 quant's file. Hub references (`owner/repo:QUANT`) of a catalogued repo map back
 to their entry, so a model pulled either way belongs to its family.
+
+This module is data only: it knows nothing of what is installed. The entry of an
+installed model (found through the repo and file it was pulled from) is
+`models.registry.catalogue_entry(name)`; the family helpers take either a name or
+an entry.
 """
 
 from __future__ import annotations
@@ -54,11 +59,17 @@ class CatalogueEntry:
     chat_format: str | None = None
     file_template: str | None = None
     sha256: str | None = None
-    source: str = "hub"  # "hub" or "package" (the starter)
+    source: str = "hub"  # "hub", or "package": built in, installed from the package index
     default_quant: str = DEFAULT_QUANT
+    base: bool = False  # a base model: continues text, does not follow instructions
+
+    @property
+    def is_base(self) -> bool:
+        return self.base
 
     @property
     def is_starter(self) -> bool:
+        """Built in (the starter or another model installed from the package index): never downloaded."""
         return self.source == "package"
 
     @property
@@ -131,6 +142,7 @@ def _load() -> tuple[Family, ...]:
                     sha256=e.get("sha256"),
                     source=e.get("source", "hub"),
                     default_quant=default_quant,
+                    base=bool(e.get("base", False)),
                 )
             )
         sizes.sort(key=lambda s: s.params)
@@ -162,6 +174,11 @@ def _by_repo(repo: str, filename: str | None = None, quant: str | None = None) -
     return None
 
 
+def entry_for_hub_file(repo: str, filename: str) -> CatalogueEntry | None:
+    """The entry (at the quant that file is) of a catalogued repo's file; None if not catalogued."""
+    return _by_repo(repo, filename=filename)
+
+
 def get(name: str) -> CatalogueEntry | None:
     """The catalogue entry a name means: `llama3.2-1b`, `llama3.2-1b:Q8_0`, or a Hub reference to a catalogued repo."""
     if not name:
@@ -180,34 +197,28 @@ def get(name: str) -> CatalogueEntry | None:
     return None
 
 
-def _entry_for_installed(name: str) -> CatalogueEntry | None:
-    """An installed model's entry, found through the repo and file it was pulled from."""
-    from models import registry  # late: the registry is the app's state, the catalogue is data
-
-    installed = registry.get(name)
-    if installed is None or not installed.repo:
-        return None
-    return _by_repo(installed.repo, filename=installed.filename)
+def _entry_of(name_or_entry: str | CatalogueEntry) -> CatalogueEntry | None:
+    return name_or_entry if isinstance(name_or_entry, CatalogueEntry) else get(name_or_entry)
 
 
-def family_of(name: str) -> Family | None:
-    """The family a catalogue name, Hub reference or installed model belongs to; None if none."""
-    entry = get(name) or _entry_for_installed(name)
+def family_of(name_or_entry: str | CatalogueEntry) -> Family | None:
+    """The family a catalogue name, Hub reference or entry belongs to; None if none."""
+    entry = _entry_of(name_or_entry)
     if entry is None:
         return None
     return next(f for f in _load() if f.id == entry.family)
 
 
-def sizes_in_family(name: str) -> list[CatalogueEntry]:
-    """All sizes of `name`'s family, smallest first (default quant); empty if it has no family."""
-    fam = family_of(name)
+def sizes_in_family(name_or_entry: str | CatalogueEntry) -> list[CatalogueEntry]:
+    """All sizes of the family, smallest first (default quant); empty if it has no family."""
+    fam = family_of(name_or_entry)
     return list(fam.sizes) if fam else []
 
 
-def neighbour(name: str, step: int) -> CatalogueEntry | None:
-    """The next bigger (step=+1) or smaller (step=-1) size in `name`'s family, or None at the end."""
-    entry = get(name) or _entry_for_installed(name)
-    sizes = sizes_in_family(name)
+def neighbour(name_or_entry: str | CatalogueEntry, step: int) -> CatalogueEntry | None:
+    """The next bigger (step=+1) or smaller (step=-1) size in the family, or None at the end."""
+    entry = _entry_of(name_or_entry)
+    sizes = sizes_in_family(entry) if entry else []
     if entry is None or not sizes:
         return None
     names = [s.name for s in sizes]
