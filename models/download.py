@@ -23,6 +23,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -35,9 +36,12 @@ from pathlib import Path
 from urllib.parse import urljoin
 
 from common.errors import UserError
-from common.paths import models_dir
-from models import hub
 from common.formatting import format_bytes
+from common.paths import models_dir
+from common.terminal import safe_text
+from models import atomic_file, hub, repo_path
+
+log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[int, int, float, "float | None"], None]
 
@@ -119,12 +123,23 @@ def _write_ref(storage: Path, revision: str, commit: str) -> None:
     ref.parent.mkdir(parents=True, exist_ok=True)
     if ref.exists() and ref.read_text() == commit:
         return
-    tmp = ref.with_name(f"{ref.name}.{os.getpid()}.tmp")
-    tmp.write_text(commit)
-    os.replace(tmp, ref)
+    atomic_file.write_bytes(ref, commit.encode("ascii"))
 
 
-def _link_snapshot(blob: Path, pointer: Path) -> Path:
+def _require_inside(path: Path, storage: Path) -> None:
+    """A last check, after the names were checked one by one: `path` lies under the repo's cache folder."""
+    if not os.path.normpath(path).startswith(os.path.normpath(storage) + os.sep):
+        raise repo_path.UnsafeRepoPathError(
+            f"{safe_text(path)} is outside the Hugging Face cache folder {storage}, so nothing was written there."
+        )
+
+
+def _link_snapshot(blob: Path, pointer: Path, storage: Path) -> Path:
+    if not pointer.parent.resolve().is_relative_to(storage.resolve()):
+        # A folder on the way is a link out of the cache (not made by this app): never write through it.
+        raise repo_path.UnsafeRepoPathError(
+            f"The folder {safe_text(pointer.parent)} leads outside the Hugging Face cache, so nothing was written there."
+        )
     pointer.parent.mkdir(parents=True, exist_ok=True)
     if pointer.is_symlink() or pointer.exists():
         pointer.unlink()
@@ -172,9 +187,7 @@ def _stamp(path: Path, digest: str) -> None:
     with _stamp_lock:
         stamps = _load_stamps()
         stamps[_stamp_key(path)] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "digest": digest}
-        tmp = _stamps_path().with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(stamps, indent=1))
-        os.replace(tmp, _stamps_path())
+        atomic_file.write_json(_stamps_path(), stamps)
 
 
 def _new_hasher(etag: str, size: int):
@@ -261,6 +274,10 @@ def download(
     NotEnoughSpaceError (nothing written), DiskFullError, DownloadInterrupted or
     DownloadCancelled (the part downloaded is kept), ChecksumMismatchError (deleted).
     """
+    # Names become paths under the cache: each is checked before anything touches the disk.
+    repo_path.require_repo_id(repo_id)
+    repo_path.require_file_path(filename, repo_id, typed=True)
+    repo_path.require_revision(revision, repo_id)
     cache = Path(cache or hub.cache_dir())
     storage = repo_folder(repo_id, cache)
 
@@ -274,11 +291,13 @@ def download(
     if isinstance(meta, DownloadResult):
         return meta
     commit, etag, size, location = meta
+    repo_path.require_commit(commit, repo_id, hub.endpoint())
     sha256 = etag if _SHA256_RE.match(etag) else None
-    _new_hasher(etag, size)  # refuse early a file that could not be verified
+    _new_hasher(etag, size)  # refuse early a file that could not be verified (and an ETag that is not a hash)
 
     blob = storage / "blobs" / etag
     pointer = storage / "snapshots" / commit / filename
+    _require_inside(pointer, storage)
     blob.parent.mkdir(parents=True, exist_ok=True)
     _write_ref(storage, revision, commit)
 
@@ -290,7 +309,7 @@ def download(
         if existing.exists() and existing.resolve().stat().st_size == size:
             if verify_file(existing, etag, cancel):
                 if existing == blob or not pointer.exists():
-                    _link_snapshot(blob, pointer)
+                    _link_snapshot(blob, pointer, storage)
                 return result(0, 0, True)
             _remove_bad(existing, pointer)
 
@@ -299,7 +318,7 @@ def download(
     try:
         if blob.exists() and blob.stat().st_size == size and verify_file(blob, etag, cancel):
             # Another process finished it while this one waited for the lock.
-            _link_snapshot(blob, pointer)
+            _link_snapshot(blob, pointer, storage)
             return result(0, 0, True)
         incomplete = blob.with_name(blob.name + ".incomplete")
         resumed = _transfer(
@@ -308,7 +327,7 @@ def download(
         os.replace(incomplete, blob)
         _set_permissions(blob)
         _stamp(blob, etag)
-        _link_snapshot(blob, pointer)
+        _link_snapshot(blob, pointer, storage)
         return result(size - resumed, resumed, False)
     finally:
         lock.release()
@@ -544,23 +563,40 @@ def _cancelled(filename: str, have: int, size: int) -> DownloadCancelled:
 # --- removal ------------------------------------------------------------------------------
 
 
+def _storage_of(path: Path, cache: Path) -> Path | None:
+    """The `models--owner--name` folder of the cache that holds `path` (its folders resolved), or None."""
+    path = Path(path)
+    path = path.parent.resolve() / path.name  # resolve the folders, not the link itself
+    return next((p for p in path.parents if p.parent == cache and p.name.startswith("models--")), None)
+
+
+def in_cache(path: Path, cache: Path | None = None) -> bool:
+    """Whether `path` is a file in a repo folder of the Hugging Face cache (the only place this app downloads to)."""
+    return _storage_of(path, Path(cache or hub.cache_dir()).resolve()) is not None
+
+
 def delete_cached(path: Path, cache: Path | None = None) -> int:
-    """Delete a snapshot file and its blob, unless another snapshot still links to the blob. Returns bytes freed."""
+    """Delete a snapshot file and its blob, unless another snapshot still links to the blob. Returns bytes freed.
+
+    Only ever deletes inside the Hugging Face cache: a path elsewhere is refused, and a link
+    that points out of its repo's blobs is removed without touching what it points to.
+    """
     path = Path(path)
     path = path.parent.resolve() / path.name  # resolve the folders, not the link itself
     cache = Path(cache or hub.cache_dir()).resolve()
     if not (path.is_symlink() or path.exists()):
         return 0
-    try:
-        storage = next(p for p in path.parents if p.parent == cache and p.name.startswith("models--"))
-    except StopIteration:
-        raise UserError(f"{path} is not in the Hugging Face cache, so it was not deleted.") from None
+    storage = _storage_of(path, cache)
+    if storage is None or not path.is_relative_to(storage / "snapshots"):
+        raise UserError(f"{safe_text(path)} is not a model file in the Hugging Face cache, so it was not deleted.")
     if path.is_symlink():
         target = path.resolve()
         path.unlink()
         still_used = any(p.resolve() == target for p in (storage / "snapshots").rglob("*") if p.is_symlink())
         freed = 0
-        if target.exists() and not still_used:
+        if not target.is_relative_to(storage / "blobs"):
+            log.warning("%s pointed outside its repo's blobs (%s); only the link was removed", path, target)
+        elif target.exists() and not still_used:
             freed = target.stat().st_size
             target.unlink()
     else:  # a copy in the snapshot (no symlinks on this system)

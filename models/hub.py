@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from common.errors import ModelNotFoundError, UserError
+from common.terminal import safe_text
+from models import repo_path
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 DEFAULT_QUANT = "Q4_K_M"
@@ -169,6 +171,12 @@ def parse_ref(spec: str) -> HubRef | None:
     return None
 
 
+def shard_of_filename(filename: str) -> tuple[int, int] | None:
+    """(index, count) of a split model's part ("…-00001-of-00003.gguf"), or None."""
+    m = _SHARD_RE.search(filename)
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
 def quant_of_filename(filename: str) -> str | None:
     """The quant a GGUF file name states ("…-Q4_K_M.gguf" → "Q4_K_M"), or None."""
     stem = _SHARD_RE.sub("", Path(filename).name)
@@ -280,7 +288,9 @@ def translate_error(exc: BaseException, repo_id: str, filename: str | None = Non
         if status == 429 or status >= 500:
             return HubUnreachableError(f"The Hugging Face Hub answered with an error ({status}); try again later.")
         return UserError(f"The Hugging Face Hub answered {status} for {repo_id}.")
-    return UserError(f"Talking to the Hugging Face Hub about {repo_id} failed: {type(exc).__name__}: {exc}.")
+    return UserError(
+        f"Talking to the Hugging Face Hub about {safe_text(repo_id)} failed: {type(exc).__name__}: {safe_text(exc)}."
+    )
 
 
 def _hub_call(fn, repo_id: str, filename: str | None = None):
@@ -292,27 +302,35 @@ def _hub_call(fn, repo_id: str, filename: str | None = None):
 
 
 def list_gguf_files(repo_id: str, revision: str = "main") -> RepoListing:
-    """A repo's GGUF files with sizes and SHA-256, at the commit `revision` points to now."""
+    """A repo's GGUF files with sizes and SHA-256, at the commit `revision` points to now.
+
+    Raises UnsafeRepoPathError if the listing names any path outside the repository.
+    """
+    repo_path.require_repo_id(repo_id)
+    repo_path.require_revision(revision, repo_id)
     hf = api()
     # model_info first: one request without retries, so an unreachable Hub fails fast,
     # and it names the commit so the tree listing cannot race a new push.
     info = _hub_call(lambda: hf.model_info(repo_id, revision=revision, timeout=API_TIMEOUT_S), repo_id)
     commit = info.sha or revision
     tree = _hub_call(lambda: list(hf.list_repo_tree(repo_id, recursive=True, revision=commit)), repo_id)
+    # Every name is checked before any is used: a listing that names a path outside the repository
+    # comes from a hostile or broken server, and none of it is trusted.
+    for item in tree:
+        repo_path.require_file_path(getattr(item, "path", None), repo_id)
     files = []
     for item in tree:
-        path = getattr(item, "path", "")
+        path = item.path
         if not path.lower().endswith(".gguf") or not hasattr(item, "size"):
             continue
         lfs = getattr(item, "lfs", None)
-        shard = _SHARD_RE.search(path)
         files.append(
             RemoteGGUF(
                 path=path,
                 size=int(lfs.size if lfs else item.size),
                 sha256=lfs.sha256 if lfs else None,
                 quant=quant_of_filename(path),
-                shard=(int(shard.group(1)), int(shard.group(2))) if shard else None,
+                shard=shard_of_filename(path),
             )
         )
     files.sort(key=lambda f: f.path)
