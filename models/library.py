@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from common.errors import ModelFileError, ModelNotFoundError, UserError
-from models import catalogue, download, fit, hub, registry, speed
+from common.terminal import safe_text
+from models import catalogue, download, fit, hub, registry, repo_path, speed, starter
 from models.catalogue import CatalogueEntry
 from models.download import ProgressCallback
 from models.gguf_file import read_gguf_info
@@ -36,21 +37,28 @@ def pull_target(name: str) -> PullTarget:
     """What `pull NAME` would download; raises ModelNotFoundError for a name that is neither catalogue nor Hub."""
     entry = catalogue.get(name)
     if entry is not None and entry.is_starter:
-        raise UserError("The starter model is built in; it needs no download.")
+        raise UserError(f"{entry.name} is built in; it needs no download.")
     if "/" not in name:  # a catalogue name, optionally with a quant
         if entry is not None:
             return PullTarget(entry.name, entry.repo, entry.file, entry.quant, "main", entry)
         base, _, quant = name.partition(":")
         known = catalogue.get(base)
         if known is not None:
-            raise ModelNotFoundError(f"{base} has no {quant} quant; its repo offers: {', '.join(known.quants)}.")
+            raise ModelNotFoundError(
+                f"{base} has no {safe_text(quant)} quant; its repo offers: {', '.join(known.quants)}."
+            )
         raise ModelNotFoundError(
-            f"{name!r} is neither in the catalogue (`assistant models list`) nor a Hub name like "
+            f"{safe_text(repr(name))} is neither in the catalogue (`assistant models list`) nor a Hub name like "
             "owner/repo:Q4_K_M or owner/repo/file.gguf."
         )
     ref = hub.parse_ref(name)
     if ref is None:
-        raise ModelNotFoundError(f"{name!r} is not a Hub name like owner/repo:Q4_K_M or owner/repo/file.gguf.")
+        raise ModelNotFoundError(
+            f"{safe_text(repr(name))} is not a Hub name like owner/repo:Q4_K_M or owner/repo/file.gguf."
+        )
+    if ref.filename is not None:
+        repo_path.require_file_path(ref.filename, ref.repo_id, typed=True)
+    repo_path.require_revision(ref.revision, ref.repo_id)
     return PullTarget(ref.name, ref.repo_id, ref.filename, ref.quant, ref.revision, entry)
 
 
@@ -135,31 +143,48 @@ def pull(
 
 
 def import_file(path, name: str | None = None) -> InstalledModel:
-    """Register a .gguf that is already on disk, in place (no copy)."""
+    """Register a .gguf that is already on disk, in place (no copy).
+
+    With no `name`, the file's name without .gguf, or the next free `name-2`… if another
+    file has it; a `name` given and taken by another file is refused.
+    """
     p = Path(path).expanduser()
     info = read_gguf_info(p)  # refuses a missing, broken or non-GGUF file with a clear reason
     p = p.resolve()
-    name = name or p.stem
-    if name == registry.starter.STARTER_NAME or catalogue.get(name) is not None or hub.parse_ref(name):
-        raise UserError(f"{name!r} is the name of a catalogue or Hub model; choose another with --name.")
-    existing = registry.get(name)
-    if existing and Path(existing.path).resolve() != p:
-        raise UserError(f"A model named {name!r} is already installed from {existing.path}; choose another with --name.")
-    return registry.register(
-        InstalledModel(name=name, path=str(p), source="local", quant=info.quant)
-    )
+    chosen = name or p.stem
+    if registry.is_reserved_name(chosen):
+        if name:
+            raise UserError(
+                f"{safe_text(repr(name))} is the name of a built-in, catalogue or Hub model; choose another with --name."
+            )
+        chosen = f"{chosen}-imported"
+    entry = InstalledModel(name=chosen, path=str(p), source="local", quant=info.quant)
+    try:
+        return registry.add(entry, free_name=name is None)
+    except registry.NameTakenError as exc:
+        raise UserError(
+            f"A model named {safe_text(repr(name))} is already installed from {safe_text(exc.existing.path)}; "
+            "choose another with --name."
+        ) from None
 
 
 def remove(name: str) -> tuple[InstalledModel, int]:
-    """Uninstall a model; a downloaded one's file is deleted from the Hub cache. Returns (entry, bytes freed)."""
+    """Uninstall a model; a downloaded one's file is deleted from the Hub cache. Returns (entry, bytes freed).
+
+    Only files inside the Hugging Face cache are ever deleted. An entry whose file is
+    elsewhere (an imported file, or a download recorded by an older version at a path
+    outside the cache) is removed from the list and its file left where it is.
+    """
     entry = registry.get(name) or registry.get(registry.canonical_name(name))
     if entry is None:
-        raise ModelNotFoundError(f"No installed model is named {name!r}; `assistant models list` shows them.")
+        raise ModelNotFoundError(
+            f"No installed model is named {safe_text(repr(name))}; `assistant models list` shows them."
+        )
     name = entry.name
-    if entry.source == "starter":
-        raise UserError("The starter model is built in and cannot be removed.")
+    if entry.is_builtin:
+        raise UserError(f"{name} is built in and cannot be removed.")
     freed = 0
-    if entry.source == "hub":
+    if entry.source == "hub" and download.in_cache(Path(entry.path)):
         path = Path(entry.path)
         shared = [
             m for m in registry.list_installed()
@@ -171,7 +196,24 @@ def remove(name: str) -> tuple[InstalledModel, int]:
     return entry, freed
 
 
+def describe_removal(entry: InstalledModel, freed: int) -> str:
+    """One sentence on what `remove` did, for the CLI and the window."""
+    from common.formatting import format_bytes
+
+    name = safe_text(entry.name)
+    if entry.source == "hub" and not download.in_cache(Path(entry.path)):
+        return (f"Removed {name} from the list; its file {safe_text(entry.path)} is outside the Hugging Face "
+                "cache, so it was left where it is.")
+    if entry.source == "hub":
+        return (f"Removed {name} and freed {format_bytes(freed)}." if freed else
+                f"Removed {name}; its file is still used by another installed name, so it was kept.")
+    return f"Removed {name} from the list; the file {safe_text(entry.path)} was left where it is."
+
+
 # --- sizing up -----------------------------------------------------------------------------
+
+
+BASE_MODEL_LABEL = "base model: continues text, does not follow instructions"
 
 
 @dataclass(frozen=True)
@@ -180,7 +222,7 @@ class ModelRow:
     label: str
     family: str | None
     installed: bool
-    source: str  # "starter", "hub", "local" or "catalogue"
+    source: str  # "starter" (built in), "hub", "local" or "catalogue"
     path: str | None
     size_bytes: int | None
     size_approx: bool
@@ -192,48 +234,83 @@ class ModelRow:
     tokens_per_s: float | None
     speed_measured: bool
     problem: str | None = None  # why an installed file cannot be used
+    is_base: bool = False  # continues text, does not follow instructions (see is_base_model)
 
     @property
     def is_starter(self) -> bool:
+        """Built in (the starter or Gemma 3 270M base): never downloaded, never removed."""
         return self.source == "starter"
 
+    @property
+    def base_label(self) -> str | None:
+        return BASE_MODEL_LABEL if self.is_base else None
 
-def _installed_shape(m: InstalledModel) -> ModelShape:
-    if m.source == "starter":
-        path = registry.starter.starter_path()
-        if not path.exists():  # not assembled yet: listing must not write 253 MB
-            return from_catalogue(catalogue.get(registry.starter.STARTER_NAME))
-        return from_gguf(read_gguf_info(path))
-    return from_gguf(read_gguf_info(Path(m.path)))
+
+def is_base_model(entry: CatalogueEntry | None, info=None, chat_format: str | None = None) -> bool:
+    """A base model: marked so in the catalogue, or a GGUF with no chat template that nothing supplies one for.
+
+    `info`: the file's GGUFInfo when it is at hand; `chat_format`: a format the installed entry names.
+    """
+    if entry is not None and entry.is_base:
+        return True
+    if info is None:
+        return False
+    return info.chat_template is None and not (chat_format or (entry.chat_format if entry else None))
+
+
+def installed_catalogue_entry(m: InstalledModel) -> CatalogueEntry | None:
+    """The catalogue entry an installed model is (built-in, pulled by catalogue name or from a catalogued repo)."""
+    if m.source == "local":
+        return None
+    entry = catalogue.get(m.name)
+    if entry is None and m.repo and m.filename:
+        entry = catalogue.entry_for_hub_file(m.repo, m.filename)
+    return entry
+
+
+def _installed_file(m: InstalledModel) -> Path | None:
+    """The model's file; None for a built-in one not prepared yet (listing must not assemble 253 MB)."""
+    model = starter.builtin(m.name) if m.is_builtin else None
+    if model is not None:
+        path = model.path()  # BuiltinModelMissingError if its package is not installed
+        return path if path.exists() else None
+    return Path(m.path)
+
+
+def _installed_facts(m: InstalledModel, entry: CatalogueEntry | None):
+    """(shape, GGUFInfo or None, path or None) of an installed model; raises a UserError if it cannot be used."""
+    path = _installed_file(m)
+    if path is None:
+        return from_catalogue(entry), None, None
+    info = read_gguf_info(path)
+    return from_gguf(info), info, path
 
 
 def list_models(n_ctx: int | None = None, include_catalogue: bool = True) -> list[ModelRow]:
-    """Installed models first (the starter on top), then catalogue entries not installed."""
+    """Installed models first (the built-in ones on top), then catalogue entries not installed."""
     machine = fit.this_machine()
     calib = speed.calibration()
     rows: list[ModelRow] = []
     covered: set[str] = set()
     for m in registry.list_installed():
-        entry = catalogue.get(m.name) if m.source != "local" else None
-        if entry is None and m.repo:
-            entry = catalogue.get(f"{m.repo}/{m.filename}")
+        entry = installed_catalogue_entry(m)
         if entry is not None:
             covered.add(entry.name)
         label = entry.label if entry else (m.repo or Path(m.path).name)
         family = entry.family if entry else None
         try:
-            shape = _installed_shape(m)
+            shape, info, path = _installed_facts(m, entry)
         except (ModelFileError, UserError) as exc:
-            rows.append(ModelRow(m.name, label, family, True, m.source, m.path, None, False, None, m.quant, None,
-                                 None, None, None, False, str(exc)))
+            rows.append(ModelRow(m.name, label, family, True, m.source, m.path or None, None, False, None, m.quant,
+                                 None, None, None, None, False, str(exc), is_base_model(entry, None, m.chat_format)))
             continue
         verdict = fit.fit(shape, n_ctx, machine)
-        path = m.path if m.source != "starter" else str(registry.starter.starter_path())
         fig = speed.speed_for(path, shape, calib=calib)
         rows.append(ModelRow(
-            m.name, label, family, True, m.source, path, shape.size_bytes, False, shape.n_params, shape.quant,
-            shape.context_length, verdict.verdict, verdict.reason, fig.tokens_per_s if fig else None,
-            bool(fig and fig.measured),
+            m.name, label, family, True, m.source, str(path) if path else m.path, shape.size_bytes, False,
+            shape.n_params, shape.quant, shape.context_length, verdict.verdict, verdict.reason,
+            fig.tokens_per_s if fig else None, bool(fig and fig.measured), None,
+            is_base_model(entry, info, m.chat_format),
         ))
     if include_catalogue:
         for entry in catalogue.entries():
@@ -245,7 +322,7 @@ def list_models(n_ctx: int | None = None, include_catalogue: bool = True) -> lis
             rows.append(ModelRow(
                 entry.name, entry.label, entry.family, False, "catalogue", None, entry.size_bytes,
                 entry.size_approx, entry.params, entry.quant, entry.context_length, verdict.verdict,
-                verdict.reason, fig.tokens_per_s, False,
+                verdict.reason, fig.tokens_per_s, False, None, entry.is_base,
             ))
     return rows
 
@@ -263,10 +340,9 @@ def fit_report(name: str, n_ctx: int | None = None) -> FitReport:
     """The memory estimate, verdict and speed for an installed, catalogue or Hub model (a range read if needed)."""
     installed = registry.get(name)
     if installed is not None:
-        shape = _installed_shape(installed)
-        path = installed.path if installed.source != "starter" else str(registry.starter.starter_path())
+        shape, _info, path = _installed_facts(installed, installed_catalogue_entry(installed))
         return FitReport(name, shape, fit.fit(shape, n_ctx), speed.speed_for(path, shape),
-                         "installed file")
+                         "installed file" if path else "catalogue (the built-in file is prepared on first use)")
     p = Path(name).expanduser()
     if p.suffix.lower() == ".gguf" and p.exists():
         shape = from_gguf(read_gguf_info(p))

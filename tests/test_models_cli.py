@@ -31,7 +31,11 @@ def test_list_shows_installed_models_and_the_catalogue(capsys):
     header = next(line for line in lines if line.startswith("NAME"))
     assert header.split() == ["NAME", "INSTALLED", "SIZE", "PARAMS", "QUANT", "CTX", "FIT", "TOK/S"]
     starter = next(line for line in lines if line.startswith("starter *"))
-    assert "built in" in starter and "253 MB" in starter and "Q4_K_M" in starter and "32k" in starter
+    assert "built in" in starter and "98.4 MB" in starter and "Q4_1" in starter and "8k" in starter
+    assert "base model" not in starter
+    gemma = next(line for line in lines if line.startswith("gemma3-270m-base "))
+    assert "built in" in gemma and "253 MB" in gemma and "Q4_K_M" in gemma and "32k" in gemma
+    assert gemma.endswith("base model: continues text, does not follow instructions")
     eight_b = next(line for line in lines if line.startswith("llama3.1-8b "))
     assert "4.9 GB" in eight_b and " 8B " in eight_b and "128k" in eight_b and "~" in eight_b
     assert any(v in eight_b for v in ("fits", "tight", "does not fit"))
@@ -39,6 +43,8 @@ def test_list_shows_installed_models_and_the_catalogue(capsys):
     code, out, _ = run(capsys, "list", "--json", "--ctx", "2048")
     rows = json.loads(out)
     assert rows[0]["name"] == "starter" and rows[0]["installed"] and rows[0]["source"] == "starter"
+    assert not rows[0]["is_base"] and rows[0]["base_label"] is None
+    assert rows[1]["name"] == "gemma3-270m-base" and rows[1]["is_base"] and rows[1]["base_label"].startswith("base model")
     assert {r["name"] for r in rows} >= {"llama3.2-1b", "qwen2.5-14b", "gemma2-9b", "mistral-7b", "phi3.5-mini"}
     assert all(r["verdict"] in ("fits", "tight", "does not fit") and r["tokens_per_s"] > 0 for r in rows)
 

@@ -1,7 +1,13 @@
-"""`assistant models`: list, search, pull, import, rm and fit models."""
+"""`assistant models`: list, search, pull, import, rm and fit models.
+
+Names, repo ids, file names and labels come from users, model files and Hub
+servers: everything of theirs that reaches the terminal goes through `safe_text`,
+so an escape sequence in a name reads as text instead of acting.
+"""
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import threading
@@ -9,6 +15,7 @@ import time
 
 from common.errors import UserError
 from common.formatting import format_bytes, format_context, format_params, format_tps
+from common.terminal import safe_text
 
 
 def add_parser(subparsers) -> None:
@@ -23,13 +30,13 @@ def add_parser(subparsers) -> None:
     s.add_argument("--ctx", type=int, help="context length to size memory for (default: 4096, or the model's if less)")
     s.add_argument("--installed", action="store_true", help="only the installed models")
     s.add_argument("--json", action="store_true", help="machine-readable output")
-    s.set_defaults(func=cmd_list)
+    s.set_defaults(func=_with_notices(cmd_list))
 
     s = sub.add_parser("search", help="GGUF models on the Hugging Face Hub, with their quant files and sizes")
     s.add_argument("query", nargs="+")
     s.add_argument("-n", "--limit", type=int, default=10, help="how many repos (default 10)")
     s.add_argument("--json", action="store_true")
-    s.set_defaults(func=cmd_search)
+    s.set_defaults(func=_with_notices(cmd_search))
 
     s = sub.add_parser(
         "pull", help="download a model (resumes an interrupted download)",
@@ -40,27 +47,49 @@ def add_parser(subparsers) -> None:
     s.add_argument("name")
     s.add_argument("--ctx", type=int, help="context length for the fit check (default 4096)")
     s.add_argument("--force", action="store_true", help="download even if the model will not fit this machine")
-    s.set_defaults(func=cmd_pull)
+    s.set_defaults(func=_with_notices(cmd_pull))
 
     s = sub.add_parser("import", help="register a .gguf file that is already on disk (it is not copied)")
     s.add_argument("path")
     s.add_argument("--name", help="the name to use it by (default: the file name without .gguf)")
-    s.set_defaults(func=cmd_import)
+    s.set_defaults(func=_with_notices(cmd_import))
 
     s = sub.add_parser("rm", help="remove a model; a downloaded one's file is deleted")
     s.add_argument("name")
-    s.set_defaults(func=cmd_rm)
+    s.set_defaults(func=_with_notices(cmd_rm))
 
     s = sub.add_parser("fit", help="memory and speed estimate for a model, with its parts (reads only its header)")
     s.add_argument("name")
     s.add_argument("--ctx", type=int, help="context length (default: 4096, or the model's if less)")
     s.add_argument("--json", action="store_true")
-    s.set_defaults(func=cmd_fit)
+    s.set_defaults(func=_with_notices(cmd_fit))
 
 
 def _help(parser) -> int:
     parser.print_help()
     return 2
+
+
+def _show_notices() -> None:
+    """What happened to the installed-models list that the user has not seen (a damaged list rebuilt), once."""
+    from models import registry
+
+    notices = registry.pending_notices()
+    for message in notices:
+        print(f"notice: {safe_text(message)}", file=sys.stderr)
+    if notices:
+        registry.dismiss_notices()
+
+
+def _with_notices(command):
+    @functools.wraps(command)
+    def run(args) -> int:
+        try:
+            return command(args)
+        finally:
+            _show_notices()
+
+    return run
 
 
 # --- formatting --------------------------------------------------------------------------------
@@ -73,11 +102,17 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def _starter_name() -> str:
+    from models.starter import STARTER_NAME
+
+    return STARTER_NAME
+
+
 def _machine_line(n_ctx) -> str:
     from models import fit, speed
 
     m = fit.this_machine()
-    gpus = ", ".join(f"{g.name} ({format_bytes(g.total)})" for g in m.gpus) or "no GPU"
+    gpus = ", ".join(f"{safe_text(g.name)} ({format_bytes(g.total)})" for g in m.gpus) or "no GPU"
     bw = speed.memory_bandwidth()
     return (
         f"This machine: {format_bytes(m.total_ram)} RAM ({format_bytes(m.available_ram)} free), {gpus}, "
@@ -96,28 +131,34 @@ def cmd_list(args) -> int:
 
     rows = library.list_models(args.ctx, include_catalogue=not args.installed)
     if args.json:
-        print(json.dumps([asdict(r) for r in rows], indent=2))
+        print(json.dumps([{**asdict(r), "base_label": r.base_label} for r in rows], indent=2))
         return 0
     table = []
     for r in rows:
-        name = r.name + (" *" if r.is_starter else "")
+        name = safe_text(r.name) + (" *" if r.name == _starter_name() else "")
         installed = {"starter": "built in", "hub": "yes", "local": "imported"}.get(r.source, "-") if r.installed else "-"
         size = ("~" if r.size_approx else "") + format_bytes(r.size_bytes)
+        note = r.base_label or ""  # after the last column: a base model says so on its own line
         if r.problem:
-            table.append([name, installed, "?", "?", r.quant or "?", "?", "unusable", "-"])
+            table.append([name, installed, "?", "?", safe_text(r.quant or "?"), "?", "unusable", "-", note])
             continue
         table.append([
-            name, installed, size, format_params(r.params), r.quant or "?", format_context(r.context_length),
-            r.verdict or "?", format_tps(r.tokens_per_s, estimate=not r.speed_measured, unit=False),
+            name, installed, size, format_params(r.params), safe_text(r.quant or "?"),
+            format_context(r.context_length), r.verdict or "?",
+            format_tps(r.tokens_per_s, estimate=not r.speed_measured, unit=False), note,
         ])
     print(_machine_line(args.ctx))
     print()
-    print(_table(["NAME", "INSTALLED", "SIZE", "PARAMS", "QUANT", "CTX", "FIT", "TOK/S"], table))
+    print(_table(["NAME", "INSTALLED", "SIZE", "PARAMS", "QUANT", "CTX", "FIT", "TOK/S", ""], table))
     print()
-    print("* the built-in starter model.  ~ estimated for this machine; a plain figure was measured here.")
+    print("* the default model (built in, instruction-tuned).  ~ estimated for this machine; "
+          "a plain figure was measured here.")
+    if any(r.is_base for r in rows):
+        print("A base model continues the text it is given; for answers to questions, pick an "
+              "instruction-tuned model such as the starter.")
     for r in rows:
         if r.problem:
-            print(f"{r.name}: {r.problem}")
+            print(f"{safe_text(r.name)}: {safe_text(r.problem)}")
     if not args.installed:
         print("Pull one with `assistant models pull NAME` (NAME:QUANT for another quant); "
               "`assistant models fit NAME` shows the estimate's parts.")
@@ -135,14 +176,14 @@ def cmd_search(args) -> int:
         print(json.dumps([asdict(h) for h in hits], indent=2))
         return 0
     if not hits:
-        print(f"No GGUF repos on the Hub match {query!r}.")
+        print(f"No GGUF repos on the Hub match {safe_text(repr(query))}.")
         return 0
     for h in hits:
         flags = " (gated: needs a token and accepted terms)" if h.gated else ""
-        downloads = f"{h.downloads:,} downloads" if h.downloads is not None else ""
-        print(f"{h.repo_id}  {downloads}{flags}")
+        downloads = f"{h.downloads:,} downloads" if isinstance(h.downloads, int) else ""
+        print(f"{safe_text(h.repo_id)}  {downloads}{flags}")
         if h.error:
-            print(f"    {h.error}")
+            print(f"    {safe_text(h.error)}")
         by_quant: dict[str, list] = {}
         for f in h.files:
             by_quant.setdefault(f.quant or f.path, []).append(f)
@@ -150,7 +191,7 @@ def cmd_search(args) -> int:
         for quant, files in by_quant.items():
             f = files[0]
             split = f" in {f.shard[1]} parts" if f.shard else ""
-            parts.append(f"{quant} {format_bytes(f.size)}{split}")
+            parts.append(f"{safe_text(quant)} {format_bytes(f.size)}{split}")
         if parts:
             print("    " + ", ".join(parts))
     print()
@@ -165,7 +206,7 @@ def cmd_pull(args) -> int:
     target = library.pull_target(args.name)
     installed = _installed_and_present(target.name)
     if installed:
-        print(f"{target.name} is already installed ({installed.path}).")
+        print(f"{safe_text(target.name)} is already installed ({safe_text(installed.path)}).")
         return 0
     if hub.is_offline() and not (target.filename and download.cached_file(target.repo_id, target.filename)):
         hub.ensure_online()  # say so before anything else: there is nothing to pull it from
@@ -181,19 +222,19 @@ def cmd_pull(args) -> int:
         except (hub.HubAuthError, hub.HubNotFoundError):
             raise  # the download would fail the same way: say so now
         except UserError as exc:
-            print(f"(no fit estimate: {exc})", file=sys.stderr)
+            print(f"(no fit estimate: {safe_text(exc)})", file=sys.stderr)
     size = plan.size or (shape.size_bytes if shape else None)
-    print(f"Pulling {plan.name}: {target.repo_id}/{plan.filename}, {format_bytes(size)}")
+    print(f"Pulling {safe_text(plan.name)}: {safe_text(target.repo_id)}/{safe_text(plan.filename)}, {format_bytes(size)}")
     if shape is not None:
         verdict = fit.fit(shape, args.ctx)
         figure = speed.estimate_speed(shape)
-        print(f"  {verdict.verdict}: {verdict.reason} About {format_tps(figure.tokens_per_s, estimate=not False, unit=False)} tokens/s here.")
+        print(f"  {verdict.verdict}: {safe_text(verdict.reason)} About {format_tps(figure.tokens_per_s, estimate=True, unit=False)} tokens/s here.")
         if verdict.verdict == fit.NO_FIT and not args.force:
-            raise UserError(f"{plan.name} will not fit this machine; pull it with --force to download it anyway.")
+            raise UserError(f"{safe_text(plan.name)} will not fit this machine; pull it with --force to download it anyway.")
 
     cancel = threading.Event()
     outcome: dict = {}
-    bar = _ProgressBar(plan.filename)
+    bar = _ProgressBar(safe_text(plan.filename))
 
     def work():
         try:
@@ -212,7 +253,7 @@ def cmd_pull(args) -> int:
         bar.close()
         error = outcome.get("error")
         if isinstance(error, download.DownloadCancelled):
-            print(f"\n{error}", file=sys.stderr)
+            print(f"\n{safe_text(error)}", file=sys.stderr)
             return 130
         if "result" not in outcome:
             raise error if error else UserError("The download was stopped.")
@@ -221,11 +262,11 @@ def cmd_pull(args) -> int:
         raise outcome["error"]
     model, result = outcome["result"]
     if result.from_cache:
-        print(f"Found {plan.filename} in the Hugging Face cache, checked against the Hub's SHA-256.")
+        print(f"Found {safe_text(plan.filename)} in the Hugging Face cache, checked against the Hub's SHA-256.")
     else:
         resumed = f", resumed from {format_bytes(result.resumed_from)}" if result.resumed_from else ""
         print(f"Downloaded {format_bytes(result.size)}{resumed}; SHA-256 verified.")
-    print(f"Installed as {model.name}: assistant chat -m {model.name}")
+    print(f"Installed as {safe_text(model.name)}: assistant chat -m {safe_text(model.name)}")
     return 0
 
 
@@ -235,7 +276,7 @@ def _installed_and_present(name: str):
     from models import registry
 
     m = registry.get(name)
-    return m if m is not None and m.source != "starter" and Path(m.path).exists() else None
+    return m if m is not None and not m.is_builtin and Path(m.path).exists() else None
 
 
 def _terminal_columns() -> int:
@@ -285,7 +326,7 @@ def cmd_import(args) -> int:
     from models import library
 
     m = library.import_file(args.path, args.name)
-    print(f"Imported {m.path} as {m.name} (not copied): assistant chat -m {m.name}")
+    print(f"Imported {safe_text(m.path)} as {safe_text(m.name)} (not copied): assistant chat -m {safe_text(m.name)}")
     return 0
 
 
@@ -293,11 +334,7 @@ def cmd_rm(args) -> int:
     from models import library
 
     entry, freed = library.remove(args.name)
-    if entry.source == "hub":
-        print(f"Removed {entry.name} and freed {format_bytes(freed)}." if freed else
-              f"Removed {entry.name}; its file is still used by another installed name, so it was kept.")
-    else:
-        print(f"Removed {entry.name} from the list; the file {entry.path} was left where it is.")
+    print(library.describe_removal(entry, freed))
     return 0
 
 
@@ -322,18 +359,19 @@ def cmd_fit(args) -> int:
             "speed_measured": bool(report.speed and report.speed.measured),
         }, indent=2))
         return 0
-    print(f"{report.name}: {s.architecture}, {format_params(s.n_params)} parameters, {s.quant}, {format_bytes(s.size_bytes)}, "
+    print(f"{safe_text(report.name)}: {safe_text(s.architecture)}, {format_params(s.n_params)} parameters, "
+          f"{safe_text(s.quant)}, {format_bytes(s.size_bytes)}, "
           f"{s.n_layers} layers, {s.n_heads} heads ({s.n_kv_heads} KV), trained for {format_context(s.context_length)} tokens")
-    print(f"  (from the {report.shape_from}; {time.monotonic() - t0:.1f} s)")
+    print(f"  (from the {safe_text(report.shape_from)}; {time.monotonic() - t0:.1f} s)")
     print(f"Memory for a {e.n_ctx}-token context:")
     print(f"  weights          {format_bytes(e.weights):>10}")
     print(f"  KV cache         {format_bytes(e.kv_cache):>10}   (f16, every layer)")
     print(f"  compute buffer   {format_bytes(e.compute):>10}")
     print(f"  app and runtime  {format_bytes(e.overhead):>10}")
     print(f"  total            {format_bytes(e.total):>10}")
-    print(f"Verdict: {v.verdict}. {v.reason}")
+    print(f"Verdict: {v.verdict}. {safe_text(v.reason)}")
     for name, verdict in v.gpu_verdicts:
-        print(f"  on {name}: {verdict}")
+        print(f"  on {safe_text(name)}: {verdict}")
     if report.speed:
         sp = report.speed
         if sp.measured:
