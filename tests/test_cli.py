@@ -31,7 +31,7 @@ def test_one_question_streams_the_reply_then_one_stats_line(starter_model_path):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip()
     last = proc.stderr.strip().splitlines()[-1]
-    assert "tok/s" in last and "tokens" in last and "to first token" in last and "Q4_K_M" in last
+    assert "tok/s" in last and "tokens" in last and "to first token" in last and "Q4_1" in last
 
 
 def test_json_output_has_every_stats_key_for_the_starter_by_name():
@@ -42,7 +42,7 @@ def test_json_output_has_every_stats_key_for_the_starter_by_name():
                 "completion_tokens", "gen_ms", "gen_tps", "total_ms", "stop_reason", "n_ctx", "n_threads",
                 "memory", "backend"):
         assert key in record
-    assert record["model"]["name"] == "starter" and record["model"]["quant"] == "Q4_K_M"
+    assert record["model"]["name"] == "starter" and record["model"]["quant"] == "Q4_1"
     assert set(record["memory"]) >= {"weights_bytes", "kv_bytes", "compute_bytes", "rss_bytes",
                                      "rss_peak_bytes", "vram_bytes"}
 
@@ -75,8 +75,8 @@ def test_interactive_chat_keeps_turns_and_switches_models(starter_model_path, ti
     assert err.count("tok/s") + err.count(" tokens") >= 2  # a stats line per reply
 
 
-def test_ctrl_c_stops_the_reply_and_the_chat_goes_on(starter_model_path):
-    proc = subprocess.Popen([str(ASSISTANT), "chat", "-m", str(starter_model_path), "--no-save",
+def test_ctrl_c_stops_the_reply_and_the_chat_goes_on(gemma_model_path):
+    proc = subprocess.Popen([str(ASSISTANT), "chat", "-m", str(gemma_model_path), "--no-save",
                              "--temperature", "0.9", "--seed", "5", "-n", "3000"],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     proc.stdin.write("Tell me a very long story.\n")

@@ -23,9 +23,9 @@ MEMORY_KEYS = {"weights_bytes", "kv_bytes", "compute_bytes", "rss_bytes", "rss_p
 
 
 @pytest.fixture(scope="module")
-def starter(starter_model_path):
+def starter(gemma_model_path):
     engine = Engine()
-    engine.load(str(starter_model_path), LoadSettings(n_ctx=1024))
+    engine.load(str(gemma_model_path), LoadSettings(n_ctx=1024))
     yield engine
     engine.unload()
 
@@ -110,9 +110,9 @@ def test_abandoning_the_stream_records_a_stopped_reply(starter):
 
 def test_starter_by_name_uses_the_catalogue_gemma_format():
     engine = Engine()
-    summary = engine.load("starter", LoadSettings(n_ctx=256))
+    summary = engine.load("gemma3-270m-base", LoadSettings(n_ctx=256))
     assert summary.chat_format == "catalogue:gemma"
-    assert summary.name == "starter" and summary.quant == "Q4_K_M"
+    assert summary.name == "gemma3-270m-base" and summary.quant == "Q4_K_M"
     engine.unload()
 
 
@@ -183,11 +183,11 @@ def test_gguf_chat_template_is_rendered_in_the_sandbox(tmp_path):
     engine.unload()
 
 
-def test_model_without_template_gets_a_format_from_its_architecture(tiny_model_path, starter_model_path):
+def test_model_without_template_gets_a_format_from_its_architecture(tiny_model_path, gemma_model_path):
     engine = Engine()
     assert engine.load(str(tiny_model_path), LoadSettings(n_ctx=64, n_threads=1)).chat_format == \
         "fallback-llama:llama-2"
-    assert engine.load(str(starter_model_path), LoadSettings(n_ctx=64)).chat_format == "fallback-gemma3:gemma"
+    assert engine.load(str(gemma_model_path), LoadSettings(n_ctx=64)).chat_format == "fallback-gemma3:gemma"
     override = engine.load(str(tiny_model_path), LoadSettings(n_ctx=64, n_threads=1, chat_format="chatml"))
     assert override.chat_format == "override:chatml"
     engine.unload()
@@ -235,17 +235,17 @@ def test_unloading_ends_the_runner_and_the_memory_comes_back(starter_model_path,
     assert not psutil.pid_exists(tiny.pid) and engine.summary() is None
 
 
-def test_amx_guard_turns_off_extra_buffer_types(monkeypatch, starter_model_path):
+def test_amx_guard_turns_off_extra_buffer_types(monkeypatch, gemma_model_path):
     """On an AMX CPU the repacked (AMX) weight buffer must not be created (runner code, in this process)."""
     from assistant.engine.runner import llama_runtime as rt
     from assistant.engine.runner.llama_model import LoadedModel
 
-    normal = LoadedModel(str(starter_model_path), n_ctx=64, n_threads=2, n_gpu_layers=0, n_batch=64)
+    normal = LoadedModel(str(gemma_model_path), n_ctx=64, n_threads=2, n_gpu_layers=0, n_batch=64)
     normal_weights = normal.buffers.weights
     normal.close()
     monkeypatch.setattr(rt, "has_amx", lambda: True)
     mark = rt.log_mark()
-    guarded = LoadedModel(str(starter_model_path), n_ctx=64, n_threads=2, n_gpu_layers=0, n_batch=64)
+    guarded = LoadedModel(str(gemma_model_path), n_ctx=64, n_threads=2, n_gpu_layers=0, n_batch=64)
     log = rt.log_since(mark)
     assert "REPACK model buffer" not in log and "model buffer size" in log
     assert guarded.buffers.weights <= normal_weights

@@ -89,9 +89,9 @@ def test_architecture_llama_cpp_knows_but_gguf_does_not(tmp_path):
     assert read_gguf_info(path).architecture == "granite_swa"
 
 
-def test_starter_model(starter_model_path):
+def test_starter_model(gemma_model_path):
     started = time.perf_counter()
-    info = read_gguf_info(starter_model_path)
+    info = read_gguf_info(gemma_model_path)
     assert time.perf_counter() - started < 2  # gguf.GGUFReader takes ~13 s on it
     assert (info.architecture, info.quant, info.chat_template) == ("gemma3", "Q4_K_M", None)
     assert info.n_params == pytest.approx(268e6, rel=0.01)
@@ -255,8 +255,8 @@ def test_remote_header_asks_for_more_bytes_until_it_fits(tiny_model_path, grow):
     assert rounds <= (7 if grow else 30)
 
 
-def test_remote_header_of_the_starter_model(starter_model_path):
-    with open(starter_model_path, "rb") as f:
+def test_remote_header_of_the_starter_model(gemma_model_path):
+    with open(gemma_model_path, "rb") as f:
         data = f.read(8 << 20)
     with pytest.raises(HeaderIncompleteError) as caught:
         read_gguf_header(data[: 1 << 20], 253_113_024, URL)

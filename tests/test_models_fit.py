@@ -15,18 +15,18 @@ from tests.support.hub_server import hub, hub_env, medium_model_path  # noqa: F4
 GiB = 1 << 30
 
 
-def test_the_header_of_a_remote_file_is_read_with_range_requests(hub, starter_model_path):  # noqa: F811
-    hub.add_repo("google/gemma-3-270m-GGUF", {"gemma-3-270m-Q4_K_M.gguf": starter_model_path})
+def test_the_header_of_a_remote_file_is_read_with_range_requests(hub, gemma_model_path):  # noqa: F811
+    hub.add_repo("google/gemma-3-270m-GGUF", {"gemma-3-270m-Q4_K_M.gguf": gemma_model_path})
     remote = read_remote_header("google/gemma-3-270m-GGUF", "gemma-3-270m-Q4_K_M.gguf")
-    local = read_gguf_info(starter_model_path)
+    local = read_gguf_info(gemma_model_path)
 
     for field in ("architecture", "n_layers", "n_heads", "n_kv_heads", "head_dim", "context_length",
                   "embedding_length", "vocab_size", "quant", "n_params", "tensor_bytes", "size_bytes"):
         assert getattr(remote.info, field) == getattr(local, field), field
     assert (remote.info.architecture, remote.info.n_layers, remote.info.n_kv_heads, remote.info.head_dim,
             remote.info.context_length) == ("gemma3", 18, 1, 256, 32768)
-    assert remote.shape == shape_of_file(starter_model_path).__class__(**{
-        **shape_of_file(starter_model_path).__dict__, "source": remote.shape.source})
+    assert remote.shape == shape_of_file(gemma_model_path).__class__(**{
+        **shape_of_file(gemma_model_path).__dict__, "source": remote.shape.source})
     # Its 6.5 MB header (a 262k-token vocabulary) in two requests, not the 253 MB file.
     assert local.data_offset <= remote.bytes_read <= 8 << 20 and remote.requests == 2
     gets = [r for r in hub.log if r.method == "GET" and "/resolve/" in r.path]
@@ -95,13 +95,14 @@ def test_this_machine_is_read():
 
 
 @pytest.mark.llama_cpp
-def test_the_kv_and_compute_estimate_matches_what_llama_cpp_allocates(starter_model_path, medium_model_path):  # noqa: F811
+def test_the_kv_and_compute_estimate_matches_what_llama_cpp_allocates(
+        starter_model_path, gemma_model_path, medium_model_path):  # noqa: F811
     # In a fresh interpreter: llama.cpp's log goes to whichever callback was set last in this one.
     script = (
         "import sys; from llama_cpp import Llama\n"
         "Llama(model_path=sys.argv[1], n_ctx=int(sys.argv[2]), n_threads=1, verbose=True).close()\n"
     )
-    for path, n_ctx in ((starter_model_path, 2048), (medium_model_path, 8192)):
+    for path, n_ctx in ((starter_model_path, 2048), (gemma_model_path, 2048), (medium_model_path, 8192)):
         log = subprocess.run([sys.executable, "-c", script, str(path), str(n_ctx)],
                              capture_output=True, text=True, timeout=120, check=True).stderr
         kv = sum(float(x) for x in re.findall(r"KV buffer size =\s*([\d.]+) MiB", log)) * (1 << 20)

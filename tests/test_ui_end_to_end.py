@@ -9,13 +9,13 @@ from tests.support.window import open_window
 pytestmark = pytest.mark.llama_cpp
 
 
-def test_type_stream_see_stats_switch_model_and_reopen(qtbot, tmp_path, starter_model_path, tiny_model_path):
+def test_type_stream_see_stats_switch_model_and_reopen(qtbot, tmp_path, gemma_model_path, tiny_model_path):
     window = open_window(qtbot, tmp_path, Engine())
     window.defaults["max_tokens"] = 24
     window.defaults["seed"] = 3
     window.show()
     with qtbot.waitSignal(window.bridge.modelLoaded, timeout=60_000) as loaded:
-        window.load_model(str(starter_model_path))
+        window.load_model(str(gemma_model_path))
     assert loaded.args[0].summary.quant == "Q4_K_M"
     assert "Q4_K_M" in window.status_model.text()
 

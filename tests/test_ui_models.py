@@ -99,7 +99,7 @@ def test_picker_shows_the_family_sizes_with_verdicts_and_switches_to_an_installe
         qtbot, make_window, medium_model_path):  # noqa: F811
     registry.register(InstalledModel(name="gemma3-1b", path=str(medium_model_path), source="hub", repo=REPO,
                                      filename=FILE, quant="Q4_K_M"))
-    window = make_window()
+    window = make_window("gemma3-270m-base")  # Gemma 3's built-in size (the starter is SmolLM2)
     picker = window.model_picker
     texts = [b.text() for b in picker.size_buttons.values()]
     assert [t.split()[0] for t in texts] == ["270M", "1B", "4B", "12B"]  # size over speed, on two lines
@@ -108,9 +108,11 @@ def test_picker_shows_the_family_sizes_with_verdicts_and_switches_to_an_installe
     for button in picker.size_buttons.values():
         assert any(v in button.accessibleName() for v in VERDICTS) and "tok/s" in button.accessibleName()
         assert button.toolTip().count("\n") >= 2
-    assert picker.size_buttons["starter"].isChecked() and "loaded" in picker.size_buttons["starter"].accessibleName()
-    assert picker.combo.currentText() == "starter · Q4_K_M"
-    assert [picker.combo.itemData(i) for i in range(picker.combo.count())][:2] == ["starter", "gemma3-1b"]
+    base = picker.size_buttons["gemma3-270m-base"]
+    assert base.isChecked() and "loaded" in base.accessibleName()
+    assert picker.combo.currentText() == "gemma3-270m-base · Q4_K_M"
+    assert [picker.combo.itemData(i) for i in range(picker.combo.count())][:3] == [
+        "starter", "gemma3-270m-base", "gemma3-1b"]
 
     one_b = picker.size_buttons["gemma3-1b"]
     one_b.setFocus()
@@ -118,7 +120,7 @@ def test_picker_shows_the_family_sizes_with_verdicts_and_switches_to_an_installe
         qtbot.keyClick(one_b, Qt.Key_Space)  # keyboard, not only the mouse
     assert requested.args == ["gemma3-1b"]
     qtbot.waitUntil(lambda: window.model.get("name") == "gemma3-1b", timeout=5000)
-    assert one_b.isChecked() and not picker.size_buttons["starter"].isChecked()
+    assert one_b.isChecked() and not picker.size_buttons["gemma3-270m-base"].isChecked()
     assert picker.combo.currentData() == "gemma3-1b"
     window.input.edit.setPlainText("Which model are you?")  # the next reply comes from the new model
     with qtbot.waitSignal(window.bridge.turnFinished, timeout=10_000) as reply:
@@ -129,7 +131,7 @@ def test_picker_shows_the_family_sizes_with_verdicts_and_switches_to_an_installe
 
 
 def test_a_size_that_is_not_installed_offers_a_download_then_loads_it(qtbot, make_window, gemma_repo):
-    window = make_window()
+    window = make_window("gemma3-270m-base")
     picker = window.model_picker
     with qtbot.assertNotEmitted(picker.modelRequested):
         picker.size_buttons["gemma3-1b"].click()
@@ -154,9 +156,9 @@ def test_the_manager_lists_the_catalogue_families_with_fit_and_speed(qtbot, make
     window = make_window()
     dialog = open_manager(qtbot, window)
     families = [dialog.catalogue.topLevelItem(i).text(0) for i in range(dialog.catalogue.topLevelItemCount())]
-    assert families[:2] == ["Gemma 3 (Google)", "Llama 3.2 / 3.1 (Meta)"] and len(families) >= 5
+    assert families[:2] == ["SmolLM2 (Hugging Face)", "Gemma 3 (Google)"] and len(families) >= 5
     starter = dialog.catalogue_items["starter"]
-    assert starter.text(6) == "Built in, loaded" and starter.text(2) == "253 MB"
+    assert starter.text(6) == "Built in, loaded" and starter.text(2) == "98.4 MB"
     one_b = dialog.catalogue_items["gemma3-1b"]
     assert one_b.text(1) == "Q4_K_M" and one_b.text(2) == "806 MB" and one_b.text(3) == "1B"
     assert one_b.text(4) in VERDICTS and one_b.text(5).endswith("tok/s") and one_b.toolTip(4).startswith("It needs")
@@ -168,7 +170,7 @@ def test_the_manager_lists_the_catalogue_families_with_fit_and_speed(qtbot, make
     select_catalogue(dialog, "starter")
     assert not dialog.download_button.isEnabled() and not dialog.delete_button.isEnabled()
     installed = [dialog.installed.topLevelItem(i).text(0) for i in range(dialog.installed.topLevelItemCount())]
-    assert installed == ["starter (loaded)"]
+    assert installed == ["starter (loaded)", "gemma3-270m-base"]
 
 
 def test_a_download_shows_progress_then_is_installed_and_can_be_deleted(
@@ -196,7 +198,7 @@ def test_a_download_shows_progress_then_is_installed_and_can_be_deleted(
     assert "installed as gemma3-1b" in dialog.message.text()
     assert dialog.catalogue_items["gemma3-1b"].text(6) == "Installed"
     names = [dialog.installed.topLevelItem(i).data(0, Qt.UserRole) for i in range(dialog.installed.topLevelItemCount())]
-    assert names == ["starter", "gemma3-1b"]
+    assert names == ["starter", "gemma3-270m-base", "gemma3-1b"]
     assert Path(registry.get("gemma3-1b").path).stat().st_size == size
     assert downloads.load_records() == {}
 

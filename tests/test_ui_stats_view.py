@@ -171,13 +171,14 @@ def test_benchmark_button_emits_the_checked_models_and_shows_progress(qtbot, sto
     registry.register(InstalledModel(name="qwen2.5-0.5b", path="/nowhere/qwen.gguf", source="hub"))
     view = make_view(qtbot, store)
     names = [view.model_list.topLevelItem(i).text(0) for i in range(view.model_list.topLevelItemCount())]
-    assert names == [registry.starter_entry().name, "gemma-3-1b", "qwen2.5-0.5b"]
-    assert view.model_list.topLevelItem(0).text(1) == "on first use"  # the starter is assembled when used
+    assert names == [registry.starter_entry().name, "gemma3-270m-base", "gemma-3-1b", "qwen2.5-0.5b"]
+    assert view.model_list.topLevelItem(1).text(1) == "on first use"  # the built-in Gemma is assembled when used
     assert not view.bench_button.isEnabled()  # nothing checked yet
 
     # The keyboard checks models: Space on the current row.
     view.model_list.setFocus()
     qtbot.keyClick(view.model_list, Qt.Key.Key_Space)  # the starter
+    qtbot.keyClick(view.model_list, Qt.Key.Key_Down)
     qtbot.keyClick(view.model_list, Qt.Key.Key_Down)
     qtbot.keyClick(view.model_list, Qt.Key.Key_Down)
     qtbot.keyClick(view.model_list, Qt.Key.Key_Space)  # qwen

@@ -18,6 +18,9 @@ Faults for tests (attributes, changeable while it runs): `throttle_bps`, `drop_a
 (close the connection after that many body bytes), `short_body` (a body cut short
 but correctly framed), `fault_count` (how many GETs get the fault; None = all),
 `corrupt` (serve other bytes than the published SHA-256), `ignore_range`.
+Hostile answers, as a mirror or proxy could give: a repo's files may have any path at
+all (absolute, `..`, control characters: `add_repo` takes them as given, and the
+listing names them), and `commit_header` replaces every X-Repo-Commit value.
 Every request is logged in `log` (method, path, Range, auth, status, body bytes sent).
 """
 
@@ -119,6 +122,7 @@ class HubServer:
         self.corrupt = False
         self.ignore_range = False
         self.redirect_lfs = False
+        self.commit_header: str | None = None  # a hostile X-Repo-Commit for every resolve answer
         self._faults_done = 0
         self._lock = threading.Lock()
         self._httpd = ThreadingHTTPServer((host, 0), _make_handler(self))
@@ -371,7 +375,7 @@ def _make_handler(server: HubServer):
                 return self._error(entry, 404, "EntryNotFound", f"{filename} does not exist",
                                    {"X-Repo-Commit": repo.commit})
             meta = {
-                "X-Repo-Commit": repo.commit,
+                "X-Repo-Commit": server.commit_header or repo.commit,
                 "ETag": f'"{f.etag}"',
                 "Accept-Ranges": "bytes",
             }
