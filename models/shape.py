@@ -1,10 +1,13 @@
 """A model's shape as the memory and speed estimates need it, from a GGUF header or the catalogue.
 
-The one figure a header summary does not give is how many weight bytes are only
-looked up, not read whole, per token: an untied token-embedding table (its output
-layer is a separate tensor) is read one row per token. For a small model with a
-large vocabulary that table is a third of the file, so the speed estimate would
-be far off without it. `lookup_only_bytes` walks the tensor table for it.
+Two figures a header summary does not give come from the tensor table
+(`tensor_table` walks it):
+- how many weight bytes are only looked up, not read whole, per token: an untied
+  token-embedding table (its output layer is a separate tensor) is read one row per
+  token. For a small model with a large vocabulary that table is a third of the
+  file, so the speed estimate would be far off without it;
+- how many bytes are in tensor types whose CPU kernels are slow per byte (the
+  legacy Q4_1, Q5_0 and Q5_1: see models.speed).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from models.gguf_file import GGUFInfo
 
 TOKEN_EMBEDDING = "token_embd.weight"
 OUTPUT = "output.weight"
+SLOW_KERNEL_QUANTS = frozenset({"Q4_1", "Q5_0", "Q5_1"})  # tensor types (and file quants) without repacked CPU kernels
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,7 @@ class ModelShape:
     vocab_size: int | None
     context_length: int | None
     kv_bytes_per_token: int | None  # f16 K+V for all layers, per token of context
+    slow_kernel_bytes: int = 0  # weights read per token in types with slow CPU kernels (Q4_1, Q5_0, Q5_1)
 
     @property
     def bytes_per_token(self) -> int:
@@ -43,16 +48,24 @@ class ModelShape:
         return max(1, self.weight_bytes - self.lookup_only_bytes)
 
 
-def from_gguf(info: GGUFInfo, lookup_only_bytes: int | None = None) -> ModelShape:
-    if lookup_only_bytes is None:
-        lookup_only_bytes = _lookup_only_from_info(info)
+@dataclass(frozen=True)
+class TensorTable:
+    """What the speed estimate needs from a GGUF's tensor list."""
+
+    lookup_only_bytes: int
+    slow_kernel_bytes: int
+
+
+def from_gguf(info: GGUFInfo, table: TensorTable | None = None) -> ModelShape:
+    if table is None:
+        table = _table_from_info(info)
     return ModelShape(
         source=info.source,
         architecture=info.architecture,
         quant=info.quant,
         size_bytes=info.size_bytes,
         weight_bytes=info.tensor_bytes,
-        lookup_only_bytes=lookup_only_bytes,
+        lookup_only_bytes=table.lookup_only_bytes,
         n_params=info.n_params,
         n_layers=info.n_layers,
         n_heads=info.n_heads,
@@ -61,6 +74,7 @@ def from_gguf(info: GGUFInfo, lookup_only_bytes: int | None = None) -> ModelShap
         vocab_size=info.vocab_size,
         context_length=info.context_length,
         kv_bytes_per_token=info.kv_bytes_per_token,
+        slow_kernel_bytes=table.slow_kernel_bytes,
     )
 
 
@@ -85,6 +99,8 @@ def from_catalogue(entry: CatalogueEntry) -> ModelShape:
         vocab_size=a.vocab_size,
         context_length=entry.context_length,
         kv_bytes_per_token=a.kv_bytes_per_token,
+        # A legacy quant is in (nearly) every weight; the few other tensors do not matter here.
+        slow_kernel_bytes=(size - lookup) if entry.quant.upper() in SLOW_KERNEL_QUANTS else 0,
     )
 
 
@@ -102,30 +118,37 @@ def _guess_size(entry: CatalogueEntry) -> int:
     return int(entry.params * bits / 8)
 
 
-def _lookup_only_from_info(info: GGUFInfo) -> int:
-    """Read the tensor table of a local file; 0 if that is not possible (the estimate is then a bit low)."""
+def _table_from_info(info: GGUFInfo) -> TensorTable:
+    """Read the tensor table of a local file; zeros if that is not possible (the estimate is then a bit off)."""
     if info.path is None:
-        return 0
+        return TensorTable(0, 0)
     try:
         with open(info.path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            return lookup_only_bytes(data, info.size_bytes, str(info.path))
+            return tensor_table(data, info.size_bytes, str(info.path)) or TensorTable(0, 0)
     except (OSError, ValueError):
-        return 0
+        return TensorTable(0, 0)
+
+
+def tensor_table(data, total_size: int, source: str) -> TensorTable | None:
+    """The TensorTable of a GGUF: a whole file or a prefix that holds the header (a remote range read)."""
+    tensors = tensor_types(data, total_size, source)
+    if tensors is None:
+        return None
+    # Tied: the output layer is token_embd itself, read whole every token; untied: one row of it.
+    lookup = tensors[TOKEN_EMBEDDING][0] if OUTPUT in tensors and TOKEN_EMBEDDING in tensors else 0
+    slow = sum(n for name, (n, kind) in tensors.items()
+               if kind in SLOW_KERNEL_QUANTS and not (lookup and name == TOKEN_EMBEDDING))
+    return TensorTable(lookup, slow)
 
 
 def lookup_only_bytes(data, total_size: int, source: str) -> int:
-    """Bytes of an untied token-embedding table in a GGUF's tensor table (0 if tied or unknown).
-
-    Works on a whole file or on a prefix that holds the header (a remote range read).
-    """
-    sizes = tensor_sizes(data, total_size, source)
-    if not sizes or OUTPUT not in sizes:
-        return 0  # tied: the output layer is token_embd itself, read whole every token
-    return sizes.get(TOKEN_EMBEDDING, 0)
+    """Bytes of an untied token-embedding table in a GGUF's tensor table (0 if tied or unknown)."""
+    table = tensor_table(data, total_size, source)
+    return table.lookup_only_bytes if table else 0
 
 
-def tensor_sizes(data, total_size: int, source: str) -> dict[str, int] | None:
-    """{tensor name: bytes} from the header, or None if it cannot be walked."""
+def tensor_types(data, total_size: int, source: str) -> dict[str, tuple[int, str]] | None:
+    """{tensor name: (bytes, type name)} from the header, or None if it cannot be walked."""
     # The checked header walk lives in gguf_file; its cursor is reused so the
     # bounds checks are the same ones and nothing is parsed twice in two ways.
     from models import gguf_file as g
@@ -139,13 +162,19 @@ def tensor_sizes(data, total_size: int, source: str) -> dict[str, int] | None:
             key = r.string(f"metadata entry {i}", decode=True)
             r.value(r.unpack(g._U32, f"metadata entry {key!r}"), key)
         names: set[str] = set()
-        sizes = {}
+        tensors = {}
         for i in range(n_tensors):
             t = g._read_tensor_info(r, i, names)
-            sizes[t.name] = t.n_bytes
-        return sizes
+            tensors[t.name] = (t.n_bytes, t.ggml_type.name)
+        return tensors
     except Exception:  # a private helper changed, or a header it refuses: fall back to no correction
         return None
+
+
+def tensor_sizes(data, total_size: int, source: str) -> dict[str, int] | None:
+    """{tensor name: bytes} from the header, or None if it cannot be walked."""
+    tensors = tensor_types(data, total_size, source)
+    return None if tensors is None else {name: n for name, (n, _kind) in tensors.items()}
 
 
 def shape_of_file(path) -> ModelShape:

@@ -1,32 +1,47 @@
 """Generation speed on this machine: measured where a model has run, estimated before a download.
 
-Generating a token reads (nearly) every weight once, so on a CPU its time is
-bound by memory bandwidth. The estimate is
+Generating a token reads (nearly) every weight once. The estimate is
 
-    seconds per token = bytes read per token / (bandwidth × efficiency)
+    seconds per token = work bytes / (bandwidth at the working set × efficiency)
                       + scale × (c0 + layers × c_layer × arch factor + vocabulary × c_vocab)
 
-`bandwidth` is this machine's, measured once by a short probe and cached;
-`efficiency` is how much of it llama.cpp turns into weight reads. The second
-term is the cost of a token that is not weight reads, and it dominates small
-models: thread barriers on every op of every layer (~0.03 ms a llama layer with
-2 threads here; a Gemma 3 layer, with its extra norms and wider heads, ~5×
-that), and computing and sampling one logit per vocabulary entry (~4 ns each:
-1 ms for Gemma's 262k). These constants were measured on this project's machine
-with random-weight llama models (40 MB to 635 MB, 9 to 60 layers, 32k and 262k
-vocabularies) and the starter. A model smaller than the CPU's last-level cache
-(~30 MB) runs faster than any of this says, as it is not read from memory.
-`efficiency` and `scale` are then fitted (least squares on relative error) to the
-speeds measured here on models whose files are still present; with none measured
-they are the defaults. Once a model has run, its measured speed is shown instead.
+What makes it hold across CPUs:
 
-The engine calls `record_measured_speed(model_path, gen_tps, n_threads)` after
-each reply; `measured_speed(model_path)` reads it back.
+- **Bandwidth is measured, per working set and thread count.** A short probe reads
+  arrays of 8 MB up to past the last-level cache with as many threads as generation
+  uses, and keeps the curve. A model whose weights fit in what the cache holds is
+  read faster than one streamed from memory (a 30 MB model ran 1.7× faster per byte
+  than a 230 MB one on this project's Sapphire Rapids VM, whose L3 is large); a
+  one-thread probe says little about 8 threads on a desktop. The estimate reads the
+  curve at the model's bytes per token. `efficiency` is the share of the probe's
+  bandwidth that llama.cpp turns into weight reads.
+- **Work bytes weigh tensor types by their CPU kernels.** ggml repacks Q4_0, Q4_K and
+  IQ4 weights into faster kernels; the legacy Q4_1, Q5_0 and Q5_1 types have none, and
+  ran 1.22 to 1.39× slower per byte here (2 threads, where the kernels, not the memory,
+  set the pace). Without this, the built-in Q4_1 starter teaches the estimate that
+  every Q4_K_M download is 30% slower than it is.
+- **The per-token overhead** is thread barriers on every op of every layer (~0.03 ms
+  a llama layer with 2 threads, measured here with random models of 30 and 60 layers)
+  and computing and sampling one logit per vocabulary entry (~4 ns each). A Gemma 3
+  layer has about 1.5× a llama layer's ops (four norms, not two, and q/k norms); an
+  earlier figure of 5× came from a machine where its Q5_0/Q8_0 kernels were slow,
+  which the work bytes now carry.
+- **Only quiet runs teach it.** `efficiency` and `scale` are fitted (least squares on
+  relative error) to speeds measured here on models whose files are still present,
+  using only runs during which other programs left the generation threads their
+  cores (`CpuLoadMeter`, `is_quiet`): a run on a busy CPU is slower than the model.
+  With nothing measured they are the defaults. Once a model has run, its measured
+  speed is shown instead.
+
+The engine calls `record_measured_speed(model_path, gen_tps, n_threads, cpu_busy_fraction)`
+after each reply; `measured_speed(model_path)` reads it back.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
 import platform
 import statistics
@@ -36,19 +51,24 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from common.paths import data_dir
+from models import atomic_file
 
-DEFAULT_EFFICIENCY = 1.0  # llama.cpp's weight reads (2 threads) over the one-thread probe: 0.94 to 1.12 here
+DEFAULT_EFFICIENCY = 0.7  # llama.cpp's weight reads over the probe's, same threads: 0.55 to 0.7 here (2 threads)
 OVERHEAD_BASE_S = 0.00005
 OVERHEAD_PER_LAYER_S = 0.00003
 OVERHEAD_PER_VOCAB_S = 4e-9
-# Measured for Gemma 3 (the starter against a random llama of its shape); Gemma 2 has the same
-# extra norms and is assumed alike.
-ARCH_LAYER_FACTOR = {"gemma2": 5.0, "gemma3": 5.0}
-PROBE_BYTES = 256 << 20  # well past any last-level cache
-PROBE_RUNS = 5
-BANDWIDTH_MAX_AGE_S = 24 * 3600  # probed again daily; the best figure is kept
+ARCH_LAYER_FACTOR = {"gemma2": 1.5, "gemma3": 1.5}  # ops per layer against llama's (see above)
+SLOW_KERNEL_COST = 1.3  # their cost per byte against the K-quants': 1.22 to 1.39 measured here
+PROBE_SIZES = (8 << 20, 16 << 20, 32 << 20, 64 << 20, 128 << 20, 256 << 20)
+PROBE_MIN_BYTES = 256 << 20  # the largest array: past the last-level cache (4× it), within these bounds
+PROBE_MAX_BYTES = 1 << 30
+PROBE_RUNS = 3
+PROBE_ROUNDS = 3  # rounds at most, until one ran on a quiet CPU
+BANDWIDTH_MAX_AGE_S = 24 * 3600  # probed again daily; the best figure at each size is kept
 RUNS_KEPT = 10
 MIN_SPREAD = 2.0  # fit both terms only when the models' share of overhead differs this much
+QUIET_TOLERANCE_CORES = 0.25  # what other programs may use beyond the cores a run left free (a terminal, a clock)
+STORE_VERSION = 2  # v1 kept one bandwidth figure from a one-thread probe
 
 _lock = threading.Lock()
 
@@ -61,15 +81,24 @@ def _load() -> dict:
     try:
         data = json.loads(_store_path().read_text())
         return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:  # a cache of measurements: losing it costs a probe, nothing more
+        import logging
+
+        logging.getLogger(__name__).info("ignoring the unreadable speed record %s: %s", _store_path(), exc)
         return {}
 
 
-def _save(data: dict) -> None:
-    path = _store_path()
-    tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
+@contextlib.contextmanager
+def _updating():
+    """Read-modify-write of the record, under a thread lock and a file lock (several processes record speeds)."""
+    from filelock import FileLock
+
+    with _lock, FileLock(str(_store_path().with_suffix(".lock")), timeout=30):
+        data = _load()
+        yield data
+        atomic_file.write_json(_store_path(), data)
 
 
 # --- memory bandwidth --------------------------------------------------------------------
@@ -89,48 +118,125 @@ def _machine_id() -> dict:
     return {"cpu": cpu, "cores": os.cpu_count(), "ram": psutil.virtual_memory().total}
 
 
-def probe_bandwidth() -> float:
-    """Bytes per second one thread reads from memory: best of a few sums over a 256 MB array (~0.2 s)."""
-    import numpy as np
+def last_level_cache_bytes() -> int | None:
+    """The largest CPU cache the system reports (Linux sysfs), or None."""
+    sizes = []
+    for path in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*/size"):
+        try:
+            text = path.read_text().strip().upper()
+        except OSError:
+            continue
+        unit = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:], 1)
+        digits = text.rstrip("KMG")
+        if digits.isdigit():
+            sizes.append(int(digits) * unit)
+    return max(sizes) if sizes else None
 
+
+@dataclass(frozen=True)
+class BandwidthCurve:
+    """Read bandwidth (bytes/s) by working-set size, smallest first; never rising with size."""
+
+    points: tuple[tuple[int, float], ...]
+    threads: int = 1
+
+    @property
+    def memory(self) -> float:
+        """The bandwidth from memory: the largest array's, past the caches."""
+        return self.points[-1][1]
+
+    def at(self, nbytes: float) -> float:
+        """The bandwidth for a working set of `nbytes`, interpolated on a log scale."""
+        pts = self.points
+        if nbytes <= pts[0][0]:
+            return pts[0][1]
+        for (s0, b0), (s1, b1) in zip(pts, pts[1:]):
+            if nbytes <= s1:
+                f = math.log(nbytes / s0) / math.log(s1 / s0)
+                return math.exp(math.log(b0) + f * (math.log(b1) - math.log(b0)))
+        return pts[-1][1]
+
+    @staticmethod
+    def of(points, threads: int = 1) -> BandwidthCurve:
+        """A curve from measured (size, bandwidth) pairs: other programs only ever slow a probe down, and
+        a smaller working set is never slower, so each size keeps the best of its own and every larger one."""
+        pts = sorted((int(s), float(b)) for s, b in points if b > 0)
+        best = 0.0
+        out = []
+        for size, bw in reversed(pts):
+            best = max(best, bw)
+            out.append((size, best))
+        return BandwidthCurve(tuple(reversed(out)), threads)
+
+    @staticmethod
+    def flat(bytes_per_s: float, threads: int = 1) -> BandwidthCurve:
+        return BandwidthCurve(((PROBE_MIN_BYTES, float(bytes_per_s)),), threads)
+
+
+def probe_bandwidth(threads: int | None = None) -> BandwidthCurve:
+    """Read bandwidth with `threads` threads at working sets from 8 MB to past the last-level cache (~0.5 s)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
     import psutil
 
-    n = PROBE_BYTES
-    if psutil.virtual_memory().available < 4 * n:  # never push a short machine into swap for a probe
-        n = PROBE_BYTES // 4
-    a = np.empty(n // 8, dtype=np.int64)
+    n = max(1, threads or default_threads())
+    biggest = max(PROBE_MIN_BYTES, 4 * (last_level_cache_bytes() or 0))
+    biggest = min(biggest, PROBE_MAX_BYTES, psutil.virtual_memory().available // 4)  # never push into swap
+    biggest = max(biggest, PROBE_SIZES[0])
+    a = np.empty(biggest // 8, dtype=np.int64)
     a.fill(1)  # touch every page before timing
-    best = float("inf")
-    for _ in range(PROBE_RUNS):  # the best run: other programs only ever slow it down
-        t = time.perf_counter()
-        a.sum()
-        best = min(best, time.perf_counter() - t)
-    return a.nbytes / best
+    sizes = [s for s in PROBE_SIZES if s < biggest] + [biggest]
+    best = dict.fromkeys(sizes, float("inf"))
+    with ThreadPoolExecutor(n) as pool:  # numpy's sum releases the GIL: the threads read at once
+        for _round in range(PROBE_ROUNDS):
+            load = CpuLoadMeter()
+            for size in sizes:
+                parts = np.array_split(a[: size // 8], n)
+                list(pool.map(np.sum, parts))  # a first pass brings what fits into the caches
+                for _ in range(PROBE_RUNS):  # the best run: other programs only ever slow it down
+                    t = time.perf_counter()
+                    list(pool.map(np.sum, parts))
+                    best[size] = min(best[size], time.perf_counter() - t)
+            if is_quiet(load.busy_fraction(), n):
+                break  # else once more: a round that other programs slowed is not the machine's figure
+    points = [(size, size / seconds) for size, seconds in best.items()]
+    return BandwidthCurve.of(points, n)
+
+
+def bandwidth_curve(threads: int | None = None, force: bool = False) -> BandwidthCurve:
+    """This machine's bandwidth curve for `threads` threads, probed once a day and cached in the data dir."""
+    n = max(1, threads or default_threads())
+    machine = _machine_id()
+    cached = _load().get("bandwidth") or {}
+    fresh = (
+        not force
+        and cached.get("version") == STORE_VERSION
+        and cached.get("machine") == machine
+        and cached.get("threads") == n
+        and time.time() - cached.get("measured_at", 0) < BANDWIDTH_MAX_AGE_S
+        and cached.get("curve")
+    )
+    if fresh:
+        return BandwidthCurve.of(cached["curve"], n)
+    curve = probe_bandwidth(n)
+    with _updating() as data:
+        old = data.get("bandwidth") or {}
+        if (not force and old.get("version") == STORE_VERSION and old.get("machine") == machine
+                and old.get("threads") == n and old.get("curve")):
+            # Keep the best figure seen at each size: other programs only ever slow the probe down.
+            merged = {int(s): float(b) for s, b in old["curve"]}
+            for size, bw in curve.points:
+                merged[size] = max(bw, merged.get(size, 0.0))
+            curve = BandwidthCurve.of(merged.items(), n)
+        data["bandwidth"] = {"version": STORE_VERSION, "bytes_per_s": curve.memory, "threads": n,
+                             "curve": [list(p) for p in curve.points], "machine": machine, "measured_at": time.time()}
+    return curve
 
 
 def memory_bandwidth(force: bool = False) -> float:
-    """This machine's memory bandwidth in bytes/s, probed once and cached in the data dir."""
-    with _lock:
-        data = _load()
-        cached = data.get("bandwidth") or {}
-        fresh = (
-            not force
-            and cached.get("machine") == _machine_id()
-            and time.time() - cached.get("measured_at", 0) < BANDWIDTH_MAX_AGE_S
-            and cached.get("bytes_per_s", 0) > 0
-        )
-        if fresh:
-            return float(cached["bytes_per_s"])
-    bw = probe_bandwidth()
-    with _lock:
-        data = _load()
-        cached = data.get("bandwidth") or {}
-        if not force and cached.get("machine") == _machine_id():
-            # Other programs only ever slow the probe down: the best figure seen is the truest.
-            bw = max(bw, float(cached.get("bytes_per_s", 0)))
-        data["bandwidth"] = {"bytes_per_s": bw, "machine": _machine_id(), "measured_at": time.time()}
-        _save(data)
-    return bw
+    """Bytes per second that generation's threads read from memory (past the caches), probed once and cached."""
+    return bandwidth_curve(force=force).memory
 
 
 # --- measured speeds ------------------------------------------------------------------------
@@ -148,24 +254,73 @@ def _file_id(model_path) -> dict | None:
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
-def record_measured_speed(model_path, gen_tps: float, n_threads: int) -> None:
-    """Remember a generation speed measured on this machine (tokens/s, with `n_threads` threads)."""
+class CpuLoadMeter:
+    """How much of this machine's CPU other programs used while something ran here.
+
+        meter = CpuLoadMeter()          # at the start of generation
+        ...
+        busy = meter.busy_fraction()    # 0.0 (quiet) to 1.0 (every core busy with other work)
+
+    A speed measured while other programs competed for the cores (or the memory bus)
+    is slower than the model is: such a run must not teach the estimate.
+    """
+
+    def __init__(self):
+        import psutil
+
+        self._psutil = psutil
+        self._me = psutil.Process()
+        self._start = (time.perf_counter(), psutil.cpu_times(), self._me.cpu_times())
+
+    @staticmethod
+    def _busy(t) -> float:
+        return t.user + t.nice + t.system + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0) + getattr(t, "steal", 0.0)
+
+    def busy_fraction(self) -> float:
+        wall0, sys0, me0 = self._start
+        wall = time.perf_counter() - wall0
+        system, me = self._psutil.cpu_times(), self._me.cpu_times()
+        cores = self._psutil.cpu_count() or 1
+        if wall <= 0:
+            return 0.0
+        ours = (me.user + me.system) - (me0.user + me0.system)
+        others = self._busy(system) - self._busy(sys0) - ours
+        return min(1.0, max(0.0, others / (wall * cores)))
+
+
+def is_quiet(cpu_busy_fraction: float | None, n_threads: int, n_cores: int | None = None) -> bool:
+    """Whether a run had the cores it asked for: other programs used no more than the cores it left free.
+
+    None (not measured: older records, callers that do not measure) counts as quiet.
+    """
+    if cpu_busy_fraction is None:
+        return True
+    cores = n_cores or os.cpu_count() or 1
+    spare = max(0, cores - n_threads)
+    return cpu_busy_fraction * cores <= spare + QUIET_TOLERANCE_CORES
+
+
+def record_measured_speed(model_path, gen_tps: float, n_threads: int, cpu_busy_fraction: float | None = None) -> None:
+    """Remember a generation speed measured on this machine (tokens/s, with `n_threads` threads).
+
+    `cpu_busy_fraction`: the share of all cores' time that other programs used while it ran
+    (`CpuLoadMeter`); a run on a busy CPU is kept but does not teach the estimate.
+    """
     if not gen_tps or gen_tps <= 0:
         return
     fid = _file_id(model_path)
     if fid is None:
         return
-    with _lock:
-        data = _load()
+    run = {"tps": float(gen_tps), "n_threads": int(n_threads), "at": time.time()}
+    if cpu_busy_fraction is not None:
+        run["busy"] = round(float(cpu_busy_fraction), 3)
+    with _updating() as data:
         models = data.setdefault("models", {})
         rec = models.get(_key(model_path))
         if not rec or rec.get("file") != fid:
             rec = {"file": fid, "runs": []}  # a new or changed file: old speeds do not apply
-        rec["runs"] = (rec.get("runs", []) + [{"tps": float(gen_tps), "n_threads": int(n_threads), "at": time.time()}])[
-            -RUNS_KEPT:
-        ]
+        rec["runs"] = (rec.get("runs", []) + [run])[-RUNS_KEPT:]
         models[_key(model_path)] = rec
-        _save(data)
 
 
 def _runs(model_path) -> list[dict]:
@@ -175,17 +330,22 @@ def _runs(model_path) -> list[dict]:
     return rec.get("runs", [])
 
 
+def _quiet_tps(runs: list[dict], n_threads: int) -> list[float]:
+    return [r["tps"] for r in runs if r["n_threads"] == n_threads and is_quiet(r.get("busy"), n_threads)]
+
+
 def measured_speed(model_path, n_threads: int | None = None) -> float | None:
     """The generation speed measured here for this file (median of recent runs), or None if it never ran.
 
     With `n_threads`, only runs with that many threads count; otherwise those with
-    the thread count of the latest run.
+    the thread count of the latest run. Runs on a quiet CPU are preferred; if every
+    run was on a busy one, they are what there is.
     """
     runs = _runs(model_path)
     if not runs:
         return None
     threads = n_threads if n_threads is not None else runs[-1]["n_threads"]
-    same = [r["tps"] for r in runs if r["n_threads"] == threads]
+    same = _quiet_tps(runs, threads) or [r["tps"] for r in runs if r["n_threads"] == threads]
     return statistics.median(same[-5:]) if same else None
 
 
@@ -198,23 +358,44 @@ def overhead_s(n_layers: int | None, vocab_size: int | None, architecture: str |
     return OVERHEAD_BASE_S + (n_layers or 32) * layer + (vocab_size or 32000) * OVERHEAD_PER_VOCAB_S
 
 
-def shape_costs(shape) -> tuple[int, float]:
-    """(weight bytes read per token, default overhead seconds) of a ModelShape."""
-    return shape.bytes_per_token, overhead_s(shape.n_layers, shape.vocab_size, shape.architecture)
+@dataclass(frozen=True)
+class Costs:
+    """What a token costs a model, before this machine's figures are applied."""
+
+    read_bytes: int  # weight bytes a token reads: the working set
+    work_bytes: float  # the same, slow-kernel tensor types weighed by their cost per byte
+    overhead_s: float  # the default cost that is not weight reads
+
+
+def shape_costs(shape) -> Costs:
+    """The Costs of a ModelShape."""
+    read = shape.bytes_per_token
+    slow = min(getattr(shape, "slow_kernel_bytes", 0), read)
+    return Costs(read, read + (SLOW_KERNEL_COST - 1.0) * slow,
+                 overhead_s(shape.n_layers, shape.vocab_size, shape.architecture))
 
 
 @dataclass(frozen=True)
 class Calibration:
-    bandwidth: float  # bytes/s, from the probe
-    efficiency: float  # the share of the bandwidth llama.cpp turns into weight reads
+    curve: BandwidthCurve  # from the probe
+    efficiency: float  # the share of the probe's bandwidth llama.cpp turns into weight reads
     overhead_scale: float  # measured overhead over the default constants
     n_models: int  # measured models it was fitted on (0: defaults)
 
-    def seconds_per_token(self, bytes_per_token: int, overhead: float) -> float:
-        return bytes_per_token / (self.bandwidth * self.efficiency) + self.overhead_scale * overhead
+    @property
+    def bandwidth(self) -> float:
+        """Bytes/s from memory (the figure to show)."""
+        return self.curve.memory
 
-    def tokens_per_s(self, bytes_per_token: int, overhead: float) -> float:
-        return 1.0 / self.seconds_per_token(bytes_per_token, overhead)
+    def weight_seconds(self, costs: Costs) -> float:
+        """Seconds a token's weight reads take at the probe's full bandwidth (efficiency 1)."""
+        return costs.work_bytes / self.curve.at(costs.read_bytes)
+
+    def seconds_per_token(self, costs: Costs) -> float:
+        return self.weight_seconds(costs) / self.efficiency + self.overhead_scale * costs.overhead_s
+
+    def tokens_per_s(self, costs: Costs) -> float:
+        return 1.0 / self.seconds_per_token(costs)
 
 
 @dataclass(frozen=True)
@@ -230,47 +411,56 @@ def default_threads() -> int:
     return psutil.cpu_count(logical=False) or os.cpu_count() or 1
 
 
-def _measured_points(n_threads: int) -> list[tuple[int, float, float]]:
-    """(bytes read per token, default overhead s, tokens/s) for measured models whose files are unchanged."""
+def _costs_of(path: str, rec: dict) -> Costs | None:
+    cached = rec.get("costs")
+    if isinstance(cached, dict) and cached.get("version") == STORE_VERSION:
+        return Costs(int(cached["read"]), float(cached["work"]), float(cached["overhead"]))
     from models.shape import shape_of_file
 
-    data = _load()
+    try:
+        costs = shape_costs(shape_of_file(path))
+    except Exception as exc:  # an unreadable file is simply not used for calibration
+        import logging
+
+        logging.getLogger(__name__).info("not calibrating on %s: %s", path, exc)
+        return None
+    with _updating() as fresh:
+        if path in fresh.get("models", {}):
+            fresh["models"][path]["costs"] = {"version": STORE_VERSION, "read": costs.read_bytes,
+                                              "work": costs.work_bytes, "overhead": costs.overhead_s}
+    return costs
+
+
+def _measured_points(n_threads: int) -> list[tuple[Costs, float]]:
+    """(Costs, tokens/s) of measured models whose files are unchanged, from quiet runs only."""
     points = []
-    for path, rec in data.get("models", {}).items():
+    for path, rec in _load().get("models", {}).items():
         if rec.get("file") != _file_id(path):
             continue
-        tps = [r["tps"] for r in rec.get("runs", []) if r["n_threads"] == n_threads]
+        tps = _quiet_tps(rec.get("runs", []), n_threads)  # a run on a busy CPU does not teach the estimate
         if not tps:
             continue
-        costs = rec.get("costs")
-        if not costs:
-            try:
-                costs = list(shape_costs(shape_of_file(path)))
-            except Exception:  # an unreadable file is simply not used for calibration
-                continue
-            with _lock:
-                fresh = _load()
-                if path in fresh.get("models", {}):
-                    fresh["models"][path]["costs"] = costs
-                    _save(fresh)
-        points.append((int(costs[0]), float(costs[1]), statistics.median(tps[-5:])))
+        costs = _costs_of(path, rec)
+        if costs is not None:
+            points.append((costs, statistics.median(tps[-5:])))
     return points
 
 
-def fit_calibration(points: list[tuple[int, float, float]], bandwidth: float) -> Calibration:
-    """Fit seconds/token = a·bytes + k·overhead to measured (bytes, overhead, tokens/s); efficiency = 1/(a·bandwidth)."""
+def fit_calibration(points: list[tuple[Costs, float]], curve: BandwidthCurve) -> Calibration:
+    """Fit seconds/token = a·weight seconds + k·overhead to measured (Costs, tokens/s); efficiency = 1/a."""
     if not points:
-        return Calibration(bandwidth, DEFAULT_EFFICIENCY, 1.0, 0)
+        return Calibration(curve, DEFAULT_EFFICIENCY, 1.0, 0)
+    rows = [(c.work_bytes / curve.at(c.read_bytes), c.overhead_s, tps) for c, tps in points]
     a = k = None
-    shares = [o / (x / (bandwidth * DEFAULT_EFFICIENCY) + o) for x, o, _ in points]
-    if len(points) >= 2 and max(shares) / min(shares) >= MIN_SPREAD:
+    shares = [o / (x / DEFAULT_EFFICIENCY + o) for x, o, _ in rows]
+    if len(rows) >= 2 and max(shares) / min(shares) >= MIN_SPREAD:
         # Least squares on relative error: each row divided by its measured time.
-        rows = [(x * tps, o * tps) for x, o, tps in points]  # (x/t, o/t) with t = 1/tps; target 1
-        sxx = sum(r[0] * r[0] for r in rows)
-        soo = sum(r[1] * r[1] for r in rows)
-        sxo = sum(r[0] * r[1] for r in rows)
-        sx1 = sum(r[0] for r in rows)
-        so1 = sum(r[1] for r in rows)
+        scaled = [(x * tps, o * tps) for x, o, tps in rows]  # (x/t, o/t) with t = 1/tps; target 1
+        sxx = sum(r[0] * r[0] for r in scaled)
+        soo = sum(r[1] * r[1] for r in scaled)
+        sxo = sum(r[0] * r[1] for r in scaled)
+        sx1 = sum(r[0] for r in scaled)
+        so1 = sum(r[1] for r in scaled)
         det = sxx * soo - sxo * sxo
         if det > 0:
             a = (sx1 * soo - so1 * sxo) / det
@@ -280,23 +470,23 @@ def fit_calibration(points: list[tuple[int, float, float]], bandwidth: float) ->
     if a is None:
         # One model, or models too alike to tell the terms apart: keep the default overhead, fit the bandwidth term.
         k = 1.0
-        slopes = [(1.0 / tps - o) / x for x, o, tps in points if 1.0 / tps > o]
+        slopes = [(1.0 / tps - o) / x for x, o, tps in rows if 1.0 / tps > o]
         if not slopes:
-            k, slopes = 0.0, [1.0 / tps / x for x, _, tps in points]
+            k, slopes = 0.0, [1.0 / tps / x for x, _, tps in rows]
         a = statistics.median(slopes)
-    efficiency = min(max(1.0 / (a * bandwidth), 0.05), 4.0)
-    return Calibration(bandwidth, efficiency, k, len(points))
+    efficiency = min(max(1.0 / a, 0.05), 4.0)
+    return Calibration(curve, efficiency, k, len(rows))
 
 
 def calibration(n_threads: int | None = None) -> Calibration:
     threads = n_threads or default_threads()
-    return fit_calibration(_measured_points(threads), memory_bandwidth())
+    return fit_calibration(_measured_points(threads), bandwidth_curve(threads))
 
 
 def estimate_speed(shape, n_threads: int | None = None, calib: Calibration | None = None) -> SpeedFigure:
     """The estimated generation speed of a ModelShape on this machine."""
     calib = calib or calibration(n_threads)
-    return SpeedFigure(calib.tokens_per_s(*shape_costs(shape)), False, calib)
+    return SpeedFigure(calib.tokens_per_s(shape_costs(shape)), False, calib)
 
 
 def speed_for(model_path=None, shape=None, n_threads: int | None = None, calib: Calibration | None = None) -> SpeedFigure | None:
@@ -311,7 +501,10 @@ def speed_for(model_path=None, shape=None, n_threads: int | None = None, calib: 
 
             try:
                 shape = shape_of_file(model_path)
-            except Exception:
+            except Exception as exc:  # no estimate for a file that cannot be read; the caller shows none
+                import logging
+
+                logging.getLogger(__name__).info("no speed estimate for %s: %s", model_path, exc)
                 return None
     if shape is None:
         return None

@@ -10,16 +10,24 @@ from models import speed
 from models.shape import shape_of_file
 
 
-def test_the_bandwidth_probe_is_short_and_cached(monkeypatch):
+def test_the_bandwidth_probe_is_short_cached_and_measures_the_caches(monkeypatch):
     t0 = time.monotonic()
+    curve = speed.bandwidth_curve()
+    assert time.monotonic() - t0 < 3.0
     bw = speed.memory_bandwidth()
-    assert time.monotonic() - t0 < 2.0
-    assert 1e9 < bw < 1e12  # 1 GB/s to 1 TB/s
+    assert 1e9 < bw < 1e12 and bw == curve.memory  # 1 GB/s to 1 TB/s
+    sizes = [size for size, _ in curve.points]
+    assert sizes == sorted(sizes) and sizes[0] <= 8 << 20 and sizes[-1] >= 256 << 20
+    rates = [rate for _, rate in curve.points]
+    assert rates == sorted(rates, reverse=True)  # a smaller working set is never slower
+    assert curve.at(1) == rates[0] and curve.at(10 << 30) == bw and rates[-1] <= curve.at(100 << 20) <= rates[0]
     calls = []
-    monkeypatch.setattr(speed, "probe_bandwidth", lambda: calls.append(1) or 1.0)
+    monkeypatch.setattr(speed, "probe_bandwidth", lambda threads: calls.append(threads) or speed.BandwidthCurve.flat(1.0))
     assert speed.memory_bandwidth() == bw and calls == []
-    assert json.loads((data_dir() / "speed.json").read_text())["bandwidth"]["bytes_per_s"] == bw
-    assert speed.memory_bandwidth(force=True) == 1.0 and calls == [1]
+    stored = json.loads((data_dir() / "speed.json").read_text())["bandwidth"]
+    assert stored["bytes_per_s"] == bw and stored["threads"] == speed.default_threads()
+    assert speed.memory_bandwidth(force=True) == 1.0 and calls == [speed.default_threads()]
+    assert speed.bandwidth_curve(threads=1).memory == 1.0 and calls[-1] == 1  # another thread count: probed again
 
 
 def test_measured_speeds_are_kept_per_file_and_thread_count(tmp_path, tiny_model_path):
@@ -37,21 +45,86 @@ def test_measured_speeds_are_kept_per_file_and_thread_count(tmp_path, tiny_model
     assert speed.measured_speed(model) is None
 
 
+def test_runs_on_a_busy_cpu_are_kept_but_do_not_teach_the_estimate(tmp_path, tiny_model_path, monkeypatch):
+    monkeypatch.setattr(speed.os, "cpu_count", lambda: 4)
+    quiet, busy = tmp_path / "quiet.gguf", tmp_path / "busy.gguf"
+    quiet.write_bytes(tiny_model_path.read_bytes())
+    busy.write_bytes(tiny_model_path.read_bytes() + b"\0")
+    speed.record_measured_speed(busy, 5.0, n_threads=2, cpu_busy_fraction=0.9)  # others held 3.6 of 4 cores
+    assert speed.measured_speed(busy, n_threads=2) == 5.0  # what there is, shown as measured
+    assert speed._measured_points(2) == []  # but not a calibration point
+    speed.record_measured_speed(quiet, 50.0, n_threads=2, cpu_busy_fraction=0.3)  # 1.2 cores: 2 were spare
+    speed.record_measured_speed(quiet, 10.0, n_threads=2, cpu_busy_fraction=0.8)
+    speed.record_measured_speed(quiet, 48.0, n_threads=2)  # not measured: trusted, as older records are
+    assert speed.measured_speed(quiet, n_threads=2) == 49.0  # the quiet runs' median
+    assert [tps for _, tps in speed._measured_points(2)] == [49.0]
+    assert speed.is_quiet(0.05, n_threads=4, n_cores=4) and not speed.is_quiet(0.1, n_threads=4, n_cores=4)
+    assert speed.is_quiet(None, n_threads=4)
+
+
+def test_the_cpu_load_meter_sees_other_programs():
+    import subprocess
+    import sys
+
+    meter = speed.CpuLoadMeter()
+    time.sleep(0.3)
+    idle = meter.busy_fraction()
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        meter = speed.CpuLoadMeter()
+        time.sleep(0.5)
+        loaded = meter.busy_fraction()
+    finally:
+        hog.kill()
+        hog.wait()
+    cores = speed.os.cpu_count()
+    assert 0.0 <= idle <= 1.0
+    assert loaded >= idle and loaded >= 0.6 / cores  # one spinning process: about one core's worth
+
+
+def _costs(read, overhead, slow=0):
+    return speed.Costs(int(read), read + (speed.SLOW_KERNEL_COST - 1) * slow, overhead)
+
+
 def test_the_calibration_recovers_the_two_terms():
-    bw = 20e9
-    true = speed.Calibration(bw, 0.8, 1.5, 0)
-    sizes = [(30e6, 0.0005), (100e6, 0.0008), (250e6, 0.0040), (600e6, 0.0012)]
-    points = [(int(x), o, true.tokens_per_s(x, o)) for x, o in sizes]
-    fitted = speed.fit_calibration(points, bw)
+    curve = speed.BandwidthCurve.flat(20e9)
+    true = speed.Calibration(curve, 0.8, 1.5, 0)
+    costs = [_costs(30e6, 0.0005), _costs(100e6, 0.0008), _costs(250e6, 0.0040), _costs(600e6, 0.0012)]
+    points = [(c, true.tokens_per_s(c)) for c in costs]
+    fitted = speed.fit_calibration(points, curve)
     assert fitted.efficiency == pytest.approx(0.8, rel=1e-6) and fitted.overhead_scale == pytest.approx(1.5, rel=1e-6)
-    one = speed.fit_calibration(points[3:], bw)  # one model: the default overhead, the bandwidth term fitted
-    assert one.overhead_scale == 1.0 and one.tokens_per_s(*sizes[3]) == pytest.approx(points[3][2])
-    assert speed.fit_calibration([], bw).efficiency == speed.DEFAULT_EFFICIENCY
+    one = speed.fit_calibration(points[3:], curve)  # one model: the default overhead, the bandwidth term fitted
+    assert one.overhead_scale == 1.0 and one.tokens_per_s(costs[3]) == pytest.approx(points[3][1])
+    assert speed.fit_calibration([], curve).efficiency == speed.DEFAULT_EFFICIENCY
+
+
+def test_a_working_set_that_fits_the_caches_is_read_faster_and_slow_kernels_cost_more():
+    curve = speed.BandwidthCurve.of([(8 << 20, 40e9), (64 << 20, 15e9), (32 << 20, 30e9), (1 << 30, 10e9), (256 << 20, 12e9)])
+    assert [b for _, b in curve.points] == [40e9, 30e9, 15e9, 12e9, 10e9]
+    assert 15e9 < curve.at(48 << 20) < 30e9 and curve.at(4 << 20) == 40e9 and curve.at(4 << 30) == 10e9
+    noisy = speed.BandwidthCurve.of([(8 << 20, 9e9), (64 << 20, 15e9), (1 << 30, 10e9)])  # a slowed first probe
+    assert noisy.at(8 << 20) == 15e9
+    calib = speed.Calibration(curve, 1.0, 0.0, 0)
+    assert calib.tokens_per_s(_costs(30e6, 0.001)) > 2 * calib.tokens_per_s(_costs(60e6, 0.001))
+    assert calib.tokens_per_s(_costs(500e6, 0, slow=500e6)) == pytest.approx(
+        calib.tokens_per_s(_costs(500e6, 0)) / speed.SLOW_KERNEL_COST)
+
+
+def test_a_legacy_quant_model_counts_its_slow_kernel_bytes(starter_model_path, tiny_model_path):
+    from models import catalogue
+    from models.shape import from_catalogue
+
+    starter = shape_of_file(starter_model_path)  # Q4_1 layers, a Q8_0 embedding
+    assert 60e6 < starter.slow_kernel_bytes < 70e6 and starter.bytes_per_token > 95e6
+    assert shape_of_file(tiny_model_path).slow_kernel_bytes == 0
+    assert from_catalogue(catalogue.get("starter")).slow_kernel_bytes > 0
+    assert from_catalogue(catalogue.get("llama3.2-1b")).slow_kernel_bytes == 0
 
 
 # --- against llama.cpp -------------------------------------------------------------------------------
 
-RANDOM_SIZES = {"r60m": 60e6, "r150m": 150e6, "r400m": 400e6}  # 40 to 260 MB: all past the CPU's caches
+# 30 to 230 MB read per token: whether they fit the last-level cache depends on the CPU (a VM's L3 may hold 100 MB).
+RANDOM_SIZES = {"r60m": 60e6, "r150m": 150e6, "r400m": 400e6}
 THREADS = 2
 TOKENS = 32
 
@@ -68,7 +141,11 @@ def speed_models(tmp_path_factory, starter_model_path):
 
 
 def _generation_speeds(paths: dict, rounds: int = 4) -> dict:
-    """Tokens/s of each model, 32 tokens after the first, best of interleaved rounds (other programs only slow it)."""
+    """Tokens/s of each model, 32 tokens after the first, best of interleaved rounds on a quiet CPU.
+
+    Other programs only ever slow a run, so the best run counts; a run during which they
+    took the cores that generation needs does not count at all (0.0 if no run was quiet).
+    """
     from llama_cpp import Llama
 
     llms = {k: Llama(model_path=str(p), n_ctx=256, n_threads=THREADS, n_threads_batch=THREADS, verbose=False)
@@ -81,9 +158,12 @@ def _generation_speeds(paths: dict, rounds: int = 4) -> dict:
                 for i, _token in enumerate(llm.generate(prompt, temp=0.0, top_k=1, reset=True)):
                     if i == 0:
                         t0 = time.perf_counter()  # the prompt is done: from here on, generation only
+                        load = speed.CpuLoadMeter()
                     elif i == TOKENS:
                         break
-                best[name] = max(best[name], TOKENS / (time.perf_counter() - t0))
+                tps = TOKENS / (time.perf_counter() - t0)
+                if speed.is_quiet(load.busy_fraction(), THREADS):
+                    best[name] = max(best[name], tps)
     finally:
         for llm in llms.values():
             llm.close()
@@ -114,15 +194,19 @@ def _errors(paths, measured, feed) -> dict:
 @pytest.mark.llama_cpp
 def test_the_estimate_is_within_30_percent_of_the_measured_speed(speed_models):
     feeds = [("r60m", "r400m"), ("starter", "r150m"), ("starter",)]
+    measured = dict.fromkeys(speed_models, 0.0)
     for attempt in range(3):
-        measured = _generation_speeds(speed_models)
-        if attempt:  # a busy machine only ever slows a run: keep each model's best
-            measured = {k: max(v, previous[k]) for k, v in measured.items()}
-        previous = measured
+        # A busy machine only ever slows a run: keep each model's best quiet one.
+        measured = {k: max(v, measured[k]) for k, v in _generation_speeds(speed_models).items()}
+        if not all(measured.values()):
+            continue
         results = {feed: _errors(speed_models, measured, feed) for feed in feeds}
         worst = max(abs(e) for errors in results.values() for e in errors.values())
         if worst <= 0.30:
             break
+    if not all(measured.values()):
+        pytest.skip("other programs kept the CPU busy during every run of "
+                    + ", ".join(k for k, v in measured.items() if not v) + ": no speed here can be trusted")
     bw = speed.memory_bandwidth()
     report = [f"bandwidth {bw / 1e9:.1f} GB/s; measured " + ", ".join(
         f"{k} {v:.0f} t/s ({shape_of_file(p).bytes_per_token / 1e6:.0f} MB/token)"
