@@ -14,7 +14,7 @@ import threading
 import time
 
 from common.errors import UserError
-from common.formatting import format_bytes, format_context, format_params, format_tps
+from common.formatting import format_byte_rate, format_bytes, format_context, format_params, format_tps
 from common.terminal import safe_text
 
 
@@ -116,7 +116,7 @@ def _machine_line(n_ctx) -> str:
     bw = speed.memory_bandwidth()
     return (
         f"This machine: {format_bytes(m.total_ram)} RAM ({format_bytes(m.available_ram)} free), {gpus}, "
-        f"memory bandwidth {bw / 1e9:.0f} GB/s, {speed.default_threads()} threads; "
+        f"memory bandwidth {format_byte_rate(bw)} with {speed.default_threads()} threads; "
         f"sized for a {n_ctx or fit.DEFAULT_CTX}-token context."
     )
 
@@ -379,7 +379,10 @@ def cmd_fit(args) -> int:
         else:
             c = sp.calibration
             basis = f"fitted to {c.n_models} measured model(s)" if c.n_models else "default factors"
+            rate = c.curve.at(s.bytes_per_token)  # the probe's bandwidth for a working set of this size
+            slow = (f", {format_bytes(s.slow_kernel_bytes)} of it in types with slower CPU kernels"
+                    if s.slow_kernel_bytes else "")
             print(f"Speed: about {sp.tokens_per_s:.1f} tokens/s here (estimate: {format_bytes(s.bytes_per_token)} read per "
-                  f"token at {c.bandwidth / 1e9:.0f} GB/s × {c.efficiency:.2f} efficiency, plus fixed per-token "
+                  f"token{slow}, at {format_byte_rate(rate)} × {c.efficiency:.2f} efficiency, plus fixed per-token "
                   f"costs × {c.overhead_scale:.2f}; {basis}).")
     return 0
