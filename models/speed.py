@@ -60,9 +60,9 @@ OVERHEAD_PER_VOCAB_S = 4e-9
 ARCH_LAYER_FACTOR = {"gemma2": 1.5, "gemma3": 1.5}  # ops per layer against llama's (see above)
 SLOW_KERNEL_COST = 1.3  # their cost per byte against the K-quants': 1.22 to 1.39 measured here
 PROBE_SIZES = (8 << 20, 16 << 20, 32 << 20, 64 << 20, 128 << 20, 256 << 20)
-PROBE_MIN_BYTES = 256 << 20  # the largest array: past the last-level cache (4× it), within these bounds
-PROBE_MAX_BYTES = 1 << 30
-PROBE_RUNS = 3
+PROBE_MIN_BYTES = 256 << 20  # the largest array: past the last-level cache (2× it), within these bounds
+PROBE_MAX_BYTES = 512 << 20
+PROBE_RUNS = 2
 PROBE_ROUNDS = 3  # rounds at most, until one ran on a quiet CPU
 PROBE_BUDGET_S = 1.0  # no new round after this long: the probe must stay short
 BANDWIDTH_MAX_AGE_S = 24 * 3600  # probed again daily; the best figure at each size is kept
@@ -182,7 +182,7 @@ def probe_bandwidth(threads: int | None = None) -> BandwidthCurve:
     import psutil
 
     n = max(1, threads or default_threads())
-    biggest = max(PROBE_MIN_BYTES, 4 * (last_level_cache_bytes() or 0))
+    biggest = max(PROBE_MIN_BYTES, 2 * (last_level_cache_bytes() or 0))
     biggest = min(biggest, PROBE_MAX_BYTES, psutil.virtual_memory().available // 4)  # never push into swap
     biggest = max(biggest, PROBE_SIZES[0])
     a = np.empty(biggest // 8, dtype=np.int64)

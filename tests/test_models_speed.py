@@ -13,7 +13,7 @@ from models.shape import shape_of_file
 def test_the_bandwidth_probe_is_short_cached_and_measures_the_caches(monkeypatch):
     t0 = time.monotonic()
     curve = speed.bandwidth_curve()
-    assert time.monotonic() - t0 < 3.0
+    assert time.monotonic() - t0 < 5.0  # about half a second on a quiet CPU
     bw = speed.memory_bandwidth()
     assert 1e9 < bw < 1e12 and bw == curve.memory  # 1 GB/s to 1 TB/s
     sizes = [size for size, _ in curve.points]
