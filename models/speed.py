@@ -13,11 +13,12 @@ What makes it hold across CPUs:
   read faster than one streamed from memory (a 30 MB model ran 1.7× faster per byte
   than a 230 MB one on this project's Sapphire Rapids VM, whose L3 is large); a
   one-thread probe says little about 8 threads on a desktop. The estimate reads the
-  curve at the model's bytes per token. `efficiency` is the share of the probe's
-  bandwidth that llama.cpp turns into weight reads.
+  curve at the model's bytes per token (×1.5: llama.cpp keeps less of its weights in
+  the caches than the probe keeps of its array). `efficiency` is the share of the
+  probe's bandwidth that llama.cpp turns into weight reads.
 - **Work bytes weigh tensor types by their CPU kernels.** ggml repacks Q4_0, Q4_K and
   IQ4 weights into faster kernels; the legacy Q4_1, Q5_0 and Q5_1 types have none, and
-  ran 1.22 to 1.39× slower per byte here (2 threads, where the kernels, not the memory,
+  ran 1.22 to 1.6× slower per byte here (2 threads, where the kernels, not the memory,
   set the pace). Without this, the built-in Q4_1 starter teaches the estimate that
   every Q4_K_M download is 30% slower than it is.
 - **The per-token overhead** is thread barriers on every op of every layer (~0.03 ms
@@ -53,12 +54,17 @@ from pathlib import Path
 from common.paths import data_dir
 from models import atomic_file
 
-DEFAULT_EFFICIENCY = 0.7  # llama.cpp's weight reads over the probe's, same threads: 0.55 to 0.7 here (2 threads)
+# llama.cpp's weight reads over the probe's, same threads: 0.4 to 0.55 here (2 threads of a VM, where the
+# kernels rather than the memory set the pace); a desktop streaming from memory gets more.
+DEFAULT_EFFICIENCY = 0.5
 OVERHEAD_BASE_S = 0.00005
 OVERHEAD_PER_LAYER_S = 0.00003
 OVERHEAD_PER_VOCAB_S = 4e-9
 ARCH_LAYER_FACTOR = {"gemma2": 1.5, "gemma3": 1.5}  # ops per layer against llama's (see above)
-SLOW_KERNEL_COST = 1.3  # their cost per byte against the K-quants': 1.22 to 1.39 measured here
+SLOW_KERNEL_COST = 1.4  # their cost per byte against the K-quants': 1.22 to 1.6 measured here
+# llama.cpp keeps less of a model in the caches than a plain read of the same size keeps of an array:
+# its speed per byte fell at about 2/3 of the size where the probe's did (random llamas of 30 to 600 MB).
+WORKING_SET_FACTOR = 1.5
 PROBE_SIZES = (8 << 20, 16 << 20, 32 << 20, 64 << 20, 128 << 20, 256 << 20)
 PROBE_MIN_BYTES = 256 << 20  # the largest array: past the last-level cache (2× it), within these bounds
 PROBE_MAX_BYTES = 512 << 20
@@ -391,7 +397,7 @@ class Calibration:
 
     def weight_seconds(self, costs: Costs) -> float:
         """Seconds a token's weight reads take at the probe's full bandwidth (efficiency 1)."""
-        return costs.work_bytes / self.curve.at(costs.read_bytes)
+        return costs.work_bytes / self.curve.at(WORKING_SET_FACTOR * costs.read_bytes)
 
     def seconds_per_token(self, costs: Costs) -> float:
         return self.weight_seconds(costs) / self.efficiency + self.overhead_scale * costs.overhead_s
@@ -452,7 +458,7 @@ def fit_calibration(points: list[tuple[Costs, float]], curve: BandwidthCurve) ->
     """Fit seconds/token = a·weight seconds + k·overhead to measured (Costs, tokens/s); efficiency = 1/a."""
     if not points:
         return Calibration(curve, DEFAULT_EFFICIENCY, 1.0, 0)
-    rows = [(c.work_bytes / curve.at(c.read_bytes), c.overhead_s, tps) for c, tps in points]
+    rows = [(Calibration(curve, 1.0, 0.0, 0).weight_seconds(c), c.overhead_s, tps) for c, tps in points]
     a = k = None
     shares = [o / (x / DEFAULT_EFFICIENCY + o) for x, o, _ in rows]
     if len(rows) >= 2 and max(shares) / min(shares) >= MIN_SPREAD:
