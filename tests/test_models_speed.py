@@ -79,7 +79,7 @@ def test_the_cpu_load_meter_sees_other_programs():
         hog.wait()
     cores = speed.os.cpu_count()
     assert 0.0 <= idle <= 1.0
-    assert loaded >= idle and loaded >= 0.6 / cores  # one spinning process: about one core's worth
+    assert loaded >= 0.6 / cores  # one spinning process: about one core's worth, whatever else runs
 
 
 def _costs(read, overhead, slow=0):
