@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import sys
 import threading
 import time
@@ -78,7 +79,10 @@ def _show_notices() -> None:
     for message in notices:
         print(f"notice: {safe_text(message)}", file=sys.stderr)
     if notices:
-        registry.dismiss_notices()
+        try:
+            registry.dismiss_notices()
+        except (OSError, UserError) as exc:  # a read-only data directory: shown again next time, no harm
+            logging.getLogger(__name__).warning("the notices could not be marked as seen: %s", exc)
 
 
 def _with_notices(command):
