@@ -17,16 +17,17 @@ What makes it hold across CPUs:
   the caches than the probe keeps of its array). `efficiency` is the share of the
   probe's bandwidth that llama.cpp turns into weight reads.
 - **Work bytes weigh tensor types by their CPU kernels.** ggml repacks Q4_0, Q4_K and
-  IQ4 weights into faster kernels; the legacy Q4_1, Q5_0 and Q5_1 types have none, and
-  ran 1.22 to 1.6× slower per byte here (2 threads, where the kernels, not the memory,
-  set the pace). Without this, the built-in Q4_1 starter teaches the estimate that
+  IQ4 weights into faster kernels; the legacy Q4_1, Q5_0 and Q5_1 types have none. Q4_1
+  ran 1.22 to 1.6× slower per byte than Q4_K here (2 threads, where the kernels, not
+  the memory, set the pace); Q5_0 and Q5_1 are assumed alike. Without this, the built-in Q4_1 starter teaches the estimate that
   every Q4_K_M download is 30% slower than it is.
 - **The per-token overhead** is thread barriers on every op of every layer (~0.03 ms
   a llama layer with 2 threads, measured here with random models of 30 and 60 layers)
   and computing and sampling one logit per vocabulary entry (~4 ns each). A Gemma 3
-  layer has about 1.5× a llama layer's ops (four norms, not two, and q/k norms); an
-  earlier figure of 5× came from a machine where its Q5_0/Q8_0 kernels were slow,
-  which the work bytes now carry.
+  layer has about 1.5× a llama layer's ops (four norms, not two, and q/k norms). An
+  earlier factor of 5×, measured on another machine, did not hold here: Gemma 3 270M
+  ran within 11% of this estimate. Part of it was likely its Q5_0 tensors, which the
+  work bytes now carry.
 - **Only quiet runs teach it.** `efficiency` and `scale` are fitted (least squares on
   relative error) to speeds measured here on models whose files are still present,
   using only runs during which other programs left the generation threads their
