@@ -79,6 +79,10 @@ QUIET_TOLERANCE_CORES = 0.25  # what other programs may use beyond the cores a r
 STORE_VERSION = 2  # v1 kept one bandwidth figure from a one-thread probe
 
 _lock = threading.Lock()
+try:
+    _CLOCK_TICK_S = 1.0 / os.sysconf("SC_CLK_TCK")
+except (AttributeError, ValueError, OSError):  # not POSIX: psutil's own figures are finer there
+    _CLOCK_TICK_S = 0.0
 
 
 def _store_path() -> Path:
@@ -286,6 +290,12 @@ class CpuLoadMeter:
         return t.user + t.nice + t.system + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0) + getattr(t, "steal", 0.0)
 
     def busy_fraction(self) -> float:
+        """Other programs' share of all cores' time since the meter started, 0 to 1.
+
+        The kernel counts CPU time in clock ticks (10 ms), per core and per process: over
+        a run of a tenth of a second that is most of the signal. The figure is the least
+        that the counters prove, so a short quiet run is not taken for a busy one.
+        """
         wall0, sys0, me0 = self._start
         wall = time.perf_counter() - wall0
         system, me = self._psutil.cpu_times(), self._me.cpu_times()
@@ -294,7 +304,8 @@ class CpuLoadMeter:
             return 0.0
         ours = (me.user + me.system) - (me0.user + me0.system)
         others = self._busy(system) - self._busy(sys0) - ours
-        return min(1.0, max(0.0, others / (wall * cores)))
+        resolution = 2 * _CLOCK_TICK_S * (cores + 1)  # a tick at each end, on each core and on this process
+        return min(1.0, max(0.0, (others - resolution) / (wall * cores)))
 
 
 def is_quiet(cpu_busy_fraction: float | None, n_threads: int, n_cores: int | None = None) -> bool:

@@ -1,6 +1,7 @@
 """Speed: the bandwidth probe, measured speeds, the calibration, and the estimate against llama.cpp itself."""
 
 import json
+import statistics
 import time
 
 import pytest
@@ -140,19 +141,20 @@ def speed_models(tmp_path_factory, starter_model_path):
     return paths
 
 
-def _generation_speeds(paths: dict, rounds: int = 4) -> dict:
-    """Tokens/s of each model, 32 tokens after the first, best of interleaved rounds on a quiet CPU.
+def _generation_speeds(paths: dict, runs: dict, deadline: float, rounds: int = 4) -> None:
+    """Add to `runs` each model's tokens/s (32 tokens after the first) from interleaved rounds on a quiet CPU.
 
-    Other programs only ever slow a run, so the best run counts; a run during which they
-    took the cores that generation needs does not count at all (0.0 if no run was quiet).
+    A run during which other programs took the cores that generation needs is not
+    kept: it measures them, not the model.
     """
     from llama_cpp import Llama
 
     llms = {k: Llama(model_path=str(p), n_ctx=256, n_threads=THREADS, n_threads_batch=THREADS, verbose=False)
             for k, p in paths.items()}
-    best = dict.fromkeys(paths, 0.0)
     try:
         for _ in range(rounds):
+            if time.monotonic() > deadline:  # a CPU that stays busy makes every run slow: stop in time
+                break
             for name, llm in llms.items():
                 prompt = llm.tokenize(b"The quick brown fox jumps over the lazy dog.", add_bos=True)
                 for i, _token in enumerate(llm.generate(prompt, temp=0.0, top_k=1, reset=True)):
@@ -163,11 +165,10 @@ def _generation_speeds(paths: dict, rounds: int = 4) -> dict:
                         break
                 tps = TOKENS / (time.perf_counter() - t0)
                 if speed.is_quiet(load.busy_fraction(), THREADS):
-                    best[name] = max(best[name], tps)
+                    runs[name].append(tps)
     finally:
         for llm in llms.values():
             llm.close()
-    return best
 
 
 def _errors(paths, measured, feed) -> dict:
@@ -194,19 +195,22 @@ def _errors(paths, measured, feed) -> dict:
 @pytest.mark.llama_cpp
 def test_the_estimate_is_within_30_percent_of_the_measured_speed(speed_models):
     feeds = [("r60m", "r400m"), ("starter", "r150m"), ("starter",)]
-    measured = dict.fromkeys(speed_models, 0.0)
+    runs = {name: [] for name in speed_models}
+    deadline = time.monotonic() + 240
     for attempt in range(3):
-        # A busy machine only ever slows a run: keep each model's best quiet one.
-        measured = {k: max(v, measured[k]) for k, v in _generation_speeds(speed_models).items()}
-        if not all(measured.values()):
+        _generation_speeds(speed_models, runs, deadline)
+        if not all(runs.values()):
             continue
+        # The median of the quiet runs, as the app itself keeps a model's measured speed: on a shared
+        # machine the best run of a model whose weights half fit the cache varies by half (130 to 230 t/s).
+        measured = {name: statistics.median(r) for name, r in runs.items()}
         results = {feed: _errors(speed_models, measured, feed) for feed in feeds}
         worst = max(abs(e) for errors in results.values() for e in errors.values())
         if worst <= 0.30:
             break
-    if not all(measured.values()):
+    if not all(runs.values()):
         pytest.skip("other programs kept the CPU busy during every run of "
-                    + ", ".join(k for k, v in measured.items() if not v) + ": no speed here can be trusted")
+                    + ", ".join(k for k, v in runs.items() if not v) + ": no speed here can be trusted")
     bw = speed.memory_bandwidth()
     report = [f"bandwidth {bw / 1e9:.1f} GB/s; measured " + ", ".join(
         f"{k} {v:.0f} t/s ({shape_of_file(p).bytes_per_token / 1e6:.0f} MB/token)"
