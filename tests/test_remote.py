@@ -216,6 +216,9 @@ def test_cli_chat_with_a_remote(server, tmp_path):
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() and "small@lab" in out.stderr
+    listed = subprocess.run([ASSISTANT, "models", "list", "--installed"], env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert "small@lab  (on lab, 127.0.0.1:" in listed.stdout  # beside the local models, marked with the remote
     missing = subprocess.run([ASSISTANT, "chat", "--remote", "ghost", "Hi"], env=env, capture_output=True, text=True,
                              timeout=60)
     assert missing.returncode == 1 and "no remote server named 'ghost'" in missing.stderr

@@ -8,7 +8,7 @@ import sys
 from assistant import remotes
 from assistant.chat_service import ChatService, TurnFailed, TurnFinished, TurnRequest, TurnText
 from assistant.cli.common import (add_generation_options, add_model_options, ctrl_c_cancels, dim,
-                                  generation_settings, load_settings)
+                                  generation_settings, load_settings, show_model_list_notices)
 from assistant.engine import EngineRouter
 from assistant.stats_format import format_stats_line
 from common.errors import UserError
@@ -88,6 +88,7 @@ class _Chat:
 
 def run(args) -> int:
     history = _open_history(args)
+    show_model_list_notices()
     service = ChatService(EngineRouter(), history)
     try:
         chat = _Chat(service, args)

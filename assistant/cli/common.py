@@ -89,3 +89,21 @@ def ctrl_c_cancels(cancel):
 def dim(text: str, stream=None) -> str:
     stream = stream if stream is not None else sys.stderr  # looked up now: tests and pipes replace it
     return f"\033[2m{text}\033[0m" if stream.isatty() else text
+
+
+def show_model_list_notices() -> None:
+    """What happened to the installed-models list that the user has not seen (a damaged list rebuilt), once."""
+    import logging
+
+    from common.errors import UserError
+    from common.terminal import safe_text
+    from models import registry
+
+    notices = registry.pending_notices()
+    for message in notices:
+        print(f"notice: {safe_text(message)}", file=sys.stderr)
+    if notices:
+        try:
+            registry.dismiss_notices()
+        except (OSError, UserError) as exc:  # a read-only data directory: shown again next time, no harm
+            logging.getLogger(__name__).warning("the notices could not be marked as seen: %s", exc)

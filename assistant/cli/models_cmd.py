@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import functools
 import json
-import logging
 import sys
 import threading
 import time
 
+from assistant.cli.common import show_model_list_notices
 from common.errors import UserError
 from common.formatting import format_byte_rate, format_bytes, format_context, format_params, format_tps
 from common.terminal import safe_text
@@ -71,27 +71,13 @@ def _help(parser) -> int:
     return 2
 
 
-def _show_notices() -> None:
-    """What happened to the installed-models list that the user has not seen (a damaged list rebuilt), once."""
-    from models import registry
-
-    notices = registry.pending_notices()
-    for message in notices:
-        print(f"notice: {safe_text(message)}", file=sys.stderr)
-    if notices:
-        try:
-            registry.dismiss_notices()
-        except (OSError, UserError) as exc:  # a read-only data directory: shown again next time, no harm
-            logging.getLogger(__name__).warning("the notices could not be marked as seen: %s", exc)
-
-
 def _with_notices(command):
     @functools.wraps(command)
     def run(args) -> int:
         try:
             return command(args)
         finally:
-            _show_notices()
+            show_model_list_notices()
 
     return run
 
@@ -166,7 +152,30 @@ def cmd_list(args) -> int:
     if not args.installed:
         print("Pull one with `assistant models pull NAME` (NAME:QUANT for another quant); "
               "`assistant models fit NAME` shows the estimate's parts.")
+    _print_remote_models()
     return 0
+
+
+def _print_remote_models() -> None:
+    """The models of each remote server, beside the local ones, named as `-m` takes them (MODEL@REMOTE)."""
+    from assistant import remotes
+    from assistant.engine.remote import RemoteEngine
+
+    servers = remotes.list_remotes()
+    if not servers:
+        return
+    print()
+    print("On remote servers (chat with -m MODEL@REMOTE):")
+    for remote in servers:
+        try:
+            offered = RemoteEngine(remote, remotes.get_key(remote.name)).list_models()
+        except UserError as exc:
+            print(f"  {remote.name}: {safe_text(exc)}")
+            continue
+        if not offered:
+            print(f"  {remote.name}: offers no models")
+        for model in offered:
+            print(f"  {safe_text(model)}@{remote.name}  (on {remote.name}, {safe_text(remote.host)})")
 
 
 def cmd_search(args) -> int:

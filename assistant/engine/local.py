@@ -422,7 +422,8 @@ class LocalResponse(Response):
         if summary is None or st is None or st.completion_tokens < 16 or not st.gen_tps:
             return
         try:
-            record_measured_speed(Path(summary.path), st.gen_tps, st.n_threads or 1)
+            record_measured_speed(Path(summary.path), st.gen_tps, st.n_threads or 1,
+                                  cpu_busy_fraction=st.transport.get("cpu_other_busy"))
         except OSError as exc:  # a statistic we could not save must not cost the user their reply
             log.warning("could not record the measured speed: %s", exc)
 

@@ -15,8 +15,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-import psutil
-
 from assistant.engine.runner.chat_template import ChatRenderer, render_safely
 from assistant.engine.runner.context_fit import FittedPrompt, fit_conversation
 from assistant.engine.runner.llama_model import Cancelled, DecodeError, LoadedModel, Sampler
@@ -24,6 +22,7 @@ from assistant.engine.runner.repetition import RepetitionGuard
 from assistant.engine.runner.text_stream import TextStream
 from assistant.engine.settings import GenerationSettings
 from common.errors import UserError
+from models.speed import CpuLoadMeter
 
 
 class Sink(Protocol):
@@ -52,24 +51,6 @@ class Outcome:
     cpu_other_busy: float | None = None  # share of the CPU other programs used meanwhile (0..1)
 
 
-class _CpuLoad:
-    """How busy the rest of the machine was while we generated: runs on a busy CPU are slower."""
-
-    def __init__(self) -> None:
-        self.me = psutil.Process()
-        self.t0 = time.monotonic()
-        self.total0 = sum(psutil.cpu_times()[:3])  # user, nice, system
-        self.mine0 = sum(self.me.cpu_times()[:2])
-
-    def other_busy(self) -> float | None:
-        wall = time.monotonic() - self.t0
-        cores = psutil.cpu_count() or 1
-        if wall < 0.05:
-            return None
-        others = (sum(psutil.cpu_times()[:3]) - self.total0) - (sum(self.me.cpu_times()[:2]) - self.mine0)
-        return round(min(1.0, max(0.0, others / (wall * cores))), 3)
-
-
 def generate(model: LoadedModel, renderer: ChatRenderer | None, messages: list[dict] | None, prompt: str | None,
              settings: GenerationSettings, sink: Sink, *, t_request: float) -> Outcome:
     """Generate one reply; `renderer` None with `prompt` set means text completion (no template)."""
@@ -77,7 +58,7 @@ def generate(model: LoadedModel, renderer: ChatRenderer | None, messages: list[d
     out = Outcome(seed=s.seed if s.seed is not None else random.getrandbits(32))
     sampler = None
     t_first = t_last = None
-    load = _CpuLoad()
+    load = CpuLoadMeter()  # other programs' use of the CPU meanwhile: a busy run must not teach the estimates
     try:
         fitted = _fit(model, renderer, messages, prompt, s)
         out.context = fitted.info
@@ -145,7 +126,7 @@ def generate(model: LoadedModel, renderer: ChatRenderer | None, messages: list[d
         out.gen_ms = round((t_last - t_first) * 1000, 2) if (t_first and t_last and out.completion_tokens > 1) else 0.0
         out.total_ms = round((end - t_request) * 1000, 2)
         out.context = {**out.context, "used_tokens": len(model.kv_tokens)}
-        out.cpu_other_busy = load.other_busy()
+        out.cpu_other_busy = round(load.busy_fraction(), 3)
     return out
 
 
