@@ -1,5 +1,7 @@
 """Settings: defaults for every chat, overrides kept with one conversation."""
 
+import pytest
+
 from assistant.engine import GenerationSettings
 from assistant.preferences import generation_settings as conversation_settings
 from assistant.preferences import load_preferences, save_preferences
@@ -62,20 +64,28 @@ def test_gpu_layers_show_only_with_a_gpu_build(qtbot):
     assert dialog.result_settings()[0]["n_gpu_layers"] == 20
 
 
-def test_a_conversations_own_settings_reach_its_next_reply(qtbot, tmp_path):
+@pytest.fixture
+def recording_window(qtbot, tmp_path):
+    """The real window on a fake engine that keeps the settings each reply was asked with."""
     from tests.support.fake_engine import FakeEngine
     from tests.support.window import open_window
 
-    captured = []
-
     class Recording(FakeEngine):
+        captured: list = []
+
         def chat(self, messages, settings=None):
-            captured.append(settings)
+            self.captured.append(settings)
             return super().chat(messages, settings)
 
     window = open_window(qtbot, tmp_path, Recording())
     with qtbot.waitSignal(window.bridge.modelLoaded, timeout=10_000):
         window.load_model("m")
+    yield window, Recording.captured
+    window.close()
+
+
+def test_a_conversations_own_settings_reach_its_next_reply(qtbot, recording_window):
+    window, captured = recording_window
     window.input.edit.setPlainText("one")
     with qtbot.waitSignal(window.bridge.turnFinished, timeout=10_000):
         window.input._submit()
@@ -85,24 +95,11 @@ def test_a_conversations_own_settings_reach_its_next_reply(qtbot, tmp_path):
     with qtbot.waitSignal(window.bridge.turnFinished, timeout=10_000) as done:
         window.input._submit()
     assert captured[-1].temperature == 0.1 and done.args[0].stats["completion_tokens"] == 3
-    window.close()
 
 
-def test_a_new_default_reaches_the_next_reply_of_an_open_conversation(qtbot, tmp_path):
+def test_a_new_default_reaches_the_next_reply_of_an_open_conversation(qtbot, recording_window):
     """A conversation keeps only the overrides its user chose, so a changed default reaches its next reply."""
-    from tests.support.fake_engine import FakeEngine
-    from tests.support.window import open_window
-
-    captured = []
-
-    class Recording(FakeEngine):
-        def chat(self, messages, settings=None):
-            captured.append(settings)
-            return super().chat(messages, settings)
-
-    window = open_window(qtbot, tmp_path, Recording())
-    with qtbot.waitSignal(window.bridge.modelLoaded, timeout=10_000):
-        window.load_model("m")
+    window, captured = recording_window
     for text, temperature in (("one", 0.8), ("two", 0.3)):
         window.defaults["temperature"] = temperature
         window.input.edit.setPlainText(text)
@@ -111,4 +108,3 @@ def test_a_new_default_reaches_the_next_reply_of_an_open_conversation(qtbot, tmp
         qtbot.waitUntil(lambda: not window.generating)
     assert [s.temperature for s in captured] == [0.8, 0.3]
     assert window.history.get_conversation(window.current_id).settings in (None, {})
-    window.close()
