@@ -77,16 +77,12 @@ def create_app(context: ServerContext) -> ASGIApp:
                    Route(f"{prefix}/chat/completions", api.chat_completions, methods=["POST"]),
                    Route(f"{prefix}/completions", api.completions, methods=["POST"])]
     routes.append(Route("/health", api.health, methods=["GET"]))
-    # Starlette's own body limit: a declared or streamed body past it is refused before it is all read.
-    app = Starlette(routes=routes, max_body_size=context.config.max_body_bytes,
-                    exception_handlers={HTTPException: _http_error, Exception: _unexpected})
+    app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error, Exception: _unexpected})
     return guarded(app, context.config, context.request_log)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    if exc.status_code == 413:
-        return _too_large(request.scope.get("starlette.max_body_size")).response()
     message = {404: f"There is no {request.url.path} here; the API is under /v1 (e.g. /v1/chat/completions).",
                405: f"{request.method} is not allowed on {request.url.path}."}.get(exc.status_code, str(exc.detail))
     return ApiError(exc.status_code, message, code="not_found" if exc.status_code == 404 else None).response()
@@ -172,11 +168,7 @@ class _Api:
         record = ctx.request_log.start(_client(request), request.method, request.url.path)
         t0 = time.perf_counter()
         try:
-            try:
-                body = await request.body()
-            except HTTPException as exc:  # Starlette's body limit
-                raise _too_large(ctx.config.max_body_bytes) if exc.status_code == 413 else exc
-            call = parse(parse_json(body), ctx.config)
+            call = parse(parse_json(await _read_body(request, ctx.config.max_body_bytes)), ctx.config)
             spec, model_name = await self._resolve_model(call.model)
             record.model, record.stream = model_name, call.stream
             ctx.request_log.update(record)
@@ -239,6 +231,7 @@ class _Exchange:
         self.t_first: float | None = None
         self.model_failed: str | None = None
         self._watcher: asyncio.Task | None = None
+        self._drain: asyncio.Task | None = None  # keeps the task alive: the loop holds tasks weakly
 
     # --- The client walking away
     def watch(self, request: Request) -> None:
@@ -358,11 +351,22 @@ class _Exchange:
             yield reply.DONE
         finally:
             # However the stream ends (done, the client gone, the server stopping), the turn ends with it.
-            if not self.turn.finished:
+            self.stop_watching()
+            if self.turn.finished:
+                self.end(499 if self.client_gone else status, stats=stats, error=error)
+            else:
                 self.client_gone = True
                 self.turn.cancel()
-            self.stop_watching()
-            self.end(499 if self.client_gone else status, stats=stats, error=error)
+                self._drain = asyncio.get_running_loop().create_task(self._end_when_stopped())
+
+    async def _end_when_stopped(self) -> None:
+        """After a walk-away: the log gets the cancelled turn's figures once the engine has stopped it."""
+        stats: dict = {}
+        while not self.turn.finished:
+            event = await self.turn.next_event()
+            if isinstance(event, TurnFinished):
+                stats = event.stats or {}
+        self.end(499, stats=stats)
 
     # --- Bookkeeping
     def _server_figures(self) -> dict[str, Any]:
@@ -401,7 +405,27 @@ def _problem(stats: dict[str, Any]) -> ApiError | None:
     return None
 
 
-def _too_large(limit: int | None) -> ApiError:
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it is known to be larger than `limit`, before it is all read.
+
+    (Starlette's own `max_body_size` answers in plain text, replacing the response; clients expect OpenAI's JSON.)
+    """
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.strip().isdigit():
+            raise ApiError(400, "The Content-Length header is not a number.")
+        if int(declared) > limit:
+            raise _too_large(limit)
+    size, chunks = 0, []
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(limit: int) -> ApiError:
     return ApiError(413, f"The request body is larger than this server's limit of {format_bytes(limit)}.",
                     code="request_too_large")
 
