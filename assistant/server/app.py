@@ -203,8 +203,11 @@ class _Api:
         ctx = self.ctx
         base = ctx.default_settings()
         limit = ctx.config.max_tokens_limit
+        sampling = dict(call.sampling)
+        if sampling.get("ignore_eos"):  # llama-server's benchmark switch: exactly max_tokens, so no loop guard
+            sampling["stop_on_repetition"] = False
         settings = dataclasses.replace(
-            base, **call.sampling, max_tokens=min(call.max_tokens or base.max_tokens or limit, limit),
+            base, **sampling, max_tokens=min(call.max_tokens or base.max_tokens or limit, limit),
             # A conversation that does not fit is an error, as with OpenAI and llama-server: an API client keeps
             # its own history, so silently dropping its oldest turns would answer a different conversation.
             context_policy=ContextPolicy.STOP)
