@@ -257,6 +257,7 @@ def test_a_body_too_large_is_a_413_before_it_is_read(served):
 def test_unknown_paths_and_methods_answer_in_openai_format(served):
     auth = {"Authorization": f"Bearer {KEY}"}
     assert _error(httpx.get(served.url + "/embeddings", headers=auth))["code"] == "not_found"
+    assert _error(httpx.get(served.url + "/models/no-such-model", headers=auth))["code"] == "model_not_found"
     assert httpx.get(served.url + "/chat/completions", headers=auth).status_code == 405
 
 

@@ -77,8 +77,14 @@ def create_app(context: ServerContext) -> ASGIApp:
                    Route(f"{prefix}/chat/completions", api.chat_completions, methods=["POST"]),
                    Route(f"{prefix}/completions", api.completions, methods=["POST"])]
     routes.append(Route("/health", api.health, methods=["GET"]))
-    app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error, Exception: _unexpected})
+    app = Starlette(routes=routes, exception_handlers={ApiError: _api_error, HTTPException: _http_error,
+                                                       Exception: _unexpected})
     return guarded(app, context.config, context.request_log)
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return exc.response()
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -389,20 +395,21 @@ class _Exchange:
             current = history.get_conversation(conversation_id).settings if history is not None else {}
             chat.set_conversation_settings(conversation_id, {**current, "source": "api"})
 
-        task = asyncio.get_running_loop().run_in_executor(None, mark)
-        task.add_done_callback(lambda f: f.cancelled() or f.exception() is None or log.warning(
-            "could not mark conversation %s as an API conversation: %s", conversation_id, f.exception()))
+        def report(done: asyncio.Future) -> None:
+            if not done.cancelled() and done.exception() is not None:
+                log.warning("could not mark conversation %s as an API conversation: %s", conversation_id,
+                            done.exception())
+
+        asyncio.get_running_loop().run_in_executor(None, mark).add_done_callback(report)
 
 
 def _problem(stats: dict[str, Any]) -> ApiError | None:
     """A finished turn that is really an error for the client: the prompt did not fit, or the engine failed."""
     reason = stats.get("stop_reason")
     if reason == "context_full" and not stats.get("completion_tokens"):
-        context = stats.get("context") or {}
-        detail = context.get("message") or (f"The conversation needs more than the model's context of "
-                                            f"{stats.get('n_ctx')} tokens.")
-        return ApiError(400, f"{detail} Shorten it, or load the model with a longer context.",
-                        code="context_length_exceeded", param="messages")
+        return ApiError(400, f"The conversation needs {stats.get('prompt_tokens') or 'more'} tokens but the model's "
+                             f"context holds {stats.get('n_ctx') or 'fewer'}; shorten it, or load the model with a "
+                             "longer context.", code="context_length_exceeded", param="messages")
     if reason == "error":
         return ApiError(500, stats.get("error") or "The model failed while answering.", code="generation_failed")
     return None

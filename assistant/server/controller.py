@@ -74,6 +74,7 @@ class ServerController:
             return self.url
         self.prepare()
         server, sock = self._server, self._socket
+        assert sock is not None
         errors: list[BaseException] = []
 
         def run() -> None:
@@ -100,6 +101,7 @@ class ServerController:
         """Serve in this thread until Ctrl-C or SIGTERM (the main thread: uvicorn handles both)."""
         self.prepare()
         server, sock = self._server, self._socket
+        assert sock is not None
         if on_ready is not None:
             on_ready(self.url)
         try:
@@ -143,6 +145,7 @@ class ServerController:
         uv_config = uvicorn.Config(
             create_app(context), log_config=None, access_log=False,  # our request log; it never holds a key
             http="h11", ws="none", lifespan="off", loop="asyncio", server_header=False,
+            proxy_headers=False,  # no proxy in front: a local client must not rewrite its address in the log
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S, limit_concurrency=256)
         self._router, self._socket = router, sock
         self._server = _Uvicorn(uv_config, router)

@@ -15,6 +15,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
+from common.terminal import safe_text
+
 log = logging.getLogger(__name__)
 
 
@@ -83,7 +85,7 @@ class RequestLog:
             record.prompt_tokens = stats.get("prompt_tokens")
             record.completion_tokens = stats.get("completion_tokens")
             record.gen_tps = stats.get("gen_tps")
-        log.info("%s %s %s from %s: %s %s, %s tokens in %.0f ms", record.id, record.method, record.path,
+        log.info("%s %s %s from %s: %s %s, %s tokens in %.0f ms", record.id, record.method, safe_text(record.path),
                  record.client, status, record.state, record.completion_tokens, record.duration_ms)
         self._announce(record)
 

@@ -96,8 +96,10 @@ class TurnRouter:
         elif isinstance(event, (ModelLoaded, ModelFailed)):
             self.loading = None
         request_id = getattr(event, "request_id", None)
+        if not isinstance(request_id, int):
+            return
         with self._lock:
-            route = self._routes.get(request_id) if request_id is not None else None
+            route = self._routes.get(request_id)
             if route is None:
                 return
             if isinstance(event, (TurnStarted, TurnFinished, TurnFailed)):
