@@ -135,7 +135,7 @@ class _Api:
                           "source": entry.source})
         if summary is not None and not any(m["loaded"] for m in found):
             found.insert(0, {"name": summary.name, "created": None, "loaded": True, "quant": summary.quant,
-                             "source": "file"})
+                             "source": "remote" if summary.kind == "remote" else "file"})
         return found
 
     @staticmethod
