@@ -84,6 +84,8 @@ def test_lists_the_installed_models_and_the_loaded_one(served):
     loaded = next(m for m in models if m.id == served.model)
     assert loaded.object == "model" and loaded.model_extra["hearth"]["loaded"] is True
     assert served.client().models.retrieve(served.model).id == served.model
+    raw = httpx.get(served.url + "/models", headers={"Authorization": f"Bearer {KEY}"})
+    assert raw.headers["x-powered-by"] == "Hearth"  # how another Hearth's remote backend recognises this one
 
 
 def test_streams_a_reply_with_usage_then_done(served):
@@ -402,3 +404,19 @@ def test_503_while_a_model_loads_then_a_request_naming_another_model_loads_it(se
     finally:
         registry.unregister("tiny-installed")
         chat.load(served.starter_path, LoadSettings(n_threads=1)).result(120)
+
+
+def test_another_hearth_uses_this_server_as_a_remote_backend(served):
+    """The remote backend (assistant.engine.remote) against this server: it recognises Hearth and keeps its record."""
+    from assistant.engine import GenerationSettings
+    from assistant.engine.remote import RemoteEngine
+    from assistant.remotes import Remote
+
+    engine = RemoteEngine(Remote("self", served.url), KEY)
+    summary = engine.load(served.model)
+    assert summary.backend["software"] == "hearth"
+    response = engine.chat(HI, GenerationSettings(max_tokens=4, seed=1))
+    assert response.text()
+    transport = response.stats.transport
+    assert response.stats.completion_tokens >= 1
+    assert transport["server_record"]["memory"]["weights_bytes"] > 0  # this server's own record, carried across

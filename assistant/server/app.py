@@ -47,6 +47,7 @@ from models import registry
 log = logging.getLogger(__name__)
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+IDENTITY = {"X-Powered-By": "Hearth"}  # another Hearth using this one as a remote reads its record (`hearth`)
 
 
 @dataclass
@@ -111,13 +112,13 @@ class _Api:
     # --- Models
     async def list_models(self, request: Request) -> Response:
         data = [self._model_object(**m) for m in await run_in_threadpool(self._models)]
-        return JSONResponse({"object": "list", "data": data})
+        return JSONResponse({"object": "list", "data": data}, headers=IDENTITY)
 
     async def get_model(self, request: Request) -> Response:
         wanted = request.path_params["model_id"]
         for m in await run_in_threadpool(self._models):
             if m["name"] == wanted:
-                return JSONResponse(self._model_object(**m))
+                return JSONResponse(self._model_object(**m), headers=IDENTITY)
         raise _unknown_model(wanted)
 
     async def health(self, request: Request) -> Response:
