@@ -61,6 +61,7 @@ def stream_once(client: httpx.Client, body: dict) -> dict:
     t0 = time.perf_counter()
     first = last = None
     usage: dict = {}
+    record: dict = {}
     with client.stream("POST", "/chat/completions", json={**body, "stream": True,
                                                           "stream_options": {"include_usage": True}}) as r:
         if r.status_code != 200:
@@ -73,6 +74,7 @@ def stream_once(client: httpx.Client, body: dict) -> dict:
                 raise RuntimeError(chunk["error"]["message"])
             if chunk.get("usage"):
                 usage = chunk["usage"]
+                record = chunk.get("hearth") or {}
             if chunk.get("choices") and chunk["choices"][0]["delta"].get("content"):
                 now = time.perf_counter()
                 first = first or now
@@ -80,7 +82,9 @@ def stream_once(client: httpx.Client, body: dict) -> dict:
     n = usage.get("completion_tokens", 0)
     return {"ttft_ms": (first - t0) * 1000 if first else None, "tokens": n,
             "tps": (n - 1) / (last - first) if first and last and last > first and n > 1 else 0.0,
-            "start": t0, "first": first, "end": last}
+            "start": t0, "first": first, "end": last,
+            # Where the time went: the runner's own rate, and the rate the app received text at.
+            "runner_tps": record.get("gen_tps"), "app_tps": (record.get("transport") or {}).get("received_gen_tps")}
 
 
 def reset_cache(services: AppServices) -> None:
@@ -105,25 +109,29 @@ def in_process_ttft_ms(services: AppServices) -> float:
 def throughput(services: AppServices, client: httpx.Client, lengths: list[int], repeats: int) -> list[dict]:
     rows = []
     for n in lengths:
-        natives, apis, ratios = [], [], []
+        natives, apis, ratios, runner, app = [], [], [], [], []
         for i in range(repeats):
             def native() -> float:
                 return services.chat.run_on_engine(lambda engine: native_generation(engine, n)).result()
 
-            def api() -> float:
+            def api() -> dict:
                 reset_cache(services)
-                return stream_once(client, {"messages": BENCH_PROMPT, **sampling_body(n)})["tps"]
+                return stream_once(client, {"messages": BENCH_PROMPT, **sampling_body(n)})
 
             if i % 2:  # alternate which runs first, so drift hits both alike
                 a, b = api(), native()
             else:
                 b, a = native(), api()
             natives.append(b)
-            apis.append(a)
-            ratios.append(a / b if b else 0.0)
-            say(f"  {n} tokens, pair {i + 1}: native {format_tps(b)}, API {format_tps(a)}")
+            apis.append(a["tps"])
+            ratios.append(a["tps"] / b if b else 0.0)
+            runner.append(a["runner_tps"] or 0.0)
+            app.append(a["app_tps"] or 0.0)
+            say(f"  {n} tokens, pair {i + 1}: native {format_tps(b)}, API {format_tps(a['tps'])} "
+                f"(the runner made {format_tps(a['runner_tps'])}, the app received {format_tps(a['app_tps'])})")
         rows.append({"tokens": n, "native_tps": round(statistics.median(natives), 2),
                      "api_tps": round(statistics.median(apis), 2), "ratio": round(statistics.median(ratios), 3),
+                     "runner_tps": round(statistics.median(runner), 2), "app_tps": round(statistics.median(app), 2),
                      "runs": repeats})
     return rows
 
@@ -262,10 +270,11 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result))
         return 0
     print(f"model   {summary.name} ({summary.quant}) · {summary.n_threads} threads")
-    print(f"{'tokens':8}{'native':>12}{'API':>12}{'API/native':>12}   (target ≥ 0.95)")
+    print(f"{'tokens':8}{'native':>12}{'API':>12}{'API/native':>12}   (target ≥ 0.95){'runner':>12}{'app':>12}")
     for row in stream:
         print(f"{row['tokens']:<8}{format_tps(row['native_tps']):>12}{format_tps(row['api_tps']):>12}"
-              f"{row['ratio']:>12.3f}")
+              f"{row['ratio']:>12.3f}{'':17}{format_tps(row['runner_tps']):>12}{format_tps(row['app_tps']):>12}")
+    print("(runner: the API reply's rate where it was generated; app: where the app received it)")
     print(f"first token: in-process {format_number(first['in_process_ms'])} ms, over HTTP "
           f"{format_number(first['http_ms'])} ms, added {format_number(first['added_ms'])} ms (target < 10 ms)")
     print(f"{together['clients']} concurrent clients × {together['tokens_each']} tokens: "

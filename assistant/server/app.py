@@ -191,10 +191,13 @@ class _Api:
         try:
             await exchange.wait_for_start()
         except ApiError as exc:
+            exchange.stop_watching()
             exchange.end(exc.status, error=exc.message)
             return exc.response()
-        except BaseException:
-            exchange.end(500, error="the request ended unexpectedly")
+        except BaseException:  # cancelled (the server forced to stop) or a bug: the turn must not run on
+            exchange.turn.cancel()
+            exchange.stop_watching()
+            exchange.end(500, error="the request ended before its reply started")
             raise
         if call.stream:
             return StreamingResponse(exchange.stream(), media_type="text/event-stream", headers=SSE_HEADERS)
