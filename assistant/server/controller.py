@@ -19,7 +19,6 @@ from typing import Any
 from assistant.engine import GenerationSettings, LoadSettings
 from assistant.preferences import generation_settings, load_preferences
 from assistant.preferences import load_settings as preference_load_settings
-from assistant.server.app import ServerContext, create_app
 from assistant.server.config import ServerConfig, ServerConfigError
 from assistant.server.request_log import RequestLog
 from assistant.server.turns import TurnRouter
@@ -132,7 +131,10 @@ class ServerController:
 
     # --- Internals
     def _prepare(self) -> None:
-        import uvicorn  # late: the window imports this module before anyone turns the server on
+        # Late: the window imports this module at start-up, before anyone turns the server on (~0.1 s saved).
+        import uvicorn
+
+        from assistant.server.app import ServerContext, create_app
 
         self.config.check()
         sock = bind(self.config.host, self.config.port)
