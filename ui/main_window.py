@@ -23,6 +23,7 @@ from ui.chat_view import ChatView
 from ui.input_box import InputBox
 from ui.model_manager import ModelManager
 from ui.model_picker import ModelPicker
+from ui.server_page import ServerPage
 from ui.settings_dialog import SettingsDialog
 from ui.sidebar import Sidebar
 
@@ -71,9 +72,11 @@ class MainWindow(QMainWindow):
         toolbar.addWidget(spacer)
         self.chat_action = toolbar.addAction("Chat", lambda: self.show_page(0))
         self.stats_action = toolbar.addAction("Statistics", lambda: self.show_page(1))
+        self.server_action = toolbar.addAction("Local server", self.show_server_page)
         self.models_action = toolbar.addAction("Models…", self.open_model_manager)
         self.settings_action = toolbar.addAction("Settings…", self.open_settings)
         for action, name in ((self.chat_action, "Show chat"), (self.stats_action, "Show statistics"),
+                             (self.server_action, "Show local server"),
                              (self.models_action, "Open model manager"), (self.settings_action, "Open settings")):
             toolbar.widgetForAction(action).setAccessibleName(name)
 
@@ -100,6 +103,8 @@ class MainWindow(QMainWindow):
 
         self.pages = QStackedWidget()
         self.pages.addWidget(chat_page)
+        self.server_page = ServerPage(self.services, self)  # the OpenAI-compatible API on the same services
+        self.pages.addWidget(self.server_page)
         self.stats_view = None  # built on first show: it reads the whole history
         splitter = QSplitter()
         splitter.addWidget(self.sidebar)
@@ -116,6 +121,7 @@ class MainWindow(QMainWindow):
                             (self.status_threads, "Threads"), (self.status_backend, "Backend")):
             label.setAccessibleName(name)
             self.statusBar().addPermanentWidget(label)
+        self.statusBar().addPermanentWidget(self.server_page.status_label)
         self._update_status()
 
     def _make_model_picker(self) -> ModelPicker:
@@ -286,7 +292,7 @@ class MainWindow(QMainWindow):
                 self.input.show_context(ctx["used_tokens"], stats.get("n_ctx") or 0, note)
         if event.conversation_id:
             self.sidebar.refresh()
-        if self.stats_view is not None and self.pages.currentIndex() == 1:
+        if self.stats_view is not None and self.pages.currentWidget() is self.stats_view:
             self.stats_view.refresh()
 
     def _turn_failed(self, event) -> None:
@@ -324,7 +330,10 @@ class MainWindow(QMainWindow):
             self.pages.addWidget(self.stats_view)
         if index == 1:
             self.stats_view.refresh()
-        self.pages.setCurrentIndex(index)
+        self.pages.setCurrentWidget(self.stats_view if index == 1 else self.pages.widget(0))
+
+    def show_server_page(self) -> None:
+        self.pages.setCurrentWidget(self.server_page)
 
     def open_settings(self) -> None:
         conv = self.history.get_conversation(self.current_id) if self.current_id else None
@@ -375,6 +384,7 @@ class MainWindow(QMainWindow):
     # --- Closing: the reply in flight stops (its partial text is saved), the engine is freed
     def closeEvent(self, event) -> None:
         self._ram_timer.stop()
+        self.server_page.shutdown()  # API clients are cancelled before the engine goes
         self.bridge.close()
         self.services.close()
         super().closeEvent(event)
