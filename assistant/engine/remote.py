@@ -229,6 +229,8 @@ class RemoteResponse(Response):
             body["seed"] = s.seed
         if s.stop:
             body["stop"] = list(s.stop)
+        if s.ignore_eos:  # benchmarks: llama-server, vLLM and Hearth take it; others ignore an unknown field
+            body["ignore_eos"] = True
         if self.messages is not None:
             return f"{self.engine.remote.api_base}/chat/completions", {**body, "messages": self.messages}
         return f"{self.engine.remote.api_base}/completions", {**body, "prompt": self.prompt}
