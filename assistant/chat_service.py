@@ -24,10 +24,10 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from assistant.engine import Engine, GenerationSettings, LoadSettings, ModelSummary
+from assistant.engine import Engine, GenerationSettings, LoadSettings, ModelSummary, Response
 from assistant.session import ChatSession
 from common.errors import UserError
 
@@ -145,7 +145,7 @@ class TurnHandle:
         self.conversation_id: int | None = request.conversation_id
         self.reply_id: int | None = None
         self.cancelled = False
-        self.response = None  # the engine's Response while it runs
+        self.response: Response | None = None  # the engine's Response while it runs
         self._events: queue.Queue = queue.Queue()
         self._done = threading.Event()
         self.outcome: TurnFinished | TurnFailed | None = None

@@ -9,7 +9,6 @@ chat history), the history for reading, and the user's settings. Later services
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from assistant.chat_service import ChatService
 from assistant.engine import Engine, EngineRouter

@@ -39,7 +39,7 @@ def format_stats_line(stats: dict[str, Any] | None) -> str:
         return ""
     parts = []
     tps = _num(stats.get("gen_tps"))
-    transport = stats.get("transport") if isinstance(stats.get("transport"), dict) else {}
+    transport: dict[str, Any] = stats["transport"] if isinstance(stats.get("transport"), dict) else {}
     remote = transport.get("kind") == "remote"
     server_tps = _num(transport.get("server_gen_tps")) if remote else None
     if server_tps is not None:  # the server's own figure beside ours: the difference is the network
@@ -53,7 +53,7 @@ def format_stats_line(stats: dict[str, Any] | None) -> str:
     ttft = _num(stats.get("ttft_ms"))
     if ttft is not None:
         parts.append(f"{ttft / 1000:.2f} s to first token")
-    memory = stats.get("memory") if isinstance(stats.get("memory"), dict) else {}
+    memory: dict[str, Any] = stats["memory"] if isinstance(stats.get("memory"), dict) else {}
     rss = _num(memory.get("rss_bytes")) or _num(memory.get("rss_peak_bytes"))  # now, not the lifetime peak
     if remote:
         parts.append(f"on {transport.get('remote') or transport.get('host') or 'a remote server'}")

@@ -49,8 +49,8 @@ def setup_logging() -> Path | None:
     except OSError:
         path = None
     if debug_enabled() and "stderr" not in _configured:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter(_FORMAT))
-        root.addHandler(handler)
+        terminal = logging.StreamHandler(sys.stderr)
+        terminal.setFormatter(logging.Formatter(_FORMAT))
+        root.addHandler(terminal)
         _configured.add("stderr")
     return path

@@ -137,7 +137,8 @@ def _report(stats: dict | None) -> None:
 
 def _one_shot(chat: _Chat, prompt: str, as_json: bool) -> int:
     if as_json:
-        stats = chat.turn(prompt, out=None) or {}
+        stats: dict | None = chat.turn(prompt, out=None) or {}
+        assert stats is not None
         if chat.conversation_id is not None:
             stats["conversation_id"] = chat.conversation_id
         print(json.dumps(stats, ensure_ascii=False))
@@ -150,6 +151,7 @@ def _one_shot(chat: _Chat, prompt: str, as_json: bool) -> int:
 
 def _interactive(chat: _Chat) -> int:
     s = chat.service.summary()
+    assert s is not None  # loaded before the loop starts
     print(dim(f"{safe_text(s.name)} · {s.quant} · {s.n_threads} threads · "
               f"context {s.n_ctx} · type /help for commands"), file=sys.stderr)
     while True:

@@ -35,6 +35,7 @@ def stream_generation(engine: LocalEngine, n_tokens: int) -> dict:
     response.text()
     engine.call(P.RESET, doing="benchmarking")
     st = response.stats
+    assert st is not None  # a finished response always has its record
     received = st.transport.get("received_gen_tps") or st.gen_tps or 0.0
     runner_ttft = st.transport.get("runner_ttft_ms")
     return {"tps": received, "runner_tps": st.gen_tps, "ttft_ms": st.ttft_ms,

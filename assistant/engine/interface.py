@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -84,7 +84,7 @@ class Response(ABC):
             pass
         return "".join(self.chunks)
 
-    def __iter__(self) -> Iterator[str]:
+    def __iter__(self) -> Generator[str, None, None]:
         if self._started:
             yield from (self.chunks if self.done else ())
             return
@@ -98,7 +98,7 @@ class Response(ABC):
             stream.close()  # a caller that walks away stops the reply, which still records its stats
 
     @abstractmethod
-    def _stream(self) -> Iterator[str]:
+    def _stream(self) -> Generator[str, None, None]:
         """Produce the text; must set `self.stats` before it returns, however it ends."""
 
 

@@ -21,7 +21,7 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -329,7 +329,7 @@ class LocalResponse(Response):
                         P.CANCEL_GRACE_SECONDS)
             runner.kill()
 
-    def _stream(self) -> Iterator[str]:
+    def _stream(self) -> Generator[str, None, None]:
         eng = self.engine
         receipt = _Receipt(time.perf_counter())
         with eng._lock:

@@ -15,7 +15,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from typing import Any
 
 import httpx
@@ -235,7 +235,7 @@ class RemoteResponse(Response):
             return f"{self.engine.remote.api_base}/chat/completions", {**body, "messages": self.messages}
         return f"{self.engine.remote.api_base}/completions", {**body, "prompt": self.prompt}
 
-    def _stream(self) -> Iterator[str]:
+    def _stream(self) -> Generator[str, None, None]:
         eng = self.engine
         receipt = _RemoteReceipt(time.perf_counter())
         eng._current = self
@@ -256,7 +256,7 @@ class RemoteResponse(Response):
                     chunk = _parse_event(line)
                     if chunk is None:
                         continue
-                    if chunk == "[DONE]":
+                    if isinstance(chunk, str):  # "[DONE]"
                         receipt.done = True
                         break
                     for text in receipt.take(chunk):
@@ -340,7 +340,7 @@ class _RemoteReceipt:
         summary = eng.summary()
         counted = not isinstance(self.usage.get("completion_tokens"), int)
         completion = self.pieces if counted else self.usage["completion_tokens"]
-        prompt_tokens = self.usage.get("prompt_tokens") if isinstance(self.usage.get("prompt_tokens"), int) else 0
+        prompt_tokens: int = self.usage["prompt_tokens"] if isinstance(self.usage.get("prompt_tokens"), int) else 0
         cached = ((self.usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0) if self.usage else 0
         gen_ms = (self.t_last - self.t_first) * 1000 if self.t_first and self.t_last else 0.0
         if response.cancelled:
@@ -352,7 +352,7 @@ class _RemoteReceipt:
         if stop_reason == "error" and not self.error:
             self.error = f"{eng.remote.name} ended the reply without finishing it."
         server_tps = self.timings.get("predicted_per_second")
-        prompt_ms = self.timings.get("prompt_ms") if isinstance(self.timings.get("prompt_ms"), (int, float)) else 0.0
+        prompt_ms: float = self.timings["prompt_ms"] if isinstance(self.timings.get("prompt_ms"), (int, float)) else 0.0
         record = self.server_record
         return ResponseStats(
             reply="".join(response.chunks),

@@ -10,7 +10,7 @@ real engine.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 
 from assistant.engine.interface import Engine, ModelSummary, Response
 from assistant.engine.settings import GenerationSettings, LoadSettings
@@ -26,7 +26,7 @@ class FakeResponse(Response):
         super().__init__(messages, settings, prompt)
         self.engine = engine
 
-    def _stream(self) -> Iterator[str]:
+    def _stream(self) -> Generator[str, None, None]:
         t0 = time.perf_counter()
         summary = self.engine.summary()
         words = [w + " " for w in self.engine.reply.split(" ")]

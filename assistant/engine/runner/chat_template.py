@@ -78,7 +78,7 @@ class ChatRenderer:
     def render(self, messages: list[dict]) -> RenderedPrompt:
         if self._formatter is not None:
             try:
-                result = self._formatter(messages=messages)
+                result = self._formatter(messages=messages)  # type: ignore[arg-type]  # plain role/content dicts
             except (jinja2.TemplateError, ValueError, TypeError) as exc:
                 # Templates raise on conversations they reject (e.g. roles that do not alternate).
                 raise UserError(f"The model's chat template rejected this conversation: {exc}.") from exc
@@ -86,7 +86,7 @@ class ChatRenderer:
             return RenderedPrompt(result.prompt, stop, add_bos=not result.added_special)
         if self.format_name in _NO_SYSTEM_ROLE:
             messages = _fold_system_into_first_user(messages)
-        result = NAMED_FORMATS[self.format_name](messages=messages)
+        result = NAMED_FORMATS[str(self.format_name)](messages=messages)
         stop = [result.stop] if isinstance(result.stop, str) else list(result.stop or [])
         return RenderedPrompt(result.prompt, stop, add_bos=True)
 
