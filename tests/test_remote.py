@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from assistant import remotes
-from assistant.chat_service import ChatService, TurnFailed, TurnFinished, TurnRequest, TurnText
-from assistant.engine import EngineRouter, GenerationSettings, LoadSettings
+from assistant.chat_service import ChatService, TurnFinished, TurnRequest, TurnText
+from assistant.engine import EngineRouter, GenerationSettings
 from assistant.engine.remote import RemoteEngine
 from assistant.history import HistoryStore
 from common.errors import UserError

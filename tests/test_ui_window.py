@@ -3,11 +3,10 @@
 import json
 
 import pytest
-from PySide6.QtCore import QSettings, Qt
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QTextCursor
-from PySide6.QtWidgets import QWidget, QAbstractButton, QLineEdit, QMessageBox, QPlainTextEdit, QComboBox, QAbstractSpinBox
+from PySide6.QtWidgets import QWidget, QAbstractButton, QLineEdit, QPlainTextEdit, QComboBox, QAbstractSpinBox
 
-from assistant.history import HistoryStore
 from tests.support.fake_engine import FakeEngine
 from tests.support.window import open_window
 
