@@ -238,3 +238,13 @@ def test_ctrl_c_in_the_cli_stops_a_long_prompt_at_once(starter_model_path, tmp_p
     out, err = proc.communicate(timeout=30)
     assert time.monotonic() - t0 < 3, err
     assert "Traceback" not in err and "stopped" in err
+
+
+def test_a_runner_that_cannot_start_is_one_sentence(tiny_model_path, monkeypatch):
+    from assistant.engine import supervisor
+
+    monkeypatch.setattr(supervisor.sys, "executable", "/bin/false")  # as if the interpreter were broken
+    engine = LocalEngine()
+    with pytest.raises(UserError, match=r"The model's process could not start \(exit code 1; .*runner-.*\.log"):
+        engine.load(str(tiny_model_path), LoadSettings(n_ctx=64, n_threads=1))
+    assert engine.summary() is None

@@ -113,9 +113,13 @@ class RunnerProcess:
         self.killed_by_app = False
         try:
             msg = self.recv(start_deadline)
-        except (RunnerDied, RunnerTimeout):
+        except RunnerTimeout:
             self.kill()
-            raise
+            raise RunnerTimeout(f"no answer within {start_deadline:.0f} s") from None
+        except RunnerDied:
+            death = self.death()  # logs its last output: an import error, a missing library
+            where = f"; {self.log_path} has the details" if self.log_path else ""
+            raise RunnerDied(f"exit code {death.exitcode}{where}") from None
         if msg[0] != P.READY:
             self.kill()
             raise RunnerDied(f"unexpected first message {msg[0]!r}")
