@@ -41,7 +41,8 @@ log = logging.getLogger(__name__)
 class TurnRequest:
     """One turn. `kind`: send (a new user message), regenerate (a reply again), edit (a user message
     rewritten), messages (an API client's own conversation, not read from the history), or complete
-    (text completion: `text` is continued as it is, with no chat template)."""
+    (text completion: `text` is continued as it is, with no chat template), or continue (a stopped reply,
+    `message_id`, goes on: a new version of it that starts with its text)."""
 
     kind: str = "send"
     text: str | None = None
@@ -55,6 +56,9 @@ class TurnRequest:
     save: bool = True  # kept in the history (API turns only when the user chose so)
     source: str = "window"  # who asked: window, cli, api, compare
     client: str | None = None  # e.g. an API client's address, for the request log
+
+
+_PAST = {"regenerate": "regenerated", "edit": "edited", "continue": "continued"}
 
 
 class QueueFull(UserError):
@@ -79,6 +83,7 @@ class TurnStarted:
     reply_id: int | None
     user_message: Any = None  # the saved user message (history Message), when there is one
     model: str | None = None
+    initial_text: str = ""  # the text the reply starts with (a continued reply's earlier part)
 
 
 @dataclass(frozen=True)
@@ -403,8 +408,9 @@ class ChatService:
         if turn.cancelled:
             session.cancel()
         summary = self.engine.summary()
+        initial = (session.last_response.prefix or "") if session.last_response is not None else ""
         self._emit(TurnStarted(turn.id, req.source, turn.conversation_id, turn.reply_id, session.user_message,
-                               summary.name if summary else None), turn)
+                               summary.name if summary else None, initial), turn)
         try:
             for chunk in stream:
                 self._emit(TurnText(turn.id, turn.conversation_id, turn.reply_id, chunk), turn)
@@ -416,8 +422,9 @@ class ChatService:
             return
         response = session.last_response
         stats = response.stats.to_dict() if response and response.stats else {}
+        text = ((response.prefix or "") + "".join(response.chunks)) if response else ""
         self._emit(TurnFinished(turn.id, req.source, turn.conversation_id, turn.reply_id, session.saved_reply, stats,
-                                "".join(response.chunks) if response else ""), turn)
+                                text), turn)
 
     def _start(self, req: TurnRequest) -> tuple[ChatSession, Iterator[str]]:
         settings = req.settings or self._default_settings()
@@ -444,14 +451,18 @@ class ChatService:
                 session.system_prompt = req.system_prompt
             session.settings = settings
             stream = session.send(req.text or "")
-        elif req.kind in ("regenerate", "edit"):
+        elif req.kind in ("regenerate", "edit", "continue"):
             if history is None or req.message_id is None:
-                raise UserError(f"Only a saved message can be {'regenerated' if req.kind == 'regenerate' else 'edited'}.")
+                raise UserError(f"Only a saved message can be {_PAST[req.kind]}.")
             conv_id = history.get_message(req.message_id).conversation_id
             session = self._session(conv_id, history)
             session.settings = settings
-            stream = (session.regenerate(req.message_id) if req.kind == "regenerate"
-                      else session.edit(req.message_id, req.text or ""))
+            if req.kind == "regenerate":
+                stream = session.regenerate(req.message_id)
+            elif req.kind == "continue":
+                stream = session.continue_reply(req.message_id)
+            else:
+                stream = session.edit(req.message_id, req.text or "")
         else:
             raise UserError(f"Unknown kind of turn {req.kind!r}.")
         if session.conversation_id is not None and history is not None:

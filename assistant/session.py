@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from assistant.engine import Engine, GenerationSettings, Response
+from common.errors import UserError
 
 
 class ChatSession:
@@ -82,6 +83,23 @@ class ChatSession:
         self.saved_reply = None
         return self._run(response, saver)
 
+    def continue_reply(self, reply_id: int) -> Iterator[str]:
+        """Go on with a stopped reply. The result is a new version of it that starts with its text;
+        the stopped one stays, one arrow away, as a regenerated reply does."""
+        old = self.history.get_message(reply_id)
+        if old.role != "assistant":
+            raise UserError("Only a reply can be continued.")
+        saver = self.history.regenerate(reply_id)
+        self._thread_to(old.parent_id)
+        self.user_message = None
+        saver.append(old.content)
+        saver.flush()  # the new version shows its start at once, wherever it is opened
+        response = self.engine.chat(self.prompt_messages(), self.settings, prefix=old.content)
+        self.last_response = response
+        self.reply_id = saver.id
+        self.saved_reply = None
+        return self._run(response, saver, prefix=old.content)
+
     def regenerate(self, reply_id: int) -> Iterator[str]:
         """A new version of a saved reply; the old one stays as a sibling branch."""
         saver = self.history.regenerate(reply_id)
@@ -112,7 +130,7 @@ class ChatSession:
         self.saved_reply = None
         return self._run(response, saver)
 
-    def _run(self, response: Response, saver) -> Iterator[str]:
+    def _run(self, response: Response, saver, prefix: str = "") -> Iterator[str]:
         chunks = iter(response)
         try:
             for chunk in chunks:
@@ -121,7 +139,7 @@ class ChatSession:
                 yield chunk
         finally:
             chunks.close()  # if the caller walked away, this stops generation and records stats
-            reply = "".join(response.chunks)
+            reply = prefix + "".join(response.chunks)
             self.messages.append({"role": "assistant", "content": reply})
             if saver is not None:
                 stats = response.stats.to_dict() if response.stats else None

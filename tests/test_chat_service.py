@@ -127,3 +127,38 @@ def test_the_real_engine_through_the_service(tiny_model_path, history):
         assert result.message.content == result.text
     finally:
         service.close()
+
+
+def test_a_stopped_reply_continues_as_a_new_version_that_starts_with_its_text(service, history):
+    first = service.submit(TurnRequest(text="tell me"))
+    for event in first.events(timeout=10):
+        if isinstance(event, TurnText):
+            first.cancel()
+    stopped = first.outcome.message
+    assert stopped.status == "stopped" and stopped.content
+    handle = service.submit(TurnRequest(kind="continue", message_id=stopped.id))
+    events = list(handle.events(timeout=10))
+    started, finished = events[1], events[-1]
+    assert isinstance(started, TurnStarted) and started.initial_text == stopped.content
+    assert isinstance(finished, TurnFinished) and finished.stats["stop_reason"] == "eos"
+    assert finished.message.content == finished.text and finished.text.startswith(stopped.content)
+    assert len(finished.text) > len(stopped.content)
+    siblings = history.siblings(finished.reply_id)
+    assert {m.id for m in siblings} == {stopped.id, finished.reply_id}  # the stopped version is kept
+    assert service.engine._current.prefix == stopped.content  # the model was asked to go on from it
+
+
+@pytest.mark.llama_cpp
+def test_continuing_on_the_real_engine_goes_on_from_the_text(tiny_model_path, history):
+    service = ChatService(LocalEngine(), history)
+    try:
+        service.load(str(tiny_model_path), LoadSettings(n_ctx=256, n_threads=1)).result(60)
+        stopped = service.submit(TurnRequest(text="hi", settings=GenerationSettings(max_tokens=3, seed=1))).result(60)
+        result = service.submit(TurnRequest(kind="continue", message_id=stopped.reply_id,
+                                            settings=GenerationSettings(max_tokens=4, seed=1))).result(60)
+        assert isinstance(result, TurnFinished) and result.text.startswith(stopped.text)
+        assert result.stats["completion_tokens"] >= 1
+        # The prompt held the earlier part: more tokens than the same turn without it.
+        assert result.stats["prompt_tokens"] > stopped.stats["prompt_tokens"]
+    finally:
+        service.close()

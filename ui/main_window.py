@@ -250,7 +250,7 @@ class MainWindow(QMainWindow):
     def _turn_started(self, event) -> None:
         if event.reply_id is None:
             return
-        self.live[event.reply_id] = ""
+        self.live[event.reply_id] = event.initial_text  # a continued reply starts with its earlier part
         mine = self._turn is not None and event.request_id == self._turn.id
         if mine and self.current_id is None:  # the first message made a new conversation
             self.current_id = event.conversation_id

@@ -58,9 +58,11 @@ class Response(ABC):
     called from any thread; the reply then ends with stop reason `stopped`.
     """
 
-    def __init__(self, messages: list[dict] | None, settings: GenerationSettings, prompt: str | None = None):
+    def __init__(self, messages: list[dict] | None, settings: GenerationSettings, prompt: str | None = None,
+                 prefix: str | None = None):
         self.messages = messages
         self.prompt = prompt  # text-completion mode: the raw text the reply continues
+        self.prefix = prefix  # a stopped reply this one continues: the model goes on from its text
         self.settings = settings
         self.stats: ResponseStats | None = None
         self.chunks: list[str] = []
@@ -122,8 +124,13 @@ class Engine(ABC):
         """What is loaded, or None."""
 
     @abstractmethod
-    def chat(self, messages: list[dict], settings: GenerationSettings | None = None) -> Response:
-        """A lazy reply to `messages` ([{role, content}]), rendered with the model's chat template."""
+    def chat(self, messages: list[dict], settings: GenerationSettings | None = None, *,
+             prefix: str | None = None) -> Response:
+        """A lazy reply to `messages` ([{role, content}]), rendered with the model's chat template.
+
+        `prefix`: the start of the reply, already written (a stopped reply to continue); the model
+        goes on from it and the Response yields only the new text.
+        """
 
     @abstractmethod
     def complete(self, prompt: str, settings: GenerationSettings | None = None) -> Response:

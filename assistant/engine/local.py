@@ -217,10 +217,11 @@ class LocalEngine(Engine):
         return s
 
     # --- Requests
-    def chat(self, messages: list[dict], settings: GenerationSettings | None = None) -> LocalResponse:
+    def chat(self, messages: list[dict], settings: GenerationSettings | None = None, *,
+             prefix: str | None = None) -> LocalResponse:
         self._require_summary()
         return LocalResponse(self, [dict(role=m["role"], content=m["content"]) for m in messages], None,
-                             settings or GenerationSettings())
+                             settings or GenerationSettings(), prefix=prefix)
 
     def complete(self, prompt: str, settings: GenerationSettings | None = None) -> LocalResponse:
         self._require_summary()
@@ -301,8 +302,8 @@ class LocalEngine(Engine):
 
 class LocalResponse(Response):
     def __init__(self, engine: LocalEngine, messages: list[dict] | None, prompt: str | None,
-                 settings: GenerationSettings) -> None:
-        super().__init__(messages, settings, prompt)
+                 settings: GenerationSettings, prefix: str | None = None) -> None:
+        super().__init__(messages, settings, prompt, prefix)
         self.engine = engine
         self._request_id: int | None = None
         self._runner: RunnerProcess | None = None
@@ -359,7 +360,7 @@ class LocalResponse(Response):
                 return
             request_id = next(eng._ids)
             if self.messages is not None:
-                runner.send((P.CHAT, request_id, self.messages, self.settings.to_dict()))
+                runner.send((P.CHAT, request_id, self.messages, self.settings.to_dict(), self.prefix))
             else:
                 runner.send((P.COMPLETE, request_id, self.prompt, self.settings.to_dict()))
             self._request_id, self._runner = request_id, runner

@@ -171,10 +171,13 @@ class RemoteEngine(Engine):
     def summary(self) -> ModelSummary | None:
         return self._summary
 
-    def chat(self, messages: list[dict], settings: GenerationSettings | None = None) -> RemoteResponse:
+    def chat(self, messages: list[dict], settings: GenerationSettings | None = None, *,
+             prefix: str | None = None) -> RemoteResponse:
         self.model  # noqa: B018 - raises when nothing is selected
-        return RemoteResponse(self, [dict(role=m["role"], content=m["content"]) for m in messages], None,
-                              settings or GenerationSettings())
+        messages = [dict(role=m["role"], content=m["content"]) for m in messages]
+        if prefix:  # llama-server (and others) continue a trailing assistant message
+            messages.append({"role": "assistant", "content": prefix})
+        return RemoteResponse(self, messages, None, settings or GenerationSettings())
 
     def complete(self, prompt: str, settings: GenerationSettings | None = None) -> RemoteResponse:
         self.model  # noqa: B018

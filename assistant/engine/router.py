@@ -46,8 +46,9 @@ class EngineRouter(Engine):
     def summary(self) -> ModelSummary | None:
         return self.active.summary()
 
-    def chat(self, messages: list[dict], settings: GenerationSettings | None = None) -> Response:
-        return self.active.chat(messages, settings)
+    def chat(self, messages: list[dict], settings: GenerationSettings | None = None, *,
+             prefix: str | None = None) -> Response:
+        return self.active.chat(messages, settings, prefix=prefix)
 
     def complete(self, prompt: str, settings: GenerationSettings | None = None) -> Response:
         return self.active.complete(prompt, settings)

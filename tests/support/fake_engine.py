@@ -90,8 +90,9 @@ class FakeEngine(Engine):
     def summary(self) -> ModelSummary | None:
         return self._summary
 
-    def chat(self, messages, settings: GenerationSettings | None = None) -> FakeResponse:
+    def chat(self, messages, settings: GenerationSettings | None = None, *, prefix: str | None = None) -> FakeResponse:
         self._current = FakeResponse(self, messages, None, settings or GenerationSettings())
+        self._current.prefix = prefix
         return self._current
 
     def complete(self, prompt: str, settings: GenerationSettings | None = None) -> FakeResponse:

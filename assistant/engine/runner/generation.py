@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from assistant.engine.runner.chat_template import ChatRenderer, render_safely
+from assistant.engine.runner.chat_template import ChatRenderer, RenderedPrompt, render_safely
 from assistant.engine.runner.context_fit import FittedPrompt, fit_conversation
 from assistant.engine.runner.llama_model import Cancelled, DecodeError, LoadedModel, Sampler
 from assistant.engine.runner.repetition import RepetitionGuard
@@ -52,15 +51,19 @@ class Outcome:
 
 
 def generate(model: LoadedModel, renderer: ChatRenderer | None, messages: list[dict] | None, prompt: str | None,
-             settings: GenerationSettings, sink: Sink, *, t_request: float) -> Outcome:
-    """Generate one reply; `renderer` None with `prompt` set means text completion (no template)."""
+             settings: GenerationSettings, sink: Sink, *, t_request: float, prefix: str | None = None) -> Outcome:
+    """Generate one reply; `renderer` None with `prompt` set means text completion (no template).
+
+    `prefix`: the reply's start, already written (a stopped reply being continued): it follows the
+    rendered prompt, so the model goes on from it; only new text reaches the sink.
+    """
     s = settings
     out = Outcome(seed=s.seed if s.seed is not None else random.getrandbits(32))
     sampler = None
     t_first = t_last = None
     load = CpuLoadMeter()  # other programs' use of the CPU meanwhile: a busy run must not teach the estimates
     try:
-        fitted = _fit(model, renderer, messages, prompt, s)
+        fitted = _fit(model, renderer, messages, prompt, s, prefix)
         out.context = fitted.info
         out.prompt_tokens = len(fitted.tokens)
         sink.rendered(out.prompt_tokens)
@@ -131,7 +134,7 @@ def generate(model: LoadedModel, renderer: ChatRenderer | None, messages: list[d
 
 
 def _fit(model: LoadedModel, renderer: ChatRenderer | None, messages: list[dict] | None, prompt: str | None,
-         s: GenerationSettings) -> FittedPrompt:
+         s: GenerationSettings, prefix: str | None = None) -> FittedPrompt:
     if renderer is None:
         tokens = model.tokenize(prompt or "", add_bos=True)
         _require_tokens(tokens, "The text to continue is empty.")
@@ -148,7 +151,10 @@ def _fit(model: LoadedModel, renderer: ChatRenderer | None, messages: list[dict]
         _require_tokens(tokens, "The model's chat template renders this conversation as no tokens at all.")
         return tokens
 
-    render: Callable = lambda msgs: render_safely(renderer, msgs)  # noqa: E731
+    def render(msgs: list[dict]) -> RenderedPrompt:
+        rendered = render_safely(renderer, msgs)
+        return replace(rendered, text=rendered.text + prefix) if prefix else rendered
+
     fitted = fit_conversation(messages or [], render=render, tokenize=tokenize, n_ctx=model.n_ctx,
                               policy=s.context_policy,
                               reply_reserve=min(s.max_tokens or 256, model.n_ctx // 4))

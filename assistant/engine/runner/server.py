@@ -189,13 +189,13 @@ class RunnerServer:
         return f"about {self.memory_limit / 1e9:.1f} GB" if self.memory_limit else "what the system allows"
 
     # --- Replies
-    def _on_chat(self, request_id: int, messages: list[dict], settings: dict) -> None:
-        self._reply(request_id, messages, None, settings)
+    def _on_chat(self, request_id: int, messages: list[dict], settings: dict, prefix: str | None = None) -> None:
+        self._reply(request_id, messages, None, settings, prefix)
 
     def _on_complete(self, request_id: int, prompt: str, settings: dict) -> None:
         self._reply(request_id, None, prompt, settings)
 
-    def _reply(self, request_id: int, messages, prompt, settings: dict) -> None:
+    def _reply(self, request_id: int, messages, prompt, settings: dict, prefix: str | None = None) -> None:
         t_request = time.perf_counter()
         model = self._require_model()
         gen = GenerationSettings.from_dict(settings)
@@ -205,7 +205,7 @@ class RunnerServer:
         sink = _PipeSink(self)
         try:
             outcome = generate(model, self.renderer if messages is not None else None, messages, prompt, gen, sink,
-                               t_request=t_request)
+                               t_request=t_request, prefix=prefix)
             sink.flush()
             record = asdict(outcome)
             record.update(memory=self._memory(), n_ctx=model.n_ctx, n_threads=model.n_threads,
