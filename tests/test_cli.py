@@ -97,7 +97,7 @@ def test_bench_json_reports_pp_tg_and_stream_ratios(tiny_model_path):
     proc = run("bench", "-m", str(tiny_model_path), "--json", "--pp", "64", "--tokens", "16",
                "--lengths", "16,32", "-t", "1")
     assert proc.returncode == 0, proc.stderr
-    result = json.loads(proc.stdout)
+    [result] = json.loads(proc.stdout)  # a list, one object per model (-m may repeat)
     assert result["threads"] == 1 and result["pp"]["tokens"] == 64 and result["tg"]["tokens"] == 16
     assert result["pp"]["tps"] > 0 and result["tg"]["tps"] > 0
     assert [row["tokens"] for row in result["stream"]] == [16, 32]

@@ -16,7 +16,7 @@ from PySide6.QtCore import QObject, Signal
 from assistant.chat_service import (ChatService, ModelFailed, ModelLoaded, ModelLoading, TurnFailed, TurnFinished,
                                     TurnHandle, TurnQueued, TurnRequest, TurnStarted, TurnText)
 from assistant.engine import LoadSettings
-from assistant.stats_service import BenchmarkRun, StatsService
+from assistant.stats_service import BenchmarkProgress, BenchmarkRun, StatsService
 
 log = logging.getLogger(__name__)
 
@@ -77,10 +77,16 @@ class ChatBridge(QObject):
 
 
 class BenchmarkBridge(QObject):
-    """A benchmark of several models through the statistics service, with progress as signals."""
+    """A benchmark of several models through the statistics service, with progress as signals.
 
-    benchmarkProgress = Signal(str)
-    benchmarkFinished = Signal(dict)  # {"results": [...]}, each result saved in the history already
+    One run at a time; `cancel()` stops it between steps. `benchmarkFinished` carries
+    {"results": [...], "cancelled": bool, "warnings": [sentences]}; each result is saved in the
+    history already (a warning says when one could not be).
+    """
+
+    benchmarkStarted = Signal(int)  # models in the run
+    benchmarkProgress = Signal(object)  # BenchmarkProgress (str() gives its sentence)
+    benchmarkFinished = Signal(dict)
     saves_results = True
 
     def __init__(self, stats: StatsService, parent: QObject | None = None) -> None:
@@ -88,28 +94,38 @@ class BenchmarkBridge(QObject):
         self.stats = stats
         self.run: BenchmarkRun | None = None
 
-    def benchmark(self, specs: list[str], load_settings: LoadSettings | None = None) -> None:
+    @property
+    def running(self) -> bool:
+        return self.run is not None and not self.run.future.done()
+
+    def benchmark(self, specs: list[str], load_settings: LoadSettings | None = None) -> bool:
+        """Start a benchmark of `specs`; False (and nothing started) while another one runs."""
+        if self.running or not specs:
+            return False
+        self.benchmarkStarted.emit(len(specs))
         self.run = self.stats.run_benchmarks(list(specs), load_settings, progress=self._progress)
-        self.run.future.add_done_callback(self._finished)
+        run = self.run
+        run.future.add_done_callback(lambda f: self._finished(run, f))
+        return True
 
     def cancel(self) -> None:
         if self.run is not None:
             self.run.cancel()
 
-    def _progress(self, message: str) -> None:
+    def _progress(self, progress: BenchmarkProgress) -> None:
         try:
-            self.benchmarkProgress.emit(message)
-        except RuntimeError:
-            pass
+            self.benchmarkProgress.emit(progress)
+        except RuntimeError:  # the window is gone (shutting down)
+            log.debug("dropped benchmark progress: the bridge was deleted")
 
-    def _finished(self, future) -> None:
-        if future.cancelled():
-            results: list = []
-        elif future.exception() is not None:
-            results = [{"model": "benchmark", "error": str(future.exception())}]
+    def _finished(self, run: BenchmarkRun, future) -> None:
+        if future.exception() is not None:
+            log.error("the benchmark failed", exc_info=future.exception())
+            results = [*run.results, {"model": "benchmark", "error": str(future.exception())}]
         else:
             results = future.result()
         try:
-            self.benchmarkFinished.emit({"results": results})
+            self.benchmarkFinished.emit({"results": results, "cancelled": run.cancelled,
+                                         "warnings": list(run.warnings)})
         except RuntimeError:
-            pass
+            log.debug("dropped the benchmark's outcome: the bridge was deleted")

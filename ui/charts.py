@@ -10,12 +10,15 @@ accessible description can read it back.
 from __future__ import annotations
 
 import math
-from datetime import datetime
+from dataclasses import dataclass
 
+import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt
-from PySide6.QtGui import QColor, QFont, QPalette
-from common.formatting import format_bytes, format_number
+from PySide6.QtCore import QPointF, QRectF, Qt
+from PySide6.QtGui import QColor, QFont, QPalette, QPolygonF
+
+from assistant.stats_series import Series, SizePoint
+from common.formatting import format_number
 
 # Okabe-Ito, colour-blind safe; a lighter set on dark backgrounds keeps the contrast.
 LIGHT_COLORS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#8C564B", "#6B6B6B")
@@ -32,14 +35,6 @@ def model_colors(names, palette: QPalette) -> dict[str, QColor]:
     """One colour per model, the same in every chart (by sorted name)."""
     colors = DARK_COLORS if is_dark(palette) else LIGHT_COLORS
     return {name: QColor(colors[i % len(colors)]) for i, name in enumerate(sorted(names))}
-
-
-def epoch(iso: str) -> float | None:
-    """An ISO 8601 time from the history as seconds since the epoch, or None."""
-    try:
-        return datetime.fromisoformat(iso).timestamp()
-    except (TypeError, ValueError):
-        return None
 
 
 class Chart:
@@ -100,67 +95,97 @@ class Chart:
         self._note.setPos(0.5, 0.5)
 
 
+@dataclass
+class SeriesItems:
+    """What a TimeChart drew for one model: its line (broken at idle gaps) and its markers."""
+
+    series: Series
+    line: pg.PlotCurveItem
+    markers: pg.ScatterPlotItem
+
+
 class TimeChart(Chart):
-    """One series per model: a figure of every saved reply against its time."""
+    """One series per model over time: a marker per reply (hover for its figures), hollow when the CPU
+    was busy, a diamond for a remote model; lines join the replies of one sitting only."""
 
     def __init__(self, title: str, y_label: str, empty_text: str, parent=None):
         super().__init__(title, y_label, "", axes={"bottom": pg.DateAxisItem(orientation="bottom")}, parent=parent)
         self.empty_text = empty_text
-        self.series: dict[str, pg.PlotDataItem] = {}
+        self.series: dict[str, SeriesItems] = {}
 
-    def set_data(self, data: dict[str, tuple[list[float], list[float]]], colors: dict[str, QColor]) -> None:
-        """`data`: model → (times as epoch seconds, values), oldest first."""
+    def set_series(self, series: tuple[Series, ...], colors: dict[str, QColor]) -> None:
         self._clear()
         self.series = {}
-        data = {m: xy for m, xy in data.items() if xy[0]}
-        if not data:
+        series = tuple(s for s in series if s.points)
+        if not series:
             self._show_empty(self.empty_text)
             return
-        for model in sorted(data):
-            xs, ys = data[model]
-            color = colors.get(model, self._fg)
-            symbols = {"symbol": "o", "symbolSize": 5, "symbolBrush": color, "symbolPen": None} \
-                if len(xs) <= MAX_SYMBOLS else {}
-            line = QColor(color)
-            line.setAlphaF(0.55)  # the points carry the figures; the line only joins them
-            item = pg.PlotDataItem(xs, ys, pen=pg.mkPen(line, width=1.2), name=model, **symbols)
-            self.plot.addItem(item)
-            self.series[model] = item
+        background = self.widget.backgroundBrush().color()
+        for s in series:
+            color = colors.get(s.model, self._fg)
+            faint = QColor(color)
+            faint.setAlphaF(0.55)  # the markers carry the figures; the line only joins one sitting's replies
+            line = pg.PlotCurveItem(np.array(s.xs), np.array(s.ys), pen=pg.mkPen(faint, width=1.2),
+                                    connect=np.array(s.connected, dtype=bool))
+            size = (7 if len(s.points) <= MAX_SYMBOLS else 4) + (2 if s.remote else 0)  # a diamond looks smaller
+            filled, hollow = pg.mkBrush(color), pg.mkBrush(background)
+            markers = pg.ScatterPlotItem(
+                x=s.xs, y=s.ys, data=[p.detail for p in s.points], size=size, symbol="d" if s.remote else "o",
+                brush=[hollow if p.busy else filled for p in s.points],
+                pen=[pg.mkPen(color, width=1.5) if p.busy else pg.mkPen(None) for p in s.points],
+                hoverable=True, tip=_tip, hoverSize=size + 4, name=s.model)
+            self.plot.addItem(line)
+            self.plot.addItem(markers)
+            self.series[s.model] = SeriesItems(s, line, markers)
         self.plot.enableAutoRange()
         # Speeds start at zero: a chart that starts at 38 makes 38 and 42 look like 1 and 5.
-        top = max(max(ys) for _, ys in data.values())
+        top = max(max(s.ys) for s in series)
         self.plot.setYRange(0, top * 1.08 if top > 0 else 1, padding=0)
         self.plot.getViewBox().setLimits(yMin=0)
 
 
+def _tip(x=None, y=None, data=None) -> str:
+    """A marker's hover text: its reply's figures, worked out by the statistics service."""
+    return str(data) if data is not None else ""
+
+
 class SizeChart(Chart):
-    """Median generation speed against model size, on log-log axes, with the bandwidth limit."""
+    """Median generation speed against model size, on log-log axes, with the bandwidth limit.
+
+    Each point's label is placed beside its marker, on the side where it covers no marker,
+    no other label and stays inside the chart; placed again whenever the chart is resized
+    or zoomed, since that is measured in pixels.
+    """
+
+    MARKER = 11  # px
 
     def __init__(self, title: str, empty_text: str, parent=None):
         super().__init__(title, "tokens/s (median)", "model file size (GB)",
                          axes={"left": LogAxis("left"), "bottom": LogAxis("bottom")}, parent=parent)
         self.empty_text = empty_text
         self.plot.getViewBox().setMouseEnabled(x=True, y=True)
-        self.points: dict[str, pg.PlotDataItem] = {}
+        self.points: dict[str, pg.ScatterPlotItem] = {}
         self.labels: dict[str, pg.TextItem] = {}
         self.limit: pg.PlotDataItem | None = None
         self.limit_label: pg.TextItem | None = None
         self.bandwidth: float | None = None
+        vb = self.plot.getViewBox()
+        vb.sigTransformChanged.connect(self.place_labels)  # after a resize or a zoom, once pixels are known
 
-    def set_data(self, medians: dict[str, tuple[int, float]], bandwidth: float | None,
-                 colors: dict[str, QColor]) -> None:
-        """`medians`: model → (file size in bytes, median tokens/s); `bandwidth`: bytes/s or None."""
+    def set_points(self, points: tuple[SizePoint, ...], bandwidth: float | None,
+                   colors: dict[str, QColor]) -> None:
+        """`points`: local models' median speed against file size; `bandwidth`: bytes/s or None."""
         self._clear()
         self.plot.setLogMode(x=False, y=False)
         self.points, self.labels, self.limit, self.limit_label = {}, {}, None, None
         self.bandwidth = bandwidth
-        medians = {m: (s, t) for m, (s, t) in medians.items() if s and s > 0 and t and t > 0}
-        if not medians:
+        points = tuple(p for p in points if p.size_bytes > 0 and p.gen_tps > 0)
+        if not points:
             self._show_empty(self.empty_text)
             return
         self.plot.setLogMode(x=True, y=True)
-        sizes = [s / GB for s, _ in medians.values()]
-        speeds = [t for _, t in medians.values()]
+        sizes = [p.size_bytes / GB for p in points]
+        speeds = [p.gen_tps for p in points]
         lo, hi = min(sizes) / 2, max(sizes) * 2
         y_lo = min(speeds) / 3
         y_hi = max(speeds + ([bandwidth / (lo * GB)] if bandwidth else [])) * 1.5
@@ -179,23 +204,84 @@ class SizeChart(Chart):
             self.limit_label.setFont(_font(8))
             self.plot.addItem(self.limit_label)
             self.limit_label.setPos(at, lb - at)
-        for model in sorted(medians):
-            size, tps = medians[model]
-            color = colors.get(model, self._fg)
-            item = pg.PlotDataItem([size / GB], [tps], pen=None, symbol="o", symbolSize=11,
-                                   symbolBrush=color, symbolPen=pg.mkPen(self._fg, width=1), name=model)
+        for p in sorted(points, key=lambda p: p.model):
+            color = colors.get(p.model, self._fg)
+            # A bare ScatterPlotItem does not follow the plot's log mode: it gets log10 coordinates itself.
+            item = pg.ScatterPlotItem(x=[math.log10(p.size_bytes / GB)], y=[math.log10(p.gen_tps)], data=[p.detail],
+                                      size=self.MARKER,
+                                      symbol="o", brush=pg.mkBrush(color), pen=pg.mkPen(self._fg, width=1),
+                                      hoverable=True, tip=_tip, hoverSize=self.MARKER + 4, name=p.model)
             self.plot.addItem(item)
-            self.points[model] = item
-            x = math.log10(size / GB)
-            right_half = x > (lx0 + lx1) / 2
-            # Below the point (the limit line runs above it), on the side towards the middle so no edge cuts it.
-            label = pg.TextItem(f"{model}  {format_number(tps)} t/s", color=color,
-                                anchor=(1, -0.2) if right_half else (0, -0.2))
+            self.points[p.model] = item
+            label = pg.TextItem(f"{p.model}  {format_number(p.gen_tps)} t/s", color=color, anchor=(0, 0))
             label.setFont(_font(8))
             self.plot.addItem(label)
-            label.setPos(x, math.log10(tps))
-            self.labels[model] = label
+            label.setPos(math.log10(p.size_bytes / GB), math.log10(p.gen_tps))
+            self.labels[p.model] = label
         self.plot.setRange(xRange=(lx0, lx1), yRange=(ly0, ly1), padding=0)
+        self.plot.getViewBox().updateMatrix()  # places the labels (sigTransformChanged) if the range moved
+
+    def marker_rects(self) -> dict[str, QRectF]:
+        """Each marker's square in scene pixels (its outline included)."""
+        vb = self.plot.getViewBox()
+        half = self.MARKER / 2 + 1
+        out = {}
+        for model, item in self.points.items():
+            x, y = item.getData()
+            centre = vb.mapViewToScene(QPointF(float(x[0]), float(y[0])))
+            out[model] = QRectF(centre.x() - half, centre.y() - half, 2 * half, 2 * half)
+        return out
+
+    def place_labels(self, *_) -> None:
+        """Put each label beside its marker where it overlaps the least: markers first, then labels placed
+        already, then the chart's edge. In scene pixels, so it holds at any size and zoom."""
+        if not self.labels:
+            return
+        vb = self.plot.getViewBox()
+        area = vb.sceneBoundingRect()
+        markers = self.marker_rects()
+        if area.width() <= 1 or area.height() <= 1 or not markers:
+            return
+        taken: list[QPolygonF] = []
+        if self.limit_label is not None:  # slanted along the line: its own outline, not its bounding box
+            taken.append(self.limit_label.mapToScene(self.limit_label.boundingRect()))
+        gap = 3.0
+        # Top to bottom, so a crowded cluster fans out the same way every time.
+        order = sorted(self.labels, key=lambda m: (markers[m].top(), m))
+        for model in order:
+            label = self.labels[model]
+            text = label.textItem.boundingRect()
+            w, h = text.width(), text.height()
+            m = markers[model]
+            c = m.center()
+            candidates = [  # top-left corners: right, left, below, above, then the four corners
+                QPointF(m.right() + gap, c.y() - h / 2), QPointF(m.left() - gap - w, c.y() - h / 2),
+                QPointF(c.x() - w / 2, m.bottom() + gap), QPointF(c.x() - w / 2, m.top() - gap - h),
+                QPointF(m.right() + gap, m.bottom()), QPointF(m.left() - gap - w, m.bottom()),
+                QPointF(m.right() + gap, m.top() - h), QPointF(m.left() - gap - w, m.top() - h),
+            ]
+            best, best_cost = None, math.inf
+            for corner in candidates:
+                rect = QRectF(corner.x(), corner.y(), w, h)
+                cost = (1000 * sum(_overlap(rect, r) for r in markers.values())
+                        + 10 * sum(_area(QPolygonF(rect).intersected(r)) for r in taken)
+                        + (w * h - _overlap(rect, area)))
+                if cost < best_cost - 1e-6:
+                    best, best_cost = rect, cost
+            taken.append(QPolygonF(best))
+            label.setAnchor((0, 0))
+            label.setPos(vb.mapSceneToView(best.topLeft()))
+
+
+def _overlap(a: QRectF, b: QRectF) -> float:
+    r = a.intersected(b)
+    return max(0.0, r.width()) * max(0.0, r.height())
+
+
+def _area(polygon: QPolygonF) -> float:
+    """The area a polygon encloses (shoelace formula)."""
+    pts = [polygon.at(i) for i in range(polygon.count())]
+    return abs(sum(a.x() * b.y() - b.x() * a.y() for a, b in zip(pts, pts[1:] + pts[:1]))) / 2
 
 
 class LogAxis(pg.AxisItem):

@@ -325,8 +325,7 @@ class MainWindow(QMainWindow):
             from ui.stats_view import StatsView
 
             self.benchmarks = BenchmarkBridge(self.services.stats, self)
-            self.stats_view = StatsView(self.history, worker=self.benchmarks)
-            self.stats_view.benchmarkRequested.connect(self.benchmarks.benchmark)
+            self.stats_view = StatsView(self.services.stats, self.benchmarks, load_settings=self._load_settings)
             self.pages.addWidget(self.stats_view)
         if index == 1:
             self.stats_view.refresh()

@@ -1,24 +1,22 @@
-"""The statistics view: how fast each model runs here, from the history database.
+"""The statistics view: how fast each model runs here. It draws; the statistics service computes.
 
-    view = StatsView(history_store, worker)            # worker: a ui.bridge.BenchmarkBridge, or None
-    view.benchmarkRequested.connect(worker.benchmark)  # the main window does this: a queued call
-    view.load_settings = settings                      # optional: what the benchmark loads models with
-    view.refresh()                                     # redraws everything from the history
+    view = StatsView(services.stats, BenchmarkBridge(services.stats), load_settings=window_load_settings)
+    view.refresh()      # redraws everything from a fresh snapshot of the history
 
-Everything drawn comes from the history: reply speeds from its `stats` table,
-benchmarks from its `benchmarks` table (the worker saves each result there as it
-finishes). There is no second store; `refresh()` reads both again.
+The charts' series, medians and hover texts come from `StatsService.snapshot()`;
+the memory-bandwidth figure from `StatsService.memory_bandwidth()`, called once
+off the GUI thread (the size chart is drawn without its limit line until it
+arrives); benchmarks run through the bridge, which the Cancel button stops
+between steps.
 """
 
 from __future__ import annotations
 
-import os
-import statistics
-from collections import defaultdict
+import logging
 from collections.abc import Callable
 from datetime import datetime
 
-from PySide6.QtCore import QEvent, QItemSelectionModel, Qt, Signal, Slot
+from PySide6.QtCore import QEvent, QItemSelectionModel, Qt, Slot
 from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -43,17 +41,32 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from assistant.stats_series import METRICS, StatsSnapshot
 from common.formatting import format_bytes, format_number
-from ui.charts import SizeChart, TimeChart, epoch, is_dark, model_colors
+from ui.charts import SizeChart, TimeChart, is_dark, model_colors
+from ui.workers import run_in_background
+
+log = logging.getLogger(__name__)
 
 ALL_MODELS = "All models"
-STEPS_PER_MODEL = 3  # "Loading X…", "X: pp…", "X: tg…": what the statistics service reports per model
-BENCH_COLUMNS = (  # header, benchmarks() key, how to show it
-    ("Model", "model", str), ("Quant", "quant", str),  # Weights is the file's size in memory
-    ("pp t/s", "pp_tps", format_number), ("tg t/s", "tg_tps", format_number),
-    ("Weights", "weights_bytes", format_bytes), ("KV cache", "kv_bytes", format_bytes),
-    ("Compute", "compute_bytes", format_bytes), ("RSS", "rss_bytes", format_bytes),
-    ("Ran on", "threads", None), ("When", "created_at", lambda t: _local_time(t)),  # a lambda: defined below
+PP_TIP = ("pp: prompt processing. Tokens per second while the model reads a prompt in one go, as llama-bench's "
+          "pp measures it: how long a long prompt waits before the reply starts.")
+TG_TIP = ("tg: text generation. Tokens per second while the model writes, one token after another, as "
+          "llama-bench's tg measures it: how fast a reply streams.")
+BENCH_LEGEND = "pp = prompt processing (reading the prompt), tg = text generation (writing the reply), " \
+               "both in tokens per second; higher is faster. Hover a header for more."
+# header, benchmarks() key, how to show it, tooltip
+BENCH_COLUMNS = (
+    ("Model", "model", str, "The model benchmarked (hover a name for all of it and its file)"),
+    ("Quant", "quant", str, "How its weights are stored (quantization)"),
+    ("pp t/s", "pp_tps", format_number, PP_TIP),
+    ("tg t/s", "tg_tps", format_number, TG_TIP),
+    ("Weights", "weights_bytes", format_bytes, "Memory the model's weights take"),
+    ("KV cache", "kv_bytes", format_bytes, "Memory the context (the KV cache) takes"),
+    ("Compute", "compute_bytes", format_bytes, "llama.cpp's working memory"),
+    ("RSS", "rss_bytes", format_bytes, "All the memory the model's process held"),
+    ("Ran on", "threads", None, "The backend and the number of CPU threads"),
+    ("When", "created_at", None, "When it ran (local time)"),
 )
 
 
@@ -96,26 +109,25 @@ class _CheckDelegate(QStyledItemDelegate):
 
 
 class StatsView(QWidget):
-    benchmarkRequested = Signal(object, object)  # model specs (names), LoadSettings or None
-
-    def __init__(self, history_store, worker=None, parent=None, *, bandwidth: float | Callable[[], float] | None = None,
-                 installed: Callable[[], list] | None = None):
-        """`bandwidth`: bytes/s or a function giving it (default: models.speed.memory_bandwidth, cached);
-        `installed`: a function listing installed models (default: models.registry.list_installed)."""
+    def __init__(self, stats, benchmarks=None, parent=None, *, load_settings: Callable[[], object] | None = None):
+        """`stats`: the StatsService; `benchmarks`: a ui.bridge.BenchmarkBridge (None: no Benchmark button);
+        `load_settings`: gives the LoadSettings benchmarks load models with (None: the engine's defaults)."""
         super().__init__(parent)
-        self.history = history_store
-        self.worker = None
-        self.load_settings = None  # what the benchmark loads models with; the main window may set it
-        self._bandwidth_source = bandwidth
-        self._bandwidth: float | None = None
-        self._installed = installed
-        self._running = 0  # models in the benchmark under way, 0 when none
-        self._steps = 0
+        self.stats = stats
+        self.benchmarks = benchmarks
+        self._load_settings = load_settings
+        self.snapshot: StatsSnapshot | None = None
+        self.bandwidth: float | None = None
+        self._bandwidth_asked = False
+        self._running = False
         self._theming = False
+        self._colors: dict[str, QColor] = {}
         self._build()
         self._apply_palette()
-        if worker is not None:
-            self.set_worker(worker)
+        if benchmarks is not None:
+            benchmarks.benchmarkStarted.connect(self.on_benchmark_started)
+            benchmarks.benchmarkProgress.connect(self.on_benchmark_progress)
+            benchmarks.benchmarkFinished.connect(self.on_benchmark_finished)
         self.refresh()
 
     # --- building -------------------------------------------------------------------------
@@ -143,13 +155,16 @@ class StatsView(QWidget):
         top.addSpacing(12)
         top.addWidget(self.legend, 1)
         top.addWidget(self.refresh_button)
+        self.note = QLabel()  # what the medians leave out, and why
+        self.note.setTextFormat(Qt.TextFormat.PlainText)
+        self.note.setWordWrap(True)
+        self.note.setAccessibleName("What the medians leave out")
 
-        self.speed_chart = TimeChart("Generation speed of each reply", "tokens/s",
+        self.speed_chart = TimeChart(METRICS["gen_tps"].title, "tokens/s",
                                      "No replies yet: chat with a model and its speed appears here.")
-        self.size_chart = SizeChart("Speed against model size",
-                                    "No replies with a model size yet.")
-        self.prompt_chart = TimeChart("Prompt processing speed", "tokens/s", "No prompt speeds yet.")
-        self.ttft_chart = TimeChart("Time to first token", "ms", "No first-token times yet.")
+        self.size_chart = SizeChart("Speed against model size (this machine)", "No replies with a model size yet.")
+        self.prompt_chart = TimeChart(METRICS["prompt_tps"].title, "tokens/s", "No prompt speeds yet.")
+        self.ttft_chart = TimeChart(METRICS["ttft_ms"].title, "ms", "No first-token times yet.")
         charts = QWidget()
         grid = QGridLayout(charts)
         grid.setContentsMargins(0, 0, 0, 0)
@@ -166,6 +181,7 @@ class StatsView(QWidget):
         splitter.setSizes([650, 350])  # proportions: the charts get about two thirds
         layout = QVBoxLayout(self)
         layout.addLayout(top)
+        layout.addWidget(self.note)
         layout.addWidget(splitter, 1)
         self.setAccessibleName("Statistics")
 
@@ -183,20 +199,30 @@ class StatsView(QWidget):
         self.model_list.header().setStretchLastSection(False)
         self.model_list.header().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         self.model_list.header().setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
-        self.model_list.itemChanged.connect(self._update_button)
+        self.model_list.itemChanged.connect(self._update_buttons)
         self.model_list.setItemDelegate(_CheckDelegate(self.model_list))
-        self.model_list.setMaximumWidth(250)
+        self.model_list.setMaximumWidth(240)
         self.bench_button = QPushButton("&Benchmark")
         self.bench_button.setAccessibleName("Benchmark")
         self.bench_button.setAccessibleDescription("Run the benchmark on the checked models, one after another")
-        self.bench_button.setToolTip("Measure prompt processing (pp) and generation (tg) of the checked models")
+        self.bench_button.setToolTip("Measure prompt processing (pp) and text generation (tg) of the checked models")
         self.bench_button.clicked.connect(self.start_benchmark)
+        self.cancel_button = QPushButton("&Cancel")
+        self.cancel_button.setAccessibleName("Cancel the benchmark")
+        self.cancel_button.setToolTip("Stop the benchmark after the step under way; finished models are kept")
+        self.cancel_button.clicked.connect(self.cancel_benchmark)
+        self.cancel_button.hide()
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.bench_button, 1)
+        buttons.addWidget(self.cancel_button, 1)
         self.progress = QProgressBar()
         self.progress.setAccessibleName("Benchmark progress")
         self.progress.setTextVisible(False)
         self.progress.setMaximumHeight(10)
         self.progress.hide()
-        self.status = QLabel("Check models, then press Benchmark.")
+        self.status = QLabel("Check models, then press Benchmark." if self.benchmarks is not None
+                             else "Benchmarks need the engine.")
+        self.status.setTextFormat(Qt.TextFormat.PlainText)  # model names and errors are not markup
         self.status.setWordWrap(True)
         self.status.setAccessibleName("Benchmark status")
         left = QVBoxLayout()
@@ -204,14 +230,18 @@ class StatsView(QWidget):
         pick.setBuddy(self.model_list)
         left.addWidget(pick)
         left.addWidget(self.model_list, 1)
-        left.addWidget(self.bench_button)
+        left.addLayout(buttons)
         left.addWidget(self.progress)
         left.addWidget(self.status)
 
         self.table = QTableWidget(0, len(BENCH_COLUMNS))
         self.table.setAccessibleName("Benchmark results")
-        self.table.setAccessibleDescription("One row per benchmark: prompt processing and generation speed, memory")
-        self.table.setHorizontalHeaderLabels([c[0] for c in BENCH_COLUMNS])
+        self.table.setAccessibleDescription("One row per benchmark: prompt processing (pp) and text generation (tg) "
+                                            "speed in tokens per second, and memory")
+        for j, (header, _, _, tip) in enumerate(BENCH_COLUMNS):
+            item = QTableWidgetItem(header)
+            item.setToolTip(tip)
+            self.table.setHorizontalHeaderItem(j, item)
         self.table.verticalHeader().hide()
         self.table.horizontalHeader().setAccessibleName("Benchmark columns; click one to sort by it")
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
@@ -220,16 +250,23 @@ class StatsView(QWidget):
         self.table.setSortingEnabled(True)
         self.table.setTabKeyNavigation(False)  # Tab leaves the table; arrows move within it
         header = self.table.horizontalHeader()
+        # The figures take what they need; the model's name takes the rest, elided in the middle
+        # (its tooltip has all of it), so the table fits its width without scrolling sideways.
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Interactive)
-        header.setStretchLastSection(True)
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        header.setStretchLastSection(False)
+        header.setMinimumSectionSize(40)
         self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self.table.setWordWrap(False)
         self.table.sortByColumn(len(BENCH_COLUMNS) - 1, Qt.SortOrder.DescendingOrder)  # newest first
         self.table_empty = QLabel("No benchmarks yet.")
+        self.bench_legend = QLabel(BENCH_LEGEND)
+        self.bench_legend.setWordWrap(True)
+        self.bench_legend.setAccessibleName("What pp and tg mean")
         right = QVBoxLayout()
         right.addWidget(self.table, 1)
         right.addWidget(self.table_empty)
+        right.addWidget(self.bench_legend)
         row = QHBoxLayout(box)
         row.addLayout(left)
         row.addLayout(right, 1)
@@ -238,17 +275,7 @@ class StatsView(QWidget):
     def charts(self) -> tuple:
         return self.speed_chart, self.size_chart, self.prompt_chart, self.ttft_chart
 
-    # --- the worker -----------------------------------------------------------------------
-
-    def set_worker(self, worker) -> None:
-        """Show the worker's benchmark progress and results (its signals arrive queued)."""
-        if self.worker is not None:
-            self.worker.benchmarkProgress.disconnect(self.on_benchmark_progress)
-            self.worker.benchmarkFinished.disconnect(self.on_benchmark_finished)
-        self.worker = worker
-        if worker is not None:
-            worker.benchmarkProgress.connect(self.on_benchmark_progress)
-            worker.benchmarkFinished.connect(self.on_benchmark_finished)
+    # --- benchmarks -----------------------------------------------------------------------
 
     def checked_models(self) -> list[str]:
         items = (self.model_list.topLevelItem(i) for i in range(self.model_list.topLevelItemCount()))
@@ -257,58 +284,84 @@ class StatsView(QWidget):
     @Slot()
     def start_benchmark(self) -> None:
         specs = self.checked_models()
-        if not specs or self._running:
+        if not specs or self._running or self.benchmarks is None:
             return
-        self._running, self._steps = len(specs), 0
-        self.progress.setRange(0, len(specs) * STEPS_PER_MODEL)
-        self.progress.setValue(0)
-        self.progress.show()
-        self.status.setText(f"Waiting for the engine to benchmark {_count(len(specs), 'model')}…")
-        self._update_button()
-        self.benchmarkRequested.emit(specs, self.load_settings)
+        settings = self._load_settings() if self._load_settings is not None else None
+        self.benchmarks.benchmark(specs, settings)  # benchmarkStarted arrives before this returns
 
-    @Slot(str)
-    def on_benchmark_progress(self, message: str) -> None:
-        if self._running:
-            self._steps = min(self._steps + 1, self.progress.maximum() - 1)
-            self.progress.setValue(self._steps)
-        self.status.setText(message)
+    @Slot()
+    def cancel_benchmark(self) -> None:
+        if self._running and self.benchmarks is not None:
+            self.benchmarks.cancel()
+            self.cancel_button.setEnabled(False)
+            self.status.setText("Stopping after the step under way…")
+
+    @Slot(int)
+    def on_benchmark_started(self, models: int) -> None:
+        self._running = True
+        self.progress.setRange(0, 0)  # busy until the first step says how many there are
+        self.progress.show()
+        self.cancel_button.setEnabled(True)
+        self.cancel_button.show()
+        self.status.setText(f"Waiting for the engine to benchmark {_count(models, 'model')}…")
+        self._update_buttons()
+
+    @Slot(object)
+    def on_benchmark_progress(self, progress) -> None:
+        if not self._running:
+            return
+        steps = getattr(progress, "steps", 0)
+        if steps:
+            self.progress.setRange(0, steps)
+            self.progress.setValue(getattr(progress, "step", 0))
+        if self.cancel_button.isEnabled():  # else it says it is stopping
+            self.status.setText(str(progress))
 
     @Slot(dict)
     def on_benchmark_finished(self, payload: dict) -> None:
         results = payload.get("results", []) if isinstance(payload, dict) else []
         done = [r for r in results if "error" not in r]
         failed = [r for r in results if "error" in r]
-        if self.worker is None or not getattr(self.worker, "saves_results", False):
-            for result in done:  # nobody saved them: keep them, so the table can show them
-                self.history.save_benchmark(result)
-        self._running = 0
-        self.progress.setValue(self.progress.maximum())
+        self._running = False
         self.progress.hide()
-        text = f"Benchmarked {_count(len(done), 'model')}." if done else "No model was benchmarked."
+        self.cancel_button.hide()
+        if payload.get("cancelled"):
+            text = f"Cancelled; benchmarked {_count(len(done), 'model')} before it stopped."
+        else:
+            text = f"Benchmarked {_count(len(done), 'model')}." if done else "No model was benchmarked."
         if failed:
             text += " " + " ".join(f"{r.get('model')}: {r.get('error')}" for r in failed)
+        warnings = payload.get("warnings") or []
+        if warnings:
+            text += " " + " ".join(str(w) for w in warnings)
         self.status.setText(text)
-        self._update_button()
+        self._update_buttons()
         self.refresh()
 
-    def _update_button(self, *_) -> None:
-        self.bench_button.setEnabled(not self._running and bool(self.checked_models()))
+    def _update_buttons(self, *_) -> None:
+        self.bench_button.setEnabled(self.benchmarks is not None and not self._running
+                                     and bool(self.checked_models()))
         self.model_list.setEnabled(not self._running)
 
     # --- drawing --------------------------------------------------------------------------
 
     @Slot()
     def refresh(self) -> None:
-        """Redraw everything from the history database."""
-        self._rows = self.history.speed_history()
-        models = sorted({r["model"] for r in self._rows if r["model"]})
+        """Redraw everything from a fresh snapshot of the history."""
+        shown = self.selected_model()
+        self.snapshot = self.stats.snapshot(shown)
+        models = list(self.snapshot.models)
         self._colors = model_colors(models, self.palette())
         self._fill_filter(models)
-        self._fill_legend(models)
-        self._redraw_time_charts()
-        self._redraw_size_chart()
-        self._fill_table(self.history.benchmarks())
+        if self.selected_model() != shown:  # the model shown has no replies any more: all of them
+            self.snapshot = self.stats.snapshot(self.selected_model())
+        self._fill_legend()
+        self.note.setText(self.snapshot.size_note())
+        self.note.setVisible(bool(self.note.text()))
+        self._draw_time_charts()
+        self._ask_bandwidth()
+        self._draw_size_chart()
+        self._fill_table(self.stats.benchmarks())
         self._fill_models()
 
     def _fill_filter(self, models: list[str]) -> None:
@@ -319,9 +372,17 @@ class StatsView(QWidget):
         self.model_filter.setCurrentIndex(max(0, self.model_filter.findText(current)))
         self.model_filter.blockSignals(False)
 
-    def _fill_legend(self, models: list[str]) -> None:
-        self.legend.setText("&nbsp;&nbsp;&nbsp;".join(
-            f'<span style="color:{self._colors[m].name()}">&#9679;</span>&nbsp;{_html(m)}' for m in models))
+    def _fill_legend(self) -> None:
+        snap = self.snapshot
+        parts = []
+        for m in snap.models:
+            remote = m in snap.remote_models
+            mark = "&#9670;" if remote else "&#9679;"  # a diamond for a remote model, as on the charts
+            parts.append(f'<span style="color:{self._colors[m].name()}">{mark}</span>&nbsp;{_html(m)}'
+                         + ("&nbsp;(remote)" if remote else ""))
+        if snap.busy_replies:
+            parts.append("&#9675;&nbsp;busy CPU")
+        self.legend.setText("&nbsp;&nbsp;&nbsp;".join(parts))
 
     def selected_model(self) -> str | None:
         text = self.model_filter.currentText()
@@ -329,110 +390,97 @@ class StatsView(QWidget):
 
     @Slot()
     def _redraw_time_charts(self, *_) -> None:
-        only = self.selected_model()
+        self.snapshot = self.stats.snapshot(self.selected_model())
+        self._draw_time_charts()
+
+    def _draw_time_charts(self) -> None:
         for chart, key in ((self.speed_chart, "gen_tps"), (self.prompt_chart, "prompt_tps"),
                            (self.ttft_chart, "ttft_ms")):
-            data: dict[str, tuple[list, list]] = defaultdict(lambda: ([], []))
-            for r in self._rows:
-                t, v = epoch(r["created_at"]), r[key]
-                if r["model"] and (only is None or r["model"] == only) and t is not None and v is not None:
-                    data[r["model"]][0].append(t)
-                    data[r["model"]][1].append(v)
-            chart.set_data(dict(data), self._colors)
-            unit = "ms" if key == "ttft_ms" else "tokens/s"
-            chart.widget.setAccessibleDescription("; ".join(
-                f"{m}: median {statistics.median(ys):.1f} {unit} over {_count(len(ys), 'reply')}"
-                for m, (_, ys) in sorted(data.items())) or chart.empty_text)
+            chart.set_series(self.snapshot.series[key], self._colors)
+            chart.widget.setAccessibleDescription(self.snapshot.describe(key) or chart.empty_text)
 
-    def model_medians(self) -> dict[str, tuple[int | None, float]]:
-        """model → (file size in bytes of its latest reply that has one, median generation tokens/s)."""
-        speeds, sizes = defaultdict(list), {}
-        for r in self._rows:  # oldest first: the last size seen is the latest
-            if r["model"] and r["gen_tps"] is not None:
-                speeds[r["model"]].append(r["gen_tps"])
-            if r["model"] and r.get("size_bytes"):
-                sizes[r["model"]] = r["size_bytes"]
-        return {m: (sizes.get(m), statistics.median(v)) for m, v in speeds.items()}
+    def _ask_bandwidth(self) -> None:
+        """The bandwidth probe takes about a second: it runs once, off the GUI thread, through the service."""
+        known, figure = self.stats.cached_bandwidth()
+        if known:
+            self.bandwidth = figure
+        elif not self._bandwidth_asked:
+            self._bandwidth_asked = True
+            run_in_background(self.stats.memory_bandwidth, self._bandwidth_measured, self._bandwidth_failed,
+                              context=self)
 
-    def _redraw_size_chart(self) -> None:
-        medians = self.model_medians()
-        self.size_chart.set_data({m: v for m, v in medians.items() if v[0]}, self.bandwidth(), self._colors)
-        described = [f"{m}: {format_bytes(s)}, median {t:.1f} tokens/s" for m, (s, t) in sorted(medians.items()) if s]
-        bw = self.bandwidth()
-        if bw:
-            described.append(f"memory-bandwidth limit {bw / 1e9:.0f} GB/s")
-        self.size_chart.widget.setAccessibleDescription("; ".join(described))
+    def _bandwidth_measured(self, figure: float | None) -> None:
+        self.bandwidth = figure
+        if self.snapshot is not None:
+            self._draw_size_chart()
 
-    def bandwidth(self) -> float | None:
-        """This machine's memory bandwidth in bytes/s (probed once, then cached), or None."""
-        if self._bandwidth is None:
-            source = self._bandwidth_source
-            try:
-                if source is None:
-                    from models.speed import memory_bandwidth
+    def _bandwidth_failed(self, exc: Exception) -> None:
+        log.warning("no memory-bandwidth figure for the size chart: %s", exc)
 
-                    source = memory_bandwidth
-                self._bandwidth = float(source() if callable(source) else source)
-            except Exception:  # no figure is better than no view
-                self._bandwidth = 0.0
-        return self._bandwidth or None
+    def _draw_size_chart(self) -> None:
+        snap = self.snapshot
+        self.size_chart.set_points(snap.size_points, self.bandwidth, self._colors)
+        described = [f"{p.model}: {format_bytes(p.size_bytes)}, median {p.gen_tps:.1f} tokens/s"
+                     for p in snap.size_points]
+        if self.bandwidth:
+            described.append(f"memory-bandwidth limit {self.bandwidth / 1e9:.0f} GB/s")
+        described.extend(snap.left_off_size_chart)
+        self.size_chart.widget.setAccessibleDescription("; ".join(described) or self.size_chart.empty_text)
 
     def _fill_table(self, rows: list[dict]) -> None:
         self.table.setSortingEnabled(False)
         self.table.setRowCount(len(rows))
         for i, row in enumerate(rows):
-            for j, (_, key, show) in enumerate(BENCH_COLUMNS):
+            for j, (_, key, show, _) in enumerate(BENCH_COLUMNS):
                 value = row.get(key)
-                if show is None:  # "Ran on": the backend and thread count together
+                if key == "threads":  # "Ran on": the backend and thread count together
                     text = ", ".join(x for x in (row.get("backend"), value and _count(value, "thread")) if x)
                     cell = _Cell(text or "–", (row.get("backend") or "", value or 0))
+                elif key == "created_at":
+                    cell = _Cell(_local_time(value), value)
                 else:
                     cell = _Cell("–" if value is None else show(value), value)
-                if isinstance(value, (int, float)):
+                if isinstance(value, (int, float)) and key not in ("threads",):
                     cell.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                if key == "pp_tps" and row.get("pp_tokens"):
+                    cell.setToolTip(f"{row['pp_tokens']}-token prompt read at {cell.text()} tokens/s")
+                elif key == "tg_tps" and row.get("tg_tokens"):
+                    cell.setToolTip(f"{row['tg_tokens']} tokens written at {cell.text()} tokens/s")
                 if key == "model":
                     cell.setToolTip("\n".join(str(v) for v in (row.get("model"), row.get("model_file")) if v))
-                if key == "model" and row.get("model") in self._colors:
-                    cell.setForeground(self._colors[row["model"]])
+                    if row.get("model") in self._colors:
+                        cell.setForeground(self._colors[row["model"]])
                 self.table.setItem(i, j, cell)
         self.table.setSortingEnabled(True)
         self.table_empty.setVisible(not rows)
-        # Long model names are elided (the full name and file are in the tooltip), so the figures fit.
-        self.table.setColumnWidth(0, min(max(self.table.sizeHintForColumn(0), 120), 170))
 
     def _fill_models(self) -> None:
         """The installed models, keeping what was checked."""
         checked = set(self.checked_models())
         try:
-            if self._installed is not None:
-                entries = self._installed()
-            else:
-                from models.registry import list_installed
-
-                entries = list_installed()
-        except Exception:
-            entries = []
+            candidates = self.stats.benchmark_candidates()
+        except (OSError, ValueError) as exc:  # the list of installed models could not be read
+            log.warning("no models to offer for benchmarks: %s", exc)
+            candidates = []
         self.model_list.blockSignals(True)
         self.model_list.clear()
-        for entry in entries:
-            size = _file_size(entry.path)
-            note = format_bytes(size) if size is not None else (
-                "on first use" if entry.source == "starter" else "missing")
-            item = QTreeWidgetItem([entry.name, note])
-            item.setData(0, Qt.ItemDataRole.UserRole, entry.name)
-            item.setToolTip(0, f"{entry.name}\n{entry.path}")
-            item.setToolTip(1, "The starter is assembled the first time it is used" if note == "on first use"
-                            else "The model file is not there" if note == "missing" else entry.path)
+        for c in candidates:
+            note = format_bytes(c.size_bytes) if c.size_bytes is not None else c.note
+            item = QTreeWidgetItem([c.name, note])
+            item.setData(0, Qt.ItemDataRole.UserRole, c.name)
+            item.setToolTip(0, f"{c.name}\n{c.path}")
+            item.setToolTip(1, "The starter is assembled the first time it is used" if c.note == "on first use"
+                            else "The model file is not there" if c.note == "missing" else c.path)
             item.setTextAlignment(1, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
             item.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.ItemIsUserCheckable)
-            item.setCheckState(0, Qt.CheckState.Checked if entry.name in checked else Qt.CheckState.Unchecked)
+            item.setCheckState(0, Qt.CheckState.Checked if c.name in checked else Qt.CheckState.Unchecked)
             self.model_list.addTopLevelItem(item)
         if self.model_list.topLevelItemCount() and self.model_list.currentItem() is None:
             # Current (where the keyboard starts), not selected: only a check means "benchmark this".
             self.model_list.setCurrentItem(self.model_list.topLevelItem(0), 0,
                                            QItemSelectionModel.SelectionFlag.NoUpdate)
         self.model_list.blockSignals(False)
-        self._update_button()
+        self._update_buttons()
 
     # --- theme ----------------------------------------------------------------------------
 
@@ -446,24 +494,17 @@ class StatsView(QWidget):
             self._theming = True  # redrawing must not recurse through its own palette events
             try:
                 self._apply_palette()
-                if hasattr(self, "_rows"):
+                if self.snapshot is not None:
                     self.refresh()
             finally:
                 self._theming = False
 
 
-def _local_time(iso: str) -> str:
+def _local_time(iso) -> str:
     try:
         return datetime.fromisoformat(iso).astimezone().strftime("%Y-%m-%d %H:%M")
     except (TypeError, ValueError):
-        return str(iso)
-
-
-def _file_size(path) -> int | None:
-    try:
-        return os.path.getsize(path)
-    except (OSError, TypeError, ValueError):
-        return None
+        return str(iso) if iso is not None else "–"
 
 
 def _count(n: int, noun: str) -> str:
@@ -473,4 +514,3 @@ def _count(n: int, noun: str) -> str:
 
 def _html(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-

@@ -699,15 +699,29 @@ class HistoryStore:
 
     @_recovers
     def speed_history(self, model: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
-        """Per-reply speed figures, oldest first, for the statistics view's charts."""
+        """Per-reply speed figures, oldest first, for the statistics view's charts.
+
+        Beside the columns, four values from the record, as it holds them (None when absent):
+        `transport_kind` ("remote" for a reply from a server), `remote` (its name),
+        `cpu_other_busy` (how busy other programs kept the CPU) and `n_threads`.
+        """
         sql = ("SELECT created_at, model, quant, gen_tps, prompt_tps, ttft_ms, prompt_tokens, completion_tokens, "
-               "stop_reason, message_id, size_bytes FROM stats" + (" WHERE model = ?" if model else "")
+               "stop_reason, message_id, size_bytes, "
+               # One json_extract with several paths parses each record once; CASE skips one that is not JSON.
+               "CASE WHEN json_valid(record) THEN json_extract(record, '$.transport.kind', '$.transport.remote', "
+               "'$.transport.cpu_other_busy', '$.n_threads') END FROM stats" + (" WHERE model = ?" if model else "")
                + " ORDER BY created_at" + (" LIMIT ?" if limit else ""))
         params = ([model] if model else []) + ([limit] if limit else [])
         with self._read() as conn:
             cur = conn.execute(sql, params)
-            names = [d[0] for d in cur.description]
-            return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+            names = [d[0] for d in cur.description][:-1]
+            out = []
+            for r in cur.fetchall():
+                row = dict(zip(names, r[:-1], strict=True))
+                extra = json.loads(r[-1]) if r[-1] else [None] * 4
+                row.update(zip(("transport_kind", "remote", "cpu_other_busy", "n_threads"), extra, strict=True))
+                out.append(row)
+            return out
 
     @_recovers
     def save_benchmark(self, result: dict[str, Any]) -> int:
