@@ -20,6 +20,7 @@ Three rules, so the charts do not mislead:
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import statistics
@@ -241,15 +242,17 @@ def series(replies: list[Reply], metric: str, only: str | None = None,
            gap_s: float = IDLE_GAP_S) -> tuple[Series, ...]:
     """One Series per model (sorted by name) of `metric` over time; lines break across idle gaps."""
     spec = METRICS[metric]
-    by_model: dict[str, list[Reply]] = defaultdict(list)
+    by_model: dict[str, list[tuple[Reply, float]]] = defaultdict(list)
     for reply in replies:
-        if (only is None or reply.model == only) and reply.value(metric) is not None:
-            by_model[reply.model].append(reply)
+        value = reply.value(metric)
+        if (only is None or reply.model == only) and value is not None:
+            by_model[reply.model].append((reply, value))
     out = []
     for model in sorted(by_model):
-        mine = by_model[model]
-        points = tuple(Point(r.at, r.value(metric), r.busy, _detail(r, spec)) for r in mine)
-        connected = tuple(b.at - a.at <= gap_s for a, b in zip(mine, mine[1:])) + (False,)
+        pairs = by_model[model]
+        mine = [r for r, _ in pairs]
+        points = tuple(Point(r.at, value, r.busy, _detail(r, spec)) for r, value in pairs)
+        connected = tuple(b.at - a.at <= gap_s for a, b in itertools.pairwise(mine)) + (False,)
         out.append(Series(model, mine[0].remote, points, connected))
     return tuple(out)
 

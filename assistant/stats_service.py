@@ -17,6 +17,7 @@ Nothing here imports Qt: the window calls `memory_bandwidth` off its GUI thread
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable
@@ -202,7 +203,7 @@ class StatsService:
                         engine.load(spec, load_settings)
                         result = run_benchmark(engine, pp_tokens=pp_tokens, tg_tokens=tg_tokens,
                                                stream_lengths=stream_lengths, repeats=repeats,
-                                               progress=lambda m, s=spec: step(f"{s}: {m}"),
+                                               progress=functools.partial(_prefixed, step, spec),
                                                should_stop=lambda: run.stop_requested)
                         if run.stop_requested:  # the last stream runs were skipped: not a whole result
                             raise BenchmarkCancelled
@@ -226,6 +227,10 @@ class StatsService:
         run._queued = self.chat.run_on_engine(work)
         run._queued.add_done_callback(lambda f: _copy_outcome(f, run))
         return run
+
+
+def _prefixed(step: Callable[[str], None], spec: str, message: str) -> None:
+    step(f"{spec}: {message}")
 
 
 def _put_back(engine: Engine, previous, load_settings: LoadSettings | None) -> None:

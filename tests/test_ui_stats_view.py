@@ -1,20 +1,38 @@
-"""The statistics view (offscreen): charts from the history, the filter, the benchmark table and button."""
+"""The statistics view (offscreen): it draws what the statistics service computes.
+
+Charts from the history (hover details, lines broken at idle gaps, busy runs hollow,
+remote models apart), the size chart's labels off its markers, the benchmark table
+fitting the window, the Benchmark and Cancel buttons, and the bandwidth probe off the
+GUI thread.
+"""
 
 import statistics
-from datetime import datetime, timedelta, timezone
+import threading
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from PySide6.QtCore import Qt
-from PySide6.QtGui import QColor, QPalette
-from PySide6.QtWidgets import QAbstractButton, QAbstractItemView, QApplication, QComboBox, QWidget
+from PySide6.QtCore import QEvent, QPointF, Qt
+from PySide6.QtGui import QColor, QMouseEvent, QPalette
+from PySide6.QtWidgets import (
+    QAbstractButton,
+    QAbstractItemView,
+    QApplication,
+    QComboBox,
+    QWidget,
+)
 
+from assistant.chat_service import ChatService
 from assistant.history import HistoryStore
+from assistant.stats_service import StatsService
 from models import registry
 from models.registry import InstalledModel
-from ui.stats_view import ALL_MODELS, StatsView
+from tests.support.fake_engine import FakeEngine
+from ui.bridge import BenchmarkBridge
+from ui.stats_view import ALL_MODELS, BENCH_LEGEND, StatsView
 
 BANDWIDTH = 20e9  # bytes/s, given: the real probe is models.speed.memory_bandwidth
 GB = 1e9
+START = datetime(2026, 3, 1, 9, tzinfo=UTC)
 
 # name: (file size, quant, gen tok/s of each reply in order, prompt tok/s, ttft ms)
 MODELS = {
@@ -24,19 +42,23 @@ MODELS = {
 }
 
 
-def reply_record(name, size, quant, gen_tps, prompt_tps, ttft_ms):
+def reply_record(name, size, quant, gen_tps, prompt_tps, ttft_ms, *, busy=0.0, remote=None):
     """A per-reply record as the engine writes it (ResponseStats.to_dict())."""
     prompt_tokens, completion_tokens = 48, 200
     return {
-        "reply": "…", "model": {"name": name, "file": f"/models/{name}.gguf", "quant": quant, "size_bytes": size,
-                                "n_params": size * 2},
+        "reply": "…", "model": {"name": name, "file": None if remote else f"/models/{name}.gguf", "quant": quant,
+                                "size_bytes": None if remote else size, "n_params": None},
         "prompt_tokens": prompt_tokens, "cached_tokens": 0, "prompt_ms": prompt_tokens / prompt_tps * 1000,
         "prompt_tps": prompt_tps, "ttft_ms": ttft_ms, "completion_tokens": completion_tokens,
         "gen_ms": completion_tokens / gen_tps * 1000, "gen_tps": gen_tps, "total_ms": 5000.0, "stop_reason": "eos",
-        "n_ctx": 4096, "n_threads": 2,
-        "memory": {"weights_bytes": size, "kv_bytes": 50_331_648, "compute_bytes": 10_000_000,
+        "n_ctx": 4096, "n_threads": None if remote else 2,
+        "memory": {"weights_bytes": None, "kv_bytes": None, "compute_bytes": None, "rss_bytes": None,
+                   "rss_peak_bytes": None, "vram_bytes": None} if remote else
+                  {"weights_bytes": size, "kv_bytes": 50_331_648, "compute_bytes": 10_000_000,
                    "rss_bytes": size + 400_000_000, "rss_peak_bytes": size + 450_000_000, "vram_bytes": None},
-        "backend": {"kind": "cpu", "gpu_offload": False}, "context": {}, "sampling": {}, "chat_format": "gemma",
+        "backend": {"kind": "remote" if remote else "cpu", "gpu_offload": False}, "context": {}, "sampling": {},
+        "chat_format": "gemma",
+        "transport": {"kind": "remote", "remote": remote} if remote else {"cpu_other_busy": busy},
     }
 
 
@@ -55,59 +77,143 @@ def store(tmp_path):
         yield s
 
 
+def add_reply(store, when: datetime, stats: dict) -> None:
+    conv = store.create_conversation()
+    msg = store.add_message(conv.id, "assistant", "…", stats=stats)
+    store.conn.execute("UPDATE stats SET created_at = ? WHERE message_id = ?", (when.isoformat(), msg.id))
+
+
 @pytest.fixture
 def filled(store):
-    conv = store.create_conversation(model="gemma-3-270m")
-    start = datetime(2026, 3, 1, 9, tzinfo=timezone.utc)
     for i, (name, (size, quant, speeds, pp, ttft)) in enumerate(MODELS.items()):
         for j, tps in enumerate(speeds):
-            msg = store.add_message(conv.id, "assistant", "…", stats=reply_record(name, size, quant, tps, pp + j,
-                                                                                   ttft + j))
             # Spread the replies over days, as a real history is.
-            when = (start + timedelta(days=j, hours=i)).isoformat()
-            store.conn.execute("UPDATE stats SET created_at = ? WHERE message_id = ?", (when, msg.id))
+            add_reply(store, START + timedelta(days=j, hours=i), reply_record(name, size, quant, tps, pp + j, ttft + j))
     return store
 
 
-def make_view(qtbot, store, **kw):
-    view = StatsView(store, bandwidth=kw.pop("bandwidth", BANDWIDTH), **kw)
-    qtbot.addWidget(view)
-    view.resize(1100, 800)
-    view.show()
-    return view
+@pytest.fixture
+def make_view(qtbot):
+    chats = []
+
+    def make(store, *, probe=lambda: BANDWIDTH, engine=None, installed=None, size=(1100, 800)):
+        chat = ChatService(engine or FakeEngine(load_delay=0), store)
+        chats.append(chat)
+        stats = StatsService(chat, bandwidth_probe=probe, installed=installed)
+        view = StatsView(stats, BenchmarkBridge(stats))
+        qtbot.addWidget(view)
+        view.resize(*size)
+        view.show()
+        qtbot.waitUntil(lambda: stats.cached_bandwidth()[0], timeout=5000)  # the probe, off the GUI thread
+        qtbot.wait(10)  # its result arrives queued
+        return view
+
+    yield make
+    for chat in chats:
+        chat.close()
 
 
-def ys(item):
-    return list(item.getOriginalDataset()[1])
+def xy(scatter):
+    x, y = scatter.getData()
+    return list(x), list(y)
 
 
-def test_each_chart_over_time_has_one_series_per_model_in_time_order(qtbot, filled):
-    view = make_view(qtbot, filled)
+def hover(qtbot, chart, x, y) -> str:
+    """Move the mouse onto the point (x, y) in the chart's data coordinates; the tooltip it shows."""
+    qtbot.wait(150)  # the axes settle their widths after the first paint, moving the plot
+    vb = chart.plot.getViewBox()
+    at = chart.widget.mapFromScene(vb.mapViewToScene(QPointF(x, y)))
+    viewport = chart.widget.viewport()
+    for pos in (QPointF(at.x() + 30, at.y() + 30), QPointF(at)):
+        QApplication.sendEvent(viewport, QMouseEvent(QEvent.Type.MouseMove, pos, viewport.mapToGlobal(pos),
+                                                     Qt.MouseButton.NoButton, Qt.MouseButton.NoButton,
+                                                     Qt.KeyboardModifier.NoModifier))
+        qtbot.wait(60)  # pyqtgraph drops mouse moves closer together than its rate limit
+    return vb.toolTip()
+
+
+# --- the charts ------------------------------------------------------------------------------
+
+
+def test_each_chart_over_time_has_one_series_per_model_in_time_order(make_view, filled):
+    view = make_view(filled)
     for chart in (view.speed_chart, view.prompt_chart, view.ttft_chart):
-        assert set(chart.series) == set(MODELS)
-        assert [item.name() for item in chart.series.values()] == sorted(MODELS)  # named for the legend
+        assert list(chart.series) == sorted(MODELS)
     for name, (_, _, speeds, pp, ttft) in MODELS.items():
-        assert ys(view.speed_chart.series[name]) == speeds
-        assert ys(view.prompt_chart.series[name]) == [pp + j for j in range(len(speeds))]
-        assert ys(view.ttft_chart.series[name]) == [ttft + j for j in range(len(speeds))]
-        times = list(view.speed_chart.series[name].getOriginalDataset()[0])
+        assert xy(view.speed_chart.series[name].markers)[1] == speeds
+        assert xy(view.prompt_chart.series[name].markers)[1] == [pp + j for j in range(len(speeds))]
+        assert xy(view.ttft_chart.series[name].markers)[1] == [ttft + j for j in range(len(speeds))]
+        times = xy(view.speed_chart.series[name].markers)[0]
         assert times == sorted(times) and times[1] - times[0] == pytest.approx(86400)
     # One colour per model, the same in every chart.
-    pens = {name: item.opts["symbolBrush"] for name, item in view.speed_chart.series.items()}
-    assert len({QColor(b).name() for b in pens.values()}) == 3
+    def colours(chart):
+        return {n: QColor(i.markers.data["brush"][0].color()).name() for n, i in chart.series.items()}
+    assert len(set(colours(view.speed_chart).values())) == 3
     for chart in (view.prompt_chart, view.ttft_chart):
-        assert {n: QColor(i.opts["symbolBrush"]).name() for n, i in chart.series.items()} == \
-            {n: QColor(b).name() for n, b in pens.items()}
+        assert colours(chart) == colours(view.speed_chart)
 
 
-def test_the_model_filter_shows_one_model_over_time(qtbot, filled):
-    view = make_view(qtbot, filled)
+def test_hovering_a_point_shows_its_model_time_speed_and_tokens(qtbot, make_view, filled):
+    view = make_view(filled)
+    xs, ys = xy(view.speed_chart.series["gemma-3-270m"].markers)
+    text = hover(qtbot, view.speed_chart, xs[1], ys[1])
+    when = (START + timedelta(days=1)).astimezone().strftime("%Y-%m-%d %H:%M")
+    assert text.splitlines() == ["gemma-3-270m", when, "44.5 tokens/s · 200 tokens"]
+    xs, ys = xy(view.ttft_chart.series["qwen2.5-0.5b-instruct:Q8_0"].markers)
+    assert "180 ms to first token · 48 prompt tokens" in hover(qtbot, view.ttft_chart, xs[0], ys[0])
+    # The size chart's points tell their median and how many replies it is over.
+    x, y = xy(view.size_chart.points["gemma-3-270m"])
+    text = hover(qtbot, view.size_chart, x[0], y[0])
+    assert "gemma-3-270m" in text and "253 MB file" in text and "median 41.0 tokens/s over 5 quiet replies" in text
+
+
+def test_lines_join_one_sitting_and_break_across_idle_gaps(make_view, store):
+    for minutes in (0, 4, 9, 4 * 60, 4 * 60 + 6, 3 * 24 * 60):
+        add_reply(store, START + timedelta(minutes=minutes), reply_record("gemma-3-270m", 253_060_000, "Q4_K_M",
+                                                                          40.0 + minutes % 7, 480.0, 95.0))
+    view = make_view(store)
+    items = view.speed_chart.series["gemma-3-270m"]
+    assert list(items.line.opts["connect"]) == [True, True, False, True, False, False]
+    assert len(xy(items.markers)[0]) == 6  # every reply keeps its marker
+
+
+def test_busy_runs_are_hollow_and_the_view_says_the_medians_leave_them_out(make_view, store):
+    for i, (tps, busy) in enumerate([(41.0, 0.0), (12.0, 0.97), (44.0, 0.0)]):
+        add_reply(store, START + timedelta(minutes=i), reply_record("gemma-3-270m", 253_060_000, "Q4_K_M", tps,
+                                                                    480.0, 95.0, busy=busy))
+    view = make_view(store)
+    markers = view.speed_chart.series["gemma-3-270m"].markers
+    background = view.speed_chart.widget.backgroundBrush().color()
+    brushes = [b.color() for b in markers.data["brush"]]
+    assert brushes[1] == background and brushes[0] != background and brushes[2] == brushes[0]
+    assert markers.data["pen"][1].color() == brushes[0]  # the outline keeps the model's colour
+    assert xy(view.size_chart.points["gemma-3-270m"])[1] == [pytest.approx(__import__("math").log10(42.5))]
+    assert "Medians leave out 1 reply on a busy CPU (hollow markers)." in view.note.text()
+    assert view.note.isVisibleTo(view) and "busy CPU" in view.legend.text()
+
+
+def test_remote_models_are_marked_and_kept_off_the_size_chart(make_view, filled):
+    for i in range(2):
+        add_reply(filled, START + timedelta(hours=2, minutes=i),
+                  reply_record("llama3:8b@lab", None, None, 60.0 + i, 900.0, 300.0, remote="lab"))
+    view = make_view(filled)
+    remote = view.speed_chart.series["llama3:8b@lab"]
+    assert remote.series.remote and remote.markers.opts["symbol"] == "d"
+    assert view.speed_chart.series["gemma-3-270m"].markers.opts["symbol"] == "o"
+    assert "llama3:8b@lab" not in view.size_chart.points and set(view.size_chart.points) == set(MODELS)
+    assert "llama3:8b@lab&nbsp;(remote)" in view.legend.text()
+    assert "Remote models (llama3:8b@lab) are not on this chart" in view.note.text()
+    assert "not on this chart" in view.size_chart.widget.accessibleDescription()
+
+
+def test_the_model_filter_shows_one_model_over_time(qtbot, make_view, filled):
+    view = make_view(filled)
     combo = view.model_filter
     assert [combo.itemText(i) for i in range(combo.count())] == [ALL_MODELS, *sorted(MODELS)]
     combo.setCurrentIndex(combo.findText("qwen2.5-0.5b-instruct:Q8_0"))
     for chart in (view.speed_chart, view.prompt_chart, view.ttft_chart):
         assert list(chart.series) == ["qwen2.5-0.5b-instruct:Q8_0"]
-    assert ys(view.speed_chart.series["qwen2.5-0.5b-instruct:Q8_0"]) == [22.0, 19.5, 21.1]
+    assert xy(view.speed_chart.series["qwen2.5-0.5b-instruct:Q8_0"].markers)[1] == [22.0, 19.5, 21.1]
     assert set(view.size_chart.points) == set(MODELS)  # the comparison keeps every model
     # The choice survives a refresh, and the keyboard moves it.
     view.refresh()
@@ -117,13 +223,13 @@ def test_the_model_filter_shows_one_model_over_time(qtbot, filled):
     assert combo.currentText() == ALL_MODELS and set(view.speed_chart.series) == set(MODELS)
 
 
-def test_the_size_chart_has_one_point_per_model_at_its_median_and_the_bandwidth_limit(qtbot, filled):
-    view = make_view(qtbot, filled)
+def test_the_size_chart_has_one_point_per_model_at_its_median_and_the_bandwidth_limit(make_view, filled):
+    view = make_view(filled)
     chart = view.size_chart
     assert set(chart.points) == set(MODELS)
     for name, (size, _, speeds, _, _) in MODELS.items():
-        x, y = chart.points[name].getOriginalDataset()
-        assert list(x) == [pytest.approx(size / GB)] and list(y) == [pytest.approx(statistics.median(speeds))]
+        x, y = xy(chart.points[name])
+        assert 10 ** x[0] == pytest.approx(size / GB) and 10 ** y[0] == pytest.approx(statistics.median(speeds))
         assert name in chart.labels[name].toPlainText()
     # The limit: tokens/s = bandwidth / model bytes, across the range of the points.
     assert chart.limit is not None and chart.bandwidth == BANDWIDTH
@@ -135,24 +241,74 @@ def test_the_size_chart_has_one_point_per_model_at_its_median_and_the_bandwidth_
     assert "gemma-3-270m: 253 MB, median 41.0 tokens/s" in chart.widget.accessibleDescription()
 
 
-def test_without_a_bandwidth_figure_the_points_still_show(qtbot, filled):
-    view = make_view(qtbot, filled, bandwidth=lambda: (_ for _ in ()).throw(OSError("no probe")))
+def labels_clear_of_markers(chart) -> None:
+    markers = chart.marker_rects()
+    labels = {m: label.sceneBoundingRect() for m, label in chart.labels.items()}
+    area = chart.plot.getViewBox().sceneBoundingRect()
+    for model, rect in labels.items():
+        for other, marker in markers.items():
+            assert not rect.intersects(marker), f"{model}'s label covers {other}'s marker"
+        for other, rect2 in labels.items():
+            assert other == model or not rect.intersects(rect2), f"{model}'s label covers {other}'s label"
+        assert area.contains(rect), f"{model}'s label leaves the chart"
+
+
+def test_labels_stay_off_the_markers_even_when_points_crowd(qtbot, make_view, store):
+    # Four models close together in size and speed, where labels below or beside each point would collide.
+    crowd = {"alpha-model-q4": (300e6, 30.0), "beta-model-q4": (320e6, 28.0), "gamma-model-q5": (345e6, 26.5),
+             "delta-model-q8": (700e6, 14.0)}
+    for i, (name, (size, tps)) in enumerate(crowd.items()):
+        add_reply(store, START + timedelta(minutes=i), reply_record(name, int(size), "Q4_0", tps, 400.0, 90.0))
+    view = make_view(store, size=(1400, 860))
+    qtbot.wait(50)
+    labels_clear_of_markers(view.size_chart)
+    view.resize(900, 700)  # placed again at another size (pixels, not data units)
+    qtbot.waitUntil(lambda: view.size_chart.widget.width() < 500, timeout=2000)
+    qtbot.wait(50)
+    labels_clear_of_markers(view.size_chart)
+
+
+def test_the_bandwidth_probe_runs_once_and_never_on_the_gui_thread(qtbot, make_view, filled):
+    threads = []
+
+    def probe():
+        threads.append(threading.current_thread())
+        return BANDWIDTH
+
+    view = make_view(filled, probe=probe)
+    qtbot.waitUntil(lambda: view.size_chart.limit is not None, timeout=5000)
+    view.refresh()
+    view.refresh()
+    assert len(threads) == 1 and threads[0] is not threading.main_thread()
+    assert QApplication.instance().thread() is not None and view.bandwidth == BANDWIDTH
+
+
+def test_without_a_bandwidth_figure_the_points_still_show(make_view, filled, caplog):
+    def no_probe():
+        raise OSError("no probe")
+
+    view = make_view(filled, probe=no_probe)
     assert view.size_chart.limit is None and set(view.size_chart.points) == set(MODELS)
+    assert "no memory-bandwidth figure" in caplog.text
 
 
-def test_an_empty_history_says_so(qtbot, store):
-    view = make_view(qtbot, store)
+def test_an_empty_history_says_so(make_view, store):
+    view = make_view(store)
     for chart in view.charts():
         assert chart._note is not None and chart._note.toPlainText()
     assert view.speed_chart.series == {} and view.size_chart.points == {}
     assert view.table.rowCount() == 0 and view.table_empty.isVisibleTo(view)
     assert [view.model_filter.itemText(i) for i in range(view.model_filter.count())] == [ALL_MODELS]
+    assert not view.note.isVisibleTo(view)
 
 
-def test_the_benchmark_table_shows_saved_benchmarks_newest_first(qtbot, filled):
+# --- the benchmark table ---------------------------------------------------------------------
+
+
+def test_the_benchmark_table_shows_saved_benchmarks_newest_first_and_explains_pp_and_tg(make_view, filled):
     filled.save_benchmark(bench_result("gemma-3-270m", 253_060_000, "Q4_K_M", 512.3, 52.8))
     filled.save_benchmark(bench_result("llama-3.2-1b-instruct:Q4_K_M", 807_000_000, "Q4_K_M", 131.0, 17.4))
-    view = make_view(qtbot, filled)
+    view = make_view(filled)
     table = view.table
     headers = [table.horizontalHeaderItem(i).text() for i in range(table.columnCount())]
     rows = [{h: table.item(r, c).text() for c, h in enumerate(headers)} for r in range(table.rowCount())]
@@ -161,68 +317,86 @@ def test_the_benchmark_table_shows_saved_benchmarks_newest_first(qtbot, filled):
         "512", "52.8", "253 MB", "50.3 MB")
     assert rows[1]["Ran on"] == "cpu, 2 threads" and rows[1]["RSS"] == "653 MB"
     assert not view.table_empty.isVisibleTo(view)
+    # pp and tg are explained: header tooltips, cell tooltips with the token counts, a one-line legend.
+    pp, tg = headers.index("pp t/s"), headers.index("tg t/s")
+    assert "prompt processing" in table.horizontalHeaderItem(pp).toolTip()
+    assert "text generation" in table.horizontalHeaderItem(tg).toolTip()
+    assert table.item(1, pp).toolTip() == "256-token prompt read at 512 tokens/s"
+    assert view.bench_legend.text() == BENCH_LEGEND and view.bench_legend.isVisibleTo(view)
     # Sorting by a figure sorts by its value, not its text.
-    table.sortByColumn(headers.index("tg t/s"), Qt.SortOrder.AscendingOrder)
+    table.sortByColumn(tg, Qt.SortOrder.AscendingOrder)
     assert [table.item(r, 0).text() for r in range(2)] == ["llama-3.2-1b-instruct:Q4_K_M", "gemma-3-270m"]
 
 
-def test_benchmark_button_emits_the_checked_models_and_shows_progress(qtbot, store):
+def test_the_benchmark_table_fits_a_1400_px_window_without_cutting_figures(qtbot, tmp_path, filled, monkeypatch):
+    from models import speed
+    from tests.support.window import open_window
+
+    probed_on = []
+    monkeypatch.setattr(speed, "memory_bandwidth",
+                        lambda force=False: probed_on.append(threading.current_thread()) or BANDWIDTH)
+    long_name = "bartowski/Qwen2.5-Coder-32B-Instruct-abliterated-GGUF:Q4_K_M"
+    filled.save_benchmark(bench_result(long_name, 19_851_000_000, "Q4_K_M", 12.3, 2.1))
+    filled.save_benchmark(bench_result("gemma-3-270m", 253_060_000, "Q4_K_M", 512.3, 52.8))
+    window = open_window(qtbot, tmp_path, FakeEngine(), db=tmp_path / "history.db")
+    try:
+        window.resize(1400, 900)
+        window.show()
+        window.show_page(1)
+        view = window.stats_view
+        qtbot.waitUntil(lambda: view.size_chart.limit is not None, timeout=5000)
+        table = view.table
+        qtbot.waitUntil(lambda: table.viewport().width() > 0, timeout=2000)
+        header = table.horizontalHeader()
+        assert header.length() <= table.viewport().width() and not table.horizontalScrollBar().isVisible()
+        for j in range(1, table.columnCount()):  # every figure and header is whole
+            assert header.sectionSize(j) >= table.sizeHintForColumn(j), table.horizontalHeaderItem(j).text()
+        # The long name is elided in its middle, never cut; the tooltip has all of it.
+        row = next(r for r in range(table.rowCount()) if table.item(r, 0).text() == long_name)
+        assert header.sectionSize(0) >= 100 and table.textElideMode() == Qt.TextElideMode.ElideMiddle
+        assert long_name in table.item(row, 0).toolTip()
+        assert probed_on and all(t is not threading.main_thread() for t in probed_on)
+    finally:
+        window.close()
+
+
+# --- running benchmarks ----------------------------------------------------------------------
+
+
+def test_benchmark_button_runs_the_checked_models_through_the_bridge(qtbot, make_view, store):
     registry.register(InstalledModel(name="gemma-3-1b", path="/nowhere/gemma-3-1b.gguf", source="hub"))
     registry.register(InstalledModel(name="qwen2.5-0.5b", path="/nowhere/qwen.gguf", source="hub"))
-    view = make_view(qtbot, store)
+    view = make_view(store)
     names = [view.model_list.topLevelItem(i).text(0) for i in range(view.model_list.topLevelItemCount())]
     assert names == [registry.starter_entry().name, "gemma3-270m-base", "gemma-3-1b", "qwen2.5-0.5b"]
     assert view.model_list.topLevelItem(1).text(1) == "on first use"  # the built-in Gemma is assembled when used
+    assert view.model_list.topLevelItem(2).text(1) == "missing"
     assert not view.bench_button.isEnabled()  # nothing checked yet
 
     # The keyboard checks models: Space on the current row.
     view.model_list.setFocus()
     qtbot.keyClick(view.model_list, Qt.Key.Key_Space)  # the starter
-    qtbot.keyClick(view.model_list, Qt.Key.Key_Down)
-    qtbot.keyClick(view.model_list, Qt.Key.Key_Down)
-    qtbot.keyClick(view.model_list, Qt.Key.Key_Down)
+    for _ in range(3):
+        qtbot.keyClick(view.model_list, Qt.Key.Key_Down)
     qtbot.keyClick(view.model_list, Qt.Key.Key_Space)  # qwen
     assert view.checked_models() == [registry.starter_entry().name, "qwen2.5-0.5b"]
-    assert view.bench_button.isEnabled()
+    assert view.bench_button.isEnabled() and not view.cancel_button.isVisibleTo(view)
 
-    with qtbot.waitSignal(view.benchmarkRequested, timeout=1000) as sent:
+    bridge = view.benchmarks
+    with qtbot.waitSignal(bridge.benchmarkFinished, timeout=10_000) as done:
         qtbot.mouseClick(view.bench_button, Qt.MouseButton.LeftButton)
-    assert sent.args == [[registry.starter_entry().name, "qwen2.5-0.5b"], None]
-    assert not view.bench_button.isEnabled() and view.progress.isVisibleTo(view)
-
-    view.on_benchmark_progress("Loading qwen2.5-0.5b…")
-    view.on_benchmark_progress("qwen2.5-0.5b: pp256")
-    assert view.status.text() == "qwen2.5-0.5b: pp256" and view.progress.value() == 2
-    # No worker saved them (worker=None), so the view keeps them itself; an error is reported.
-    view.on_benchmark_finished({"results": [
-        bench_result("qwen2.5-0.5b", 531_000_000, "Q8_0", 240.0, 24.0),
-        {"model": "starter", "error": "There is no model file."}]})
-    assert view.table.rowCount() == 1 and view.table.item(0, 0).text() == "qwen2.5-0.5b"
-    assert "Benchmarked 1 model." in view.status.text() and "no model file" in view.status.text()
+        assert not view.bench_button.isEnabled() and view.progress.isVisibleTo(view)
+        assert view.cancel_button.isVisibleTo(view) and view.cancel_button.isEnabled()
+    # The fake engine is no model on this machine: each model is an error row, said in the status.
+    assert [r["model"] for r in done.args[0]["results"]] == [registry.starter_entry().name, "qwen2.5-0.5b"]
+    assert "No model was benchmarked." in view.status.text() and "Only a model on this machine" in view.status.text()
     assert view.bench_button.isEnabled() and not view.progress.isVisibleTo(view)
+    assert not view.cancel_button.isVisibleTo(view)
     assert view.checked_models() == [registry.starter_entry().name, "qwen2.5-0.5b"]  # kept across the refresh
 
 
-def test_results_a_worker_saved_are_not_saved_twice(qtbot, store):
-    class Worker(QWidget):  # only its signals and `history` matter here
-        from PySide6.QtCore import Signal
-
-        benchmarkProgress = Signal(str)
-        benchmarkFinished = Signal(dict)
-
-    worker = Worker()
-    worker.saves_results = True
-    view = make_view(qtbot, store, worker=worker)
-    result = bench_result("gemma-3-270m", 253_060_000, "Q4_K_M", 500.0, 50.0)
-    store.save_benchmark(result)  # what the statistics service does
-    worker.benchmarkProgress.emit("gemma-3-270m: tg64")
-    assert view.status.text() == "gemma-3-270m: tg64"
-    worker.benchmarkFinished.emit({"results": [result]})
-    assert len(store.benchmarks()) == 1 and view.table.rowCount() == 1
-
-
-def test_the_charts_follow_the_palette(qtbot, filled):
-    view = make_view(qtbot, filled)
+def test_the_charts_follow_the_palette(make_view, filled):
+    view = make_view(filled)
     light = view.palette().color(QPalette.ColorRole.Base)
     assert view.speed_chart.widget.backgroundBrush().color() == light
     dark = QPalette(QColor("#353535"), QColor("#353535"))
@@ -235,13 +409,14 @@ def test_the_charts_follow_the_palette(qtbot, filled):
     assert set(view.speed_chart.series) == set(MODELS)  # redrawn, with the dark set of colours
 
 
-def test_every_control_has_an_accessible_name_and_the_keyboard_reaches_it(qtbot, filled):
-    view = make_view(qtbot, filled)
+def test_every_control_has_an_accessible_name_and_the_keyboard_reaches_it(qtbot, make_view, filled):
+    view = make_view(filled)
     # A widget with a focus proxy (a chart's viewport) hands its focus to the proxy, which is checked.
     focusable = [w for w in view.findChildren(QWidget)
                  if w.focusPolicy() & Qt.FocusPolicy.TabFocus and w.isVisibleTo(view) and w.focusProxy() is None]
     interactive = [w for w in view.findChildren(QWidget)
                    if isinstance(w, (QAbstractButton, QComboBox, QAbstractItemView)) and w.isVisibleTo(view)]
+    interactive.append(view.cancel_button)  # shown while a benchmark runs
     assert {view.model_filter, view.refresh_button, view.model_list, view.bench_button, view.table} <= set(interactive)
     for w in set(focusable) | set(interactive):
         assert w.accessibleName(), f"{type(w).__name__} {w.objectName()!r} has no accessible name"
@@ -261,33 +436,66 @@ def test_every_control_has_an_accessible_name_and_the_keyboard_reaches_it(qtbot,
     assert expected <= set(seen)
 
 
-@pytest.mark.llama_cpp
-def test_benchmark_runs_through_the_statistics_service_and_fills_the_table(qtbot, tmp_path, tiny_model_path):
-    from assistant.engine import LocalEngine
-    from tests.support.window import open_services
-    from ui.bridge import BenchmarkBridge
+# --- with the real engine --------------------------------------------------------------------
 
-    registry.register(InstalledModel(name="tiny", path=str(tiny_model_path), source="local"))
-    services = open_services(tmp_path, LocalEngine())
-    bridge = BenchmarkBridge(services.stats)
-    try:
-        view = make_view(qtbot, services.history, worker=bridge)
-        view.benchmarkRequested.connect(bridge.benchmark)  # what the main window does
-        item = next(view.model_list.topLevelItem(i) for i in range(view.model_list.topLevelItemCount())
-                    if view.model_list.topLevelItem(i).text(0) == "tiny")
-        item.setCheckState(0, Qt.CheckState.Checked)
-        progress = []
-        bridge.benchmarkProgress.connect(progress.append)
-        with qtbot.waitSignal(bridge.benchmarkFinished, timeout=60_000) as done:
-            qtbot.mouseClick(view.bench_button, Qt.MouseButton.LeftButton)
-        [result] = done.args[0]["results"]
-        assert "error" not in result, result
-        qtbot.waitUntil(lambda: view.table.rowCount() == 1, timeout=5000)
-        assert view.table.item(0, 0).text() == "tiny"
-        assert progress[0] == "Loading tiny…" and any("pp256" in p for p in progress)
-        [saved] = services.history.benchmarks()  # saved once, by the service
-        assert saved["model"] == "tiny" and saved["tg_tokens"] == 64 and saved["tg_tps"] > 0
-        assert saved["size_bytes"] == tiny_model_path.stat().st_size and saved["weights_bytes"] > 0
-        assert view.bench_button.isEnabled() and "Benchmarked 1 model." in view.status.text()
-    finally:
-        services.close()
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory):
+    from tests.support.tiny_gguf import write_tiny_llama
+
+    folder = tmp_path_factory.mktemp("tiny-models")
+    return [write_tiny_llama(folder / f"tiny-{i}.gguf", n_layers=2 + i, seed=i) for i in range(3)]
+
+
+def check(view, name):
+    item = next(view.model_list.topLevelItem(i) for i in range(view.model_list.topLevelItemCount())
+                if view.model_list.topLevelItem(i).text(0) == name)
+    item.setCheckState(0, Qt.CheckState.Checked)
+
+
+@pytest.mark.llama_cpp
+def test_benchmark_runs_through_the_statistics_service_and_fills_the_table(qtbot, make_view, store, tiny_models):
+    from assistant.engine import LocalEngine
+
+    registry.register(InstalledModel(name="tiny", path=str(tiny_models[0]), source="local"))
+    view = make_view(store, engine=LocalEngine())
+    check(view, "tiny")
+    progress = []
+    view.benchmarks.benchmarkProgress.connect(progress.append)
+    with qtbot.waitSignal(view.benchmarks.benchmarkFinished, timeout=60_000) as done:
+        qtbot.mouseClick(view.bench_button, Qt.MouseButton.LeftButton)
+    [result] = done.args[0]["results"]
+    assert "error" not in result, result
+    qtbot.waitUntil(lambda: view.table.rowCount() == 1, timeout=5000)
+    assert view.table.item(0, 0).text() == "tiny"
+    assert str(progress[0]) == "Loading tiny…" and any("pp256" in str(p) for p in progress)
+    assert [p.step for p in progress] == [0, 1, 2] and progress[0].steps == 3
+    [saved] = store.benchmarks()  # saved once, by the service
+    assert saved["model"] == "tiny" and saved["tg_tokens"] == 64 and saved["tg_tps"] > 0
+    assert saved["size_bytes"] == tiny_models[0].stat().st_size and saved["weights_bytes"] > 0
+    assert view.bench_button.isEnabled() and "Benchmarked 1 model." in view.status.text()
+
+
+@pytest.mark.llama_cpp
+def test_the_cancel_button_stops_a_running_benchmark_between_steps(qtbot, make_view, store, tiny_models):
+    from assistant.engine import LocalEngine
+
+    for i, path in enumerate(tiny_models):
+        registry.register(InstalledModel(name=f"tiny-{i}", path=str(path), source="local"))
+    view = make_view(store, engine=LocalEngine())
+    for i in range(3):
+        check(view, f"tiny-{i}")
+    bridge = view.benchmarks
+    finished = []
+    bridge.benchmarkFinished.connect(finished.append)
+    with qtbot.waitSignal(bridge.benchmarkProgress, timeout=30_000):
+        qtbot.mouseClick(view.bench_button, Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(view.cancel_button, Qt.MouseButton.LeftButton)
+    assert not view.cancel_button.isEnabled() and "Stopping" in view.status.text()
+    qtbot.waitUntil(lambda: bool(finished), timeout=60_000)
+    [payload] = finished
+    assert payload["cancelled"] and len(payload["results"]) < 3
+    assert len(store.benchmarks()) == len(payload["results"]) < 3  # the model cut short is not saved
+    qtbot.waitUntil(lambda: view.status.text().startswith("Cancelled"), timeout=2000)
+    assert not view.cancel_button.isVisibleTo(view) and not view.progress.isVisibleTo(view)
+    assert view.bench_button.isEnabled()

@@ -9,6 +9,7 @@ accessible description can read it back.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -232,6 +233,18 @@ class SizeChart(Chart):
             out[model] = QRectF(centre.x() - half, centre.y() - half, 2 * half, 2 * half)
         return out
 
+    def _limit_samples(self, vb) -> list[QPointF]:
+        """Points every few pixels along the bandwidth-limit line, in scene pixels (none without it)."""
+        if self.limit is None:
+            return []
+        xs, ys = self.limit.getData()  # log10 values: the item follows the plot's log mode
+        corners = [vb.mapViewToScene(QPointF(float(x), float(y))) for x, y in zip(xs, ys)]
+        out = []
+        for a, b in itertools.pairwise(corners):
+            n = max(1, int(math.dist((a.x(), a.y()), (b.x(), b.y())) / 3))
+            out += [QPointF(a.x() + (b.x() - a.x()) * i / n, a.y() + (b.y() - a.y()) * i / n) for i in range(n)]
+        return out
+
     def place_labels(self, *_) -> None:
         """Put each label beside its marker where it overlaps the least: markers first, then labels placed
         already, then the chart's edge. In scene pixels, so it holds at any size and zoom."""
@@ -245,6 +258,7 @@ class SizeChart(Chart):
         taken: list[QPolygonF] = []
         if self.limit_label is not None:  # slanted along the line: its own outline, not its bounding box
             taken.append(self.limit_label.mapToScene(self.limit_label.boundingRect()))
+        line = self._limit_samples(vb)
         gap = 3.0
         # Top to bottom, so a crowded cluster fans out the same way every time.
         order = sorted(self.labels, key=lambda m: (markers[m].top(), m))
@@ -254,23 +268,47 @@ class SizeChart(Chart):
             w, h = text.width(), text.height()
             m = markers[model]
             c = m.center()
-            candidates = [  # top-left corners: right, left, below, above, then the four corners
-                QPointF(m.right() + gap, c.y() - h / 2), QPointF(m.left() - gap - w, c.y() - h / 2),
-                QPointF(c.x() - w / 2, m.bottom() + gap), QPointF(c.x() - w / 2, m.top() - gap - h),
-                QPointF(m.right() + gap, m.bottom()), QPointF(m.left() - gap - w, m.bottom()),
-                QPointF(m.right() + gap, m.top() - h), QPointF(m.left() - gap - w, m.top() - h),
-            ]
+            candidates = _label_spots(m, c, w, h, gap)
             best, best_cost = None, math.inf
             for corner in candidates:
                 rect = QRectF(corner.x(), corner.y(), w, h)
                 cost = (1000 * sum(_overlap(rect, r) for r in markers.values())
                         + 10 * sum(_area(QPolygonF(rect).intersected(r)) for r in taken)
-                        + (w * h - _overlap(rect, area)))
+                        # Text across the dashed line is harder to read (the label's own margin may touch it).
+                        + 5 * sum(rect.adjusted(4, 3, -4, -3).contains(p) for p in line)
+                        + (w * h - _overlap(rect, area))
+                        + 3 * _distance(rect, c))  # a label far from its marker is hard to match to it
                 if cost < best_cost - 1e-6:
                     best, best_cost = rect, cost
             taken.append(QPolygonF(best))
             label.setAnchor((0, 0))
             label.setPos(vb.mapSceneToView(best.topLeft()))
+
+
+def _label_spots(m: QRectF, c: QPointF, w: float, h: float, gap: float) -> list[QPointF]:
+    """Top-left corners for a w×h label beside marker `m`, nearest first: right, left, below, above,
+    the corners, then the same sides slid further along, for a crowded cluster."""
+    right, left = m.right() + gap, m.left() - gap - w
+    below, above = m.bottom() + gap, m.top() - gap - h
+    spots = [QPointF(right, c.y() - h / 2), QPointF(left, c.y() - h / 2),
+             QPointF(c.x() - w / 2, below), QPointF(c.x() - w / 2, above),
+             QPointF(right, m.bottom()), QPointF(left, m.bottom()), QPointF(right, m.top() - h),
+             QPointF(left, m.top() - h), QPointF(m.left(), below), QPointF(m.right() - w, below),
+             QPointF(m.left(), above), QPointF(m.right() - w, above)]
+    for step in (1, 2, 3):
+        for sign in (1, -1):
+            dy = sign * step * h
+            spots += [QPointF(right, c.y() - h / 2 + dy), QPointF(left, c.y() - h / 2 + dy)]
+            dy = sign * step * h  # below and above, further out
+            spots += [QPointF(c.x() - w / 2, (below if sign > 0 else above) + dy)]
+    return spots
+
+
+def _distance(rect: QRectF, point: QPointF) -> float:
+    """Pixels from `point` to the nearest edge of `rect` (0 inside it)."""
+    dx = max(rect.left() - point.x(), 0.0, point.x() - rect.right())
+    dy = max(rect.top() - point.y(), 0.0, point.y() - rect.bottom())
+    return math.hypot(dx, dy)
 
 
 def _overlap(a: QRectF, b: QRectF) -> float:
