@@ -241,9 +241,10 @@ def test_the_size_chart_has_one_point_per_model_at_its_median_and_the_bandwidth_
     assert "gemma-3-270m: 253 MB, median 41.0 tokens/s" in chart.widget.accessibleDescription()
 
 
-def labels_clear_of_markers(chart) -> None:
+def labels_clear_of_markers(chart) -> list[str]:
+    """Check that no shown label covers a marker or another label or leaves the chart; the models labelled."""
     markers = chart.marker_rects()
-    labels = {m: label.sceneBoundingRect() for m, label in chart.labels.items()}
+    labels = {m: label.sceneBoundingRect() for m, label in chart.labels.items() if label.isVisible()}
     area = chart.plot.getViewBox().sceneBoundingRect()
     for model, rect in labels.items():
         for other, marker in markers.items():
@@ -251,6 +252,7 @@ def labels_clear_of_markers(chart) -> None:
         for other, rect2 in labels.items():
             assert other == model or not rect.intersects(rect2), f"{model}'s label covers {other}'s label"
         assert area.contains(rect), f"{model}'s label leaves the chart"
+    return sorted(labels)
 
 
 def test_labels_stay_off_the_markers_even_when_points_crowd(qtbot, make_view, store):
@@ -261,11 +263,14 @@ def test_labels_stay_off_the_markers_even_when_points_crowd(qtbot, make_view, st
         add_reply(store, START + timedelta(minutes=i), reply_record(name, int(size), "Q4_0", tps, 400.0, 90.0))
     view = make_view(store, size=(1400, 860))
     qtbot.wait(50)
-    labels_clear_of_markers(view.size_chart)
-    view.resize(900, 700)  # placed again at another size (pixels, not data units)
+    assert labels_clear_of_markers(view.size_chart) == sorted(crowd)  # room for every label, in full
+    assert all("t/s" in label.toPlainText() for label in view.size_chart.labels.values())
+    # Placed again at another size (pixels, not data units); where a cluster leaves no room, a label is
+    # shortened to the name or left out, never drawn over a marker or another label.
+    view.resize(900, 700)
     qtbot.waitUntil(lambda: view.size_chart.widget.width() < 500, timeout=2000)
     qtbot.wait(50)
-    labels_clear_of_markers(view.size_chart)
+    assert len(labels_clear_of_markers(view.size_chart)) >= 3
 
 
 def test_the_bandwidth_probe_runs_once_and_never_on_the_gui_thread(qtbot, make_view, filled):

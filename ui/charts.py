@@ -1,10 +1,13 @@
-"""pyqtgraph charts for the statistics view: they follow the widget palette, light or dark.
+"""pyqtgraph charts for the statistics view: they draw what the statistics service computed.
 
-`TimeChart` draws one series per model against the time of each reply;
-`SizeChart` draws one point per model (its median speed against its file size)
-with the memory-bandwidth limit, tokens/s = bandwidth / model bytes, as a line.
-Both keep what they drew in plain dicts (`series`, `points`) so tests and the
-accessible description can read it back.
+`TimeChart` draws one series per model over time (`assistant.stats_series.Series`):
+a marker per reply with its hover text, hollow for a run on a busy CPU, a diamond for
+a remote model, and a line only between the replies of one sitting. `SizeChart` draws
+one point per local model (its median speed against its file size) with the
+memory-bandwidth limit, tokens/s = bandwidth / model bytes, as a line, and places each
+label where it covers no marker. Both follow the widget palette, light or dark, and
+keep what they drew (`series`, `points`, `labels`) so tests and the accessible
+description can read it back.
 """
 
 from __future__ import annotations
@@ -169,6 +172,7 @@ class SizeChart(Chart):
         self.labels: dict[str, pg.TextItem] = {}
         self.limit: pg.PlotDataItem | None = None
         self.limit_label: pg.TextItem | None = None
+        self._label_texts: dict[str, tuple[str, str]] = {}  # model -> (name and speed, name alone)
         self.bandwidth: float | None = None
         vb = self.plot.getViewBox()
         vb.sigTransformChanged.connect(self.place_labels)  # after a resize or a zoom, once pixels are known
@@ -179,6 +183,7 @@ class SizeChart(Chart):
         self._clear()
         self.plot.setLogMode(x=False, y=False)
         self.points, self.labels, self.limit, self.limit_label = {}, {}, None, None
+        self._label_texts = {}
         self.bandwidth = bandwidth
         points = tuple(p for p in points if p.size_bytes > 0 and p.gen_tps > 0)
         if not points:
@@ -197,14 +202,12 @@ class SizeChart(Chart):
             self.limit = pg.PlotDataItem(xs, [bandwidth / (x * GB) for x in xs], name="memory-bandwidth limit",
                                          pen=pg.mkPen(self._fg, width=1.5, style=Qt.PenStyle.DashLine))
             self.plot.addItem(self.limit)
-            # Along the line (slope -1 in log-log), above it, near its left end but below the top.
-            lb = math.log10(bandwidth / GB)  # log tokens/s = lb - log GB
-            at = max(lx0 + 0.04 * (lx1 - lx0), lb - (ly1 - 0.12 * (ly1 - ly0)))
+            # Along the line (slope -1 in log-log), above it; place_labels picks where along it.
             self.limit_label = pg.TextItem(f"memory-bandwidth limit ({bandwidth / GB:.0f} GB/s)", color=self._fg,
                                            anchor=(0, 1), rotateAxis=(1, -1))
             self.limit_label.setFont(_font(8))
             self.plot.addItem(self.limit_label)
-            self.limit_label.setPos(at, lb - at)
+            self._place_limit_label(lx0, lx1, ly0, ly1)
         for p in sorted(points, key=lambda p: p.model):
             color = colors.get(p.model, self._fg)
             # A bare ScatterPlotItem does not follow the plot's log mode: it gets log10 coordinates itself.
@@ -214,7 +217,8 @@ class SizeChart(Chart):
                                       hoverable=True, tip=_tip, hoverSize=self.MARKER + 4, name=p.model)
             self.plot.addItem(item)
             self.points[p.model] = item
-            label = pg.TextItem(f"{p.model}  {format_number(p.gen_tps)} t/s", color=color, anchor=(0, 0))
+            self._label_texts[p.model] = (f"{p.model}  {format_number(p.gen_tps)} t/s", p.model)
+            label = pg.TextItem(self._label_texts[p.model][0], color=color, anchor=(0, 0))
             label.setFont(_font(8))
             self.plot.addItem(label)
             label.setPos(math.log10(p.size_bytes / GB), math.log10(p.gen_tps))
@@ -233,6 +237,30 @@ class SizeChart(Chart):
             out[model] = QRectF(centre.x() - half, centre.y() - half, 2 * half, 2 * half)
         return out
 
+    def _place_limit_label(self, lx0: float, lx1: float, ly0: float, ly1: float,
+                           markers: dict[str, QRectF] | None = None) -> None:
+        """Along the limit line, below the chart's top: near its left end, or further along where that
+        end would cover a marker."""
+        if self.limit_label is None or not self.bandwidth:
+            return
+        lb = math.log10(self.bandwidth / GB)  # on the line, log tokens/s = lb - log GB
+        first = max(lx0 + 0.04 * (lx1 - lx0), lb - (ly1 - 0.12 * (ly1 - ly0)))
+        area = self.plot.getViewBox().sceneBoundingRect()
+        best, best_cost = first, math.inf
+        for share in (0.0, 0.15, 0.3, 0.45, 0.6):
+            at = first + share * (lx1 - first)
+            self.limit_label.setPos(at, lb - at)
+            if not markers:
+                return  # no pixels yet: the left end, placed again once they are known
+            outline = self.limit_label.mapToScene(self.limit_label.boundingRect())
+            cost = (1000 * sum(_area(QPolygonF(r).intersected(outline)) for r in markers.values())
+                    + _area(outline) - _area(outline.intersected(QPolygonF(area))))
+            if cost < best_cost - 1e-6:
+                best, best_cost = at, cost
+            if cost == 0:
+                break
+        self.limit_label.setPos(best, lb - best)
+
     def _limit_samples(self, vb) -> list[QPointF]:
         """Points every few pixels along the bandwidth-limit line, in scene pixels (none without it)."""
         if self.limit is None:
@@ -246,8 +274,8 @@ class SizeChart(Chart):
         return out
 
     def place_labels(self, *_) -> None:
-        """Put each label beside its marker where it overlaps the least: markers first, then labels placed
-        already, then the chart's edge. In scene pixels, so it holds at any size and zoom."""
+        """Put each label beside its marker where it covers no marker, no other label and stays inside the
+        chart (in scene pixels, so it holds at any size and zoom); shortened, or left out, where it cannot."""
         if not self.labels:
             return
         vb = self.plot.getViewBox()
@@ -255,34 +283,52 @@ class SizeChart(Chart):
         markers = self.marker_rects()
         if area.width() <= 1 or area.height() <= 1 or not markers:
             return
+        for item in [*self.labels.values(), *([self.limit_label] if self.limit_label is not None else [])]:
+            item.updateTransform()  # their pixel scale follows the view's, which just changed
         taken: list[QPolygonF] = []
+        (lx0, lx1), (ly0, ly1) = vb.viewRange()
+        self._place_limit_label(lx0, lx1, ly0, ly1, markers)
         if self.limit_label is not None:  # slanted along the line: its own outline, not its bounding box
             taken.append(self.limit_label.mapToScene(self.limit_label.boundingRect()))
         line = self._limit_samples(vb)
-        gap = 3.0
         # Top to bottom, so a crowded cluster fans out the same way every time.
-        order = sorted(self.labels, key=lambda m: (markers[m].top(), m))
-        for model in order:
+        for model in sorted(self.labels, key=lambda m: (markers[m].top(), m)):
             label = self.labels[model]
-            text = label.textItem.boundingRect()
-            w, h = text.width(), text.height()
-            m = markers[model]
-            c = m.center()
-            candidates = _label_spots(m, c, w, h, gap)
-            best, best_cost = None, math.inf
-            for corner in candidates:
-                rect = QRectF(corner.x(), corner.y(), w, h)
-                cost = (1000 * sum(_overlap(rect, r) for r in markers.values())
-                        + 10 * sum(_area(QPolygonF(rect).intersected(r)) for r in taken)
-                        # Text across the dashed line is harder to read (the label's own margin may touch it).
-                        + 5 * sum(rect.adjusted(4, 3, -4, -3).contains(p) for p in line)
-                        + (w * h - _overlap(rect, area))
-                        + 3 * _distance(rect, c))  # a label far from its marker is hard to match to it
-                if cost < best_cost - 1e-6:
-                    best, best_cost = rect, cost
-            taken.append(QPolygonF(best))
-            label.setAnchor((0, 0))
-            label.setPos(vb.mapSceneToView(best.topLeft()))
+            full, short = self._label_texts[model]
+            spot = None
+            for text in (full, short):  # the name and its speed; if that cannot fit cleanly, the name alone
+                label.setText(text)
+                spot = _best_spot(label, markers[model], markers, taken, line, area)
+                if spot is not None:
+                    break
+            # Where not even the name fits without covering a marker or a label, none is shown: the legend's
+            # colour and the marker's hover text still name it.
+            label.setVisible(spot is not None)
+            if spot is not None:
+                taken.append(QPolygonF(spot))
+                label.setAnchor((0, 0))
+                label.setPos(vb.mapSceneToView(spot.topLeft()))
+
+
+def _best_spot(label: pg.TextItem, marker: QRectF, markers: dict[str, QRectF], taken: list[QPolygonF],
+               line: list[QPointF], area: QRectF) -> QRectF | None:
+    """The label's rectangle (scene pixels) beside `marker` that covers no marker, no label placed already
+    and stays inside `area`, preferring one clear of the limit line and near its marker; None if none is."""
+    text = label.textItem.boundingRect()
+    w, h = text.width(), text.height()
+    centre = marker.center()
+    best, best_cost = None, math.inf
+    for corner in _label_spots(marker, centre, w, h, 3.0):
+        rect = QRectF(corner.x(), corner.y(), w, h)
+        if (not area.contains(rect) or any(rect.intersects(r) for r in markers.values())
+                or any(_area(QPolygonF(rect).intersected(r)) > 0.5 for r in taken)):
+            continue
+        # Text across the dashed line is harder to read (the label's own margin may touch it);
+        # a label far from its marker is hard to match to it.
+        cost = 5 * sum(rect.adjusted(4, 3, -4, -3).contains(p) for p in line) + 3 * _distance(rect, centre)
+        if cost < best_cost - 1e-6:
+            best, best_cost = rect, cost
+    return best
 
 
 def _label_spots(m: QRectF, c: QPointF, w: float, h: float, gap: float) -> list[QPointF]:
@@ -311,11 +357,6 @@ def _distance(rect: QRectF, point: QPointF) -> float:
     return math.hypot(dx, dy)
 
 
-def _overlap(a: QRectF, b: QRectF) -> float:
-    r = a.intersected(b)
-    return max(0.0, r.width()) * max(0.0, r.height())
-
-
 def _area(polygon: QPolygonF) -> float:
     """The area a polygon encloses (shoelace formula)."""
     pts = [polygon.at(i) for i in range(polygon.count())]
@@ -333,6 +374,8 @@ class LogAxis(pg.AxisItem):
 
         wide = maxVal - minVal > 3  # past three decades, 1-2-5 labels would crowd: decades only
         major = within((1,) if wide else (1, 2, 5))
+        if len(major) < 3:
+            major = within((1, 2, 3, 5, 7))  # within one decade; every multiple would crowd at 0.08 0.09 0.1
         if len(major) < 3:
             major = within((1, 1.5, 2, 3, 4, 5, 6, 7, 8, 9))
         minor = [v for v in within((2, 5) if wide else range(1, 10)) if all(abs(v - m) > 1e-9 for m in major)]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 from PySide6.QtCore import QEvent, QItemSelectionModel, Qt, Slot
 from PySide6.QtGui import QColor, QPalette
@@ -55,8 +56,8 @@ TG_TIP = ("tg: text generation. Tokens per second while the model writes, one to
           "llama-bench's tg measures it: how fast a reply streams.")
 BENCH_LEGEND = "pp = prompt processing (reading the prompt), tg = text generation (writing the reply), " \
                "both in tokens per second; higher is faster. Hover a header for more."
-# header, benchmarks() key, how to show it, tooltip
-BENCH_COLUMNS = (
+# header, benchmarks() key, how to show it (None: written out in _fill_table), tooltip
+BENCH_COLUMNS: tuple[tuple[str, str, Callable[[Any], str] | None, str], ...] = (
     ("Model", "model", str, "The model benchmarked (hover a name for all of it and its file)"),
     ("Quant", "quant", str, "How its weights are stored (quantization)"),
     ("pp t/s", "pp_tps", format_number, PP_TIP),
@@ -238,8 +239,8 @@ class StatsView(QWidget):
         self.table.setAccessibleName("Benchmark results")
         self.table.setAccessibleDescription("One row per benchmark: prompt processing (pp) and text generation (tg) "
                                             "speed in tokens per second, and memory")
-        for j, (header, _, _, tip) in enumerate(BENCH_COLUMNS):
-            item = QTableWidgetItem(header)
+        for j, (title, _, _, tip) in enumerate(BENCH_COLUMNS):
+            item = QTableWidgetItem(title)
             item.setToolTip(tip)
             self.table.setHorizontalHeaderItem(j, item)
         self.table.verticalHeader().hide()
@@ -279,7 +280,8 @@ class StatsView(QWidget):
 
     def checked_models(self) -> list[str]:
         items = (self.model_list.topLevelItem(i) for i in range(self.model_list.topLevelItemCount()))
-        return [it.data(0, Qt.ItemDataRole.UserRole) for it in items if it.checkState(0) == Qt.CheckState.Checked]
+        return [it.data(0, Qt.ItemDataRole.UserRole) for it in items
+                if it is not None and it.checkState(0) == Qt.CheckState.Checked]
 
     @Slot()
     def start_benchmark(self) -> None:
@@ -356,7 +358,7 @@ class StatsView(QWidget):
         if self.selected_model() != shown:  # the model shown has no replies any more: all of them
             self.snapshot = self.stats.snapshot(self.selected_model())
         self._fill_legend()
-        self.note.setText(self.snapshot.size_note())
+        self.note.setText(self._snap().size_note())
         self.note.setVisible(bool(self.note.text()))
         self._draw_time_charts()
         self._ask_bandwidth()
@@ -372,8 +374,12 @@ class StatsView(QWidget):
         self.model_filter.setCurrentIndex(max(0, self.model_filter.findText(current)))
         self.model_filter.blockSignals(False)
 
+    def _snap(self) -> StatsSnapshot:
+        assert self.snapshot is not None, "refresh() reads a snapshot before anything is drawn"
+        return self.snapshot
+
     def _fill_legend(self) -> None:
-        snap = self.snapshot
+        snap = self._snap()
         parts = []
         for m in snap.models:
             remote = m in snap.remote_models
@@ -396,8 +402,8 @@ class StatsView(QWidget):
     def _draw_time_charts(self) -> None:
         for chart, key in ((self.speed_chart, "gen_tps"), (self.prompt_chart, "prompt_tps"),
                            (self.ttft_chart, "ttft_ms")):
-            chart.set_series(self.snapshot.series[key], self._colors)
-            chart.widget.setAccessibleDescription(self.snapshot.describe(key) or chart.empty_text)
+            chart.set_series(self._snap().series[key], self._colors)
+            chart.widget.setAccessibleDescription(self._snap().describe(key) or chart.empty_text)
 
     def _ask_bandwidth(self) -> None:
         """The bandwidth probe takes about a second: it runs once, off the GUI thread, through the service."""
@@ -418,7 +424,7 @@ class StatsView(QWidget):
         log.warning("no memory-bandwidth figure for the size chart: %s", exc)
 
     def _draw_size_chart(self) -> None:
-        snap = self.snapshot
+        snap = self._snap()
         self.size_chart.set_points(snap.size_points, self.bandwidth, self._colors)
         described = [f"{p.model}: {format_bytes(p.size_bytes)}, median {p.gen_tps:.1f} tokens/s"
                      for p in snap.size_points]
@@ -438,8 +444,10 @@ class StatsView(QWidget):
                     cell = _Cell(text or "–", (row.get("backend") or "", value or 0))
                 elif key == "created_at":
                     cell = _Cell(_local_time(value), value)
-                else:
+                elif show is not None:
                     cell = _Cell("–" if value is None else show(value), value)
+                else:
+                    cell = _Cell("–" if value is None else str(value), value)
                 if isinstance(value, (int, float)) and key not in ("threads",):
                     cell.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                 if key == "pp_tps" and row.get("pp_tokens"):
@@ -475,10 +483,10 @@ class StatsView(QWidget):
             item.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.ItemIsUserCheckable)
             item.setCheckState(0, Qt.CheckState.Checked if c.name in checked else Qt.CheckState.Unchecked)
             self.model_list.addTopLevelItem(item)
-        if self.model_list.topLevelItemCount() and self.model_list.currentItem() is None:
+        first = self.model_list.topLevelItem(0)
+        if first is not None and self.model_list.currentItem() is None:
             # Current (where the keyboard starts), not selected: only a check means "benchmark this".
-            self.model_list.setCurrentItem(self.model_list.topLevelItem(0), 0,
-                                           QItemSelectionModel.SelectionFlag.NoUpdate)
+            self.model_list.setCurrentItem(first, 0, QItemSelectionModel.SelectionFlag.NoUpdate)
         self.model_list.blockSignals(False)
         self._update_buttons()
 
