@@ -12,7 +12,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from PySide6.QtCore import QEvent, QPointF, Qt
-from PySide6.QtGui import QColor, QMouseEvent, QPalette
+from PySide6 import QtGui
+from PySide6.QtGui import QColor, QMouseEvent, QPalette, QTextDocument
 from PySide6.QtWidgets import (
     QAbstractButton,
     QAbstractItemView,
@@ -118,6 +119,13 @@ def xy(scatter):
     return list(x), list(y)
 
 
+def shown(tooltip: str) -> str:
+    """A tooltip's text as Qt shows it (markup rendered)."""
+    doc = QTextDocument()
+    doc.setHtml(tooltip) if QtGui.Qt.mightBeRichText(tooltip) else doc.setPlainText(tooltip)
+    return doc.toPlainText().replace("\u2028", "\n")
+
+
 def hover(qtbot, chart, x, y) -> str:
     """Move the mouse onto the point (x, y) in the chart's data coordinates; the tooltip it shows."""
     qtbot.wait(150)  # the axes settle their widths after the first paint, moving the plot
@@ -129,7 +137,7 @@ def hover(qtbot, chart, x, y) -> str:
                                                      Qt.MouseButton.NoButton, Qt.MouseButton.NoButton,
                                                      Qt.KeyboardModifier.NoModifier))
         qtbot.wait(60)  # pyqtgraph drops mouse moves closer together than its rate limit
-    return vb.toolTip()
+    return shown(vb.toolTip())
 
 
 # --- the charts ------------------------------------------------------------------------------
@@ -307,6 +315,20 @@ def test_an_empty_history_says_so(make_view, store):
     assert not view.note.isVisibleTo(view)
 
 
+def test_a_model_name_that_looks_like_markup_shows_as_written(qtbot, make_view, store):
+    name = "<b>bold</b><img src=x>&amp;"
+    add_reply(store, START, reply_record(name, 253_060_000, "Q4_K_M", 41.0, 480.0, 95.0))
+    store.save_benchmark(bench_result(name, 253_060_000, "Q4_K_M", 500.0, 50.0))
+    view = make_view(store)
+    xs, ys = xy(view.speed_chart.series[name].markers)
+    assert hover(qtbot, view.speed_chart, xs[0], ys[0]).splitlines()[0] == name
+    assert shown(view.table.item(0, 0).toolTip()).splitlines()[0] == name and view.table.item(0, 0).text() == name
+    legend = QTextDocument()
+    legend.setHtml(view.legend.text())
+    assert name in legend.toPlainText()
+    assert view.size_chart.labels[name].toPlainText().startswith(name)
+
+
 # --- the benchmark table ---------------------------------------------------------------------
 
 
@@ -359,7 +381,7 @@ def test_the_benchmark_table_fits_a_1400_px_window_without_cutting_figures(qtbot
         # The long name is elided in its middle, never cut; the tooltip has all of it.
         row = next(r for r in range(table.rowCount()) if table.item(r, 0).text() == long_name)
         assert header.sectionSize(0) >= 100 and table.textElideMode() == Qt.TextElideMode.ElideMiddle
-        assert long_name in table.item(row, 0).toolTip()
+        assert long_name in shown(table.item(row, 0).toolTip())
         assert probed_on and all(t is not threading.main_thread() for t in probed_on)
     finally:
         window.close()

@@ -12,6 +12,7 @@ description can read it back.
 
 from __future__ import annotations
 
+import html
 import itertools
 import math
 from dataclasses import dataclass
@@ -150,7 +151,13 @@ class TimeChart(Chart):
 
 def _tip(x=None, y=None, data=None) -> str:
     """A marker's hover text: its reply's figures, worked out by the statistics service."""
-    return str(data) if data is not None else ""
+    return plain_tooltip(str(data)) if data is not None else ""
+
+
+def plain_tooltip(text: str) -> str:
+    """`text` as a tooltip shows it, line for line: Qt takes a tooltip that looks like markup for markup,
+    and a model's name (from an imported history, from a server) may look like anything."""
+    return "<p style='white-space:pre'>" + html.escape(text).replace("\n", "<br>") + "</p>"
 
 
 class SizeChart(Chart):

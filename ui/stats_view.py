@@ -44,7 +44,7 @@ from PySide6.QtWidgets import (
 
 from assistant.stats_series import METRICS, StatsSnapshot
 from common.formatting import format_bytes, format_number
-from ui.charts import SizeChart, TimeChart, is_dark, model_colors
+from ui.charts import SizeChart, TimeChart, is_dark, model_colors, plain_tooltip
 from ui.workers import run_in_background
 
 log = logging.getLogger(__name__)
@@ -455,7 +455,8 @@ class StatsView(QWidget):
                 elif key == "tg_tps" and row.get("tg_tokens"):
                     cell.setToolTip(f"{row['tg_tokens']} tokens written at {cell.text()} tokens/s")
                 if key == "model":
-                    cell.setToolTip("\n".join(str(v) for v in (row.get("model"), row.get("model_file")) if v))
+                    cell.setToolTip(plain_tooltip("\n".join(str(v) for v in (row.get("model"), row.get("model_file"))
+                                                            if v)))
                     if row.get("model") in self._colors:
                         cell.setForeground(self._colors[row["model"]])
                 self.table.setItem(i, j, cell)
@@ -476,9 +477,9 @@ class StatsView(QWidget):
             note = format_bytes(c.size_bytes) if c.size_bytes is not None else c.note
             item = QTreeWidgetItem([c.name, note])
             item.setData(0, Qt.ItemDataRole.UserRole, c.name)
-            item.setToolTip(0, f"{c.name}\n{c.path}")
+            item.setToolTip(0, plain_tooltip(f"{c.name}\n{c.path}"))
             item.setToolTip(1, "The starter is assembled the first time it is used" if c.note == "on first use"
-                            else "The model file is not there" if c.note == "missing" else c.path)
+                            else "The model file is not there" if c.note == "missing" else plain_tooltip(c.path))
             item.setTextAlignment(1, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
             item.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.ItemIsUserCheckable)
             item.setCheckState(0, Qt.CheckState.Checked if c.name in checked else Qt.CheckState.Unchecked)
