@@ -11,8 +11,8 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from PySide6.QtCore import QEvent, QPointF, Qt
 from PySide6 import QtGui
+from PySide6.QtCore import QEvent, QPointF, Qt
 from PySide6.QtGui import QColor, QMouseEvent, QPalette, QTextDocument
 from PySide6.QtWidgets import (
     QAbstractButton,
