@@ -73,6 +73,7 @@ PROBE_RUNS = 2
 PROBE_ROUNDS = 3  # rounds at most, until one ran on a quiet CPU
 PROBE_BUDGET_S = 1.0  # no new round after this long: the probe must stay short
 BANDWIDTH_MAX_AGE_S = 24 * 3600  # probed again daily; the best figure at each size is kept
+BUSY_PROBE_TTL_S = 600  # a probe measured while other programs were busy is redone after this
 RUNS_KEPT = 10
 MIN_SPREAD = 2.0  # fit both terms only when the models' share of overhead differs this much
 QUIET_TOLERANCE_CORES = 0.25  # what other programs may use beyond the cores a run left free (a terminal, a clock)
@@ -232,7 +233,11 @@ def bandwidth_curve(threads: int | None = None, force: bool = False) -> Bandwidt
     )
     if fresh:
         return BandwidthCurve.of(cached["curve"], n)
+    meter = CpuLoadMeter()
     curve = probe_bandwidth(n)
+    # A probe on a busy machine reads low; kept for a day it would hold every estimate down. Such a
+    # figure is used now and probed again after BUSY_PROBE_TTL_S.
+    quiet = is_quiet(meter.busy_fraction(), n)
     with _updating() as data:
         old = data.get("bandwidth") or {}
         if (not force and old.get("version") == STORE_VERSION and old.get("machine") == machine
@@ -243,7 +248,9 @@ def bandwidth_curve(threads: int | None = None, force: bool = False) -> Bandwidt
                 merged[size] = max(bw, merged.get(size, 0.0))
             curve = BandwidthCurve.of(merged.items(), n)
         data["bandwidth"] = {"version": STORE_VERSION, "bytes_per_s": curve.memory, "threads": n,
-                             "curve": [list(p) for p in curve.points], "machine": machine, "measured_at": time.time()}
+                             "curve": [list(p) for p in curve.points], "machine": machine,
+                             "measured_at": time.time() if quiet else time.time() - BANDWIDTH_MAX_AGE_S + BUSY_PROBE_TTL_S,
+                             "quiet": quiet}
     return curve
 
 

@@ -219,3 +219,20 @@ def test_the_estimate_is_within_30_percent_of_the_measured_speed(speed_models):
         report.append(f"fed {'+'.join(feed)}: " + ", ".join(f"{k} {100 * e:+.0f}%" for k, e in errors.items()))
     print("\n" + "\n".join(report))
     assert worst <= 0.30, "\n".join(report)
+
+
+def test_a_bandwidth_probe_on_a_busy_machine_is_redone_soon(monkeypatch):
+    """Other programs only slow the probe down: a busy figure is used now but not kept for a day."""
+    import time as time_module
+
+    probes = []
+    monkeypatch.setattr(speed, "probe_bandwidth",
+                        lambda n: probes.append(n) or speed.BandwidthCurve.of([(1 << 30, 3e9)], n))
+    monkeypatch.setattr(speed.CpuLoadMeter, "busy_fraction", lambda self: 1.0)
+    speed.bandwidth_curve(threads=2)
+    speed.bandwidth_curve(threads=2)
+    assert len(probes) == 1  # cached for now
+    later = time_module.time() + speed.BUSY_PROBE_TTL_S + 1
+    monkeypatch.setattr(speed.time, "time", lambda: later)
+    speed.bandwidth_curve(threads=2)
+    assert len(probes) == 2  # redone, where a quiet probe would have lasted a day
