@@ -386,7 +386,7 @@ class SearchHit:
 def search(query: str, limit: int = 10, with_files: bool = True) -> list[SearchHit]:
     """GGUF repos on the Hub that match `query`, most downloaded first, each with its model files."""
     hf = api()
-    _probe(query)
+    probe(query)
     models = _hub_call(
         lambda: list(hf.list_models(search=query, filter="gguf", sort="downloads", limit=limit)), query
     )
@@ -408,7 +408,7 @@ def search(query: str, limit: int = 10, with_files: bool = True) -> list[SearchH
         return list(pool.map(files_of, hits))
 
 
-def _probe(context: str) -> None:
+def probe(context: str) -> None:
     """Fail fast when the Hub is unreachable: list_models would retry for ~20 s first."""
     ensure_online()
     from huggingface_hub.utils import get_session

@@ -9,8 +9,9 @@ pulled by, so `assistant chat -m owner/repo:Q4_K_M` uses it.
 
 from __future__ import annotations
 
+import re
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from common.errors import ModelFileError, ModelNotFoundError, UserError
@@ -142,16 +143,33 @@ def pull(
     return registry.register(entry), result
 
 
-def import_file(path, name: str | None = None) -> InstalledModel:
+_NAME_UNSAFE = re.compile(r"[^\w.+-]+")
+
+
+def import_name(info, path: Path) -> str:
+    """The name an imported file goes by: the model's own name (GGUF `general.name`), else the file's.
+
+    Made safe to type after `-m`: runs of spaces, control characters, slashes, colons and `@`
+    (which would read as a Hub name or a remote server) become one '-'.
+    """
+    for raw in (info.name, path.stem):
+        name = _NAME_UNSAFE.sub("-", raw or "").strip("-.")[:64].rstrip("-.")
+        if name:
+            return name
+    return "imported"
+
+
+def import_file(path, name: str | None = None, *, by_model_name: bool = False) -> InstalledModel:
     """Register a .gguf that is already on disk, in place (no copy).
 
-    With no `name`, the file's name without .gguf, or the next free `name-2`… if another
-    file has it; a `name` given and taken by another file is refused.
+    With no `name`, the file's name without .gguf (the model's own name with
+    `by_model_name`, as the window names imports: `import_name`), or the next free
+    `name-2`… if another file has it; a `name` given and taken by another file is refused.
     """
     p = Path(path).expanduser()
     info = read_gguf_info(p)  # refuses a missing, broken or non-GGUF file with a clear reason
     p = p.resolve()
-    chosen = name or p.stem
+    chosen = name or (import_name(info, p) if by_model_name else p.stem)
     if registry.is_reserved_name(chosen):
         if name:
             raise UserError(
@@ -235,6 +253,7 @@ class ModelRow:
     speed_measured: bool
     problem: str | None = None  # why an installed file cannot be used
     is_base: bool = False  # continues text, does not follow instructions (see is_base_model)
+    catalogue_name: str | None = None  # the catalogue entry it is ("gemma3-1b:Q8_0"), if it is one
 
     @property
     def is_starter(self) -> bool:
@@ -259,13 +278,59 @@ def is_base_model(entry: CatalogueEntry | None, info=None, chat_format: str | No
 
 
 def installed_catalogue_entry(m: InstalledModel) -> CatalogueEntry | None:
-    """The catalogue entry an installed model is (built-in, pulled by catalogue name or from a catalogued repo)."""
+    """The catalogue entry an installed model is (built-in, pulled by catalogue name or from a catalogued repo).
+
+    The one place an installed model is matched to the catalogue: everything else asks an `InstalledIndex`.
+    """
     if m.source == "local":
         return None
     entry = catalogue.get(m.name)
     if entry is None and m.repo and m.filename:
         entry = catalogue.entry_for_hub_file(m.repo, m.filename)
     return entry
+
+
+@dataclass(frozen=True)
+class IndexedModel:
+    """An installed model with its catalogue entry (None for an imported file or an uncatalogued repo)."""
+
+    model: InstalledModel
+    entry: CatalogueEntry | None
+
+    @property
+    def name(self) -> str:
+        return self.model.name
+
+
+@dataclass(frozen=True)
+class InstalledIndex:
+    """What is installed, by name (built-in models first), each matched to the catalogue once."""
+
+    models: dict[str, IndexedModel] = field(default_factory=dict)
+
+    def get(self, name: str) -> IndexedModel | None:
+        return self.models.get(name)
+
+    def catalogue_entry(self, name: str) -> CatalogueEntry | None:
+        """The entry of an installed name, else of a catalogue name or Hub reference (`catalogue.get`)."""
+        found = self.models.get(name)
+        return found.entry if found is not None else catalogue.get(name)
+
+    def installed_as(self, entry: CatalogueEntry) -> str | None:
+        """The installed name of this catalogue entry at its quant, if it is installed."""
+        return next((m.name for m in self.models.values() if m.entry is not None
+                     and m.entry.base_name == entry.base_name and m.entry.quant.upper() == entry.quant.upper()), None)
+
+    def installed_size(self, entry: CatalogueEntry) -> str | None:
+        """The installed name of this size in any quant (its default quant first), if one is installed."""
+        found = [m for m in self.models.values() if m.entry is not None and m.entry.base_name == entry.base_name]
+        found.sort(key=lambda m: bool(m.entry and m.entry.quant.upper() != m.entry.default_quant.upper()))
+        return found[0].name if found else None
+
+
+def installed_index() -> InstalledIndex:
+    """Read the installed list (a small JSON file) and match each model to the catalogue."""
+    return InstalledIndex({m.name: IndexedModel(m, installed_catalogue_entry(m)) for m in registry.list_installed()})
 
 
 def _installed_file(m: InstalledModel) -> Path | None:
@@ -286,14 +351,15 @@ def _installed_facts(m: InstalledModel, entry: CatalogueEntry | None):
     return from_gguf(info), info, path
 
 
-def list_models(n_ctx: int | None = None, include_catalogue: bool = True) -> list[ModelRow]:
+def list_models(n_ctx: int | None = None, include_catalogue: bool = True, *, index: InstalledIndex | None = None,
+                machine: fit.Machine | None = None, calib: speed.Calibration | None = None) -> list[ModelRow]:
     """Installed models first (the built-in ones on top), then catalogue entries not installed."""
-    machine = fit.this_machine()
-    calib = speed.calibration()
+    machine = machine or fit.this_machine()
+    calib = calib or speed.calibration()
     rows: list[ModelRow] = []
     covered: set[str] = set()
-    for m in registry.list_installed():
-        entry = installed_catalogue_entry(m)
+    for indexed in (index or installed_index()).models.values():
+        m, entry = indexed.model, indexed.entry
         if entry is not None:
             covered.add(entry.name)
         label = entry.label if entry else (m.repo or Path(m.path).name)
@@ -302,7 +368,8 @@ def list_models(n_ctx: int | None = None, include_catalogue: bool = True) -> lis
             shape, info, path = _installed_facts(m, entry)
         except (ModelFileError, UserError) as exc:
             rows.append(ModelRow(m.name, label, family, True, m.source, m.path or None, None, False, None, m.quant,
-                                 None, None, None, None, False, str(exc), is_base_model(entry, None, m.chat_format)))
+                                 None, None, None, None, False, str(exc), is_base_model(entry, None, m.chat_format),
+                                 entry.name if entry else None))
             continue
         verdict = fit.fit(shape, n_ctx, machine)
         fig = speed.speed_for(path, shape, calib=calib)
@@ -310,7 +377,7 @@ def list_models(n_ctx: int | None = None, include_catalogue: bool = True) -> lis
             m.name, label, family, True, m.source, str(path) if path else m.path, shape.size_bytes, False,
             shape.n_params, shape.quant, shape.context_length, verdict.verdict, verdict.reason,
             fig.tokens_per_s if fig else None, bool(fig and fig.measured), None,
-            is_base_model(entry, info, m.chat_format),
+            is_base_model(entry, info, m.chat_format), entry.name if entry else None,
         ))
     if include_catalogue:
         for entry in catalogue.entries():
@@ -322,7 +389,7 @@ def list_models(n_ctx: int | None = None, include_catalogue: bool = True) -> lis
             rows.append(ModelRow(
                 entry.name, entry.label, entry.family, False, "catalogue", None, entry.size_bytes,
                 entry.size_approx, entry.params, entry.quant, entry.context_length, verdict.verdict,
-                verdict.reason, fig.tokens_per_s, False, None, entry.is_base,
+                verdict.reason, fig.tokens_per_s, False, None, entry.is_base, entry.name,
             ))
     return rows
 

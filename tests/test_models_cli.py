@@ -5,6 +5,7 @@ import json
 import pytest
 
 from assistant.cli.main import main
+from common.formatting import format_bytes
 from models import registry
 from tests.support.hub_server import hub, hub_env, medium_model_path  # noqa: F401 - fixtures
 
@@ -110,3 +111,77 @@ def test_errors_are_one_line(capsys, hub_repos, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     code, out, err = run(capsys, "pull", "qwen2.5-0.5b")
     assert code == 1 and "Offline mode is on" in err and out == ""
+
+
+def test_a_pull_stopped_with_ctrl_c_is_paused_listed_and_resumed(capsys, hub_repos, medium_model_path, hub_env):  # noqa: F811
+    """The pull runs in a child process, as a user's would; Ctrl-C there is SIGINT."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    hub_repos.throttle_bps = 3e6
+    size = medium_model_path.stat().st_size
+    root = Path(__file__).resolve().parents[1]
+    child = subprocess.Popen([sys.executable, "-m", "assistant.cli.main", "models", "pull", "acme/medium-GGUF:Q4_K_M"],
+                             cwd=root, env={**os.environ}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    blobs = hub_env / "hub" / "models--acme--medium-GGUF" / "blobs"
+    deadline = time.monotonic() + 60
+    while not any(p.stat().st_size > 1_000_000 for p in blobs.glob("*.incomplete")):
+        assert time.monotonic() < deadline and child.poll() is None, child.communicate()
+        time.sleep(0.05)
+    child.send_signal(signal.SIGINT)
+    out, err = child.communicate(timeout=30)
+    assert child.returncode == 130, err
+    assert "Paused acme/medium-GGUF:Q4_K_M at " in err and "`assistant models pull acme/medium-GGUF:Q4_K_M` resumes it" in err
+    assert "Traceback" not in err
+    (partial,) = blobs.glob("*.incomplete")
+    kept = partial.stat().st_size
+    assert 1_000_000 < kept < size
+
+    code, out, err = run(capsys, "downloads")
+    assert code == 0, err
+    row = next(line for line in out.splitlines() if line.startswith("acme/medium-GGUF:Q4_K_M "))
+    assert " paused " in row and f"of {format_bytes(size)}" in row and "acme/medium-GGUF/medium-Q4_K_M.gguf" in row
+    code, out, _ = run(capsys, "downloads", "--json")
+    (listed,) = json.loads(out)
+    assert listed["status"] == "paused" and listed["done"] == kept
+
+    hub_repos.throttle_bps = None
+    code, out, err = run(capsys, "pull", "acme/medium-GGUF:Q4_K_M")  # the next pull resumes it
+    assert code == 0, err
+    assert f"Resuming from the {format_bytes(kept)} an earlier pull kept." in out
+    assert f"resumed from {format_bytes(kept)}; SHA-256 verified" in out
+    assert hub_repos.file_requests("medium-Q4_K_M.gguf")[-1].range == f"bytes={kept}-"
+    assert registry.get("acme/medium-GGUF:Q4_K_M") is not None
+    code, out, _ = run(capsys, "downloads")
+    assert out.strip() == "No paused or unfinished downloads."
+
+
+def test_downloads_resume_and_discard(capsys, hub_repos, hub_env):
+    from models import download_manager as dm
+
+    hub_repos.throttle_bps = 3e6
+    manager = dm.DownloadManager()
+    manager.start("acme/medium-GGUF:Q4_K_M")
+    while manager.get("acme/medium-GGUF:Q4_K_M").done < 500_000:
+        manager.wait("acme/medium-GGUF:Q4_K_M", timeout=0.05)
+    manager.shutdown()
+    hub_repos.throttle_bps = None
+
+    code, out, err = run(capsys, "downloads", "discard", "nothing")
+    assert code == 1 and "No paused download is named 'nothing'" in err
+    code, out, err = run(capsys, "downloads", "resume", "acme/medium-GGUF:Q4_K_M")
+    assert code == 0 and "Installed as acme/medium-GGUF:Q4_K_M" in out, err
+
+    manager = dm.DownloadManager()
+    manager.start("acme/medium-GGUF:Q8_0")
+    manager.pause("acme/medium-GGUF:Q8_0")
+    manager.shutdown()
+    code, out, err = run(capsys, "downloads", "discard", "--all")
+    assert code == 0 and "Discarded acme/medium-GGUF:Q8_0" in out, err
+    assert not list((hub_env / "hub").glob("models--*/blobs/*.incomplete"))
+    code, out, _ = run(capsys, "downloads")
+    assert "No paused or unfinished downloads." in out

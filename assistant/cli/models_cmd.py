@@ -50,6 +50,22 @@ def add_parser(subparsers) -> None:
     s.add_argument("--force", action="store_true", help="download even if the model will not fit this machine")
     s.set_defaults(func=_with_notices(cmd_pull))
 
+    s = sub.add_parser(
+        "downloads", help="paused and unfinished downloads: list, resume or discard them",
+        description="A pull stopped with Ctrl-C (or by closing the app) keeps the part downloaded; pulling the "
+        "same name again, or `downloads resume NAME`, continues from there.",
+    )
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=_with_notices(cmd_downloads))
+    actions = s.add_subparsers(dest="downloads_command", metavar="ACTION")
+    a = actions.add_parser("resume", help="continue a paused download")
+    a.add_argument("name")
+    a.set_defaults(func=_with_notices(cmd_downloads_resume))
+    a = actions.add_parser("discard", help="delete a paused download's part downloaded")
+    a.add_argument("name", nargs="?")
+    a.add_argument("--all", action="store_true", help="every paused or unfinished download")
+    a.set_defaults(func=_with_notices(cmd_downloads_discard))
+
     s = sub.add_parser("import", help="register a .gguf file that is already on disk (it is not copied)")
     s.add_argument("path")
     s.add_argument("--name", help="the name to use it by (default: the file name without .gguf)")
@@ -100,15 +116,9 @@ def _starter_name() -> str:
 
 def _machine_line(n_ctx) -> str:
     from models import fit, speed
+    from models.model_table import describe_machine
 
-    m = fit.this_machine()
-    gpus = ", ".join(f"{safe_text(g.name)} ({format_bytes(g.total)})" for g in m.gpus) or "no GPU"
-    bw = speed.memory_bandwidth()
-    return (
-        f"This machine: {format_bytes(m.total_ram)} RAM ({format_bytes(m.available_ram)} free), {gpus}, "
-        f"memory bandwidth {format_byte_rate(bw)} with {speed.default_threads()} threads; "
-        f"sized for a {n_ctx or fit.DEFAULT_CTX}-token context."
-    )
+    return describe_machine(n_ctx, fit.this_machine(), speed.calibration())
 
 
 # --- commands -------------------------------------------------------------------------------------
@@ -245,41 +255,55 @@ def cmd_pull(args) -> int:
         if verdict.verdict == fit.NO_FIT and not args.force:
             raise UserError(f"{safe_text(plan.name)} will not fit this machine; pull it with --force to download it anyway.")
 
-    cancel = threading.Event()
-    outcome: dict = {}
-    bar = _ProgressBar(safe_text(plan.filename))
+    return _follow_download(args.name, plan=plan)
 
-    def work():
-        try:
-            outcome["result"] = library.pull(args.name, on_progress=bar.update, cancel=cancel, plan=plan)
-        except BaseException as exc:  # handed to the main thread, which reports it
-            outcome["error"] = exc
 
-    worker = threading.Thread(target=work, name="pull", daemon=True)
-    worker.start()
+def _follow_download(name: str, *, plan=None) -> int:
+    """Pull `name` through the download manager, with a progress bar; Ctrl-C pauses it (exit 130)."""
+    from models import download_manager as dm
+
+    manager = dm.DownloadManager(max_active=1)
+    key = manager.key(name)
+    earlier = manager.get(key)
+    if earlier is not None and earlier.done:
+        print(f"Resuming from the {format_bytes(earlier.done)} an earlier pull kept.")
+    bar = _ProgressBar(safe_text(plan.filename if plan else (earlier.filename if earlier else None) or name))
+
+    def on_event(event) -> None:
+        if event.download.name == key and event.kind == dm.PROGRESS and event.download.total:
+            d = event.download
+            bar.update(d.done, d.total, d.rate, d.eta)
+
+    unsubscribe = manager.subscribe(on_event)
     try:
-        while worker.is_alive():
-            worker.join(0.2)
+        manager.start(name, plan=plan)
+        info = manager.get(key)
+        while info is not None and info.active:
+            info = manager.wait(key, timeout=0.2)
     except KeyboardInterrupt:
-        cancel.set()
-        worker.join()
+        manager.pause(key)
+        info = manager.wait(key, timeout=30)
         bar.close()
-        error = outcome.get("error")
-        if isinstance(error, download.DownloadCancelled):
-            print(f"\n{safe_text(error)}", file=sys.stderr)
-            return 130
-        if "result" not in outcome:
-            raise error if error else UserError("The download was stopped.")
-    bar.close()
-    if "error" in outcome:
-        raise outcome["error"]
-    model, result = outcome["result"]
-    if result.from_cache:
-        print(f"Found {safe_text(plan.filename)} in the Hugging Face cache, checked against the Hub's SHA-256.")
+        kept = f" at {format_bytes(info.done)} of {format_bytes(info.total)}" if info and info.done else ""
+        print(f"\nPaused {safe_text(key)}{kept}. `assistant models pull {safe_text(name)}` resumes it; "
+              "`assistant models downloads` lists paused downloads.", file=sys.stderr)
+        return 130
+    finally:
+        unsubscribe()
+        bar.close()
+    if info is None:
+        raise UserError(f"The download of {safe_text(key)} was cancelled.")
+    if info.status == dm.FAILED:
+        raise UserError(info.error or info.message)
+    if info.status != dm.DONE:
+        raise UserError(f"The download of {safe_text(key)} stopped ({info.status}); "
+                        f"`assistant models pull {safe_text(name)}` resumes it.")
+    if info.from_cache:
+        print(f"Found {safe_text(info.filename or key)} in the Hugging Face cache, checked against the Hub's SHA-256.")
     else:
-        resumed = f", resumed from {format_bytes(result.resumed_from)}" if result.resumed_from else ""
-        print(f"Downloaded {format_bytes(result.size)}{resumed}; SHA-256 verified.")
-    print(f"Installed as {safe_text(model.name)}: assistant chat -m {safe_text(model.name)}")
+        resumed = f", resumed from {format_bytes(info.resumed_from)}" if info.resumed_from else ""
+        print(f"Downloaded {format_bytes(info.total)}{resumed}; SHA-256 verified.")
+    print(f"Installed as {safe_text(info.installed_as)}: assistant chat -m {safe_text(info.installed_as)}")
     return 0
 
 
@@ -333,6 +357,63 @@ class _ProgressBar:
             if self.bar is not None:
                 self.bar.close()
                 self.bar = None
+
+
+def cmd_downloads(args) -> int:
+    from models import download_manager as dm
+
+    stopped = dm.DownloadManager().downloads()
+    if args.json:
+        print(json.dumps([{"name": d.name, "label": d.label, "status": d.status, "done": d.done, "total": d.total,
+                           "repo": d.repo, "filename": d.filename, "sha256": d.sha256,
+                           "found_in_cache": d.found_in_cache} for d in stopped], indent=2))
+        return 0
+    if not stopped:
+        print("No paused or unfinished downloads.")
+        return 0
+    rows = []
+    for d in stopped:
+        kept = f"{format_bytes(d.done)} of {format_bytes(d.total)}" if d.total else f"{format_bytes(d.done)} kept"
+        where = "/".join(safe_text(x) for x in (d.repo, d.filename) if x) or "?"
+        note = "found in the Hugging Face cache" if d.found_in_cache else safe_text(d.label)
+        rows.append([safe_text(d.name), d.status, kept, where, note])
+    print(_table(["NAME", "STATUS", "KEPT", "FILE", ""], rows))
+    print()
+    print("Resume one with `assistant models downloads resume NAME` (or pull it again); "
+          "`assistant models downloads discard NAME` deletes the part downloaded.")
+    return 0
+
+
+def _stopped_download(manager, name: str):
+    info = manager.get(name)
+    if info is None or not info.stopped:
+        raise UserError(f"No paused download is named {safe_text(repr(name))}; "
+                        "`assistant models downloads` lists them.")
+    return info
+
+
+def cmd_downloads_resume(args) -> int:
+    from models import download_manager as dm
+
+    _stopped_download(dm.DownloadManager(restore=True), args.name)
+    return _follow_download(args.name)
+
+
+def cmd_downloads_discard(args) -> int:
+    from models import download_manager as dm
+
+    manager = dm.DownloadManager()
+    if args.all == bool(args.name):
+        raise UserError("Name one paused download to discard, or give --all.")
+    names = [d.name for d in manager.downloads()] if args.all else [_stopped_download(manager, args.name).name]
+    for name in names:
+        kept = manager.get(name).done
+        manager.cancel(name)
+        manager.wait(name, timeout=60)
+        print(f"Discarded {safe_text(name)}" + (f" and freed {format_bytes(kept)}." if kept else "."))
+    if not names:
+        print("No paused or unfinished downloads.")
+    return 0
 
 
 def cmd_import(args) -> int:
