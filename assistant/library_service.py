@@ -177,7 +177,7 @@ class LibraryService:
         if isinstance(event, ModelLoaded):
             s = event.summary
             with self._lock:
-                self._loaded = tuple(n for n in (s.name, s.spec, s.path) if n)
+                self._loaded = tuple(dict.fromkeys(n for n in (s.spec, s.name, s.path) if n))
                 self._loaded_ctx = (s.n_ctx or None) if s.kind == "local" else None
                 self._table_stale = True
                 wanted = self._table is not None
@@ -212,6 +212,11 @@ class LibraryService:
     def is_loaded(self, name: str) -> bool:
         with self._lock:
             return name in self._loaded
+
+    def loaded_name(self) -> str | None:
+        """The name the loaded model was loaded by (an installed name, a path, or MODEL@REMOTE)."""
+        with self._lock:
+            return self._loaded[0] if self._loaded else None
 
     def import_file(self, path: str | Path, name: str | None = None) -> InstalledModel:
         """Register a .gguf on disk (not copied) under its model's own name, or the next free one (slow: reads it)."""
@@ -269,6 +274,13 @@ class LibraryService:
         return library.fit_report(name, self.context_size())
 
     # --- the Hub
+    def cached_hub_status(self) -> HubStatus | None:
+        """The last answer of `hub_status`, at once (offline mode is always known); None before the first."""
+        if hub.is_offline():
+            return self.hub_status()
+        with self._lock:
+            return self._hub
+
     def hub_status(self, fresh: bool = False) -> HubStatus:
         """Whether downloads can work now: offline mode, or the Hub answering (one quick request; slow)."""
         with self._lock:

@@ -21,11 +21,13 @@ from common.formatting import format_bytes
 from ui.bridge import BenchmarkBridge, ChatBridge
 from ui.chat_view import ChatView
 from ui.input_box import InputBox
+from ui.library_bridge import LibraryBridge
 from ui.model_manager import ModelManager
 from ui.model_picker import ModelPicker
 from ui.server_page import ServerPage
 from ui.settings_dialog import SettingsDialog
 from ui.sidebar import Sidebar
+from ui.workers import wait_for_background
 
 
 class MainWindow(QMainWindow):
@@ -44,6 +46,7 @@ class MainWindow(QMainWindow):
         self._turn = None  # the window's turn in flight (a TurnHandle)
 
         self.bridge = ChatBridge(services.chat, self)
+        self.library = LibraryBridge(services.library, self)
         self._connect_bridge()
         self._build()
         self._shortcuts()
@@ -125,7 +128,7 @@ class MainWindow(QMainWindow):
         self._update_status()
 
     def _make_model_picker(self) -> ModelPicker:
-        picker = ModelPicker(self)
+        picker = ModelPicker(self.library, self.bridge, open_manager=self.open_model_manager)
         picker.modelRequested.connect(self.load_model)
         return picker
 
@@ -162,7 +165,6 @@ class MainWindow(QMainWindow):
     def _load_finished(self, summary) -> None:
         self.load_progress.hide()
         self.model = _summary_dict(summary)
-        self.model_picker.set_loaded(self.model)
         self._update_status()
         self._count_draft(self.input.edit.toPlainText())
 
@@ -170,7 +172,6 @@ class MainWindow(QMainWindow):
         self.load_progress.hide()
         if event.summary is not None:  # the previous model was put back
             self.model = _summary_dict(event.summary)
-            self.model_picker.set_loaded(self.model)
         else:
             self.model = {}
         self._update_status()
@@ -360,8 +361,11 @@ class MainWindow(QMainWindow):
         if self.current_id:
             self.open_conversation(self.current_id)
 
+    def make_model_manager(self) -> ModelManager:
+        return ModelManager(self.library, self.load_model, parent=self)
+
     def open_model_manager(self) -> None:
-        ModelManager(self, parent=self).exec()
+        self.make_model_manager().exec()
 
     # --- Status bar
     def _update_status(self) -> None:
@@ -385,7 +389,9 @@ class MainWindow(QMainWindow):
         self._ram_timer.stop()
         self.server_page.shutdown()  # API clients are cancelled before the engine goes
         self.bridge.close()
-        self.services.close()
+        self.library.close()
+        self.services.close()  # downloads pause (they resume next time)
+        wait_for_background(3.0)  # let background calls finish their writes to the data dir
         super().closeEvent(event)
 
 

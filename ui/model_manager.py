@@ -1,189 +1,84 @@
-"""The model manager: the catalogue, Hub search, downloads and installed models, in one dialog.
+"""The model manager: the catalogue, Hub search, downloads, installed models and remote servers, in one dialog.
 
-Catalogue   families → sizes → other quants, each with its size, parameters, fit verdict,
-            speed on this machine and whether it is installed; Download, Load, Delete.
-Search      GGUF repos on the Hugging Face Hub and their quant files; any owner/repo:QUANT.
-Downloads   progress (bytes, rate, time left), Pause/Resume and Cancel; downloads outlive the
-            dialog (they belong to the window's DownloadController) and a restart.
-Installed   Load, Delete (with confirmation), Import a .gguf file that is already on disk.
+Catalogue       families → sizes → other quants, each with its size, parameters, fit verdict,
+                speed on this machine and whether it is installed; Download, Load, Delete.
+Search          GGUF repos on the Hugging Face Hub and their quant files; any owner/repo:QUANT.
+Downloads       progress, Pause/Resume and Cancel (`ui.downloads`); downloads outlive the dialog
+                and a restart (they belong to the library service).
+Installed       Load, Delete (with confirmation), Import a .gguf file already on disk (it is
+                named after the model inside it).
+Remote servers  add, remove, test a connection (`ui.remote_servers`).
 
-Everything that touches the network or the disk (search, fit figures, header reads,
-deleting, importing) runs off the UI thread through `run_in_background`; errors show
-in a banner in plain words, with what to do.
+Its collaborators come through the constructor: the library bridge (the service and its
+events) and a function that loads a model (the window's, through the chat bridge).
+Everything slow (the Hub, the disk, the fit and speed table) runs off the UI thread;
+fit and speed come from the service's one table, so they match the picker's. Offline, the
+dialog says so at the top and offers no download. Messages use colours that read in light
+and dark themes; a failed download says why once, on its row.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import QSize, Qt
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QFont, QPalette
-from PySide6.QtWidgets import (QAbstractItemView, QDialog, QDialogButtonBox, QFileDialog, QFrame, QGridLayout,
-                               QHBoxLayout, QHeaderView, QLabel, QLineEdit, QMessageBox, QProgressBar, QPushButton,
-                               QScrollArea, QStyledItemDelegate, QTabWidget, QTreeWidget, QTreeWidgetItem,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QFileDialog, QFrame, QHBoxLayout, QLabel, QLineEdit,
+                               QMessageBox, QTabWidget, QTreeWidgetItem, QVBoxLayout, QWidget)
 
-from common.formatting import format_byte_rate, format_bytes, format_eta, format_params, format_tps
-from ui.downloads import (CANCELLING, DOWNLOADING, FAILED, PAUSED, PAUSING, STARTING, VERDICT_WORDS,
-                          catalogue_entry_of, compute_facts, controller_for, describe_error, run_in_background,
-                          short_label, verdict_icon)
+from assistant.library_service import HubStatus
+from common.errors import UserError
+from common.formatting import format_bytes, format_params, format_tps
+from models import catalogue, fit
+from models import download_manager as dm
+from models.catalogue import CatalogueEntry
+from models.labels import entry_label, short_label
+from models.library import BASE_MODEL_LABEL
+from ui.downloads import DownloadsPage
+from ui.library_bridge import LibraryBridge
+from ui.library_widgets import button, message_style, tree, verdict_icon, verdict_words
+from ui.remote_servers import RemoteServersPage
+from ui.workers import run_in_background
 
 ROLE = Qt.ItemDataRole.UserRole
 SOURCE_WORDS = {"starter": "Built in", "hub": "Hugging Face Hub", "local": "Imported file"}
-
-
-class _Padded(QStyledItemDelegate):
-    """Room between columns: ResizeToContents alone packs them edge to edge."""
-
-    def sizeHint(self, option, index):
-        hint = super().sizeHint(option, index)
-        return QSize(hint.width() + 18, max(hint.height(), option.fontMetrics.height() + 6))
-
-
-def _tree(name: str, headers: list[str]) -> QTreeWidget:
-    tree = QTreeWidget()
-    tree.setItemDelegate(_Padded(tree))
-    tree.setAccessibleName(name)
-    tree.setColumnCount(len(headers))
-    tree.setHeaderLabels(headers)
-    tree.setAlternatingRowColors(True)
-    tree.setUniformRowHeights(True)
-    tree.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-    tree.setAllColumnsShowFocus(True)
-    header = tree.header()
-    header.setStretchLastSection(False)
-    header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-    for i in range(1, len(headers)):
-        header.setSectionResizeMode(i, QHeaderView.ResizeMode.ResizeToContents)
-    return tree
-
-
-def _button(text: str, name: str, slot) -> QPushButton:
-    b = QPushButton(text)
-    b.setAccessibleName(name)
-    b.setAutoDefault(False)
-    b.clicked.connect(slot)
-    return b
-
-
-class DownloadRow(QFrame):
-    """One download: its name, a progress bar, bytes · rate · time left, Pause/Resume and Cancel."""
-
-    def __init__(self, controller, name: str):
-        super().__init__()
-        self.controller, self.name = controller, name
-        self.setFrameShape(QFrame.Shape.StyledPanel)
-        grid = QGridLayout(self)
-        grid.setContentsMargins(10, 8, 10, 8)
-        grid.setHorizontalSpacing(8)
-        self.title = QLabel()
-        font = self.title.font()
-        font.setBold(True)
-        self.title.setFont(font)
-        self.state = QLabel()
-        self.pause_button = _button("Pause", "Pause", self._pause_or_resume)
-        self.cancel_button = _button("Cancel", "Cancel", lambda: self.controller.cancel(self.name))
-        self.bar = QProgressBar()
-        self.bar.setRange(0, 1000)
-        self.detail = QLabel()
-        self.detail.setWordWrap(True)
-        self.detail.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        grid.addWidget(self.title, 0, 0)
-        grid.addWidget(self.state, 0, 1, Qt.AlignmentFlag.AlignRight)
-        grid.addWidget(self.pause_button, 0, 2)
-        grid.addWidget(self.cancel_button, 0, 3)
-        grid.addWidget(self.bar, 1, 0, 1, 4)
-        grid.addWidget(self.detail, 2, 0, 1, 4)
-        grid.setColumnStretch(0, 1)
-        self.update_from(controller.get(name))
-
-    def _pause_or_resume(self) -> None:
-        d = self.controller.get(self.name)
-        if d is None:
-            return
-        if d.status in (STARTING, DOWNLOADING):
-            self.controller.pause(self.name)
-        else:
-            self.controller.resume(self.name)
-
-    def update_from(self, d) -> None:
-        if d is None:
-            return
-        self.title.setText(d.label)
-        self.title.setToolTip(d.name)
-        if d.total:
-            self.bar.setRange(0, 1000)
-            self.bar.setValue(int(1000 * min(d.done, d.total) / d.total))
-            self.bar.setFormat(f"{100 * d.done / d.total:.0f}%")
-        elif d.status in (STARTING, DOWNLOADING):
-            self.bar.setRange(0, 0)  # busy: the size is not known yet
-        else:
-            self.bar.setRange(0, 1000)
-            self.bar.setValue(0)
-            self.bar.setFormat("")
-        amount = f"{format_bytes(d.done, unknown='size unknown')} of {format_bytes(d.total, unknown='size unknown')}" if d.total else (
-            f"{format_bytes(d.done, unknown='size unknown')} downloaded" if d.done else "")
-        words = {STARTING: "Starting…", DOWNLOADING: "Downloading", PAUSING: "Pausing…", PAUSED: "Paused",
-                 CANCELLING: "Cancelling…", FAILED: "Failed"}
-        self.state.setText(words.get(d.status, d.status))
-        self.detail.setStyleSheet("")
-        if d.status == DOWNLOADING:
-            parts = [amount, format_byte_rate(d.rate), format_eta(d.eta)]
-            self.detail.setText(" · ".join(p for p in parts if p))
-        elif d.status == STARTING:
-            resuming = f"Resuming from {format_bytes(d.done, unknown='size unknown')}…"
-            self.detail.setText(resuming if d.done else "Asking the Hub for the file…")
-        elif d.status == PAUSED:
-            why = "Found in the download folder after a restart. " if d.found_in_cache else ""
-            kept = f"{amount} kept. " if amount else ""
-            self.detail.setText(f"{why}{kept}Resume continues from there.")
-        elif d.status == FAILED:
-            from ui.theme import is_dark
-
-            self.detail.setText(d.message)
-            self.detail.setStyleSheet(f"color: {'#ff8a80' if is_dark(self) else '#c62828'};")
-        else:
-            self.detail.setText(amount)
-        running = d.status in (STARTING, DOWNLOADING)
-        self.pause_button.setText("Pause" if running else ("Retry" if d.status == FAILED else "Resume"))
-        self.pause_button.setAccessibleName(f"{self.pause_button.text()} download of {d.label}")
-        self.pause_button.setEnabled(d.status in (STARTING, DOWNLOADING, PAUSED, FAILED))
-        self.cancel_button.setEnabled(d.status != CANCELLING)
-        self.cancel_button.setAccessibleName(f"Cancel download of {d.label} and delete the part downloaded")
-        self.bar.setAccessibleName(f"Download progress of {d.label}")
-        self.setAccessibleName(f"Download of {d.label}")
+CATALOGUE_TAB, SEARCH_TAB, DOWNLOADS_TAB, INSTALLED_TAB, REMOTES_TAB = range(5)
 
 
 class ModelManager(QDialog):
-    def __init__(self, window, parent=None):
+    def __init__(self, library: LibraryBridge, load_model: Callable[[str], None], parent: QWidget | None = None):
         super().__init__(parent)
-        self._window = window
-        self.controller = controller_for(window)
-        self.facts = None
+        self.library, self.service = library, library.service
+        self._load_model = load_model
+        self.table = self.service.cached_table()
+        self.index = self.service.index()
+        self.hub: HubStatus | None = self.service.cached_hub_status()
         self.prompt: QMessageBox | None = None  # the question open now (delete, a download that will not fit)
-        self.download_rows: dict[str, DownloadRow] = {}
         self.catalogue_items: dict[str, QTreeWidgetItem] = {}  # catalogue name -> size or quant item
-        self.installed_map: dict[tuple[str, str], str] = {}  # (catalogue base, QUANT) -> installed name
         self.search_hits: list = []
-        self._facts_generation = 0
         self._fit_generation = 0
         self.setWindowTitle("Models")
         self.setAccessibleName("Model manager")
-        # The window makes a new dialog each time: a closed one goes, and stops following the downloads.
+        # The window makes a new dialog each time: a closed one goes, and stops following the library.
         self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         self.resize(980, 640)
         self._build()
-        c = self.controller
-        c.added.connect(self._download_added)
-        c.changed.connect(self._download_changed)
-        c.progress.connect(self._download_progress)
-        c.removed.connect(self._download_removed)
-        c.failed.connect(self._download_failed)
-        c.finished.connect(self._download_finished)
-        c.installedChanged.connect(self.refresh)
-        for d in c.downloads():
-            self._download_added(d.name)
-        self.refresh()
+        library.downloadChanged.connect(self._download_changed)
+        library.downloadProgress.connect(self._download_changed)
+        library.downloadPaused.connect(self._download_changed)
+        library.downloadFailed.connect(self._download_changed)
+        library.downloadRemoved.connect(self._download_changed)
+        library.downloadFinished.connect(self._download_finished)
+        library.installedChanged.connect(self._installed_changed)
+        library.tableReady.connect(self._table_ready)
+        self._fill_installed()
+        self._update_catalogue()
+        self._show_hub()
+        if self.table is not None:
+            self.machine_label.setText(self._machine_text())
+        self.service.request_table(fresh=True)  # free memory changes: size everything up again now
+        self.check_hub()
 
     # --- building
     def _build(self) -> None:
@@ -192,6 +87,19 @@ class ModelManager(QDialog):
         self.machine_label.setWordWrap(True)
         self.machine_label.setAccessibleName("This machine")
         layout.addWidget(self.machine_label)
+
+        self.hub_line = QFrame()
+        self.hub_line.setAccessibleName("Hub status")
+        hub_layout = QHBoxLayout(self.hub_line)
+        hub_layout.setContentsMargins(10, 6, 6, 6)
+        self.hub_label = QLabel()
+        self.hub_label.setWordWrap(True)
+        self.hub_label.setAccessibleName("Hub status")
+        hub_layout.addWidget(self.hub_label, 1)
+        self.hub_button = button("Check a&gain", "Check whether the Hub answers now", lambda: self.check_hub(True))
+        hub_layout.addWidget(self.hub_button, 0, Qt.AlignmentFlag.AlignTop)
+        self.hub_line.hide()
+        layout.addWidget(self.hub_line)
 
         self.banner = QFrame()
         self.banner.setAccessibleName("Message")
@@ -202,7 +110,7 @@ class ModelManager(QDialog):
         self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.message.setAccessibleName("Message")
         banner_layout.addWidget(self.message, 1)
-        self.dismiss_button = _button("Dismiss", "Dismiss message", self.clear_message)
+        self.dismiss_button = button("Dismiss", "Dismiss message", self.clear_message)
         banner_layout.addWidget(self.dismiss_button, 0, Qt.AlignmentFlag.AlignTop)
         self.banner.hide()
         layout.addWidget(self.banner)
@@ -211,8 +119,13 @@ class ModelManager(QDialog):
         self.tabs.setAccessibleName("Model manager sections")
         self.tabs.addTab(self._build_catalogue(), "&Catalogue")
         self.tabs.addTab(self._build_search(), "&Search the Hub")
-        self.tabs.addTab(self._build_downloads(), "D&ownloads")
+        self.downloads = DownloadsPage(self.library)
+        self.downloads.countChanged.connect(self._downloads_counted)
+        self.tabs.addTab(self.downloads, "D&ownloads")
         self.tabs.addTab(self._build_installed(), "&Installed")
+        self.remotes = RemoteServersPage(self.library)
+        self.tabs.addTab(self.remotes, "&Remote servers")
+        self._downloads_counted(len(self.downloads.rows))
         layout.addWidget(self.tabs, 1)
 
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
@@ -229,14 +142,12 @@ class ModelManager(QDialog):
                        "for its other quants (more bits: closer to the original, bigger and slower).")
         intro.setWordWrap(True)
         v.addWidget(intro)
-        self.catalogue = _tree("Catalogue", ["Model", "Quant", "Size", "Parameters", "Fit", "Speed", "Status"])
+        self.catalogue = tree("Catalogue", ["Model", "Quant", "Size", "Parameters", "Fit", "Speed", "Status", "Note"])
         self.catalogue.itemSelectionChanged.connect(self._catalogue_selection)
         self.catalogue.itemActivated.connect(lambda item, _col: self._catalogue_default_action(item))
         v.addWidget(self.catalogue, 1)
         bold = QFont(self.catalogue.font())
         bold.setBold(True)
-        from models import catalogue
-
         for family in catalogue.families():
             top = QTreeWidgetItem([family.label])
             top.setFont(0, bold)
@@ -245,34 +156,37 @@ class ModelManager(QDialog):
             self.catalogue.addTopLevelItem(top)
             top.setFirstColumnSpanned(True)
             for entry in family.sizes:
-                item = QTreeWidgetItem([entry.label, entry.quant, format_bytes(entry.size_bytes, approx=entry.size_approx, unknown='size unknown'),
-                                        format_params(entry.params), "…", "…", ""])
-                item.setData(0, ROLE, entry)
+                item = self._catalogue_item(entry, entry.label, format_bytes(entry.size_bytes, approx=entry.size_approx,
+                                                                             unknown="size unknown"))
                 top.addChild(item)
-                self.catalogue_items[entry.name] = item
                 for q in entry.quants:
                     other = entry.with_quant(q)
-                    if other is None or other.name == entry.name:
-                        continue
-                    child = QTreeWidgetItem([f"{short_label(entry)} {other.quant}", other.quant, "…",
-                                             format_params(entry.params), "…", "…", ""])
-                    child.setData(0, ROLE, other)
-                    item.addChild(child)
-                    self.catalogue_items[other.name] = child
+                    if other is not None and other.name != entry.name:
+                        item.addChild(self._catalogue_item(other, f"{short_label(entry)} {other.quant}", "…"))
             top.setExpanded(True)
         row = QHBoxLayout()
         self.selection_label = QLabel("Select a model.")
         self.selection_label.setAccessibleName("Selected model")
         self.selection_label.setWordWrap(True)
         row.addWidget(self.selection_label, 1)
-        self.download_button = _button("&Download", "Download the selected model", self.download_selected)
-        self.load_button = _button("&Load", "Load the selected model", self.load_selected)
-        self.delete_button = _button("De&lete…", "Delete the selected model", self.delete_selected)
+        self.download_button = button("&Download", "Download the selected model", self.download_selected)
+        self.load_button = button("&Load", "Load the selected model", self.load_selected)
+        self.delete_button = button("De&lete…", "Delete the selected model", self.delete_selected)
         for b in (self.download_button, self.load_button, self.delete_button):
             b.setEnabled(False)
             row.addWidget(b)
         v.addLayout(row)
         return page
+
+    def _catalogue_item(self, entry: CatalogueEntry, label: str, size: str) -> QTreeWidgetItem:
+        note = BASE_MODEL_LABEL if entry.is_base else ""
+        item = QTreeWidgetItem([label, entry.quant, size, format_params(entry.params), "…", "…", "", note])
+        item.setData(0, ROLE, entry)
+        if note:
+            item.setToolTip(0, f"{entry.label}: {note}")
+            item.setToolTip(7, note)
+        self.catalogue_items[entry.name] = item
+        return item
 
     def _build_search(self) -> QWidget:
         page = QWidget()
@@ -284,14 +198,14 @@ class ModelManager(QDialog):
         self.search_edit.setClearButtonEnabled(True)
         self.search_edit.returnPressed.connect(self.search)
         row.addWidget(self.search_edit, 1)
-        self.search_button = _button("Searc&h", "Search", self.search)
+        self.search_button = button("Searc&h", "Search", self.search)
         row.addWidget(self.search_button)
         v.addLayout(row)
         self.search_status = QLabel("Results show each repo's quant files; pick one to download it.")
         self.search_status.setAccessibleName("Search status")
         self.search_status.setWordWrap(True)
         v.addWidget(self.search_status)
-        self.results = _tree("Search results", ["Model", "Quant", "Size", "Downloads", "Note"])
+        self.results = tree("Search results", ["Model", "Quant", "Size", "Downloads", "Note"])
         self.results.itemSelectionChanged.connect(self._result_selection)
         self.results.itemActivated.connect(lambda item, _col: self.download_named())
         v.addWidget(self.results, 1)
@@ -308,35 +222,15 @@ class ModelManager(QDialog):
         self.name_edit.returnPressed.connect(self.download_named)
         name_label.setBuddy(self.name_edit)
         row.addWidget(self.name_edit, 1)
-        self.pull_button = _button("Do&wnload", "Download the named model", self.download_named)
+        self.pull_button = button("Do&wnload", "Download the named model", self.download_named)
         row.addWidget(self.pull_button)
         v.addLayout(row)
-        return page
-
-    def _build_downloads(self) -> QWidget:
-        page = QWidget()
-        v = QVBoxLayout(page)
-        self.downloads_empty = QLabel("No downloads. Pick a model in the Catalogue or Search tab to download it; "
-                                      "a download keeps going when this window is closed, and one that was "
-                                      "stopped resumes where it left off.")
-        self.downloads_empty.setWordWrap(True)
-        v.addWidget(self.downloads_empty)
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QFrame.Shape.NoFrame)
-        scroll.setAccessibleName("Downloads")
-        holder = QWidget()
-        self.downloads_layout = QVBoxLayout(holder)
-        self.downloads_layout.setContentsMargins(0, 0, 0, 0)
-        self.downloads_layout.addStretch(1)
-        scroll.setWidget(holder)
-        v.addWidget(scroll, 1)
         return page
 
     def _build_installed(self) -> QWidget:
         page = QWidget()
         v = QVBoxLayout(page)
-        self.installed = _tree("Installed models", ["Name", "Model", "Source", "Quant", "Size", "Fit", "Speed"])
+        self.installed = tree("Installed models", ["Name", "Model", "Source", "Quant", "Size", "Fit", "Speed", "Note"])
         self.installed.setRootIsDecorated(False)
         self.installed.itemSelectionChanged.connect(self._installed_selection)
         self.installed.itemActivated.connect(lambda item, _col: self.load_installed())
@@ -347,12 +241,12 @@ class ModelManager(QDialog):
         self.installed_path.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         v.addWidget(self.installed_path)
         row = QHBoxLayout()
-        self.import_button = _button("&Import a .gguf file…", "Import a GGUF file from disk", self.import_file)
+        self.import_button = button("&Import a .gguf file…", "Import a GGUF file from disk", self.import_file)
         row.addWidget(self.import_button)
         row.addStretch(1)
-        self.installed_load_button = _button("&Load", "Load the selected installed model", self.load_installed)
-        self.installed_delete_button = _button("De&lete…", "Delete the selected installed model",
-                                               self.delete_installed)
+        self.installed_load_button = button("&Load", "Load the selected installed model", self.load_installed)
+        self.installed_delete_button = button("De&lete…", "Delete the selected installed model",
+                                              self.delete_installed)
         for b in (self.installed_load_button, self.installed_delete_button):
             b.setEnabled(False)
             row.addWidget(b)
@@ -362,11 +256,7 @@ class ModelManager(QDialog):
     # --- messages
     def show_message(self, text: str, error: bool = True) -> None:
         self.message.setText(text)
-        colours = ("#fdecea", "#c62828", "#5f1111") if error else ("#e8f5e9", "#2e7d32", "#123d16")
-        self.banner.setStyleSheet(
-            f"QFrame {{ background: {colours[0]}; border: 1px solid {colours[1]}; border-radius: 4px; }}"
-            f"QLabel {{ border: none; color: {colours[2]}; }}"
-        )
+        self.banner.setStyleSheet(message_style("error" if error else "info", self))
         self.banner.show()
 
     def clear_message(self) -> None:
@@ -384,9 +274,9 @@ class ModelManager(QDialog):
         no.setAccessibleName(no.text())
         box.setDefaultButton(no)
 
-        def answered(button):
+        def answered(clicked):
             self.prompt = None
-            if button is yes:
+            if clicked is yes:
                 on_yes()
 
         box.buttonClicked.connect(answered)
@@ -394,55 +284,65 @@ class ModelManager(QDialog):
         box.open()
         return box
 
-    # --- figures
-    def _n_ctx(self) -> int | None:
-        w = self._window
-        model = getattr(w, "model", None) or {}
-        return model.get("n_ctx") or (getattr(w, "defaults", None) or {}).get("n_ctx") or None
+    # --- the Hub: downloads and search are offered only when it answers
+    def check_hub(self, fresh: bool = False) -> None:
+        run_in_background(lambda: self.service.hub_status(fresh), self._hub_checked,
+                          lambda exc: self._hub_checked(HubStatus(False, str(exc), 0.0)), context=self)
 
-    def _loaded_name(self) -> str | None:
-        return (getattr(self._window, "model", None) or {}).get("name")
+    def _hub_checked(self, status: HubStatus) -> None:
+        self.hub = status
+        self._show_hub()
+
+    def _offline(self) -> bool:
+        return self.hub is not None and not self.hub.online
+
+    def _show_hub(self) -> None:
+        offline = self._offline()
+        if offline:
+            self.hub_label.setText(f"Offline: downloads and Hub search are off. {self.hub.sentence} "
+                                   "Installed models work as usual.")
+            self.hub_line.setStyleSheet(message_style("notice", self))
+        self.hub_line.setVisible(offline)
+        why = "The Hugging Face Hub cannot be reached now (see the top of this window)." if offline else ""
+        for b in (self.pull_button, self.search_button):
+            b.setEnabled(not offline)
+            b.setToolTip(why)
+        self.download_button.setToolTip(why)
+        self._catalogue_selection()
+
+    # --- figures
+    def _machine_text(self) -> str:
+        return (f"{self.table.machine} ~ marks an estimate; a plain figure was measured here."
+                if self.table is not None else "Working out what fits this machine…")
+
+    def _table_ready(self, table) -> None:
+        self.table = table
+        self.machine_label.setText(self._machine_text())
+        self._fill_installed()
+        self._update_catalogue()
+
+    def _installed_changed(self, index) -> None:
+        self.index = index
+        self._fill_installed()
+        self._update_catalogue()
 
     def refresh(self) -> None:
-        """What is installed (a small JSON read, now), then fit and speed for everything (off the UI thread)."""
-        from models import registry
+        """Read the installed list again (another process may have changed it); the table follows."""
+        self.service.refresh_installed()
 
-        self.installed_map = {}
-        self._registry = registry.list_installed()
-        for m in self._registry:
-            entry = catalogue_entry_of(m.name) if m.source != "local" else None
-            if entry is not None:
-                self.installed_map.setdefault((entry.base_name, entry.quant.upper()), m.name)
-        self._fill_installed()
-        self._update_catalogue()
-        self._facts_generation += 1
-        generation = self._facts_generation
-        n_ctx = self._n_ctx()
-        run_in_background(lambda: compute_facts(n_ctx), lambda facts: self._facts_ready(generation, facts),
-                          lambda exc: self.show_message(describe_error(exc)), context=self)
-
-    def _facts_ready(self, generation: int, facts) -> None:
-        if generation != self._facts_generation:
-            return
-        self.facts = facts
-        self.machine_label.setText(facts.machine)
-        self._fill_installed()
-        self._update_catalogue()
-
-    def _installed_name_for(self, entry) -> str | None:
-        return self.installed_map.get((entry.base_name, entry.quant.upper()))
+    def _installed_as(self, entry: CatalogueEntry) -> str | None:
+        return self.index.installed_as(entry)
 
     def _update_catalogue(self) -> None:
-        loaded = self._loaded_name()
+        loaded = self.service.loaded_name()
         for name, item in self.catalogue_items.items():
             entry = item.data(0, ROLE)
-            fig = self.facts.figures.get(name) if self.facts else None
-            installed = self._installed_name_for(entry)
+            fig = self.table.figure(name) if self.table is not None else None
+            installed = self._installed_as(entry)
             if fig is not None:
                 if item.parent() is not None and item.parent().data(0, ROLE) is not None:  # another quant
-                    item.setText(2, format_bytes(fig.size_bytes, approx=fig.size_approx and not installed, unknown='size unknown'))
-                verdict = VERDICT_WORDS.get(fig.verdict, fig.verdict) if fig.verdict else "?"
-                item.setText(4, verdict)
+                    item.setText(2, format_bytes(fig.size_bytes, approx=fig.size_approx, unknown="size unknown"))
+                item.setText(4, verdict_words(fig.verdict) if fig.verdict else "?")
                 item.setIcon(4, verdict_icon(fig.verdict))
                 item.setToolTip(4, fig.reason or fig.problem or "")
                 item.setText(5, format_tps(fig.tokens_per_s, estimate=not fig.measured) if fig.tokens_per_s else "?")
@@ -450,17 +350,20 @@ class ModelManager(QDialog):
             self._set_status(item, entry, installed, loaded)
         self._catalogue_selection()
 
-    def _set_status(self, item, entry, installed, loaded) -> None:
-        d = self.controller.get(entry.name)
+    def _set_status(self, item: QTreeWidgetItem, entry: CatalogueEntry, installed: str | None,
+                    loaded: str | None) -> None:
+        d = self.library.downloads.get(entry.name)
         if installed:
             text = "Built in" if entry.is_starter else "Installed"
             if installed == loaded:
                 text += ", loaded"
+        elif d is not None and d.status == dm.QUEUED:
+            text = "Queued"
         elif d is not None and d.active:
             text = f"Downloading {100 * d.done / d.total:.0f}%" if d.total and d.done else "Downloading…"
-        elif d is not None and d.status == PAUSED:
+        elif d is not None and d.status == dm.PAUSED:
             text = f"Paused at {100 * d.done / d.total:.0f}%" if d.total else "Paused"
-        elif d is not None and d.status == FAILED:
+        elif d is not None and d.status == dm.FAILED:
             text = "Download failed"
         else:
             text = "Not installed"
@@ -469,7 +372,7 @@ class ModelManager(QDialog):
         item.setForeground(6, self.catalogue.palette().brush(role))
 
     # --- catalogue actions
-    def _selected_entry(self):
+    def _selected_entry(self) -> CatalogueEntry | None:
         items = self.catalogue.selectedItems()
         return items[0].data(0, ROLE) if items else None
 
@@ -480,39 +383,38 @@ class ModelManager(QDialog):
             for b in (self.download_button, self.load_button, self.delete_button):
                 b.setEnabled(False)
             return
-        installed = self._installed_name_for(entry)
-        active = self.controller.is_active(entry.name)
-        loaded = installed is not None and installed == self._loaded_name()
-        size = format_bytes(entry.size_bytes, approx=entry.size_approx, unknown='size unknown') if entry.size_bytes else "size shown once downloaded"
-        if self.facts and entry.name in self.facts.figures and not entry.size_bytes:
-            fig = self.facts.figures[entry.name]
-            size = format_bytes(fig.size_bytes, approx=True, unknown='size unknown')
-        d = self.controller.get(entry.name)
-        paused = d is not None and d.status in (PAUSED, FAILED)
+        installed = self._installed_as(entry)
+        active = self.library.downloads.is_active(entry.name)
+        loaded = installed is not None and installed == self.service.loaded_name()
+        fig = self.table.figure(entry.name) if self.table is not None else None
+        size_bytes = entry.size_bytes or (fig.size_bytes if fig else None)
+        size = format_bytes(size_bytes, approx=not entry.size_bytes or entry.size_approx, unknown="size unknown") \
+            if size_bytes else "size shown once downloaded"
+        d = self.library.downloads.get(entry.name)
         state = ("loaded now" if loaded else f"installed as {installed}" if installed
-                 else "downloading" if active else "download stopped; Download resumes it" if paused
+                 else "downloading" if active else "download stopped; Download resumes it" if d is not None and d.stopped
+                 else "not installed; downloads are off while the Hub cannot be reached" if self._offline()
                  else "not installed")
-        self.selection_label.setText(f"{short_label(entry)} {entry.quant} ({size}): {state}.")
-        self.download_button.setEnabled(not installed and not active and not entry.is_starter)
+        base = f" It is a {BASE_MODEL_LABEL}." if entry.is_base else ""
+        self.selection_label.setText(f"{short_label(entry)} {entry.quant} ({size}): {state}.{base}")
+        self.download_button.setEnabled(not installed and not active and not entry.is_starter and not self._offline())
         self.load_button.setEnabled(bool(installed) and not loaded)
         self.delete_button.setEnabled(bool(installed) and not entry.is_starter)
 
-    def _catalogue_default_action(self, item) -> None:
+    def _catalogue_default_action(self, item: QTreeWidgetItem) -> None:
         entry = item.data(0, ROLE)
         if entry is None:
             item.setExpanded(not item.isExpanded())
-        elif self._installed_name_for(entry):
+        elif self._installed_as(entry):
             self.load_selected()
-        else:
+        elif self.download_button.isEnabled():
             self.download_selected()
 
     def download_selected(self) -> None:
-        from models import fit
-
         entry = self._selected_entry()
-        if entry is None or self._installed_name_for(entry) or entry.is_starter:
+        if entry is None or self._installed_as(entry) or entry.is_starter or self._offline():
             return
-        fig = self.facts.figures.get(entry.name) if self.facts else None
+        fig = self.table.figure(entry.name) if self.table is not None else None
         if fig is not None and fig.verdict == fit.NO_FIT:
             self._ask("Download model", f"{short_label(entry)} {entry.quant} will not fit this machine.",
                       f"{fig.reason}\n\nDownload it anyway?", "&Download anyway",
@@ -522,76 +424,64 @@ class ModelManager(QDialog):
 
     def start_download(self, name: str, label: str | None = None) -> None:
         self.clear_message()
-        self.controller.start(name, label=label)
-        self.tabs.setCurrentIndex(2)
+        try:
+            self.library.downloads.start(name, label=label)
+        except UserError as exc:
+            self.show_message(dm.describe_error(exc))
+            return
+        self.tabs.setCurrentIndex(DOWNLOADS_TAB)
 
     def load_selected(self) -> None:
         entry = self._selected_entry()
-        name = self._installed_name_for(entry) if entry is not None else None
+        name = self._installed_as(entry) if entry is not None else None
         if name:
             self._load(name)
 
     def delete_selected(self) -> None:
         entry = self._selected_entry()
-        name = self._installed_name_for(entry) if entry is not None else None
+        name = self._installed_as(entry) if entry is not None else None
         if name:
             self.confirm_delete(name)
 
     # --- loading and deleting
     def _load(self, name: str) -> None:
-        loader = getattr(self._window, "load_model", None)
-        if loader is None:
-            return
-        loader(name)
+        self._load_model(name)
         self.accept()
 
     def confirm_delete(self, name: str) -> QMessageBox | None:
-        from models import registry
-
-        m = registry.get(name)
-        if m is None:
+        found = self.index.get(name)
+        if found is None:
             self.refresh()
             return None
-        if m.source == "starter":
-            self.show_message("The starter model is built in and cannot be deleted.")
+        m = found.model
+        if m.is_builtin:
+            self.show_message("The built-in models cannot be deleted.")
             return None
-        if name == self._loaded_name():
+        if self.service.is_loaded(name):
             self.show_message(f"{name} is loaded now. Load another model first, then delete this one.")
             return None
-        row = self.facts.row(name) if self.facts else None
+        row = self.table.row(name) if self.table is not None else None
         if m.source == "hub":
-            size = f" ({format_bytes(row.size_bytes, unknown='size unknown')})" if row and row.size_bytes else ""
-            informative = (f"Its file{size} is deleted from the Hugging Face cache. "
-                           "You can download it again later.")
+            size = f" ({format_bytes(row.size_bytes)})" if row and row.size_bytes else ""
+            informative = f"Its file{size} is deleted from the Hugging Face cache. You can download it again later."
         else:
             informative = f"It is removed from this list; the file {m.path} stays where it is."
         return self._ask("Delete model", f"Delete {name}?", informative, "&Delete", lambda: self._delete(name))
 
     def _delete(self, name: str) -> None:
-        from models import library
-
-        def done(result):
-            entry, freed = result
-            if entry.source == "hub":
-                self.show_message(f"Deleted {entry.name} and freed {format_bytes(freed, unknown='size unknown')}." if freed else
-                                  f"Deleted {entry.name}; its file is still used by another installed name.",
-                                  error=False)
-            else:
-                self.show_message(f"Removed {entry.name} from the list; its file was left where it is.", error=False)
-            self.controller.notify_installed_changed()
-
-        run_in_background(lambda: library.remove(name), done, lambda exc: self.show_message(describe_error(exc)),
-                          context=self)
+        run_in_background(lambda: self.service.remove(name), lambda removal: self.show_message(removal.sentence,
+                                                                                              error=False),
+                          lambda exc: self.show_message(dm.describe_error(exc)), context=self)
 
     # --- installed tab
     def _fill_installed(self) -> None:
         selected = self._selected_installed()
         self.installed.clear()
-        rows = {r.name: r for r in (self.facts.rows if self.facts else ()) if r.installed}
-        loaded = self._loaded_name()
-        for m in self._registry:
+        rows = {r.name: r for r in (self.table.rows if self.table is not None else ()) if r.installed}
+        loaded = self.service.loaded_name()
+        for indexed in self.index.models.values():
+            m, entry = indexed.model, indexed.entry
             r = rows.get(m.name)
-            entry = catalogue_entry_of(m.name) if m.source != "local" else None
             label = entry.label if entry else (m.repo or Path(m.path).name)
             quant = (r.quant if r else None) or m.quant or (entry.quant if entry else "")
             if r is None:
@@ -599,12 +489,13 @@ class ModelManager(QDialog):
             elif r.problem:
                 size, fit_text, speed = "?", "unusable", "?"
             else:
-                size = format_bytes(r.size_bytes, unknown='size unknown')
-                fit_text = VERDICT_WORDS.get(r.verdict, r.verdict or "?")
+                size = format_bytes(r.size_bytes, unknown="size unknown")
+                fit_text = verdict_words(r.verdict)
                 speed = format_tps(r.tokens_per_s, estimate=not r.speed_measured) if r.tokens_per_s else "?"
-            name = m.name + (" (loaded)" if m.name == loaded else "")
-            item = QTreeWidgetItem([name, label, SOURCE_WORDS.get(m.source, m.source), quant or "", size,
-                                    fit_text, speed])
+            is_base = r.is_base if r is not None else bool(entry and entry.is_base)
+            item = QTreeWidgetItem([m.name + (" (loaded)" if m.name == loaded else ""), label,
+                                    SOURCE_WORDS.get(m.source, m.source), quant or "", size, fit_text, speed,
+                                    BASE_MODEL_LABEL if is_base else ""])
             item.setData(0, ROLE, m.name)
             if r is not None:
                 item.setIcon(5, verdict_icon(r.verdict))
@@ -623,20 +514,21 @@ class ModelManager(QDialog):
 
     def _installed_selection(self) -> None:
         name = self._selected_installed()
-        m = next((m for m in self._registry if m.name == name), None) if name else None
-        loaded = name is not None and name == self._loaded_name()
-        self.installed_load_button.setEnabled(m is not None and not loaded)
-        self.installed_delete_button.setEnabled(m is not None and m.source != "starter")
-        if m is None:
+        found = self.index.get(name) if name else None
+        self.installed_load_button.setEnabled(found is not None and not self.service.is_loaded(name))
+        self.installed_delete_button.setEnabled(found is not None and not found.model.is_builtin)
+        if found is None:
             self.installed_path.setText("Select a model to load or delete it. Import adds a .gguf file that is "
-                                        "already on this computer (it is not copied).")
+                                        "already on this computer (it is not copied; it is named after the model "
+                                        "inside it).")
         else:
-            where = "assembled on first use" if m.source == "starter" and not Path(m.path).exists() else m.path
+            m = found.model
+            where = "assembled on first use" if m.is_builtin and not Path(m.path).exists() else m.path
             self.installed_path.setText(f"File: {where}")
 
     def load_installed(self) -> None:
         name = self._selected_installed()
-        if name and name != self._loaded_name():
+        if name and not self.service.is_loaded(name):
             self._load(name)
 
     def delete_installed(self) -> None:
@@ -651,46 +543,41 @@ class ModelManager(QDialog):
             self.import_path(path)
 
     def import_path(self, path: str) -> None:
-        from models import library
-
         self.clear_message()
 
-        def work():
-            return library.import_file(path, _import_name(Path(path)))
-
-        def done(m):
+        def done(m) -> None:
             self.show_message(f"Imported {m.name}. The file stays where it is (it is not copied); "
                               "load it from this list.", error=False)
-            self.controller.notify_installed_changed()
-            self.tabs.setCurrentIndex(3)
+            self.tabs.setCurrentIndex(INSTALLED_TAB)
 
-        run_in_background(work, done, lambda exc: self.show_message(describe_error(exc)), context=self)
+        run_in_background(lambda: self.service.import_file(path), done,
+                          lambda exc: self.show_message(dm.describe_error(exc)), context=self)
 
     # --- Hub search
     def search(self) -> None:
-        from models import hub
-
         query = self.search_edit.text().strip()
         if not query:
-            self.search_status.setText(
-                "Type a few words of a model's name, such as “llama 3b” or “qwen coder”.")
+            self.search_status.setText("Type a few words of a model's name, such as “llama 3b” or “qwen coder”.")
+            return
+        if self._offline():
+            self.search_status.setText(self.hub.sentence)
             return
         self.clear_message()
         self.search_button.setEnabled(False)
         self.search_status.setText(f"Searching the Hub for “{query}”…")
         self.results.clear()
 
-        def done(hits):
-            self.search_button.setEnabled(True)
+        def done(hits) -> None:
+            self.search_button.setEnabled(not self._offline())
             self._show_hits(query, hits)
 
-        def failed(exc):
+        def failed(exc) -> None:  # said once, in the search's own status line
             self.search_button.setEnabled(True)
-            message = describe_error(exc)
-            self.search_status.setText(message.split("\n")[0])
-            self.show_message(message)
+            self.search_status.setText(dm.describe_error(exc).split("\n")[0])
+            self.search_status.setToolTip(str(exc))
+            self.check_hub(fresh=True)
 
-        run_in_background(lambda: hub.search(query, limit=20), done, failed, context=self)
+        run_in_background(lambda: self.service.search(query), done, failed, context=self)
 
     def _show_hits(self, query: str, hits) -> None:
         self.search_hits = hits
@@ -713,14 +600,13 @@ class ModelManager(QDialog):
                 name = f"{h.repo_id}:{quant}" if quant and quant not in seen else f"{h.repo_id}/{f.path}"
                 seen.add(quant)
                 parts = f" in {f.shard[1]} parts (cannot be downloaded yet)" if f.shard and f.shard[1] > 1 else ""
-                child = QTreeWidgetItem([f.path, quant, format_bytes(f.size, unknown='size unknown'), "", parts.strip()])
+                child = QTreeWidgetItem([f.path, quant, format_bytes(f.size, unknown="size unknown"), "",
+                                         parts.strip()])
                 child.setData(0, ROLE, name)
                 top.addChild(child)
             top.setExpanded(len(hits) <= 3)
 
     def _result_selection(self) -> None:
-        from models import library
-
         items = self.results.selectedItems()
         name = items[0].data(0, ROLE) if items else None
         if not name:
@@ -732,106 +618,51 @@ class ModelManager(QDialog):
             return
         self._fit_generation += 1
         generation = self._fit_generation
-        n_ctx = self._n_ctx()
         self.result_fit.setText(f"Reading the header of {name} to size it up…")
 
-        def done(report):
+        def done(report) -> None:
             if generation != self._fit_generation:
                 return
             v = report.verdict
-            speed = format_tps(report.speed.tokens_per_s, estimate=not report.speed.measured) if report.speed else "speed unknown"
-            self.result_fit.setText(f"{VERDICT_WORDS.get(v.verdict, v.verdict).capitalize()}, {speed}: {v.reason}")
+            speed = (format_tps(report.speed.tokens_per_s, estimate=not report.speed.measured) if report.speed
+                     else "speed unknown")
+            self.result_fit.setText(f"{verdict_words(v.verdict).capitalize()}, {speed}: {v.reason}")
 
-        def failed(exc):
+        def failed(exc) -> None:
             if generation == self._fit_generation:
-                self.result_fit.setText(f"No fit estimate: {describe_error(exc).splitlines()[0]}")
+                self.result_fit.setText(f"No fit estimate: {dm.describe_error(exc).splitlines()[0]}")
 
-        run_in_background(lambda: library.fit_report(name, n_ctx), done, failed, context=self)
+        run_in_background(lambda: self.service.fit_report(name), done, failed, context=self)
 
     def download_named(self) -> None:
-        from models import library
-
         name = self.name_edit.text().strip()
         if not name:
             self.show_message("Type a model name to download, such as owner/repo:Q4_K_M, or pick a search result.")
             return
+        if self._offline():
+            self.show_message(f"Downloads are off: {self.hub.sentence}")
+            return
         try:
-            target = library.pull_target(name)  # checks the name's form; no network
-        except Exception as exc:  # a UserError with its own words
-            self.show_message(describe_error(exc))
+            key = self.library.downloads.key(name)  # checks the name's form; no network
+        except UserError as exc:
+            self.show_message(dm.describe_error(exc))
             return
-        entry = target.entry
-        label = f"{short_label(entry)} {entry.quant}" if entry is not None else None
-        self.start_download(name, label)
+        entry = catalogue.get(key)
+        self.start_download(name, entry_label(entry) if entry is not None else None)
 
-    # --- downloads tab
-    def _download_added(self, name: str) -> None:
-        if name in self.download_rows:
-            return
-        row = DownloadRow(self.controller, name)
-        self.download_rows[name] = row
-        self.downloads_layout.insertWidget(self.downloads_layout.count() - 1, row)
-        self._downloads_changed()
-
-    def _download_changed(self, name: str) -> None:
-        row = self.download_rows.get(name)
-        if row is not None:
-            row.update_from(self.controller.get(name))
-        self._catalogue_status(name)
-        self._downloads_changed()
-
-    def _download_progress(self, name: str, *_figures) -> None:
-        row = self.download_rows.get(name)
-        if row is not None:
-            row.update_from(self.controller.get(name))
-        self._catalogue_status(name)
-
-    def _catalogue_status(self, name: str) -> None:
-        item = self.catalogue_items.get(name)
+    # --- downloads
+    def _download_changed(self, info: dm.DownloadInfo) -> None:
+        item = self.catalogue_items.get(info.name)
         if item is not None:
             entry = item.data(0, ROLE)
-            self._set_status(item, entry, self._installed_name_for(entry), self._loaded_name())
+            self._set_status(item, entry, self._installed_as(entry), self.service.loaded_name())
             if self._selected_entry() is entry:
                 self._catalogue_selection()
 
-    def _download_removed(self, name: str) -> None:
-        row = self.download_rows.pop(name, None)
-        if row is not None:
-            row.hide()
-            self.downloads_layout.removeWidget(row)
-            row.deleteLater()
-        self._catalogue_status(name)
-        self._downloads_changed()
-
-    def _download_failed(self, name: str, message: str) -> None:
-        d = self.controller.get(name)
-        self.show_message(f"{d.label if d else name}: {message}")
-
-    def _download_finished(self, name: str) -> None:
-        d = self.controller.get(name)
-        installed = d.installed_as if d else name
-        self.show_message(f"{d.label if d else name} is downloaded and installed as {installed}. "
+    def _download_finished(self, info: dm.DownloadInfo) -> None:
+        self.show_message(f"{info.label} is downloaded and installed as {info.installed_as}. "
                           "Load it from the Catalogue or Installed tab.", error=False)
+        self._download_changed(info)
 
-    def _downloads_changed(self) -> None:
-        total = len(self.controller.downloads())
-        self.downloads_empty.setVisible(total == 0)
-        self.tabs.setTabText(2, f"D&ownloads ({total})" if total else "D&ownloads")
-
-
-def _import_name(path: Path) -> str:
-    """The file's name without .gguf, unless a catalogue or Hub name, or another file's, already has it."""
-    from models import catalogue, hub, registry
-
-    stem = path.stem
-    name = stem
-    if name == "starter" or catalogue.get(name) is not None or hub.parse_ref(name):
-        name = f"{stem}-local"
-    n = 2
-    base = name
-    while True:
-        existing = registry.get(name)
-        if existing is None or Path(existing.path).resolve() == path.resolve():
-            return name
-        name = f"{base}-{n}"
-        n += 1
+    def _downloads_counted(self, total: int) -> None:
+        self.tabs.setTabText(DOWNLOADS_TAB, f"D&ownloads ({total})" if total else "D&ownloads")

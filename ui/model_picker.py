@@ -1,56 +1,99 @@
 """The model picker in the toolbar: the loaded model, and its family's sizes as a switch.
 
-    [starter · Q4_K_M ▾]  Gemma 3  ● 270M  ● 1B ↓  ● 4B ↓  ● 12B ↓
+    [SmolLM2-135M-In…-Q4_1 · Q4_1 ▾]  Gemma 3  ● 270M  ● 1B ↓  ● 4B ↓  ● 12B ↓
 
-Each size carries its fit verdict (the coloured disc) and its speed on this
-machine, measured once it has run, estimated before. An installed size loads
-when pressed (the window's worker loads it in the background; the window stays
-usable). A size that is not installed asks to download it, and loads it when the
-download is done. The drop-down lists every installed model, and opens the model
-manager. Fit and speed need header reads and a one-off bandwidth probe, so they
-are worked out off the UI thread; the buttons show them when they arrive.
+The drop-down lists every installed model, then each remote server's models (marked
+with the server's name, loaded as MODEL@REMOTE like any model), and opens the model
+manager. It keeps one width: a long name is elided in the middle, the whole name is
+in its tooltip. The row keeps one height whether or not a family's sizes show.
+
+Each size carries its fit verdict (the coloured disc) and its speed on this machine,
+from the library service's one table (the catalogue shows the same figure). An
+installed size loads when pressed; one that is not installed offers a download once
+the Hub has answered (offline, it says so instead), and loads when the download is
+done. Everything slow (the table, the Hub, remote servers) runs off the UI thread.
 """
 
 from __future__ import annotations
 
-from PySide6.QtCore import QSize, Qt, Signal
-from PySide6.QtWidgets import (QButtonGroup, QComboBox, QHBoxLayout, QLabel, QMessageBox, QProgressBar,
-                               QSizePolicy, QToolButton, QWidget)
+from collections.abc import Callable
 
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QStandardItemModel
+from PySide6.QtWidgets import (QButtonGroup, QComboBox, QHBoxLayout, QLabel, QMessageBox, QProgressBar, QSizePolicy,
+                               QStyle, QStyleOptionComboBox, QStylePainter, QToolButton, QWidget)
+
+from assistant.library_service import HubStatus, RemoteModels
 from common.formatting import format_bytes, format_tps
-from ui.downloads import (VERDICT_WORDS, catalogue_entry_of, compute_facts, controller_for, run_in_background, short_label, size_token, verdict_icon)
+from models import catalogue
+from models.catalogue import CatalogueEntry
+from models.download_manager import DownloadInfo
+from models.labels import family_name, short_label, size_token
+from models.library import BASE_MODEL_LABEL
+from ui.bridge import ChatBridge
+from ui.library_bridge import LibraryBridge
+from ui.library_widgets import error_text_style, verdict_icon, verdict_words
+from ui.workers import run_in_background
 
 MANAGE = "\x00manage"
+SHORT_ROLE = Qt.ItemDataRole.UserRole + 1  # what the closed box shows: "name · quant"
+
+
+class ElidedComboBox(QComboBox):
+    """A combo box of one width that shows its current item's short text elided in the middle."""
+
+    aboutToPopUp = Signal()
+
+    def showPopup(self) -> None:  # noqa: N802 - Qt's name
+        self.aboutToPopUp.emit()
+        super().showPopup()
+
+    def displayed_text(self) -> str:
+        opt = QStyleOptionComboBox()
+        self.initStyleOption(opt)
+        rect = self.style().subControlRect(QStyle.ComplexControl.CC_ComboBox, opt,
+                                           QStyle.SubControl.SC_ComboBoxEditField, self)
+        full = self.currentData(SHORT_ROLE) or self.currentText()
+        return self.fontMetrics().elidedText(full, Qt.TextElideMode.ElideMiddle, max(rect.width() - 4, 10))
+
+    def paintEvent(self, _event) -> None:
+        painter = QStylePainter(self)
+        opt = QStyleOptionComboBox()
+        self.initStyleOption(opt)
+        painter.drawComplexControl(QStyle.ComplexControl.CC_ComboBox, opt)
+        opt.currentText = self.displayed_text()
+        painter.drawControl(QStyle.ControlElement.CE_ComboBoxLabel, opt)
 
 
 class ModelPicker(QWidget):
-    modelRequested = Signal(str)
+    modelRequested = Signal(str)  # a spec to load: an installed name, or MODEL@REMOTE
 
-    def __init__(self, window):
-        super().__init__(window if isinstance(window, QWidget) else None)
-        self._window = window
-        self.controller = controller_for(window)
+    def __init__(self, library: LibraryBridge, chat: ChatBridge, open_manager: Callable[[], None],
+                 parent: QWidget | None = None):
+        super().__init__(parent)
+        self.library, self.service = library, library.service
+        self._open_manager = open_manager
         self.loaded: dict = {}
-        self.facts = None
+        self.table = self.service.cached_table()
+        self.remote: RemoteModels = RemoteModels()
         self.family = None
         self.size_buttons: dict[str, QToolButton] = {}  # catalogue base name -> button
         self.pending_load: str | None = None
         self.pending_download: str | None = None  # a catalogue name to load once downloaded
         self.download_prompt: QMessageBox | None = None
-        self.error_box: QMessageBox | None = None
-        self._facts_generation = 0
         self._build()
         self.refresh_installed()
-        c = self.controller
-        c.progress.connect(self._download_progress)
-        c.finished.connect(self._download_finished)
-        c.failed.connect(self._download_failed)
-        c.paused.connect(self._download_stopped)
-        c.cancelled.connect(self._download_stopped)
-        c.installedChanged.connect(self._installed_changed)
-        worker = getattr(window, "worker", None)
-        if worker is not None and hasattr(worker, "loadFailed"):
-            worker.loadFailed.connect(self._load_failed)
+        library.downloadProgress.connect(self._download_progress)
+        library.downloadFinished.connect(self._download_finished)
+        library.downloadFailed.connect(self._download_failed)
+        library.downloadPaused.connect(self._download_stopped)
+        library.downloadCancelled.connect(self._download_stopped)
+        library.installedChanged.connect(self._installed_changed)
+        library.tableReady.connect(self._table_ready)
+        library.remotesChanged.connect(lambda _servers: self.refresh_remote_models(fresh=True))
+        chat.modelLoaded.connect(lambda event: self.set_loaded(event.summary.to_dict()))
+        chat.modelFailed.connect(self._load_failed)
+        self.refresh_remote_models()
 
     # --- building
     def _build(self) -> None:
@@ -59,14 +102,16 @@ class ModelPicker(QWidget):
         layout.setContentsMargins(4, 0, 4, 0)
         layout.setSpacing(6)
 
-        self.combo = QComboBox()
+        self.combo = ElidedComboBox()
         self.combo.setAccessibleName("Model")
-        self.combo.setAccessibleDescription("The loaded model; choose another installed model to load it")
-        self.combo.setToolTip("The loaded model. Choose another installed model to load it.")
+        self.combo.setAccessibleDescription("The loaded model; choose another installed or remote model to load it")
         self.combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.combo.setMinimumContentsLength(16)
-        self.combo.view().setMinimumWidth(320)
+        self.combo.setMinimumContentsLength(24)  # one width, whatever the name: long names are elided
+        self.combo.view().setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.combo.view().setMinimumWidth(420)
         self.combo.activated.connect(self._combo_activated)
+        self.combo.aboutToPopUp.connect(self.refresh_remote_models)  # the service keeps the list a minute
+        self.combo.currentIndexChanged.connect(lambda _i: self._combo_tooltip())
         layout.addWidget(self.combo)
 
         self.family_label = QLabel()
@@ -96,202 +141,267 @@ class ModelPicker(QWidget):
         self.status_label = QLabel()
         self.status_label.setAccessibleName("Model picker status")
         layout.addWidget(self.status_label)
-        self.setSizePolicy(QSizePolicy.Policy.Maximum, QSizePolicy.Policy.Preferred)
+        self.setSizePolicy(QSizePolicy.Policy.Maximum, QSizePolicy.Policy.Fixed)
+        # One height, with or without the two-line size buttons: the toolbar never jumps.
+        self.setFixedHeight(max(self._size_button("12B ↓\n~100 tok/s").sizeHint().height(),
+                                self.combo.sizeHint().height()) + 2)
 
-    # --- the installed models
+    def _size_button(self, text: str = "") -> QToolButton:
+        button = QToolButton()
+        button.setCheckable(True)
+        button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        button.setIconSize(QSize(10, 10))
+        font = button.font()
+        font.setPointSizeF(font.pointSizeF() * 0.9)
+        button.setFont(font)
+        button.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        button.setIcon(verdict_icon(None))
+        button.setText(text)
+        return button
+
+    # --- the drop-down: installed models, then remote ones
+    def _is_base(self, name: str) -> bool:
+        row = self.table.row(name) if self.table is not None else None
+        if row is not None:
+            return row.is_base
+        found = self.service.index().get(name)
+        return bool(found and found.entry and found.entry.is_base)
+
+    def _add_item(self, text: str, short: str, data, tooltip: str) -> None:
+        self.combo.addItem(text, data)
+        i = self.combo.count() - 1
+        self.combo.setItemData(i, short, SHORT_ROLE)
+        self.combo.setItemData(i, tooltip, Qt.ItemDataRole.ToolTipRole)
+
     def refresh_installed(self) -> None:
-        from models import catalogue, registry
-
         name = self.pending_load or self.loaded.get("name")
         self.combo.blockSignals(True)
         self.combo.clear()
-        for m in registry.list_installed():
-            entry = catalogue.get(m.name)
+        for indexed in self.service.index().models.values():
+            m, entry = indexed.model, indexed.entry
             quant = m.quant or (entry.quant if entry else None)
             if m.name == self.loaded.get("name") and self.loaded.get("quant"):
                 quant = self.loaded["quant"]
-            self.combo.addItem(f"{m.name} · {quant}" if quant else m.name, m.name)
-        if name and self.combo.findData(name) < 0:  # a file path, or a model removed since
+            short = f"{m.name} · {quant}" if quant else m.name
+            base = self._is_base(m.name)
+            self._add_item(f"{short} — {BASE_MODEL_LABEL}" if base else short, short, m.name,
+                           f"{m.name}\n{BASE_MODEL_LABEL}" if base else m.name)
+        if self.remote.models or self.remote.problems:
+            self.combo.insertSeparator(self.combo.count())
+        for r in self.remote.models:
+            self._add_item(f"{r.model} — on {r.remote} ({r.host})", f"{r.model} · on {r.remote}", r.spec,
+                           f"{r.model} on the remote server {r.remote} ({r.host})")
+        model = self.combo.model()
+        for remote, why in self.remote.problems:
+            self._add_item(f"{remote}: its models cannot be listed", remote, None, why)
+            if isinstance(model, QStandardItemModel):
+                model.item(self.combo.count() - 1).setEnabled(False)
+        if name and self.combo.findData(name) < 0:  # a file path, a remote model not listed yet, or one removed
             quant = self.loaded.get("quant") if name == self.loaded.get("name") else None
-            self.combo.addItem(f"{name} · {quant}" if quant else name, name)
+            short = f"{name} · {quant}" if quant else name
+            self._add_item(short, short, name, name)
         if not name:
             self.combo.insertItem(0, "No model loaded", None)
         self.combo.insertSeparator(self.combo.count())
-        self.combo.addItem("Manage models…", MANAGE)
+        self._add_item("Manage models…", "Manage models…", MANAGE, "Download, import, delete models; remote servers")
         self.combo.setCurrentIndex(max(0, self.combo.findData(name) if name else 0))
         self.combo.blockSignals(False)
+        self._combo_tooltip()
+
+    def _combo_tooltip(self) -> None:
+        tip = self.combo.currentData(Qt.ItemDataRole.ToolTipRole) or self.combo.currentText()
+        self.combo.setToolTip(f"{tip}\nChoose another installed or remote model to load it.")
+
+    def refresh_remote_models(self, fresh: bool = False) -> None:
+        def done(found: RemoteModels) -> None:
+            if found != self.remote:
+                self.remote = found
+                self.refresh_installed()
+
+        run_in_background(lambda: self.service.remote_models(fresh), done, context=self)
 
     def _combo_activated(self, index: int) -> None:
         data = self.combo.itemData(index)
         if data == MANAGE:
             self.refresh_installed()  # back to the loaded model
-            opener = getattr(self._window, "open_model_manager", None)
-            if opener is not None:
-                opener()
+            self._open_manager()
             return
         if not data or data == self.loaded.get("name"):
             return
-        self._request(data, data)
+        self._request(data, self.combo.itemData(index, SHORT_ROLE) or data)
 
     def _request(self, name: str, what: str) -> None:
         self.pending_load = name
-        self.status_label.setText(f"Loading {what}…")
-        self.status_label.setToolTip(f"Loading {name}; the chat works with the current model meanwhile.")
+        self._say(f"Loading {what}…", f"Loading {name}; the chat works with the current model meanwhile.")
         self.modelRequested.emit(name)
 
-    # --- what the window calls
+    def _say(self, text: str = "", tooltip: str = "", error: bool = False) -> None:
+        self.status_label.setText(text)
+        self.status_label.setToolTip(tooltip)
+        self.status_label.setStyleSheet(error_text_style(self) if error else "")
+
+    # --- what is loaded (the chat bridge says)
     def set_loaded(self, summary: dict) -> None:
-        """A model finished loading: show it, its family's sizes, and work out their fit and speed."""
+        """A model finished loading: show it and its family's sizes; the table is sized for it."""
         self.loaded = dict(summary or {})
         self.pending_load = None
         if not self.pending_download:
-            self.status_label.clear()
+            self._say()
         self.refresh_installed()
         self._rebuild_sizes()
-        self.refresh_facts()
+        if self.table is None:
+            self.service.request_table()  # later loads: the service rebuilds it itself
 
-    def refresh_facts(self) -> None:
-        self._facts_generation += 1
-        generation = self._facts_generation
-        n_ctx = self.loaded.get("n_ctx") or (getattr(self._window, "defaults", None) or {}).get("n_ctx") or None
-        run_in_background(lambda: compute_facts(n_ctx, quants=False),
-                          lambda facts: self._facts_ready(generation, facts),
-                          lambda exc: None, context=self)
+    def _load_failed(self, event) -> None:
+        if event.summary is not None:  # the previous model was put back
+            self.set_loaded(event.summary.to_dict())
+            return
+        self.pending_load = None
+        self._say()
+        self.refresh_installed()
+        self._update_sizes()
 
-    def _facts_ready(self, generation: int, facts) -> None:
-        if generation == self._facts_generation:
-            self.facts = facts
-            self._update_sizes()
+    def _table_ready(self, table) -> None:
+        self.table = table
+        self.refresh_installed()  # base models are known from their files' headers now
+        self._update_sizes()
+
+    def _installed_changed(self, _index) -> None:
+        self.refresh_installed()
+        self._update_sizes()
 
     # --- the size switch
-    def _installed_map(self) -> dict[str, str]:
-        """catalogue base name -> installed name (the default quant if that is installed): a small JSON read."""
-        from models import registry
-
-        found: dict[str, str] = {}
-        for m in registry.list_installed():
-            entry = catalogue_entry_of(m.name) if m.source != "local" else None
-            if entry is None:
-                continue
-            if entry.base_name not in found or entry.quant.upper() == entry.default_quant.upper():
-                found[entry.base_name] = m.name
-        return found
-
     def _current_base(self) -> str | None:
         name = self.loaded.get("name")
-        entry = catalogue_entry_of(name) if name else None
+        entry = self.service.index().catalogue_entry(name) if name else None
         return entry.base_name if entry else None
 
     def _rebuild_sizes(self) -> None:
-        from models import catalogue
-
         name = self.loaded.get("name")
-        family = catalogue.family_of(name) if name else None
-        if family is not None and self.family is not None and family.id == self.family.id:
-            self._update_sizes()
-            return
-        for button in self.size_buttons.values():
-            self.size_group.removeButton(button)
-            button.deleteLater()
-        self.size_buttons.clear()
-        self.family = family
-        if family is None:
-            self.family_label.clear()
-            self.family_label.hide()
-            self.sizes.hide()
-            return
-        self.family_label.setText(family.label.split(" (")[0])
-        self.family_label.show()
-        self.sizes.show()
-        for entry in family.sizes:
-            button = QToolButton()
-            button.setCheckable(True)
-            button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
-            button.setIconSize(QSize(10, 10))
-            font = button.font()
-            font.setPointSizeF(font.pointSizeF() * 0.9)
-            button.setFont(font)
-            button.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
-            button.clicked.connect(lambda _checked=False, e=entry: self._size_pressed(e))
-            self.size_group.addButton(button)
-            self.sizes_layout.addWidget(button)
-            self.size_buttons[entry.base_name] = button
+        entry = self.service.index().catalogue_entry(name) if name and self.loaded.get("kind") != "remote" else None
+        family = catalogue.family_of(entry) if entry else None
+        if family is None or self.family is None or family.id != self.family.id:
+            for button in self.size_buttons.values():
+                self.size_group.removeButton(button)
+                button.deleteLater()
+            self.size_buttons.clear()
+            self.family = family
+            for size in family.sizes if family else ():
+                button = self._size_button()
+                button.clicked.connect(lambda _checked=False, e=size: self._size_pressed(e))
+                self.size_group.addButton(button)
+                self.sizes_layout.addWidget(button)
+                self.size_buttons[size.base_name] = button
+        self.sizes.setVisible(family is not None)
+        self._show_family_label()
         self._update_sizes()
+
+    def _show_family_label(self) -> None:
+        """The family's name; or, without one, what the loaded model is (and a base model says so)."""
+        remote = self.loaded.get("remote") or {}
+        base = bool(self.loaded.get("is_base")) or (bool(self.loaded) and self._is_base(self.loaded.get("name", "")))
+        if self.family is not None:
+            text = family_name(self.family.sizes[0])
+        elif remote:
+            text = f"on {remote.get('name')} ({remote.get('host')})"
+        elif self.loaded:
+            text = "not in the catalogue"
+        else:
+            text = ""
+        if base:
+            text = f"{text} · base model" if text else "base model"
+        self.family_label.setText(text)
+        self.family_label.setToolTip(BASE_MODEL_LABEL if base else "")
+        self.family_label.setAccessibleDescription(BASE_MODEL_LABEL if base else "")
 
     def _update_sizes(self) -> None:
         if self.family is None:
             return
-        installed = self._installed_map()
+        index = self.service.index()
         current = self._current_base()
+        hub = self.service.cached_hub_status()
         for entry in self.family.sizes:
             button = self.size_buttons.get(entry.base_name)
             if button is None:
                 continue
-            fig = None
-            if self.facts is not None:
-                inst = installed.get(entry.base_name)
-                fig = self.facts.figures.get(catalogue_entry_of(inst).name) if inst and catalogue_entry_of(inst) \
-                    else self.facts.figures.get(entry.name)
-            token = size_token(entry)
-            is_installed = entry.base_name in installed
-            downloading = self.controller.is_active(entry.name)
+            fig = self.table.size_figure(entry, index) if self.table is not None else None
+            installed = index.installed_size(entry)
+            downloading = self.library.downloads.is_active(entry.name)
             speed = format_tps(fig.tokens_per_s, estimate=not fig.measured) if fig and fig.tokens_per_s else ""
-            mark = "" if is_installed else " ↓"
-            button.setText(f"{token}{mark}\n{speed or '…'}")
+            button.setText(f"{size_token(entry)}{'' if installed else ' ↓'}\n{speed or '…'}")
             button.setIcon(verdict_icon(fig.verdict if fig else None))
             button.setChecked(entry.base_name == current)
-            verdict = VERDICT_WORDS.get(fig.verdict, fig.verdict) if fig and fig.verdict else "fit not known yet"
-            state = ("loaded" if entry.base_name == current else "installed" if is_installed
+            verdict = verdict_words(fig.verdict if fig else None)
+            state = ("loaded" if entry.base_name == current else "installed" if installed
                      else "downloading" if downloading else "not installed")
             button.setAccessibleName(f"{short_label(entry)}: {verdict}, {speed or 'speed not known yet'}, {state}")
-            size = format_bytes(entry.size_bytes, approx=entry.size_approx, unknown='size unknown')
+            size = format_bytes(entry.size_bytes, approx=entry.size_approx, unknown="size unknown")
             lines = [f"{entry.label} — {entry.quant}, {size}"]
-            if fig and fig.verdict:
-                lines.append(f"{verdict.capitalize()}: {fig.reason}")
-            else:
-                lines.append("Working out whether it fits this machine…")
+            if entry.is_base:
+                lines.append(BASE_MODEL_LABEL.capitalize())
+            lines.append(f"{verdict.capitalize()}: {fig.reason}" if fig and fig.verdict
+                         else "Working out whether it fits this machine…")
             if fig and fig.tokens_per_s:
-                lines.append(f"{format_tps(fig.tokens_per_s, estimate=not fig.measured)} "
-                             + ("(measured on this machine)" if fig.measured else "(estimated for this machine)"))
+                lines.append(f"{speed} " + ("(measured on this machine)" if fig.measured
+                                            else "(estimated for this machine)"))
             if entry.base_name == current:
                 lines.append("Loaded now.")
-            elif is_installed:
-                lines.append(f"Installed as {installed[entry.base_name]}: press to switch to it.")
+            elif installed:
+                lines.append(f"Installed as {installed}: press to switch to it.")
             elif downloading:
                 lines.append("Downloading: it loads when the download is done.")
+            elif hub is not None and not hub.online:
+                lines.append(f"Not installed, and downloads are off now: {hub.sentence}")
             else:
                 lines.append("Not installed: press to download it.")
             button.setToolTip("\n".join(lines))
 
-    def _size_pressed(self, entry) -> None:
-        current = self._current_base()
-        if entry.base_name == current:
-            self._update_sizes()
+    def _size_pressed(self, entry: CatalogueEntry) -> None:
+        self._update_sizes()
+        if entry.base_name == self._current_base():
             return
-        installed = self._installed_map().get(entry.base_name)
+        installed = self.service.index().installed_size(entry)
         if installed:
-            self._update_sizes()  # the check moves when the new model has loaded
             button = self.size_buttons.get(entry.base_name)
             if button is not None:
-                button.setChecked(True)
+                button.setChecked(True)  # the check moves for good when the new model has loaded
             self._request(installed, size_token(entry))
             return
-        self._update_sizes()
-        if self.controller.is_active(entry.name):
+        if self.library.downloads.is_active(entry.name):
             self._follow_download(entry)
             return
-        self.offer_download(entry)
+        self._say("Asking the Hub…", "Downloads need the Hugging Face Hub: checking that it answers.")
+        run_in_background(self.service.hub_status, lambda status: self._hub_answered(entry, status),
+                          lambda exc: self._hub_answered(entry, HubStatus(False, str(exc), 0.0)), context=self)
+
+    def _hub_answered(self, entry: CatalogueEntry, status: HubStatus) -> None:
+        self._say()
+        self._update_sizes()
+        self.offer_download(entry, status)
 
     # --- downloading a size that is not installed
-    def offer_download(self, entry) -> QMessageBox:
+    def offer_download(self, entry: CatalogueEntry, status: HubStatus) -> QMessageBox:
+        """Ask to download `entry`; offline, say so instead (and offer nothing)."""
         from models import fit
 
-        fig = self.facts.figures.get(entry.name) if self.facts is not None else None
         label = short_label(entry)
-        box = QMessageBox(QMessageBox.Icon.Question, "Download model",
-                          f"Download {label} ({format_bytes(entry.size_bytes, approx=entry.size_approx, unknown='size unknown')})?",
+        size = format_bytes(entry.size_bytes, approx=entry.size_approx, unknown="size unknown")
+        if not status.online:
+            box = QMessageBox(QMessageBox.Icon.Information, "Download model",
+                              f"{label} ({size}) is not installed, and it cannot be downloaded now.",
+                              QMessageBox.StandardButton.Ok, self)
+            box.setInformativeText(f"{status.sentence}\n\nThe models already installed work offline.")
+            box.button(QMessageBox.StandardButton.Ok).setAccessibleName("OK")
+            box.finished.connect(lambda _result: setattr(self, "download_prompt", None))
+            self.download_prompt = box
+            box.open()
+            return box
+        fig = self.table.figure(entry.name) if self.table is not None else None
+        box = QMessageBox(QMessageBox.Icon.Question, "Download model", f"Download {label} ({size})?",
                           QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, self)
         details = []
+        if entry.is_base:
+            details.append(f"It is a {BASE_MODEL_LABEL}.")
         if fig and fig.verdict == fit.NO_FIT:
             details.append(f"It will not fit this machine. {fig.reason}")
         elif fig and fig.verdict == fit.FITS:
@@ -309,24 +419,24 @@ class ModelPicker(QWidget):
         no.setText("Not now")
         no.setAccessibleName("Do not download")
         box.setDefaultButton(no if fig and fig.verdict == fit.NO_FIT else yes)
-        box.buttonClicked.connect(lambda button: self._prompt_answered(entry, button is yes))
+        box.buttonClicked.connect(lambda clicked: self._prompt_answered(entry, clicked is yes))
         self.download_prompt = box
         box.open()
         return box
 
-    def _prompt_answered(self, entry, yes: bool) -> None:
+    def _prompt_answered(self, entry: CatalogueEntry, yes: bool) -> None:
         self.download_prompt = None
         if not yes:
             return
-        self.controller.start(entry.name, label=short_label(entry))
+        self.library.downloads.start(entry.name, label=short_label(entry))
         self._follow_download(entry)
         self._update_sizes()
 
-    def _follow_download(self, entry) -> None:
+    def _follow_download(self, entry: CatalogueEntry) -> None:
         """Show this download's progress in the bar, and load the model when it is done."""
         self.pending_download = entry.name
-        self.status_label.clear()
-        d = self.controller.get(entry.name)
+        self._say()
+        d = self.library.downloads.get(entry.name)
         self.download_bar.setFormat(f"{size_token(entry)} %p%")
         if d is not None and d.total:
             self.download_bar.setRange(0, 1000)
@@ -338,58 +448,39 @@ class ModelPicker(QWidget):
                                      "Pause or cancel it in Models….")
         self.download_bar.show()
 
-    def _download_progress(self, name: str, done, total, rate: float, eta) -> None:
-        if name != self.pending_download:
+    def _download_progress(self, d: DownloadInfo) -> None:
+        if d.name != self.pending_download:
             return
-        if total:
+        if d.total:
             self.download_bar.setRange(0, 1000)
-            self.download_bar.setValue(int(1000 * done / total))
-            self.download_bar.setAccessibleDescription(f"{format_bytes(done, unknown='size unknown')} of {format_bytes(total, unknown='size unknown')}")
+            self.download_bar.setValue(int(1000 * d.done / d.total))
+            self.download_bar.setAccessibleDescription(f"{format_bytes(d.done)} of {format_bytes(d.total)}")
         self.download_bar.show()
 
-    def _download_finished(self, name: str) -> None:
+    def _download_finished(self, d: DownloadInfo) -> None:
         self._update_sizes()
-        if name != self.pending_download:
+        if d.name != self.pending_download:
             return
         self.pending_download = None
         self.download_bar.hide()
-        d = self.controller.get(name)
-        installed = (d.installed_as if d else None) or name
-        self._request(installed, d.label if d else installed)
+        self._request(d.installed_as or d.name, d.label)
 
-    def _download_failed(self, name: str, message: str) -> None:
+    def _download_failed(self, d: DownloadInfo) -> None:
+        """Said once, here, in a line: the manager's Downloads page has the row to retry it."""
         self._update_sizes()
-        if name != self.pending_download:
+        if d.name != self.pending_download:
             return
         self.pending_download = None
         self.download_bar.hide()
-        self.status_label.clear()
-        box = QMessageBox(QMessageBox.Icon.Warning, "Download failed", message, QMessageBox.StandardButton.Ok, self)
-        box.button(QMessageBox.StandardButton.Ok).setAccessibleName("OK")
-        self.error_box = box
-        box.open()
+        self._say(f"Download of {d.label} failed", f"{d.message}\n\nModels… → Downloads retries it.", error=True)
 
-    def _download_stopped(self, name: str) -> None:
+    def _download_stopped(self, d: DownloadInfo) -> None:
         self._update_sizes()
-        if name != self.pending_download:
+        if d.name != self.pending_download:
             return
-        d = self.controller.get(name)
         self.download_bar.hide()
-        if d is not None and d.status == "paused":
-            self.status_label.setText("Download paused")
-            self.status_label.setToolTip("Resume it in Models… (it loads when it is done).")
+        if d.status == "paused":
+            self._say("Download paused", "Resume it in Models… (it loads when it is done).")
         else:
             self.pending_download = None
-            self.status_label.clear()
-
-    def _installed_changed(self) -> None:
-        self.refresh_installed()
-        self._update_sizes()
-        if self.loaded:
-            self.refresh_facts()
-
-    def _load_failed(self, _message: str) -> None:
-        self.pending_load = None
-        self.status_label.clear()
-        self.refresh_installed()
-        self._update_sizes()
+            self._say()
