@@ -36,6 +36,7 @@ from typing import Any
 from assistant import remotes
 from assistant.chat_service import ModelLoaded, TurnFinished
 from common.errors import UserError
+from common.listeners import Listeners
 from common.terminal import safe_text
 from models import hub, library
 from models.download_manager import DownloadEvent, DownloadManager
@@ -131,7 +132,7 @@ class LibraryService:
     def __init__(self, *, default_context: Callable[[], int | None] = lambda: None,
                  downloads: DownloadManager | None = None, restore_downloads: bool = True) -> None:
         self._default_context = default_context
-        self._listeners: list[Listener] = []
+        self._listeners = Listeners()
         self._lock = threading.RLock()
         self._index: InstalledIndex | None = None
         self._table: ModelTable | None = None
@@ -148,24 +149,11 @@ class LibraryService:
 
     # --- listening
     def subscribe(self, listener: Listener) -> Callable[[], None]:
-        with self._lock:
-            self._listeners.append(listener)
-
-        def unsubscribe() -> None:
-            with self._lock:
-                if listener in self._listeners:
-                    self._listeners.remove(listener)
-
-        return unsubscribe
+        """Hear the library's events (and every download's); returns the function that stops it."""
+        return self._listeners.add(listener)
 
     def _emit(self, event: Any) -> None:
-        with self._lock:
-            listeners = list(self._listeners)
-        for listener in listeners:
-            try:
-                listener(event)
-            except Exception:  # a front end's bug must not stop the library
-                log.exception("a library listener failed on %s", type(event).__name__)
+        self._listeners.emit(event)
 
     def _on_download(self, event: DownloadEvent) -> None:
         self._emit(event)

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from common.errors import UserError
+from common.listeners import Listeners
 from common.paths import data_dir
 from models import atomic_file, catalogue, download, hub, labels, library, registry
 
@@ -193,32 +194,21 @@ class DownloadManager:
         self._changed = threading.Condition(self._lock)
         self._jobs: dict[str, _Job] = {}  # in the order they were asked for: the queue's order
         self._finished: dict[str, DownloadInfo] = {}
-        self._listeners: list[Listener] = []
+        self._listeners = Listeners()
         self._closed = False
         if restore:
             self.restore()
 
     # --- listening
     def subscribe(self, listener: Listener) -> Callable[[], None]:
-        with self._lock:
-            self._listeners.append(listener)
-
-        def unsubscribe() -> None:
-            with self._lock:
-                if listener in self._listeners:
-                    self._listeners.remove(listener)
-
-        return unsubscribe
+        """Hear every download's events; returns the function that stops it."""
+        return self._listeners.add(listener)
 
     def _emit(self, kind: str, info: DownloadInfo) -> None:
         # Under the lock: listeners see each download's changes one at a time, in the order they happened.
         with self._lock:
             self._changed.notify_all()
-            for listener in list(self._listeners):
-                try:
-                    listener(DownloadEvent(kind, info))
-                except Exception:  # one broken listener must not stop a download or the others
-                    log.exception("a download listener failed on %s", kind)
+            self._listeners.emit(DownloadEvent(kind, info))
 
     def _update(self, job: _Job, kind: str | None = CHANGED, **changes) -> DownloadInfo:
         with self._lock:

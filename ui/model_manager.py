@@ -88,31 +88,12 @@ class ModelManager(QDialog):
         self.machine_label.setAccessibleName("This machine")
         layout.addWidget(self.machine_label)
 
-        self.hub_line = QFrame()
-        self.hub_line.setAccessibleName("Hub status")
-        hub_layout = QHBoxLayout(self.hub_line)
-        hub_layout.setContentsMargins(10, 6, 6, 6)
-        self.hub_label = QLabel()
-        self.hub_label.setWordWrap(True)
-        self.hub_label.setAccessibleName("Hub status")
-        hub_layout.addWidget(self.hub_label, 1)
-        self.hub_button = button("Check a&gain", "Check whether the Hub answers now", lambda: self.check_hub(True))
-        hub_layout.addWidget(self.hub_button, 0, Qt.AlignmentFlag.AlignTop)
-        self.hub_line.hide()
+        self.hub_line, self.hub_label, self.hub_button = self._framed_line(
+            "Hub status", button("Check a&gain", "Check whether the Hub answers now", lambda: self.check_hub(True)))
         layout.addWidget(self.hub_line)
-
-        self.banner = QFrame()
-        self.banner.setAccessibleName("Message")
-        banner_layout = QHBoxLayout(self.banner)
-        banner_layout.setContentsMargins(10, 6, 6, 6)
-        self.message = QLabel()
-        self.message.setWordWrap(True)
+        self.banner, self.message, self.dismiss_button = self._framed_line(
+            "Message", button("Dismiss", "Dismiss message", self.clear_message))
         self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.message.setAccessibleName("Message")
-        banner_layout.addWidget(self.message, 1)
-        self.dismiss_button = button("Dismiss", "Dismiss message", self.clear_message)
-        banner_layout.addWidget(self.dismiss_button, 0, Qt.AlignmentFlag.AlignTop)
-        self.banner.hide()
         layout.addWidget(self.banner)
 
         self.tabs = QTabWidget()
@@ -134,6 +115,21 @@ class ModelManager(QDialog):
         close.setAutoDefault(False)
         buttons.rejected.connect(self.reject)
         layout.addWidget(buttons)
+
+    @staticmethod
+    def _framed_line(name: str, action) -> tuple[QFrame, QLabel, object]:
+        """A hidden frame with a wrapped label and a button beside it: for messages and the Hub's state."""
+        frame = QFrame()
+        frame.setAccessibleName(name)
+        row = QHBoxLayout(frame)
+        row.setContentsMargins(10, 6, 6, 6)
+        label = QLabel()
+        label.setWordWrap(True)
+        label.setAccessibleName(name)
+        row.addWidget(label, 1)
+        row.addWidget(action, 0, Qt.AlignmentFlag.AlignTop)
+        frame.hide()
+        return frame, label, action
 
     def _build_catalogue(self) -> QWidget:
         page = QWidget()
