@@ -429,8 +429,8 @@ class DownloadManager:
         info = job.info
         if job.pull_name is None:  # a partial file found in the cache: which file of the repo is it?
             assert info.repo is not None
-            listing = hub.list_gguf_files(info.repo)
-            found = next((f for f in listing.files if f.sha256 == info.sha256), None)
+            published = hub.list_gguf_files(info.repo)
+            found = next((f for f in published.files if f.sha256 == info.sha256), None)
             if found is None:
                 raise UserError(f"The file this partial download belongs to is no longer published in {info.repo}; "
                                 "cancel it to free its space.")
@@ -442,10 +442,11 @@ class DownloadManager:
         if plan.sha256 is None and not hub.is_offline():
             # Knowing the SHA-256 names the partial file (to delete it on cancel, to find it after a restart),
             # and the pull checks the finished file against it.
+            listing: hub.RepoListing | None = None
             try:
                 listing = hub.list_gguf_files(target.repo_id, target.revision)
             except UserError:
-                listing = None  # the pull reports why (or finds the file in the cache)
+                pass  # the pull reports why (or finds the file in the cache)
             found = next((f for f in listing.files if f.path == plan.filename), None) if listing else None
             if found is not None:
                 plan = replace(plan, size=found.size, sha256=found.sha256)

@@ -37,10 +37,10 @@ class PullTarget:
 def pull_target(name: str) -> PullTarget:
     """What `pull NAME` would download; raises ModelNotFoundError for a name that is neither catalogue nor Hub."""
     entry = catalogue.get(name)
-    if entry is not None and entry.is_starter:
+    if entry is not None and (entry.is_starter or entry.repo is None):
         raise UserError(f"{entry.name} is built in; it needs no download.")
     if "/" not in name:  # a catalogue name, optionally with a quant
-        if entry is not None:
+        if entry is not None and entry.repo is not None:
             return PullTarget(entry.name, entry.repo, entry.file, entry.quant, "main", entry)
         base, _, quant = name.partition(":")
         known = catalogue.get(base)
@@ -346,6 +346,8 @@ def _installed_facts(m: InstalledModel, entry: CatalogueEntry | None):
     """(shape, GGUFInfo or None, path or None) of an installed model; raises a UserError if it cannot be used."""
     path = _installed_file(m)
     if path is None:
+        if entry is None:
+            raise UserError(f"{safe_text(m.name)} has no file yet and nothing describes it.")
         return from_catalogue(entry), None, None
     info = read_gguf_info(path)
     return from_gguf(info), info, path

@@ -268,7 +268,7 @@ class ModelManager(QDialog):
         yes.setAccessibleName(yes_text.replace("&", ""))
         no.setText("Keep it" if "Delete" in yes_text else "Cancel")
         no.setAccessibleName(no.text())
-        box.setDefaultButton(no)
+        box.setDefaultButton(QMessageBox.StandardButton.No)
 
         def answered(clicked):
             self.prompt = None
@@ -292,10 +292,13 @@ class ModelManager(QDialog):
     def _offline(self) -> bool:
         return self.hub is not None and not self.hub.online
 
+    def _why_offline(self) -> str:
+        return self.hub.sentence if self.hub is not None else ""
+
     def _show_hub(self) -> None:
         offline = self._offline()
         if offline:
-            self.hub_label.setText(f"Offline: downloads and Hub search are off. {self.hub.sentence} "
+            self.hub_label.setText(f"Offline: downloads and Hub search are off. {self._why_offline()} "
                                    "Installed models work as usual.")
             self.hub_line.setStyleSheet(message_style("notice", self))
         self.hub_line.setVisible(offline)
@@ -336,7 +339,8 @@ class ModelManager(QDialog):
             fig = self.table.figure(name) if self.table is not None else None
             installed = self._installed_as(entry)
             if fig is not None:
-                if item.parent() is not None and item.parent().data(0, ROLE) is not None:  # another quant
+                parent = item.parent()
+                if parent is not None and parent.data(0, ROLE) is not None:  # another quant
                     item.setText(2, format_bytes(fig.size_bytes, approx=fig.size_approx, unknown="size unknown"))
                 item.setText(4, verdict_words(fig.verdict) if fig.verdict else "?")
                 item.setIcon(4, verdict_icon(fig.verdict))
@@ -511,7 +515,7 @@ class ModelManager(QDialog):
     def _installed_selection(self) -> None:
         name = self._selected_installed()
         found = self.index.get(name) if name else None
-        self.installed_load_button.setEnabled(found is not None and not self.service.is_loaded(name))
+        self.installed_load_button.setEnabled(name is not None and found is not None and not self.service.is_loaded(name))
         self.installed_delete_button.setEnabled(found is not None and not found.model.is_builtin)
         if found is None:
             self.installed_path.setText("Select a model to load or delete it. Import adds a .gguf file that is "
@@ -556,7 +560,7 @@ class ModelManager(QDialog):
             self.search_status.setText("Type a few words of a model's name, such as “llama 3b” or “qwen coder”.")
             return
         if self._offline():
-            self.search_status.setText(self.hub.sentence)
+            self.search_status.setText(self._why_offline())
             return
         self.clear_message()
         self.search_button.setEnabled(False)
@@ -636,7 +640,7 @@ class ModelManager(QDialog):
             self.show_message("Type a model name to download, such as owner/repo:Q4_K_M, or pick a search result.")
             return
         if self._offline():
-            self.show_message(f"Downloads are off: {self.hub.sentence}")
+            self.show_message(f"Downloads are off: {self._why_offline()}")
             return
         try:
             key = self.library.downloads.key(name)  # checks the name's form; no network

@@ -76,7 +76,7 @@ class ModelPicker(QWidget):
         self.loaded: dict = {}
         self.table = self.service.cached_table()
         self.remote: RemoteModels = RemoteModels()
-        self.family = None
+        self.family: catalogue.Family | None = None
         self.size_buttons: dict[str, QToolButton] = {}  # catalogue base name -> button
         self.pending_load: str | None = None
         self.pending_download: str | None = None  # a catalogue name to load once downloaded
@@ -418,7 +418,8 @@ class ModelPicker(QWidget):
         yes.setAccessibleName(f"Download {label}")
         no.setText("Not now")
         no.setAccessibleName("Do not download")
-        box.setDefaultButton(no if fig and fig.verdict == fit.NO_FIT else yes)
+        box.setDefaultButton(QMessageBox.StandardButton.No if fig and fig.verdict == fit.NO_FIT
+                             else QMessageBox.StandardButton.Yes)
         box.buttonClicked.connect(lambda clicked: self._prompt_answered(entry, clicked is yes))
         self.download_prompt = box
         box.open()

@@ -120,7 +120,7 @@ class RemoteServersPage(QWidget):
     def _select(self, name: str) -> None:
         for i in range(self.servers.topLevelItemCount()):
             item = self.servers.topLevelItem(i)
-            if item.text(0) == name:
+            if item is not None and item.text(0) == name:
                 self.servers.setCurrentItem(item)
 
     def test(self) -> None:

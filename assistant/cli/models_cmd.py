@@ -12,6 +12,7 @@ import json
 import sys
 import threading
 import time
+from typing import Any
 
 from assistant.cli.common import show_model_list_notices
 from common.errors import UserError
@@ -330,7 +331,7 @@ class _ProgressBar:
 
     def __init__(self, label: str):
         self.label = label
-        self.bar = None
+        self.bar: Any = None  # a tqdm bar, made at the first report
         self.tty = sys.stderr.isatty() and _terminal_columns() >= 40
         self.last_tenth = -1
         self.lock = threading.Lock()
@@ -407,7 +408,8 @@ def cmd_downloads_discard(args) -> int:
         raise UserError("Name one paused download to discard, or give --all.")
     names = [d.name for d in manager.downloads()] if args.all else [_stopped_download(manager, args.name).name]
     for name in names:
-        kept = manager.get(name).done
+        info = manager.get(name)
+        kept = info.done if info else 0
         manager.cancel(name)
         manager.wait(name, timeout=60)
         print(f"Discarded {safe_text(name)}" + (f" and freed {format_bytes(kept)}." if kept else "."))
@@ -468,7 +470,7 @@ def cmd_fit(args) -> int:
         print(f"  on {safe_text(name)}: {verdict}")
     if report.speed:
         sp = report.speed
-        if sp.measured:
+        if sp.measured or sp.calibration is None:
             print(f"Speed: {sp.tokens_per_s:.1f} tokens/s, measured on this machine.")
         else:
             c = sp.calibration
