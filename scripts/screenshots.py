@@ -96,17 +96,12 @@ def main() -> int:
     pump(lambda: False, 0.5)
     window.grab().save(str(OUT / "statistics.png"))
 
-    try:
-        from ui.model_manager import ModelManager
-    except ImportError:
-        print("no model manager yet; skipped its screenshot")
-    else:
-        dialog = ModelManager(window, parent=window)
-        dialog.resize(1100, 700)
-        dialog.show()
-        pump(lambda: False, 1.5)
-        dialog.grab().save(str(OUT / "model-manager.png"))
-        dialog.close()
+    dialog = window.make_model_manager()
+    dialog.resize(1100, 700)
+    dialog.show()
+    pump(lambda: False, 1.5)
+    dialog.grab().save(str(OUT / "model-manager.png"))
+    dialog.close()
 
     window.close()
     window.deleteLater()
