@@ -33,7 +33,7 @@ from common.formatting import format_bytes, format_params, format_tps
 from models import catalogue, fit
 from models import download_manager as dm
 from models.catalogue import CatalogueEntry
-from models.labels import entry_label, short_label
+from models.labels import short_label
 from models.library import BASE_MODEL_LABEL
 from ui.downloads import DownloadsPage
 from ui.library_bridge import LibraryBridge
@@ -418,14 +418,14 @@ class ModelManager(QDialog):
         if fig is not None and fig.verdict == fit.NO_FIT:
             self._ask("Download model", f"{short_label(entry)} {entry.quant} will not fit this machine.",
                       f"{fig.reason}\n\nDownload it anyway?", "&Download anyway",
-                      lambda: self.start_download(entry.name, f"{short_label(entry)} {entry.quant}"))
+                      lambda: self.start_download(entry.name))
             return
-        self.start_download(entry.name, f"{short_label(entry)} {entry.quant}")
+        self.start_download(entry.name)
 
-    def start_download(self, name: str, label: str | None = None) -> None:
+    def start_download(self, name: str) -> None:
         self.clear_message()
         try:
-            self.library.downloads.start(name, label=label)
+            self.library.downloads.start(name)
         except UserError as exc:
             self.show_message(dm.describe_error(exc))
             return
@@ -642,13 +642,7 @@ class ModelManager(QDialog):
         if self._offline():
             self.show_message(f"Downloads are off: {self._why_offline()}")
             return
-        try:
-            key = self.library.downloads.key(name)  # checks the name's form; no network
-        except UserError as exc:
-            self.show_message(dm.describe_error(exc))
-            return
-        entry = catalogue.get(key)
-        self.start_download(name, entry_label(entry) if entry is not None else None)
+        self.start_download(name)  # a name of the wrong form is refused at once, in the banner
 
     # --- downloads
     def _download_changed(self, info: dm.DownloadInfo) -> None:

@@ -429,7 +429,7 @@ class ModelPicker(QWidget):
         self.download_prompt = None
         if not yes:
             return
-        self.library.downloads.start(entry.name, label=short_label(entry))
+        self.library.downloads.start(entry.name)
         self._follow_download(entry)
         self._update_sizes()
 
