@@ -23,15 +23,18 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from filelock import Timeout
+
 from common.errors import UserError
 from common.listeners import Listeners
 from common.paths import data_dir
-from models import atomic_file, catalogue, download, hub, labels, library, registry
+from models import atomic_file, catalogue, download, hub, labels, library, registry, repo_path
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +43,7 @@ QUEUED, STARTING, DOWNLOADING, PAUSING, PAUSED, CANCELLING, FAILED, DONE = (
 RUNNING = (STARTING, DOWNLOADING)  # bytes may be moving: pause and cancel stop them
 BUSY = (STARTING, DOWNLOADING, PAUSING, CANCELLING)  # a worker thread owns it
 RECORDS_VERSION = 1
+_HASH = re.compile(r"^[0-9a-f]{40}(?:[0-9a-f]{24})?$")  # a file's SHA-256 (LFS), or its git blob id
 DEFAULT_MAX_ACTIVE = 2
 
 
@@ -152,7 +156,27 @@ def load_records() -> dict[str, dict]:
     downloads = raw.get("downloads") if isinstance(raw, dict) else None
     if not isinstance(downloads, dict):
         return {}
-    return {k: v for k, v in downloads.items() if isinstance(k, str) and isinstance(v, dict)}
+    return {k: _clean_record(v) for k, v in downloads.items() if isinstance(k, str) and k and isinstance(v, dict)}
+
+
+def _clean_record(rec: dict) -> dict:
+    """Only values of the right kind: the file is the user's to edit, and a name in it must never make a
+    path outside the Hugging Face cache (a partial file is deleted by repo and hash)."""
+    clean: dict = {k: v if isinstance(v, str) and v else None
+                   for k, v in ((k, rec.get(k)) for k in ("label", "pull_name", "repo", "filename", "sha256",
+                                                          "installs_as"))}
+    if clean["repo"] is not None:
+        try:
+            repo_path.require_repo_id(clean["repo"])
+        except UserError:
+            clean["repo"] = None
+    if clean["filename"] is not None and repo_path.problem(clean["filename"]) is not None:
+        clean["filename"] = None
+    if clean["sha256"] is not None and not _HASH.match(clean["sha256"]):
+        clean["sha256"] = None
+    size = rec.get("size")
+    clean["size"] = size if isinstance(size, int) and not isinstance(size, bool) and size > 0 else None
+    return clean
 
 
 @contextlib.contextmanager
@@ -160,7 +184,7 @@ def _changing_records():
     """Read-modify-write of the record under a file lock: the window and the CLI may change it at once."""
     from filelock import FileLock
 
-    with FileLock(str(_records_path().with_suffix(".lock")), timeout=30):
+    with FileLock(str(_records_path().with_suffix(".lock")), timeout=10):
         records = load_records()
         before = json.dumps(records, sort_keys=True)
         yield records
@@ -333,26 +357,21 @@ class DownloadManager:
         except OSError as exc:
             log.warning("the Hugging Face cache cannot be read for partial downloads: %s", exc)
             partials = []
-        installed = {m.name: m for m in registry.list_installed()}
+        try:
+            installed = {m.name: m for m in registry.list_installed()}
+        except UserError as exc:  # an unreadable list: its models are simply not known to be installed
+            log.warning("restoring downloads without the installed list: %s", exc)
+            installed = {}
         known_repos = {e.repo.lower() for e in catalogue.entries() if e.repo}
         known_repos |= {m.repo.lower() for m in installed.values() if m.repo}
         names: list[str] = []
         claimed: set[tuple[str, str]] = set()
-        with _changing_records() as records:
-            for name, rec in list(records.items()):
-                partial = next((p for p in partials if p.repo_id == rec.get("repo") and p.etag == rec.get("sha256")),
-                               None)
-                done_elsewhere = partial is None and _installed_present(installed, rec.get("installs_as") or name)
-                if done_elsewhere:
-                    del records[name]  # finished by another process since
-                    continue
-                if partial is not None:
-                    claimed.add((partial.repo_id, partial.etag))
-                info = DownloadInfo(name, rec.get("label") or label_for(name), PAUSED, partial.size if partial else 0,
-                                    rec.get("size"), repo=rec.get("repo"), filename=rec.get("filename"),
-                                    sha256=rec.get("sha256"))
-                if self._adopt(_Job(info, rec.get("pull_name") or name)):
-                    names.append(name)
+        try:
+            with _changing_records() as records:
+                self._restore_records(records, partials, installed, claimed, names)
+        except (OSError, Timeout) as exc:  # a read-only data dir: show what is recorded, change nothing
+            log.warning("the record of unfinished downloads cannot be updated: %s", exc)
+            self._restore_records(load_records(), partials, installed, claimed, names)
         for p in partials:
             if (p.repo_id, p.etag) in claimed or p.repo_id.lower() not in known_repos:
                 continue  # ours and restored above, or another tool's download of a model this app does not know
@@ -363,6 +382,21 @@ class DownloadManager:
             if self._adopt(_Job(info, None)):
                 names.append(info.name)
         return names
+
+    def _restore_records(self, records: dict, partials: list, installed: dict, claimed: set, names: list) -> None:
+        """Adopt the recorded pulls, paused, with the bytes their partial files hold; drop those done since."""
+        for name, rec in list(records.items()):
+            partial = next((p for p in partials if p.repo_id == rec.get("repo") and p.etag == rec.get("sha256")), None)
+            if partial is None and _installed_present(installed, rec.get("installs_as") or name):
+                del records[name]  # finished by another process since
+                continue
+            if partial is not None:
+                claimed.add((partial.repo_id, partial.etag))
+            info = DownloadInfo(name, rec.get("label") or label_for(name), PAUSED, partial.size if partial else 0,
+                                rec.get("size"), repo=rec.get("repo"), filename=rec.get("filename"),
+                                sha256=rec.get("sha256"))
+            if self._adopt(_Job(info, rec.get("pull_name") or name)):
+                names.append(name)
 
     def _adopt(self, job: _Job) -> bool:
         with self._lock:
@@ -490,7 +524,7 @@ class DownloadManager:
 
     def _stopped(self, job: _Job, status: str, message: str = "", error: str = "") -> None:
         with self._lock:
-            kept = self._kept_bytes(job) if status == FAILED else None
+            kept = self._kept_bytes(job)  # what the partial file holds: the last report may be behind it
             if status == FAILED:
                 job.plan = None  # a retry asks the Hub again: the failure may have been the plan's
             self._update(job, status=status, message=message, error=error, rate=0.0, eta=None,
@@ -522,7 +556,7 @@ class DownloadManager:
             self._run_queue()
 
     def _kept_bytes(self, job: _Job) -> int | None:
-        """Bytes of the partial file after a failure (0 when it was deleted, as a bad checksum does)."""
+        """Bytes of the partial file after a stop (0 when it was deleted, as a bad checksum does)."""
         if not (job.info.repo and job.info.sha256):
             return None
         partial = download.repo_folder(job.info.repo, hub.cache_dir()) / "blobs" / f"{job.info.sha256}.incomplete"

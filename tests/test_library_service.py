@@ -327,3 +327,37 @@ def _summary(name: str, n_ctx: int = 2048) -> ModelSummary:
     return ModelSummary(name=name, path=f"/models/{name}.gguf", quant="Q4_K_M", architecture="llama", n_params=1,
                         size_bytes=1, n_ctx=n_ctx, n_ctx_train=8192, n_threads=2, n_gpu_layers=0, chat_format="gguf",
                         has_chat_template=True, spec=name)
+
+
+@pytest.mark.parametrize("data", [b"not json", b"[1, 2]", b'{"downloads": [1]}', b'{"downloads": {"": {}, "x": 3}}',
+                                  b"\xff\xfe not utf-8"])
+def test_a_damaged_record_of_downloads_is_ignored(data, hub_env):  # noqa: F811
+    from common.paths import data_dir
+
+    (data_dir() / "downloads.json").write_bytes(data)
+    assert dm.DownloadManager().downloads() == []
+
+
+def test_a_hostile_record_of_downloads_names_nothing_outside_the_cache(repos, hub_env):
+    import json
+
+    from common.paths import data_dir
+
+    victim_dir = hub_env / "hub" / "models--acme--medium-GGUF" / "blobs"
+    victim_dir.mkdir(parents=True)
+    victim = hub_env / "victim.incomplete"
+    victim.write_text("keep me")
+    (data_dir() / "downloads.json").write_text(json.dumps({"version": 1, "downloads": {
+        "evil": {"repo": "acme/medium-GGUF", "sha256": "../../../victim", "size": "big", "pull_name": 5,
+                 "label": ["x"], "filename": "/etc/passwd"},
+        "dots": {"repo": "../..", "sha256": "a" * 64, "size": -5},
+    }}))
+    manager = dm.DownloadManager()
+    infos = {d.name: d for d in manager.downloads()}
+    evil, dots = infos["evil"], infos["dots"]
+    assert (evil.sha256, evil.total, evil.label, evil.filename) == (None, None, "evil", None)
+    assert dots.repo is None and dots.total is None and dots.status == dm.PAUSED
+    for name in ("evil", "dots"):
+        manager.cancel(name)
+        assert manager.wait(name, timeout=10) is None
+    assert victim.read_text() == "keep me"
