@@ -171,7 +171,7 @@ def test_the_toolbar_keeps_its_height_and_the_picker_its_width_whatever_is_loade
     with qtbot.waitSignal(window.bridge.modelLoaded, timeout=5000):
         window.load_model(name)
     idle(qtbot, window)
-    assert not picker.sizes.isVisible() and picker.family_label.text().startswith("not in the catalogue")
+    assert not picker.sizes.isVisible() and picker.family_label.text().startswith("imported file")
     assert toolbar_height(window) == height and picker.combo.width() == width
     shown = picker.combo.displayed_text()
     assert "…" in shown and shown.startswith("SmolLM2") and shown.endswith(" · Q4_K_M")  # elided in the middle

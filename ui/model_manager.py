@@ -298,8 +298,7 @@ class ModelManager(QDialog):
     def _show_hub(self) -> None:
         offline = self._offline()
         if offline:
-            self.hub_label.setText(f"Offline: downloads and Hub search are off. {self._why_offline()} "
-                                   "Installed models work as usual.")
+            self.hub_label.setText(f"Offline: downloads and Hub search are off. {self._why_offline()}")
             self.hub_line.setStyleSheet(message_style("notice", self))
         self.hub_line.setVisible(offline)
         why = "The Hugging Face Hub cannot be reached now (see the top of this window)." if offline else ""

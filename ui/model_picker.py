@@ -90,8 +90,8 @@ class ModelPicker(QWidget):
         library.downloadCancelled.connect(self._download_stopped)
         library.installedChanged.connect(self._installed_changed)
         library.tableReady.connect(self._table_ready)
-        library.remotesChanged.connect(lambda _servers: self.refresh_remote_models(fresh=True))
-        chat.modelLoaded.connect(lambda event: self.set_loaded(event.summary.to_dict()))
+        library.remotesChanged.connect(self._remotes_changed)
+        chat.modelLoaded.connect(self._model_loaded)
         chat.modelFailed.connect(self._load_failed)
         self.refresh_remote_models()
 
@@ -252,6 +252,12 @@ class ModelPicker(QWidget):
         if self.table is None:
             self.service.request_table()  # later loads: the service rebuilds it itself
 
+    def _model_loaded(self, event) -> None:
+        self.set_loaded(event.summary.to_dict())
+
+    def _remotes_changed(self, _servers) -> None:
+        self.refresh_remote_models(fresh=True)
+
     def _load_failed(self, event) -> None:
         if event.summary is not None:  # the previous model was put back
             self.set_loaded(event.summary.to_dict())
@@ -305,7 +311,9 @@ class ModelPicker(QWidget):
         elif remote:
             text = f"on {remote.get('name')} ({remote.get('host')})"
         elif self.loaded:
-            text = "not in the catalogue"
+            found = self.service.index().get(self.loaded.get("name", ""))
+            text = ("imported file" if found is None or found.model.source == "local"
+                    else f"from {found.model.repo}" if found.model.repo else "not in the catalogue")
         else:
             text = ""
         if base:
