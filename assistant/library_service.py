@@ -144,6 +144,7 @@ class LibraryService:
         self._hub: HubStatus | None = None
         self._remote_models: tuple[float, RemoteModels] | None = None
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="library")
+        self._closed = False
         self.downloads = downloads or DownloadManager(restore=restore_downloads)
         self._unsubscribe = self.downloads.subscribe(self._on_download)
 
@@ -254,6 +255,10 @@ class LibraryService:
             pending = self._pending
             if pending is not None and not pending.done() and not pending.running():
                 return pending
+            if self._closed:  # the app is closing: nobody is left to show it
+                pending = Future()
+                pending.cancel()
+                return pending
             self._pending = self._worker.submit(self.table, fresh)
             return self._pending
 
@@ -348,6 +353,8 @@ class LibraryService:
     # --- closing
     def close(self, wait_s: float = 5.0) -> None:
         """Pause the downloads (they resume next time) and stop the worker."""
+        with self._lock:
+            self._closed = True
         self._unsubscribe()
         self.downloads.shutdown(wait_s)
         self._worker.shutdown(wait=False, cancel_futures=True)

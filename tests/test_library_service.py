@@ -361,3 +361,11 @@ def test_a_hostile_record_of_downloads_names_nothing_outside_the_cache(repos, hu
         manager.cancel(name)
         assert manager.wait(name, timeout=10) is None
     assert victim.read_text() == "keep me"
+
+
+def test_a_closed_service_builds_no_more_tables_and_its_downloads_are_paused(repos):
+    service = LibraryService()
+    service.downloads.start("gemma3-1b")
+    service.close()
+    assert service.request_table().cancelled()
+    assert service.downloads.get("gemma3-1b").status in (dm.PAUSED, dm.DONE)
