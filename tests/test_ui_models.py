@@ -97,6 +97,14 @@ def downloads_of(window) -> dm.DownloadManager:
     return window.services.library.downloads
 
 
+def shown(tooltip: str) -> str:
+    """A tooltip's text as a person reads it (tooltips are escaped so that names never act as markup)."""
+    import html
+    import re
+
+    return html.unescape(re.sub(r"</?p[^>]*>", "", tooltip).replace("<br>", "\n"))
+
+
 def toolbar_height(window) -> int:
     return window.model_picker.parentWidget().height()
 
@@ -113,14 +121,14 @@ def test_picker_shows_the_family_sizes_with_verdicts_and_switches_to_an_installe
     texts = [b.text() for b in picker.size_buttons.values()]
     assert [t.split()[0] for t in texts] == ["270M", "1B", "4B", "12B"]  # size over speed, on two lines
     assert picker.family_label.text() == "Gemma 3 · base model"
-    assert picker.family_label.toolTip() == BASE_MODEL_LABEL
+    assert shown(picker.family_label.toolTip()) == BASE_MODEL_LABEL
     assert all("tok/s" in t for t in texts) and "↓" in texts[2] and "↓" not in texts[1]
     for button in picker.size_buttons.values():
         assert any(v in button.accessibleName() for v in VERDICTS) and "tok/s" in button.accessibleName()
-        assert button.toolTip().count("\n") >= 2
+        assert shown(button.toolTip()).count("\n") >= 2
     base = picker.size_buttons["gemma3-270m-base"]
     assert base.isChecked() and "loaded" in base.accessibleName()
-    assert BASE_MODEL_LABEL.capitalize() in base.toolTip()
+    assert BASE_MODEL_LABEL.capitalize() in shown(base.toolTip())
     assert picker.combo.currentData(Qt.UserRole + 1) == "gemma3-270m-base · Q4_K_M"
     assert picker.combo.currentText() == f"gemma3-270m-base · Q4_K_M — {BASE_MODEL_LABEL}"  # in the list
     assert [picker.combo.itemData(i) for i in range(picker.combo.count())][:3] == [
@@ -173,9 +181,9 @@ def test_the_toolbar_keeps_its_height_and_the_picker_its_width_whatever_is_loade
     idle(qtbot, window)
     assert not picker.sizes.isVisible() and picker.family_label.text().startswith("imported file")
     assert toolbar_height(window) == height and picker.combo.width() == width
-    shown = picker.combo.displayed_text()
-    assert "…" in shown and shown.startswith("SmolLM2") and shown.endswith(" · Q4_K_M")  # elided in the middle
-    assert picker.combo.toolTip().startswith(name)  # the whole name on hover
+    displayed = picker.combo.displayed_text()
+    assert "…" in displayed and displayed.startswith("SmolLM2") and displayed.endswith(" · Q4_K_M")  # elided mid-name
+    assert shown(picker.combo.toolTip()).startswith(name)  # the whole name on hover
 
 
 def test_a_size_that_is_not_installed_offers_a_download_then_loads_it(qtbot, make_window, gemma_repo):
@@ -203,7 +211,7 @@ def test_offline_the_picker_says_so_instead_of_offering_a_download(qtbot, make_w
     window = make_window("gemma3-270m-base")
     picker = window.model_picker
     picker._update_sizes()
-    assert "downloads are off now: Offline mode is on" in picker.size_buttons["gemma3-1b"].toolTip()
+    assert "downloads are off now: Offline mode is on" in shown(picker.size_buttons["gemma3-1b"].toolTip())
     picker.size_buttons["gemma3-1b"].click()
     qtbot.waitUntil(lambda: picker.download_prompt is not None, timeout=10_000)
     box = picker.download_prompt
@@ -224,7 +232,7 @@ def test_a_failed_download_from_the_picker_is_said_once_in_its_line(qtbot, make_
         picker.download_prompt.button(QMessageBox.StandardButton.Yes).click()
     qtbot.wait(20)
     assert picker.status_label.text() == "Download of Gemma 3 1B failed"
-    assert picker.status_label.toolTip().startswith("The download was damaged")
+    assert shown(picker.status_label.toolTip()).startswith("The download was damaged")
     assert QApplication.activeModalWidget() is None  # no box on top of it
 
 
@@ -241,7 +249,7 @@ def test_the_manager_lists_the_catalogue_families_with_fit_and_speed(qtbot, make
     assert dialog.catalogue_items["gemma3-270m-base"].text(7) == BASE_MODEL_LABEL
     one_b = dialog.catalogue_items["gemma3-1b"]
     assert one_b.text(1) == "Q4_K_M" and one_b.text(2) == "806 MB" and one_b.text(3) == "1B"
-    assert one_b.text(4) in VERDICTS and one_b.text(5).endswith("tok/s") and one_b.toolTip(4).startswith("It needs")
+    assert one_b.text(4) in VERDICTS and one_b.text(5).endswith("tok/s") and shown(one_b.toolTip(4)).startswith("It needs")
     q8 = dialog.catalogue_items["gemma3-1b:Q8_0"]
     assert q8.parent() is one_b and q8.text(2).startswith("~") and q8.text(4) in VERDICTS
     assert "RAM" in dialog.machine_label.text() and "GB/s" in dialog.machine_label.text()
@@ -501,6 +509,25 @@ def test_import_names_the_model_after_the_one_inside_then_delete_it(qtbot, make_
     assert "cannot be used" in dialog.message.text() and registry.get("notes") is None
 
 
+def test_names_paths_and_messages_from_outside_show_as_written(qtbot, make_window, tmp_path):
+    """A file, a server or a Hub answer may name things that look like markup: shown as text, never rendered."""
+    model = write_tiny_llama(tmp_path / "<b>odd</b>" / "m.gguf", name="m")
+    window = make_window()
+    window.services.library.import_file(model)
+    dialog = open_manager(qtbot, window)
+    items = {dialog.installed.topLevelItem(i).data(0, Qt.UserRole): dialog.installed.topLevelItem(i)
+             for i in range(dialog.installed.topLevelItemCount())}
+    assert "&lt;b&gt;odd&lt;/b&gt;" in items["m"].toolTip(0) and shown(items["m"].toolTip(0)) == str(model)
+    dialog.installed.setCurrentItem(items["m"])
+    assert dialog.installed_path.text() == f"File: {model}"
+    labels = [dialog.message, dialog.hub_label, dialog.installed_path, dialog.search_status, dialog.result_fit,
+              dialog.selection_label, dialog.remotes.result, window.model_picker.status_label,
+              window.model_picker.family_label]
+    assert all(label.textFormat() == Qt.PlainText for label in labels)
+    dialog.show_message("<img src='x'> failed")
+    assert dialog.message.text() == "<img src='x'> failed" and dialog.message.textFormat() == Qt.PlainText
+
+
 def test_the_loaded_model_cannot_be_deleted(qtbot, make_window, tiny_model_path):
     window = make_window()
     window.services.library.import_file(tiny_model_path)
@@ -535,7 +562,7 @@ def test_a_remote_server_that_does_not_answer_is_one_sentence(qtbot, make_window
     combo = window.model_picker.combo
     qtbot.waitUntil(lambda: any("lab" in combo.itemText(i) for i in range(combo.count())), timeout=10_000)
     i = next(i for i in range(combo.count()) if combo.itemText(i) == "lab: its models cannot be listed")
-    assert not combo.model().item(i).isEnabled() and "cannot be reached" in combo.itemData(i, Qt.ToolTipRole)
+    assert not combo.model().item(i).isEnabled() and "cannot be reached" in shown(combo.itemData(i, Qt.ToolTipRole))
 
     page.remove_button.click()
     page.prompt.button(QMessageBox.StandardButton.Yes).click()

@@ -15,6 +15,7 @@ from common.formatting import format_byte_rate, format_bytes, format_eta
 from models import download_manager as dm
 from ui.library_bridge import LibraryBridge
 from ui.library_widgets import button, error_text_style
+from ui.plain_text import plain_label, plain_tooltip
 
 STATE_WORDS = {dm.QUEUED: "Queued", dm.STARTING: "Starting…", dm.DOWNLOADING: "Downloading",
                dm.PAUSING: "Pausing…", dm.PAUSED: "Paused", dm.CANCELLING: "Cancelling…", dm.FAILED: "Failed"}
@@ -36,7 +37,7 @@ class DownloadRow(QFrame):
         grid = QGridLayout(self)
         grid.setContentsMargins(10, 8, 10, 8)
         grid.setHorizontalSpacing(8)
-        self.title = QLabel()
+        self.title = plain_label(QLabel())
         font = self.title.font()
         font.setBold(True)
         self.title.setFont(font)
@@ -45,7 +46,7 @@ class DownloadRow(QFrame):
         self.cancel_button = button("Cancel", "Cancel", lambda: self.manager.cancel(self.name))
         self.bar = QProgressBar()
         self.bar.setRange(0, 1000)
-        self.detail = QLabel()
+        self.detail = plain_label(QLabel())
         self.detail.setWordWrap(True)
         self.detail.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         grid.addWidget(self.title, 0, 0)
@@ -68,7 +69,7 @@ class DownloadRow(QFrame):
 
     def update_from(self, d: dm.DownloadInfo) -> None:
         self.title.setText(d.label)
-        self.title.setToolTip(d.name)
+        self.title.setToolTip(plain_tooltip(d.name))
         if d.total:
             self.bar.setRange(0, 1000)
             self.bar.setValue(int(1000 * min(d.done, d.total) / d.total))

@@ -38,6 +38,7 @@ from models.library import BASE_MODEL_LABEL
 from ui.downloads import DownloadsPage
 from ui.library_bridge import LibraryBridge
 from ui.library_widgets import button, message_style, tree, verdict_icon, verdict_words
+from ui.plain_text import plain_label, plain_tooltip
 from ui.remote_servers import RemoteServersPage
 from ui.workers import run_in_background
 
@@ -83,7 +84,7 @@ class ModelManager(QDialog):
     # --- building
     def _build(self) -> None:
         layout = QVBoxLayout(self)
-        self.machine_label = QLabel("Working out what fits this machine…")
+        self.machine_label = plain_label(QLabel("Working out what fits this machine…"))
         self.machine_label.setWordWrap(True)
         self.machine_label.setAccessibleName("This machine")
         layout.addWidget(self.machine_label)
@@ -123,7 +124,7 @@ class ModelManager(QDialog):
         frame.setAccessibleName(name)
         row = QHBoxLayout(frame)
         row.setContentsMargins(10, 6, 6, 6)
-        label = QLabel()
+        label = plain_label(QLabel())
         label.setWordWrap(True)
         label.setAccessibleName(name)
         row.addWidget(label, 1)
@@ -161,7 +162,7 @@ class ModelManager(QDialog):
                         item.addChild(self._catalogue_item(other, f"{short_label(entry)} {other.quant}", "…"))
             top.setExpanded(True)
         row = QHBoxLayout()
-        self.selection_label = QLabel("Select a model.")
+        self.selection_label = plain_label(QLabel("Select a model."))
         self.selection_label.setAccessibleName("Selected model")
         self.selection_label.setWordWrap(True)
         row.addWidget(self.selection_label, 1)
@@ -197,7 +198,7 @@ class ModelManager(QDialog):
         self.search_button = button("Searc&h", "Search", self.search)
         row.addWidget(self.search_button)
         v.addLayout(row)
-        self.search_status = QLabel("Results show each repo's quant files; pick one to download it.")
+        self.search_status = plain_label(QLabel("Results show each repo's quant files; pick one to download it."))
         self.search_status.setAccessibleName("Search status")
         self.search_status.setWordWrap(True)
         v.addWidget(self.search_status)
@@ -205,7 +206,7 @@ class ModelManager(QDialog):
         self.results.itemSelectionChanged.connect(self._result_selection)
         self.results.itemActivated.connect(lambda item, _col: self.download_named())
         v.addWidget(self.results, 1)
-        self.result_fit = QLabel()
+        self.result_fit = plain_label(QLabel())
         self.result_fit.setAccessibleName("Fit of the selected file")
         self.result_fit.setWordWrap(True)
         v.addWidget(self.result_fit)
@@ -231,7 +232,7 @@ class ModelManager(QDialog):
         self.installed.itemSelectionChanged.connect(self._installed_selection)
         self.installed.itemActivated.connect(lambda item, _col: self.load_installed())
         v.addWidget(self.installed, 1)
-        self.installed_path = QLabel()
+        self.installed_path = plain_label(QLabel())
         self.installed_path.setAccessibleName("File of the selected model")
         self.installed_path.setWordWrap(True)
         self.installed_path.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -262,6 +263,7 @@ class ModelManager(QDialog):
     def _ask(self, title: str, text: str, informative: str, yes_text: str, on_yes) -> QMessageBox:
         box = QMessageBox(QMessageBox.Icon.Question, title, text,
                           QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, self)
+        box.setTextFormat(Qt.TextFormat.PlainText)  # names and paths as written
         box.setInformativeText(informative)
         yes, no = box.button(QMessageBox.StandardButton.Yes), box.button(QMessageBox.StandardButton.No)
         yes.setText(yes_text)
@@ -343,7 +345,7 @@ class ModelManager(QDialog):
                     item.setText(2, format_bytes(fig.size_bytes, approx=fig.size_approx, unknown="size unknown"))
                 item.setText(4, verdict_words(fig.verdict) if fig.verdict else "?")
                 item.setIcon(4, verdict_icon(fig.verdict))
-                item.setToolTip(4, fig.reason or fig.problem or "")
+                item.setToolTip(4, plain_tooltip(fig.reason or fig.problem or ""))
                 item.setText(5, format_tps(fig.tokens_per_s, estimate=not fig.measured) if fig.tokens_per_s else "?")
                 item.setToolTip(5, "Measured on this machine" if fig.measured else "Estimated for this machine")
             self._set_status(item, entry, installed, loaded)
@@ -498,9 +500,9 @@ class ModelManager(QDialog):
             item.setData(0, ROLE, m.name)
             if r is not None:
                 item.setIcon(5, verdict_icon(r.verdict))
-                item.setToolTip(5, r.problem or r.fit_reason or "")
+                item.setToolTip(5, plain_tooltip(r.problem or r.fit_reason or ""))
                 item.setToolTip(6, "Measured on this machine" if r.speed_measured else "Estimated for this machine")
-            item.setToolTip(0, m.path)
+            item.setToolTip(0, plain_tooltip(m.path))
             self.installed.addTopLevelItem(item)
             if m.name == selected:
                 item.setSelected(True)
@@ -573,7 +575,7 @@ class ModelManager(QDialog):
         def failed(exc) -> None:  # said once, in the search's own status line
             self.search_button.setEnabled(True)
             self.search_status.setText(dm.describe_error(exc).split("\n")[0])
-            self.search_status.setToolTip(str(exc))
+            self.search_status.setToolTip(plain_tooltip(str(exc)))
             self.check_hub(fresh=True)
 
         run_in_background(lambda: self.service.search(query), done, failed, context=self)
@@ -592,7 +594,7 @@ class ModelManager(QDialog):
             self.results.addTopLevelItem(top)
             if h.error:
                 top.setText(4, h.error)
-                top.setToolTip(4, h.error)
+                top.setToolTip(4, plain_tooltip(h.error))
             seen = set()
             for f in h.files:
                 quant = f.quant or ""

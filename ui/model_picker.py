@@ -33,10 +33,12 @@ from models.library import BASE_MODEL_LABEL
 from ui.bridge import ChatBridge
 from ui.library_bridge import LibraryBridge
 from ui.library_widgets import error_text_style, verdict_icon, verdict_words
+from ui.plain_text import plain_label, plain_tooltip
 from ui.workers import run_in_background
 
 MANAGE = "\x00manage"
 SHORT_ROLE = Qt.ItemDataRole.UserRole + 1  # what the closed box shows: "name · quant"
+TIP_ROLE = Qt.ItemDataRole.UserRole + 2  # the item's tooltip as plain text
 
 
 class ElidedComboBox(QComboBox):
@@ -114,7 +116,7 @@ class ModelPicker(QWidget):
         self.combo.currentIndexChanged.connect(lambda _i: self._combo_tooltip())
         layout.addWidget(self.combo)
 
-        self.family_label = QLabel()
+        self.family_label = plain_label(QLabel())
         self.family_label.setAccessibleName("Model family")
         self.family_label.setStyleSheet("color: palette(placeholder-text);")
         layout.addWidget(self.family_label)
@@ -138,7 +140,7 @@ class ModelPicker(QWidget):
         self.download_bar.hide()
         layout.addWidget(self.download_bar)
 
-        self.status_label = QLabel()
+        self.status_label = plain_label(QLabel())
         self.status_label.setAccessibleName("Model picker status")
         layout.addWidget(self.status_label)
         self.setSizePolicy(QSizePolicy.Policy.Maximum, QSizePolicy.Policy.Fixed)
@@ -171,7 +173,8 @@ class ModelPicker(QWidget):
         self.combo.addItem(text, data)
         i = self.combo.count() - 1
         self.combo.setItemData(i, short, SHORT_ROLE)
-        self.combo.setItemData(i, tooltip, Qt.ItemDataRole.ToolTipRole)
+        self.combo.setItemData(i, plain_tooltip(tooltip), Qt.ItemDataRole.ToolTipRole)
+        self.combo.setItemData(i, tooltip, TIP_ROLE)
 
     def refresh_installed(self) -> None:
         name = self.pending_load or self.loaded.get("name")
@@ -209,8 +212,8 @@ class ModelPicker(QWidget):
         self._combo_tooltip()
 
     def _combo_tooltip(self) -> None:
-        tip = self.combo.currentData(Qt.ItemDataRole.ToolTipRole) or self.combo.currentText()
-        self.combo.setToolTip(f"{tip}\nChoose another installed or remote model to load it.")
+        tip = self.combo.currentData(TIP_ROLE) or self.combo.currentText()
+        self.combo.setToolTip(plain_tooltip(f"{tip}\nChoose another installed or remote model to load it."))
 
     def refresh_remote_models(self, fresh: bool = False) -> None:
         def done(found: RemoteModels) -> None:
@@ -237,7 +240,7 @@ class ModelPicker(QWidget):
 
     def _say(self, text: str = "", tooltip: str = "", error: bool = False) -> None:
         self.status_label.setText(text)
-        self.status_label.setToolTip(tooltip)
+        self.status_label.setToolTip(plain_tooltip(tooltip))
         self.status_label.setStyleSheet(error_text_style(self) if error else "")
 
     # --- what is loaded (the chat bridge says)
@@ -362,7 +365,7 @@ class ModelPicker(QWidget):
                 lines.append(f"Not installed, and downloads are off now: {hub.sentence}")
             else:
                 lines.append("Not installed: press to download it.")
-            button.setToolTip("\n".join(lines))
+            button.setToolTip(plain_tooltip("\n".join(lines)))
 
     def _size_pressed(self, entry: CatalogueEntry) -> None:
         self._update_sizes()

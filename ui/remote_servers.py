@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (QFormLayout, QHBoxLayout, QLabel, QLineEdit, QMes
 from assistant.library_service import ConnectionTest
 from ui.library_bridge import LibraryBridge
 from ui.library_widgets import button, error_text_style, tree
+from ui.plain_text import plain_label, plain_tooltip
 from ui.workers import run_in_background
 
 
@@ -34,7 +35,7 @@ class RemoteServersPage(QWidget):
         self.servers.setRootIsDecorated(False)
         self.servers.itemSelectionChanged.connect(self._selection)
         v.addWidget(self.servers, 1)
-        self.result = QLabel("Select a server to test its connection or remove it.")
+        self.result = plain_label(QLabel("Select a server to test its connection or remove it."))
         self.result.setAccessibleName("Connection test result")
         self.result.setWordWrap(True)
         v.addWidget(self.result)
@@ -76,7 +77,7 @@ class RemoteServersPage(QWidget):
         self.servers.clear()
         for s in servers:
             item = QTreeWidgetItem([s.name, s.url, "stored" if s.has_key else "none"])
-            item.setToolTip(0, f"{s.name}: {s.url}")
+            item.setToolTip(0, plain_tooltip(f"{s.name}: {s.url}"))
             self.servers.addTopLevelItem(item)
             if s.name == selected:
                 self.servers.setCurrentItem(item)
