@@ -173,6 +173,10 @@ def check_models(models: list[str]) -> None:
 # --- Running ------------------------------------------------------------------------------------------------
 
 
+def _same_model(summary, spec: str) -> bool:
+    return spec in (summary.spec, summary.name, summary.path)
+
+
 class CompareRun:
     """A comparison in progress: `cancel()` stops it (what finished is kept); `wait()` gives the result."""
 
@@ -227,6 +231,9 @@ class CompareService:
             unsubscribe()
             run.cancel()
             raise
+        if previous is not None and not _same_model(previous, request.models[-1]):
+            # Queued right behind the answers, so a chat the user sends meanwhile runs on their own model.
+            self._load_back(previous)
         thread = threading.Thread(target=self._follow, args=(run, cells, events, unsubscribe, listener, previous),
                                   name="compare", daemon=True)
         thread.start()
@@ -310,8 +317,10 @@ class CompareService:
             return
         unsubscribe()
         result.cancelled = run.cancelled
-        if previous is not None:
-            self._put_back(previous)
+        if previous is not None and run.cancelled and _same_model(previous, req.models[-1]):
+            current = self.chat.summary()  # stopped before the last model: the one loaded is not theirs
+            if current is None or not _same_model(previous, current.spec or current.name):
+                self._load_back(previous)
         run.future.set_result(result)
         tell(RunDone(result))
 
@@ -342,10 +351,7 @@ class CompareService:
             log.warning("could not save the comparison: %s", exc)
             result.save_error = str(exc)
 
-    def _put_back(self, previous) -> None:
-        current = self.chat.summary()
-        if current is not None and current.path == previous.path and current.name == previous.name:
-            return
+    def _load_back(self, previous) -> None:
         future = self.chat.load(previous.spec or previous.name)
         future.add_done_callback(lambda f: f.cancelled() or f.exception() is None
                                  or log.warning("could not put back %s: %s", previous.name, f.exception()))

@@ -11,14 +11,18 @@ its memory cells say "on NAME".
 
 from __future__ import annotations
 
-import re
+import logging
 import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from assistant.model_choices import label_of, short_label
 from assistant.stats_format import STOP_WORDS, model_label
+from common.errors import UserError
 from common.formatting import format_bytes, format_duration, format_tps
+
+log = logging.getLogger(__name__)
 
 NOT_KNOWN = "–"
 
@@ -101,9 +105,6 @@ def figure_table(stats_list: list[dict[str, Any] | None]) -> list[tuple[str, lis
 
 # --- Names people use --------------------------------------------------------------------------------------
 
-_PAREN = re.compile(r"\s*\([^)]*\)")
-
-
 def display_name(spec: str, stats: dict[str, Any] | None = None) -> str:
     """'SmolLM2 135M' for starter, 'Gemma 3 1B' for gemma3-1b; a remote's MODEL@REMOTE as it is."""
     if "@" in spec:
@@ -112,17 +113,15 @@ def display_name(spec: str, stats: dict[str, Any] | None = None) -> str:
         from models import registry
 
         entry = registry.catalogue_entry(spec)
-    except Exception as exc:  # an unreadable installed list must not cost a summary its names
-        import logging
-
-        logging.getLogger(__name__).info("no catalogue name for %s: %s", spec, exc)
+    except UserError as exc:  # an unreadable installed list must not cost a summary its names
+        log.info("no catalogue name for %s: %s", spec, exc)
         entry = None
     if entry is not None:
-        label = _PAREN.sub("", entry.label).replace(" Instruct", "").strip()
-        if label:
-            return label
+        return short_label(entry)
     model = (stats or {}).get("model")
-    return model_label(model) if isinstance(model, dict) and model_label(model) else spec
+    if isinstance(model, dict) and model_label(model):
+        return model_label(model)
+    return label_of(spec)
 
 
 # --- A batch (prompt set) summary --------------------------------------------------------------------------
