@@ -209,6 +209,7 @@ class CompareService:
     def __init__(self, chat: ChatService, history: Any = None) -> None:
         self.chat = chat
         self.history = history
+        self._home = None  # the model being put back after a comparison, until it is
 
     def start(self, request: CompareRequest, listener: Listener | None = None) -> CompareRun:
         """Queue every answer of the comparison (or batch) now; events reach `listener` as they happen."""
@@ -219,7 +220,9 @@ class CompareService:
         # thread keeps those of its own turns. Subscribed before submitting, so none is missed.
         unsubscribe = self.chat.subscribe(lambda e: events.put(e) if hasattr(e, "request_id") else None)
         cells = [(p, m) for m in range(len(request.models)) for p in range(len(request.prompts))]  # model-major
-        previous = self.chat.summary() if request.restore_model else None
+        # The model to put back: one an earlier comparison is still putting back counts, not the compared
+        # model still loaded meanwhile.
+        previous = (self._home or self.chat.summary()) if request.restore_model else None
         try:
             for p, m in cells:
                 messages = ([{"role": "system", "content": request.system_prompt}] if request.system_prompt else [])
@@ -352,9 +355,16 @@ class CompareService:
             result.save_error = str(exc)
 
     def _load_back(self, previous) -> None:
+        self._home = previous
         future = self.chat.load(previous.spec or previous.name)
-        future.add_done_callback(lambda f: f.cancelled() or f.exception() is None
-                                 or log.warning("could not put back %s: %s", previous.name, f.exception()))
+
+        def done(f: Future) -> None:
+            if self._home is previous:
+                self._home = None
+            if not f.cancelled() and f.exception() is not None:
+                log.warning("could not put back %s: %s", previous.name, f.exception())
+
+        future.add_done_callback(done)
 
     # --- Verdicts (the history's; here so every front end marks them the same way)
     def set_verdict(self, answer_id: int, verdict: str | None):

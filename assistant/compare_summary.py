@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from assistant.model_choices import label_of, short_label
-from assistant.stats_format import STOP_WORDS, model_label
+from assistant.stats_format import model_label
 from common.errors import UserError
 from common.formatting import format_bytes, format_duration, format_tps
 
@@ -70,8 +70,12 @@ def figures(stats: dict[str, Any] | None) -> dict[str, Any]:
 FIGURE_ROWS = (
     ("gen_tps", "tok/s"), ("ttft_ms", "first token"), ("completion_tokens", "tokens"), ("total_ms", "total time"),
     ("weights_bytes", "weights"), ("kv_bytes", "KV cache"), ("compute_bytes", "compute"),
-    ("rss_peak_bytes", "peak RAM (model process)"), ("size_bytes", "file size"), ("quant", "quant"),
+    ("rss_peak_bytes", "peak RAM"), ("size_bytes", "file size"), ("quant", "quant"),
 )
+PEAK_RAM_NOTE = "peak RAM: the most resident memory the model's own process (its runner) used"
+# Why a reply ended, in a word or two beside its token count (the natural end says nothing).
+SHORT_STOPS = {"length": "limit", "stopped": "stopped", "context_full": "context full", "repetition": "loop",
+               "error": "error"}
 _MEMORY_KEYS = {"weights_bytes", "kv_bytes", "compute_bytes", "rss_peak_bytes"}
 
 
@@ -90,7 +94,7 @@ def format_figure(key: str, fig: dict[str, Any]) -> str:
         if value is None:
             return NOT_KNOWN
         stop = fig.get("stop_reason")
-        note = f" ({STOP_WORDS.get(stop, stop)})" if stop and stop not in ("eos", "stop") else ""
+        note = f" ({SHORT_STOPS.get(stop, stop)})" if stop and stop not in ("eos", "stop") else ""
         return f"{int(value)}{note}"
     if key == "quant":
         return str(value) if value else NOT_KNOWN

@@ -116,3 +116,22 @@ def test_a_prompt_set_runs_as_a_batch(compared):
     # Both prompts of one model ran in the same runner process; each model in its own.
     pids = [[a.stats["transport"]["runner_pid"] for a in row] for row in batch.answers]
     assert pids[0][0] == pids[1][0] and pids[0][1] == pids[1][1] and pids[0][0] != pids[0][1]
+
+
+def test_the_peak_memory_is_the_model_process_own(starter_model_path):
+    """A runner started by a process that once held 600 MB reports its own peak, not that one's."""
+    from assistant.engine import LoadSettings, LocalEngine
+
+    ballast = bytearray(600_000_000)
+    for i in range(0, len(ballast), 4096):
+        ballast[i] = 1  # resident now: this process's peak is above 600 MB
+    del ballast
+    engine = LocalEngine()
+    try:
+        engine.load(str(starter_model_path), LoadSettings(n_ctx=512))
+        response = engine.chat([{"role": "user", "content": "Hi"}], GenerationSettings(max_tokens=2))
+        response.text()
+        memory = response.stats.memory
+        assert memory.weights_bytes < memory.rss_peak_bytes < 500_000_000
+    finally:
+        engine.unload()

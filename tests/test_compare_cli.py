@@ -24,7 +24,7 @@ def test_compare_streams_each_reply_then_the_figures_side_by_side(capsys, starte
     assert out.index(f"── {starter_model_path}") < out.index(f"── {gemma_model_path}")
     table = out[out.index("tok/s"):]
     for label in ("tok/s", "first token", "tokens", "total time", "weights", "KV cache", "compute",
-                  "peak RAM (model process)", "file size", "quant"):
+                  "peak RAM", "file size", "quant"):
         assert f"\n{label} " in "\n" + table
     assert "Q4_1" in table and "Q4_K_M" in table and "98.4 MB" in table and "253 MB" in table
     assert "seed 3" in out and "Saved as comparison 1" in out

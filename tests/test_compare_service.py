@@ -191,3 +191,13 @@ def test_run_done_carries_the_result(setup):
     done = [e for e in events if isinstance(e, RunDone)]
     assert len(done) == 1 and done[0].result is result
     assert [e.answer for e in events if isinstance(e, AnswerDone)] == result.answers[0]
+
+
+def test_a_second_comparison_right_after_the_first_still_puts_back_the_users_model(setup):
+    engine, chat, history, service = setup
+    chat.load("mine").result(10)
+    engine.load_delay = 0.2  # the put-back load is still queued or running when the next comparison starts
+    service.run(CompareRequest(prompts=["x"], models=["a", "b"], restore_model=True), timeout=30)
+    service.run(CompareRequest(prompts=["y"], models=["c", "d"], restore_model=True), timeout=30)
+    chat.run_on_engine(lambda e: None).result(10)
+    assert chat.summary().name == "mine" and engine.loads[-1] == "mine"

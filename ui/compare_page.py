@@ -31,8 +31,8 @@ from PySide6.QtWidgets import (QAbstractItemView, QDialog, QDialogButtonBox, QFo
 
 from assistant.compare import (AnswerDone, AnswerLoading, AnswerStarted, AnswerText, CompareRequest, CompareService,
                                RunDone)
-from assistant.compare_summary import (FIGURE_ROWS, SUMMARY_HEADERS, Cell, display_name, figures, format_figure,
-                                       pair_summaries, summarize_models)
+from assistant.compare_summary import (FIGURE_ROWS, PEAK_RAM_NOTE, SUMMARY_HEADERS, Cell, display_name, figures,
+                                       format_figure, pair_summaries, summarize_models)
 from assistant.engine.settings import GenerationSettings, LoadSettings
 from assistant.model_choices import ModelChoice, compare_choices, remote_choices
 from common.errors import UserError
@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 SPEC_ROLE = Qt.ItemDataRole.UserRole
 RENDER_INTERVAL_MS = 80
 SAVED_SHOWN = 200
+STOP_NOTES = {"length": "reply limit reached", "repetition": "stopped a loop", "context_full": "context full"}
 
 
 class _Relay(QObject):
@@ -102,6 +103,9 @@ class AnswerColumn(QFrame):
             name.setStyleSheet("color: palette(placeholder-text);")
             value = QLabel("–")
             value.setAccessibleName(label)
+            if key == "rss_peak_bytes":
+                name.setToolTip(PEAK_RAM_NOTE)
+                value.setToolTip(PEAK_RAM_NOTE)
             value.setAlignment(Qt.AlignmentFlag.AlignRight)
             grid.addWidget(name, row // 2, (row % 2) * 2)
             grid.addWidget(value, row // 2, (row % 2) * 2 + 1)
@@ -158,7 +162,7 @@ class AnswerColumn(QFrame):
             label.setText(format_figure(key, fig) if self.stats else "–")
         stop = fig.get("stop_reason")
         self.set_status({"error": "failed", "stopped": "stopped"}.get(status, "done" if stop in (None, "eos")
-                        else f"done · {stop.replace('_', ' ')}"))
+                        else f"done · {STOP_NOTES.get(stop, stop.replace('_', ' '))}"))
         if error:
             self.status.setToolTip(error)
             if not self.text:
@@ -239,6 +243,8 @@ class ComparePage(QWidget):
         self._checked: set[str] | None = None  # None: not chosen yet (the defaults apply)
         self._remote: list[ModelChoice] = []
         self._remote_problems: list[str] = []
+        self._typed: list[str] = []
+        self.summary_sentences: list[str] = []
         self._build()
 
     # --- Building
@@ -268,7 +274,7 @@ class ComparePage(QWidget):
         self.model_list.setAccessibleName("Models to compare")
         self.model_list.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
         self.model_list.itemChanged.connect(self._model_checked)
-        layout.addWidget(self.model_list, 3)
+        layout.addWidget(self.model_list, 2)
         add_row = QHBoxLayout()
         self.add_edit = QLineEdit()
         self.add_edit.setPlaceholderText("Another model: name, .gguf path or MODEL@REMOTE")
@@ -315,9 +321,11 @@ class ComparePage(QWidget):
         self.saved_list = QListWidget()
         self.saved_list.setAccessibleName("Saved comparisons")
         self.saved_list.setWordWrap(True)
+        self.saved_list.setAlternatingRowColors(True)
+        self.saved_list.setSpacing(1)
         self.saved_list.itemActivated.connect(self._open_saved_item)
         self.saved_list.itemClicked.connect(self._open_saved_item)
-        layout.addWidget(self.saved_list, 2)
+        layout.addWidget(self.saved_list, 3)
         self.rerun_button = QPushButton("Run again on the checked models")
         self.rerun_button.setAccessibleName("Run the saved comparison again on the checked models")
         self.rerun_button.clicked.connect(self.rerun_selected)
@@ -433,7 +441,7 @@ class ComparePage(QWidget):
         choices = compare_choices(loaded)
         if self._checked is None:
             self._checked = self._default_checks(choices, loaded)
-        typed = [s for s in self._typed_models() if s not in {c.spec for c in choices + self._remote}]
+        typed = [s for s in self._typed if s not in {c.spec for c in choices + self._remote}]
         self.model_list.blockSignals(True)
         self.model_list.clear()
         groups = (("family", "Sizes of the loaded model's family"), ("installed", "Installed"),
@@ -488,14 +496,12 @@ class ComparePage(QWidget):
             checked.add(other)
         return {c for c in checked if c}
 
-    def _typed_models(self) -> list[str]:
-        return getattr(self, "_typed", [])
-
     def _add_typed_model(self) -> None:
         spec = self.add_edit.text().strip()
         if not spec:
             return
-        self._typed = [*self._typed_models(), spec] if spec not in self._typed_models() else self._typed_models()
+        if spec not in self._typed:
+            self._typed.append(spec)
         self._checked = (self._checked or set()) | {spec}
         self.add_edit.clear()
         self.refresh_models()
@@ -888,6 +894,13 @@ class ComparePage(QWidget):
         except UserError as exc:
             self._say(str(exc))
         self.refresh_sets()
+
+    def set_dark(self, dark: bool) -> None:
+        """Answers' code colours follow the theme (the window calls this when it changes)."""
+        self._renderer = MarkdownRenderer(dark=dark)
+        for column in self.columns:
+            column._renderer = self._renderer
+            column._render()
 
     # --- Helpers
     def _say(self, text: str) -> None:

@@ -389,7 +389,10 @@ class MainWindow(QMainWindow):
 
         from ui.theme import apply_theme, repolish
 
-        self.chat.set_dark(apply_theme(QApplication.instance(), theme))
+        dark = apply_theme(QApplication.instance(), theme)
+        self.chat.set_dark(dark)
+        if self.compare_page is not None:
+            self.compare_page.set_dark(dark)
         repolish(self)
         if self.current_id:
             self.open_conversation(self.current_id)

@@ -199,7 +199,8 @@ def _records(result) -> list[dict]:
 
 
 def _report(result) -> None:
-    from assistant.compare_summary import SUMMARY_HEADERS, cells_of_result, display_name, summarize_models
+    from assistant.compare_summary import (PEAK_RAM_NOTE, SUMMARY_HEADERS, cells_of_result, display_name,
+                                           summarize_models)
 
     print()
     if len(result.prompts) == 1:
@@ -209,7 +210,8 @@ def _report(result) -> None:
     else:
         rows = summarize_models(cells_of_result(result), result.models)
         _print_table(SUMMARY_HEADERS, [r.cells() for r in rows])
-    print(dim(f"seed {result.settings.seed} · same prompt, system prompt and sampling for every model", sys.stdout))
+    print(dim(f"seed {result.settings.seed} · same prompt, system prompt and sampling for every model · "
+              f"{PEAK_RAM_NOTE}", sys.stdout))
     if result.save_error:
         print(f"warning: not saved: {safe_text(result.save_error)}", file=sys.stderr)
     saved = [c for c in result.comparison_ids if c is not None]
