@@ -63,7 +63,20 @@ def figures(stats: dict[str, Any] | None) -> dict[str, Any]:
         "stop_reason": stats.get("stop_reason") if isinstance(stats.get("stop_reason"), str) else None,
         "runner_pid": transport.get("runner_pid"),
         "remote": remote,
+        "cpu_busy": _cpu_busy(transport.get("cpu_other_busy"), stats.get("n_threads")),
     }
+
+
+BUSY_NOTE = "(busy): other programs used the CPU during that reply, so its speed is below what this machine gives"
+
+
+def _cpu_busy(fraction: Any, threads: Any) -> bool:
+    """Other programs held the cores the model needed while it answered (models.speed's rule)."""
+    from models.speed import is_quiet
+
+    busy = _num(fraction)
+    n = int(threads) if isinstance(threads, int) and threads > 0 else 1
+    return busy is not None and not is_quiet(busy, n)
 
 
 # (key, label): the rows under each column, in the issue's order.
@@ -87,7 +100,8 @@ def format_figure(key: str, fig: dict[str, Any]) -> str:
     if key == "gen_tps":
         text = format_tps(value, unknown=NOT_KNOWN)
         server = fig.get("server_gen_tps")
-        return f"{text} (server {format_tps(server)})" if server else text
+        text = f"{text} (server {format_tps(server)})" if server else text
+        return f"{text} (busy)" if fig.get("cpu_busy") else text
     if key in ("ttft_ms", "total_ms"):
         return format_duration(value / 1000 if value is not None else None, unknown=NOT_KNOWN)
     if key == "completion_tokens":

@@ -77,6 +77,8 @@ def main() -> int:
     starter, gemma = page.columns
     page._best(starter, True)
     page._verdict(gemma, "not_good")
+    pump(lambda: window.model.get("name") == "starter", 120)  # the user's own model, put back
+    page.refresh_models()
     pump(lambda: False, 0.5)
     window.grab().save(str(OUT / "compare-light.png"))
 

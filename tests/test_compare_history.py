@@ -295,3 +295,11 @@ def test_figures_tolerate_odd_records():
         assert all(isinstance(cell, str) for _, cells in figure_table([odd]) for cell in cells)
     assert display_name("/tmp/x/SmolLM2-135M-Instruct.Q4_1.gguf", {"model": {"file": "/tmp/x/a-Q4_1.gguf",
                                                                              "quant": "Q4_1"}}) == "a"
+
+
+def test_a_speed_measured_on_a_busy_cpu_says_so():
+    quiet = _stats(**SMALL) | {"n_threads": 2}
+    quiet["transport"] = {"runner_pid": 1, "cpu_other_busy": 0.0}
+    busy = _stats(**SMALL) | {"n_threads": 2}
+    busy["transport"] = {"runner_pid": 2, "cpu_other_busy": 0.9}
+    assert dict(figure_table([quiet, busy]))["tok/s"] == ["60 tok/s", "60 tok/s (busy)"]

@@ -323,3 +323,10 @@ def test_the_page_compares_the_two_builtin_models_on_the_real_engine(qtbot, tmp_
         assert starter.good.isEnabled()
     finally:
         w.close()
+
+
+def test_a_reply_ended_by_the_loop_guard_says_so_under_it():
+    from assistant.stats_format import format_stats_line
+
+    assert format_stats_line({"stop_reason": "repetition", "completion_tokens": 300}).endswith(
+        "stopped a loop (repetition)")

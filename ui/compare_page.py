@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QDialog, QDialogButtonBox, QFo
 
 from assistant.compare import (AnswerDone, AnswerLoading, AnswerStarted, AnswerText, CompareRequest, CompareService,
                                RunDone)
-from assistant.compare_summary import (FIGURE_ROWS, PEAK_RAM_NOTE, SUMMARY_HEADERS, Cell, display_name, figures,
+from assistant.compare_summary import (BUSY_NOTE, FIGURE_ROWS, PEAK_RAM_NOTE, SUMMARY_HEADERS, Cell, display_name, figures,
                                        format_figure, pair_summaries, summarize_models)
 from assistant.engine.settings import GenerationSettings, LoadSettings
 from assistant.model_choices import ModelChoice, compare_choices, remote_choices
@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 SPEC_ROLE = Qt.ItemDataRole.UserRole
 RENDER_INTERVAL_MS = 80
 SAVED_SHOWN = 200
+VERDICT_COLOURS = {"Good enough": ("#2e7d32", "#ffffff"), "Not good enough": ("#c62828", "#ffffff"),
+                   "Best": ("#f9a825", "#1f1f1f")}
 STOP_NOTES = {"length": "reply limit reached", "repetition": "stopped a loop", "context_full": "context full"}
 
 
@@ -129,6 +131,10 @@ class AnswerColumn(QFrame):
     def _verdict_button(self, text: str, name: str) -> QPushButton:
         button = QPushButton(text)
         button.setCheckable(True)
+        # A verdict must show at a glance in either theme: Fusion's checked look is faint on dark palettes.
+        colour, ink = VERDICT_COLOURS[text]
+        button.setStyleSheet(f"QPushButton:checked {{ background: {colour}; color: {ink}; border: 1px solid {colour};"
+                             " border-radius: 3px; padding: 3px 8px; }")
         button.setEnabled(False)
         button.setAccessibleName(name)
         return button
@@ -160,6 +166,7 @@ class AnswerColumn(QFrame):
         fig = figures(self.stats)
         for key, label in self.figure_labels.items():
             label.setText(format_figure(key, fig) if self.stats else "–")
+        self.figure_labels["gen_tps"].setToolTip(BUSY_NOTE if fig.get("cpu_busy") else "")
         stop = fig.get("stop_reason")
         self.set_status({"error": "failed", "stopped": "stopped"}.get(status, "done" if stop in (None, "eos")
                         else f"done · {STOP_NOTES.get(stop, stop.replace('_', ' '))}"))

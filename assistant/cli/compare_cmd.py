@@ -199,8 +199,8 @@ def _records(result) -> list[dict]:
 
 
 def _report(result) -> None:
-    from assistant.compare_summary import (PEAK_RAM_NOTE, SUMMARY_HEADERS, cells_of_result, display_name,
-                                           summarize_models)
+    from assistant.compare_summary import (BUSY_NOTE, PEAK_RAM_NOTE, SUMMARY_HEADERS, cells_of_result,
+                                           display_name, figures, summarize_models)
 
     print()
     if len(result.prompts) == 1:
@@ -210,6 +210,8 @@ def _report(result) -> None:
     else:
         rows = summarize_models(cells_of_result(result), result.models)
         _print_table(SUMMARY_HEADERS, [r.cells() for r in rows])
+    if any(figures(a.stats)["cpu_busy"] for row in result.answers for a in row if a is not None):
+        print(dim(BUSY_NOTE, sys.stdout))
     print(dim(f"seed {result.settings.seed} · same prompt, system prompt and sampling for every model · "
               f"{PEAK_RAM_NOTE}", sys.stdout))
     if result.save_error:
