@@ -29,13 +29,21 @@ import queue
 import secrets
 import threading
 import uuid
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable
+from typing import Any
 
 from assistant import remotes
-from assistant.chat_service import (ChatService, ModelLoading, TurnFailed, TurnFinished, TurnRequest, TurnStarted,
-                                    TurnText)
+from assistant.chat_service import (
+    ChatService,
+    ModelLoading,
+    TurnFailed,
+    TurnFinished,
+    TurnRequest,
+    TurnStarted,
+    TurnText,
+)
 from assistant.engine.settings import GenerationSettings, LoadSettings
 from common.errors import UserError
 
@@ -89,7 +97,8 @@ class CompareResult:
     save_error: str | None = None  # the history could not keep it (a full disk): the run itself stands
 
     def column(self, model_index: int) -> list[AnswerResult]:
-        return [row[model_index] for row in self.answers if row[model_index] is not None]
+        """One model's answers (those that ran)."""
+        return [a for a in (row[model_index] for row in self.answers) if a is not None]
 
 
 # --- Events -------------------------------------------------------------------------------------------------
@@ -295,7 +304,7 @@ class CompareService:
             pending = set(cell_of)
             while pending:
                 event = events.get()
-                cell = cell_of.get(event.request_id)
+                cell = cell_of.get(getattr(event, "request_id", -1))
                 if cell is None:
                     continue
                 p, m = cell
@@ -334,7 +343,7 @@ class CompareService:
                 return None  # never started: nothing to show or keep
             return AnswerResult(model, "", "error", event.sentence, {})
         stats = dict(event.stats or {})
-        reason = stats.get("stop_reason")
+        reason = str(stats.get("stop_reason") or "")
         status = {"stopped": "stopped", "error": "error"}.get(reason, "complete")
         return AnswerResult(model, event.text, status, stats.get("error"), stats)
 

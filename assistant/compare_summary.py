@@ -12,6 +12,7 @@ its memory cells say "on NAME".
 from __future__ import annotations
 
 import logging
+import math
 import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -30,7 +31,12 @@ NOT_KNOWN = "–"
 def _num(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    return float(value) if value == value and value not in (float("inf"), float("-inf")) else None
+    return float(value) if math.isfinite(value) else None
+
+
+def _part(record: dict[str, Any], key: str) -> dict[str, Any]:
+    value = record.get(key)
+    return value if isinstance(value, dict) else {}
 
 
 def remote_name(stats: dict[str, Any] | None) -> str | None:
@@ -43,27 +49,25 @@ def remote_name(stats: dict[str, Any] | None) -> str | None:
 
 def figures(stats: dict[str, Any] | None) -> dict[str, Any]:
     """The figures compare shows, as numbers (None: not known); memory is None for a remote model."""
-    stats = stats if isinstance(stats, dict) else {}
-    memory = stats.get("memory") if isinstance(stats.get("memory"), dict) else {}
-    model = stats.get("model") if isinstance(stats.get("model"), dict) else {}
-    transport = stats.get("transport") if isinstance(stats.get("transport"), dict) else {}
-    remote = remote_name(stats)
+    record: dict[str, Any] = stats if isinstance(stats, dict) else {}
+    memory, model, transport = _part(record, "memory"), _part(record, "model"), _part(record, "transport")
+    remote = remote_name(record)
     return {
-        "gen_tps": _num(stats.get("gen_tps")),
+        "gen_tps": _num(record.get("gen_tps")),
         "server_gen_tps": _num(transport.get("server_gen_tps")),
-        "ttft_ms": _num(stats.get("ttft_ms")),
-        "completion_tokens": _num(stats.get("completion_tokens")),
-        "total_ms": _num(stats.get("total_ms")),
+        "ttft_ms": _num(record.get("ttft_ms")),
+        "completion_tokens": _num(record.get("completion_tokens")),
+        "total_ms": _num(record.get("total_ms")),
         "weights_bytes": None if remote else _num(memory.get("weights_bytes")),
         "kv_bytes": None if remote else _num(memory.get("kv_bytes")),
         "compute_bytes": None if remote else _num(memory.get("compute_bytes")),
         "rss_peak_bytes": None if remote else _num(memory.get("rss_peak_bytes")),
         "size_bytes": _num(model.get("size_bytes")),
         "quant": model.get("quant") if isinstance(model.get("quant"), str) else None,
-        "stop_reason": stats.get("stop_reason") if isinstance(stats.get("stop_reason"), str) else None,
+        "stop_reason": record.get("stop_reason") if isinstance(record.get("stop_reason"), str) else None,
         "runner_pid": transport.get("runner_pid"),
         "remote": remote,
-        "cpu_busy": _cpu_busy(transport.get("cpu_other_busy"), stats.get("n_threads")),
+        "cpu_busy": _cpu_busy(transport.get("cpu_other_busy"), record.get("n_threads")),
     }
 
 
@@ -232,7 +236,7 @@ class PairSummary:
 
 
 def _size(stats: dict[str, Any]) -> float:
-    model = stats.get("model") if isinstance(stats.get("model"), dict) else {}
+    model = _part(stats, "model")
     if remote_name(stats):
         return float("inf")  # a remote model is the big one
     return _num(model.get("size_bytes")) or _num(model.get("n_params")) or float("inf")

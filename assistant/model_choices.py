@@ -63,9 +63,10 @@ def compare_choices(loaded: str | None) -> list[ModelChoice]:
     choices: list[ModelChoice] = []
     taken: set[str] = set()
     entry = registry.catalogue_entry(loaded) if loaded else None
+    own = entry.base_name if entry else None
     for size in catalogue.sizes_in_family(entry) if entry else []:
         spec = by_entry.get(size.base_name)
-        if loaded and size.base_name == entry.base_name:
+        if loaded and size.base_name == own:
             spec = loaded
         choices.append(ModelChoice(spec, short_label(size), "family", size.is_base, size.params))
         if spec:

@@ -135,3 +135,32 @@ def test_the_peak_memory_is_the_model_process_own(starter_model_path):
         assert memory.weights_bytes < memory.rss_peak_bytes < 500_000_000
     finally:
         engine.unload()
+
+
+def test_a_remote_model_compares_beside_a_local_one(starter_model_path, tmp_path):
+    """Across machines: the small local model against a server's model, memory "on NAME" for the remote one."""
+    from assistant import remotes
+    from assistant.compare_summary import figure_table
+    from tests.test_remote import LlamaServer
+
+    server = LlamaServer(starter_model_path, alias="small")
+    history = HistoryStore.open(tmp_path / "history.db")
+    chat = ChatService(EngineRouter(), history)
+    try:
+        remotes.add("box", server.url)
+        result = CompareService(chat, history).run(
+            CompareRequest(prompts=["Say hi."], models=[str(starter_model_path), "small@box"],
+                           settings=GenerationSettings(max_tokens=8)), timeout=300)
+        local, remote = result.answers[0]
+        assert local.ok and remote.ok, (local.error, remote.error)
+        assert remote.stats["transport"]["kind"] == "remote" and remote.stats["transport"]["remote"] == "box"
+        assert all(v is None for v in remote.stats["memory"].values())  # never this machine's memory
+        assert local.stats["memory"]["rss_peak_bytes"] > 0
+        table = dict(figure_table([local.stats, remote.stats]))
+        assert [table[k][1] for k in ("weights", "KV cache", "compute", "peak RAM")] == ["on box"] * 4
+        assert table["tok/s"][1].split()[1].startswith("tok/s")
+        assert history.get_comparison(result.comparison_ids[0]).models == [str(starter_model_path), "small@box"]
+    finally:
+        chat.close()
+        history.close()
+        server.stop()

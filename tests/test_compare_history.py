@@ -7,10 +7,20 @@ import json
 
 import pytest
 
-from assistant.compare_summary import (display_name, figure_table, figures, pair_summaries, summarize_models,
-                                       cells_of_saved)
+from assistant.compare_summary import (
+    cells_of_saved,
+    display_name,
+    figure_table,
+    figures,
+    pair_summaries,
+    summarize_models,
+)
 from assistant.history import HistoryStore, ImportFormatError
-from assistant.history.comparisons import AnswerNotFound, ComparisonNotFound, PromptSetNotFound
+from assistant.history.comparisons import (
+    AnswerNotFound,
+    ComparisonNotFound,
+    PromptSetNotFound,
+)
 from assistant.history.errors import HistoryError
 
 

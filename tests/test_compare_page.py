@@ -330,3 +330,23 @@ def test_a_reply_ended_by_the_loop_guard_says_so_under_it():
 
     assert format_stats_line({"stop_reason": "repetition", "completion_tokens": 300}).endswith(
         "stopped a loop (repetition)")
+
+
+def test_a_remote_server_that_cannot_be_asked_is_listed_with_why(qtbot, window):
+    import socket
+
+    from assistant import remotes
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens there once closed
+    remotes.add("box", f"http://127.0.0.1:{port}")
+    page = _page(qtbot, window)
+    qtbot.waitUntil(lambda: any("Remote servers" == t for t, _ in _items(page)), timeout=10_000)
+    texts = [t for t, _ in _items(page)]
+    problem = texts[texts.index("Remote servers") + 1]
+    assert "box" in problem and "cannot be reached" in problem
+    # A remote model can still be typed in and checked.
+    page.add_edit.setText("small@box")
+    page._add_typed_model()
+    assert "small@box" in page.checked_models()

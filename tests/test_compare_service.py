@@ -6,8 +6,18 @@ from __future__ import annotations
 import pytest
 
 from assistant.chat_service import ChatService
-from assistant.compare import (AnswerDone, AnswerLoading, AnswerStarted, AnswerText, CompareError, CompareRequest,
-                               CompareService, RunDone, check_models, check_request)
+from assistant.compare import (
+    AnswerDone,
+    AnswerLoading,
+    AnswerStarted,
+    AnswerText,
+    CompareError,
+    CompareRequest,
+    CompareService,
+    RunDone,
+    check_models,
+    check_request,
+)
 from assistant.engine import GenerationSettings
 from assistant.history import HistoryStore
 from tests.support.fake_engine import FakeEngine

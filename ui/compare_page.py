@@ -24,15 +24,53 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QFont
-from PySide6.QtWidgets import (QAbstractItemView, QDialog, QDialogButtonBox, QFormLayout, QFrame, QGridLayout,
-                               QHBoxLayout, QHeaderView, QLabel, QLineEdit, QListWidget, QListWidgetItem,
-                               QMessageBox, QPlainTextEdit, QPushButton, QComboBox, QScrollArea, QSizePolicy,
-                               QSplitter, QTableWidget, QTableWidgetItem, QTextBrowser, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFormLayout,
+    QFrame,
+    QGridLayout,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QMessageBox,
+    QPlainTextEdit,
+    QPushButton,
+    QScrollArea,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QTextBrowser,
+    QVBoxLayout,
+    QWidget,
+)
 
-from assistant.compare import (AnswerDone, AnswerLoading, AnswerStarted, AnswerText, CompareRequest, CompareService,
-                               RunDone)
-from assistant.compare_summary import (BUSY_NOTE, FIGURE_ROWS, PEAK_RAM_NOTE, SUMMARY_HEADERS, Cell, display_name, figures,
-                                       format_figure, pair_summaries, summarize_models)
+from assistant.compare import (
+    AnswerDone,
+    AnswerLoading,
+    AnswerStarted,
+    AnswerText,
+    CompareRequest,
+    CompareService,
+    RunDone,
+)
+from assistant.compare_summary import (
+    BUSY_NOTE,
+    FIGURE_ROWS,
+    PEAK_RAM_NOTE,
+    SUMMARY_HEADERS,
+    Cell,
+    display_name,
+    figures,
+    format_figure,
+    pair_summaries,
+    summarize_models,
+)
 from assistant.engine.settings import GenerationSettings, LoadSettings
 from assistant.model_choices import ModelChoice, compare_choices, remote_choices
 from common.errors import UserError
@@ -53,7 +91,7 @@ STOP_NOTES = {"length": "reply limit reached", "repetition": "stopped a loop", "
 class _Relay(QObject):
     """The compare service calls its listener on its own thread; this re-emits on the UI thread."""
 
-    event = Signal(object)
+    arrived = Signal(object)
 
 
 # --- One answer -------------------------------------------------------------------------------------------------
@@ -228,17 +266,17 @@ class ComparePage(QWidget):
     runFinished = Signal(object)  # CompareResult (tests and the window may listen)
 
     def __init__(self, services, *, current_model: Callable[[], dict] | None = None,
-                 load_settings: Callable[[], LoadSettings] | None = None,
+                 load_settings: Callable[[], LoadSettings | None] | None = None,
                  generation_settings: Callable[[], GenerationSettings] | None = None, parent=None):
         super().__init__(parent)
         self.history = services.history
         self.compare = CompareService(services.chat, services.history)
-        self._current_model = current_model or (lambda: {})
-        self._load_settings = load_settings or (lambda: None)
+        self._current_model = current_model or (dict)
+        self._load_settings: Callable[[], LoadSettings | None] = load_settings or (lambda: None)
         self._generation_settings = generation_settings or GenerationSettings
         self._renderer = MarkdownRenderer(dark=is_dark())
         self._relay = _Relay(self)
-        self._relay.event.connect(self._on_event)
+        self._relay.arrived.connect(self._on_event)
         self.run = None
         self.columns: list[AnswerColumn] = []
         self.models: list[str] = []  # the columns' models
@@ -614,7 +652,7 @@ class ComparePage(QWidget):
         self._begin(lambda: self.compare.start(
             CompareRequest(prompts=[prompt], models=models, system_prompt=system,
                            settings=self._generation_settings(), load_settings=self._load_settings(),
-                           restore_model=True), listener=self._relay.event.emit), models, [prompt])
+                           restore_model=True), listener=self._relay.arrived.emit), models, [prompt])
 
     def run_set(self) -> None:
         name = self.sets_combo.currentData()
@@ -631,7 +669,7 @@ class ComparePage(QWidget):
             self._say(str(exc))
             return
         self._begin(lambda: self.compare.start_set(
-            name, models, listener=self._relay.event.emit, settings=self._generation_settings(),
+            name, models, listener=self._relay.arrived.emit, settings=self._generation_settings(),
             load_settings=self._load_settings(), restore_model=True), models, prompts)
 
     def rerun_selected(self) -> None:
@@ -651,7 +689,7 @@ class ComparePage(QWidget):
             return
         self.prompt_edit.setPlainText(saved.prompt)
         self.system_edit.setText(saved.system_prompt or "")
-        self._begin(lambda: self.compare.rerun(cid, models, listener=self._relay.event.emit,
+        self._begin(lambda: self.compare.rerun(cid, models, listener=self._relay.arrived.emit,
                                                load_settings=self._load_settings(), restore_model=True),
                     models, [saved.prompt])
 
@@ -916,7 +954,7 @@ class ComparePage(QWidget):
     def column_texts(self) -> list[str]:
         return [c.text for c in self.columns]
 
-    def closeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+    def closeEvent(self, event) -> None:
         if self.run is not None:
             self.run.cancel()
         super().closeEvent(event)

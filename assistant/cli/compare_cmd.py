@@ -18,7 +18,12 @@ import queue
 import sys
 from typing import Any
 
-from assistant.cli.common import add_generation_options, ctrl_c_cancels, dim, generation_settings
+from assistant.cli.common import (
+    add_generation_options,
+    ctrl_c_cancels,
+    dim,
+    generation_settings,
+)
 from common.errors import UserError
 from common.terminal import safe_text
 
@@ -103,7 +108,12 @@ def _load_settings(args):
 
 def _compare(args, prompts: list[str] | None, rerun_of: Any = None) -> int:
     from assistant.chat_service import ChatService
-    from assistant.compare import CompareRequest, CompareService, check_models, check_request
+    from assistant.compare import (
+        CompareRequest,
+        CompareService,
+        check_models,
+        check_request,
+    )
     from assistant.engine import EngineRouter
 
     history = None if args.no_save and not args.prompt_set and rerun_of is None else _open_history()
@@ -112,6 +122,7 @@ def _compare(args, prompts: list[str] | None, rerun_of: Any = None) -> int:
         system = args.system
         prompt_set = None
         if args.prompt_set:
+            assert history is not None  # opened for --set above
             saved_set = history.get_prompt_set(args.prompt_set)
             prompts, prompt_set = saved_set.prompts, saved_set.name
             system = system if system is not None else saved_set.system_prompt
@@ -144,7 +155,13 @@ def _compare(args, prompts: list[str] | None, rerun_of: Any = None) -> int:
 
 def _stream(service, request, quiet: bool):
     """Run it, printing each model's reply as it streams (to stdout), progress to stderr."""
-    from assistant.compare import AnswerDone, AnswerLoading, AnswerStarted, AnswerText, RunDone
+    from assistant.compare import (
+        AnswerDone,
+        AnswerLoading,
+        AnswerStarted,
+        AnswerText,
+        RunDone,
+    )
 
     events: queue.Queue = queue.Queue()
     run = service.start(request, listener=events.put)
@@ -199,8 +216,15 @@ def _records(result) -> list[dict]:
 
 
 def _report(result) -> None:
-    from assistant.compare_summary import (BUSY_NOTE, PEAK_RAM_NOTE, SUMMARY_HEADERS, cells_of_result,
-                                           display_name, figures, summarize_models)
+    from assistant.compare_summary import (
+        BUSY_NOTE,
+        PEAK_RAM_NOTE,
+        SUMMARY_HEADERS,
+        cells_of_result,
+        display_name,
+        figures,
+        summarize_models,
+    )
 
     print()
     if len(result.prompts) == 1:
@@ -212,8 +236,8 @@ def _report(result) -> None:
         _print_table(SUMMARY_HEADERS, [r.cells() for r in rows])
     if any(figures(a.stats)["cpu_busy"] for row in result.answers for a in row if a is not None):
         print(dim(BUSY_NOTE, sys.stdout))
-    print(dim(f"seed {result.settings.seed} · same prompt, system prompt and sampling for every model · "
-              f"{PEAK_RAM_NOTE}", sys.stdout))
+    print(dim(PEAK_RAM_NOTE, sys.stdout))
+    print(dim(f"seed {result.settings.seed} · the same prompt, system prompt and sampling for every model", sys.stdout))
     if result.save_error:
         print(f"warning: not saved: {safe_text(result.save_error)}", file=sys.stderr)
     saved = [c for c in result.comparison_ids if c is not None]

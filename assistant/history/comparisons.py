@@ -162,7 +162,8 @@ def create(conn: sqlite3.Connection, prompt: str, *, system_prompt: str | None, 
     cid = conn.execute(
         f"INSERT INTO comparisons ({_COMPARISON_COLUMNS.removeprefix('id, ')}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (uid, prompt, system_prompt, rows.json_text(settings or {}), prompt_set, batch, rerun_of, ts, ts)).lastrowid
-    return Comparison(cid, uid, prompt, system_prompt, dict(settings or {}), prompt_set, batch, rerun_of, ts, ts)
+    return Comparison(int(cid or 0), uid, prompt, system_prompt, dict(settings or {}), prompt_set, batch, rerun_of,
+                      ts, ts)
 
 
 def add_answer(conn: sqlite3.Connection, comparison_id: int, position: int, model: str, content: str, *,
@@ -175,14 +176,15 @@ def add_answer(conn: sqlite3.Connection, comparison_id: int, position: int, mode
     content, model, error = clean_text(content), clean_text(model), clean_optional(error)
     aid = _insert_answer(conn, comparison_id, uid, position, model, content, status, error, None, False, stats, ts, ts)
     conn.execute("UPDATE comparisons SET updated_at = ? WHERE id = ?", (ts, comparison_id))
-    return Answer(aid, uid, comparison_id, position, model, content, status, error, None, False,
+    return Answer(int(aid or 0), uid, comparison_id, position, model, content, status, error, None, False,
                   json.loads(rows.json_text(stats)) if stats is not None else None, ts, ts)
 
 
 def _insert_answer(conn, comparison_id, uid, position, model, content, status, error, verdict, best, stats,
                    created, updated) -> int:
-    get = stats.get if isinstance(stats, dict) else (lambda key: None)
-    memory = get("memory") if isinstance(get("memory"), dict) else {}
+    record: dict[str, Any] = stats if isinstance(stats, dict) else {}
+    get = record.get
+    memory = record["memory"] if isinstance(record.get("memory"), dict) else {}
     return conn.execute(
         "INSERT INTO comparison_answers (uid, comparison_id, position, model, content, status, error, verdict, best, "
         "gen_tps, ttft_ms, completion_tokens, total_ms, rss_peak_bytes, record, created_at, updated_at) "
@@ -391,7 +393,7 @@ def save_set(conn: sqlite3.Connection, name: str, prompts: list[str], system_pro
     uid = uuid.uuid4().hex
     sid = conn.execute("INSERT INTO prompt_sets (uid, name, system_prompt, prompts, created_at, updated_at) "
                        "VALUES (?, ?, ?, ?, ?, ?)", (uid, name, system_prompt, json.dumps(prompts), ts, ts)).lastrowid
-    return PromptSet(sid, uid, name, prompts, system_prompt, ts, ts)
+    return PromptSet(int(sid or 0), uid, name, prompts, system_prompt, ts, ts)
 
 
 def get_set(conn: sqlite3.Connection, name: str) -> PromptSet:
@@ -518,7 +520,9 @@ def write(conn: sqlite3.Connection, comparisons: list[dict], sets: list[dict]) -
     is taken by another set comes in as "name (2)". Returns (comparison ids, skipped
     uids, prompt set names as imported).
     """
-    imported, skipped, set_names = [], [], []
+    imported: list[int] = []
+    skipped: list[str] = []
+    set_names: list[str] = []
     for c in comparisons:
         if conn.execute("SELECT 1 FROM comparisons WHERE uid = ?", (c["id"],)).fetchone():
             skipped.append(c["id"])
@@ -535,7 +539,7 @@ def write(conn: sqlite3.Connection, comparisons: list[dict], sets: list[dict]) -
             status = "interrupted" if a["status"] == "streaming" else a["status"]
             _insert_answer(conn, cid, uid, a["position"], a["model"], a["content"], status, a["error"], a["verdict"],
                            a["best"], a["stats"], a["created_at"], a["updated_at"])
-        imported.append(cid)
+        imported.append(int(cid or 0))
     for s in sets:
         if conn.execute("SELECT 1 FROM prompt_sets WHERE uid = ?", (s["id"],)).fetchone():
             continue
