@@ -350,3 +350,22 @@ def test_a_remote_server_that_cannot_be_asked_is_listed_with_why(qtbot, window):
     page.add_edit.setText("small@box")
     page._add_typed_model()
     assert "small@box" in page.checked_models()
+
+
+def test_names_and_texts_are_shown_as_text_never_as_markup(qtbot, window):
+    import html
+
+    from PySide6.QtWidgets import QLabel
+
+    page = _page(qtbot, window)
+    hostile = "missing<img src=x><b>bold</b>"  # the scripted engine cannot load "missing…": its sentence names it
+    page.add_edit.setText(hostile)
+    page._add_typed_model()
+    result = _run(qtbot, page, "<h1>big</h1>", models=("starter", hostile))
+    assert not result.answers[0][1].ok
+    column = page.columns[1]
+    assert column.title.text() == "<b>missing&lt;img src=x&gt;&lt;b&gt;bold&lt;/b&gt;</b>"
+    assert html.escape(hostile) in column.status.toolTip() and "<img" not in column.status.toolTip()
+    for label in page.findChildren(QLabel):
+        if label not in (column.title, page.columns[0].title) and "<" in label.text():
+            assert label.textFormat() == Qt.TextFormat.PlainText, label.accessibleName()

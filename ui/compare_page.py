@@ -120,8 +120,9 @@ class AnswerColumn(QFrame):
         layout.setContentsMargins(10, 8, 10, 8)
         self.title = QLabel(f"<b>{html.escape(display_name(spec))}</b>")
         self.title.setAccessibleName("Model")
-        self.title.setToolTip(spec)
+        self.title.setToolTip(_tip(spec))
         self.status = QLabel("waiting")
+        self.status.setTextFormat(Qt.TextFormat.PlainText)
         self.status.setAccessibleName("Answer status")
         self.status.setStyleSheet("color: palette(placeholder-text);")
         head = QHBoxLayout()
@@ -142,6 +143,7 @@ class AnswerColumn(QFrame):
             name = QLabel(label)
             name.setStyleSheet("color: palette(placeholder-text);")
             value = QLabel("–")
+            value.setTextFormat(Qt.TextFormat.PlainText)
             value.setAccessibleName(label)
             if key == "rss_peak_bytes":
                 name.setToolTip(PEAK_RAM_NOTE)
@@ -209,7 +211,7 @@ class AnswerColumn(QFrame):
         self.set_status({"error": "failed", "stopped": "stopped"}.get(status, "done" if stop in (None, "eos")
                         else f"done · {STOP_NOTES.get(stop, stop.replace('_', ' '))}"))
         if error:
-            self.status.setToolTip(error)
+            self.status.setToolTip(_tip(error))
             if not self.text:
                 self.body.setPlainText(error)
         for b in (self.good, self.not_good, self.best):
@@ -403,6 +405,7 @@ class ComparePage(QWidget):
         row.addWidget(self.stop_button)
         layout.addLayout(row)
         self.status = QLabel("Check two or more models, write a prompt and press Run.")
+        self.status.setTextFormat(Qt.TextFormat.PlainText)  # sentences name models and files: never markup
         self.status.setAccessibleName("Comparison status")
         self.status.setWordWrap(True)
         self.status.setStyleSheet("color: palette(placeholder-text);")
@@ -416,6 +419,7 @@ class ComparePage(QWidget):
         self.next_button.setAccessibleName("Next prompt")
         self.next_button.clicked.connect(lambda: self._step(1))
         self.prompt_label = QLabel()
+        self.prompt_label.setTextFormat(Qt.TextFormat.PlainText)
         self.prompt_label.setAccessibleName("Prompt shown")
         self.prompt_label.setWordWrap(True)
         for w in (self.prev_button, self.next_button):
@@ -451,6 +455,7 @@ class ComparePage(QWidget):
         self.batch_table.hide()
         layout.addWidget(self.batch_table)
         self.summary = QLabel()
+        self.summary.setTextFormat(Qt.TextFormat.PlainText)
         self.summary.setAccessibleName("Summary of your comparisons")
         self.summary.setWordWrap(True)
         self.summary.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -508,7 +513,7 @@ class ComparePage(QWidget):
                 for problem in self._remote_problems:
                     item = QListWidgetItem(f"  {problem}")
                     item.setFlags(Qt.ItemFlag.NoItemFlags)
-                    item.setToolTip(problem)
+                    item.setToolTip(_tip(problem))
                     self.model_list.addItem(item)
         self.model_list.blockSignals(False)
 
@@ -528,7 +533,7 @@ class ComparePage(QWidget):
             item.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsUserCheckable)
             item.setCheckState(Qt.CheckState.Checked if c.spec in (self._checked or set())
                                else Qt.CheckState.Unchecked)
-            item.setToolTip(c.spec + (" · continues text, does not follow instructions" if c.is_base else ""))
+            item.setToolTip(_tip(c.spec + (" · continues text, does not follow instructions" if c.is_base else "")))
         return item
 
     @staticmethod
@@ -958,6 +963,11 @@ class ComparePage(QWidget):
         if self.run is not None:
             self.run.cancel()
         super().closeEvent(event)
+
+
+def _tip(text: str) -> str:
+    """A tooltip that shows `text` as it is: Qt would read a name like "<b>x</b>" as markup."""
+    return f"<p>{html.escape(text)}</p>"
 
 
 def _one_line(text: str, limit: int) -> str:
