@@ -19,7 +19,8 @@ keeps what ran.
     result = run.wait()          # CompareResult: answers[prompt][model], each with its stats record
 
 Events reach `listener` in the order they happened, on the run's own thread:
-AnswerLoading, AnswerStarted, AnswerText, AnswerDone (per model), then RunDone.
+AnswerLoading, AnswerStarted, AnswerText, AnswerDone (per model), then RunDone (or
+RunFailed, should the run itself break).
 """
 
 from __future__ import annotations
@@ -134,6 +135,13 @@ class AnswerDone(CompareEvent):
 @dataclass(frozen=True)
 class RunDone:
     result: CompareResult
+
+
+@dataclass(frozen=True)
+class RunFailed:
+    """The comparison itself broke (a bug, never a model's failure, which is its answer's): one sentence."""
+
+    sentence: str
 
 
 Listener = Callable[[Any], None]
@@ -291,6 +299,7 @@ class CompareService:
                                comparison_ids=[None] * len(req.prompts),
                                batch=uuid.uuid4().hex if len(req.prompts) > 1 else None)
         cell_of = {h.id: cell for h, cell in zip(run._handles, cells, strict=True)}
+        handle_of = {h.id: h for h in run._handles}
 
         def tell(event: Any) -> None:
             if listener is None:
@@ -317,15 +326,17 @@ class CompareService:
                     tell(AnswerText(p, m, model, event.text))
                 elif isinstance(event, (TurnFinished, TurnFailed)):
                     pending.discard(event.request_id)
-                    answer = self._answer(model, event, run)
+                    answer = self._answer(model, event, run, handle_of[event.request_id])
                     if answer is not None:
                         result.answers[p][m] = answer
                         self._save(result, p, m, answer, req)
                     tell(AnswerDone(p, m, model, answer))
-        except BaseException as exc:  # never leave a waiter hanging
+        except Exception as exc:  # never leave a waiter hanging
             log.exception("a comparison failed")
             unsubscribe()
             run.future.set_exception(exc)
+            tell(RunFailed(f"The comparison stopped unexpectedly ({type(exc).__name__}: {exc}); what finished "
+                           "is kept."))
             return
         unsubscribe()
         result.cancelled = run.cancelled
@@ -337,10 +348,10 @@ class CompareService:
         tell(RunDone(result))
 
     @staticmethod
-    def _answer(model: str, event: Any, run: CompareRun) -> AnswerResult | None:
+    def _answer(model: str, event: Any, run: CompareRun, handle: Any) -> AnswerResult | None:
         if isinstance(event, TurnFailed):
-            if run.cancelled:
-                return None  # never started: nothing to show or keep
+            if run.cancelled or handle.cancelled:
+                return None  # cancelled (by the user, or the app closing) before it started: nothing to keep
             return AnswerResult(model, "", "error", event.sentence, {})
         stats = dict(event.stats or {})
         reason = str(stats.get("stop_reason") or "")

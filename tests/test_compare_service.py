@@ -3,6 +3,8 @@ ordering, seeds, batches, cancel, failures, saving, re-runs and the model put ba
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from assistant.chat_service import ChatService
@@ -211,3 +213,38 @@ def test_a_second_comparison_right_after_the_first_still_puts_back_the_users_mod
     service.run(CompareRequest(prompts=["y"], models=["c", "d"], restore_model=True), timeout=30)
     chat.run_on_engine(lambda e: None).result(10)
     assert chat.summary().name == "mine" and engine.loads[-1] == "mine"
+
+
+def test_a_bug_in_the_run_ends_it_with_one_sentence_and_no_hang(setup):
+    from assistant.compare import RunFailed
+
+    engine, chat, history, service = setup
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    history.create_comparison = broken
+    events = []
+    run = service.start(CompareRequest(prompts=["x"], models=["a", "b"]), listener=events.append)
+    with pytest.raises(RuntimeError):
+        run.wait(30)
+    assert isinstance(events[-1], RunFailed) and "RuntimeError: a bug" in events[-1].sentence
+
+
+def test_closing_the_app_mid_comparison_keeps_no_answers_that_never_ran(tmp_path):
+    engine = FakeEngine(reply="word " * 200, token_delay=0.01)
+    history = HistoryStore.open(tmp_path / "h.db")
+    chat = ChatService(engine, history)
+    service = CompareService(chat, history)
+    started = []
+    run = service.start(CompareRequest(prompts=["x"], models=["a", "b", "c"]),
+                        listener=lambda e: started.append(e) if isinstance(e, AnswerStarted) else None)
+    deadline = time.monotonic() + 10
+    while not started and time.monotonic() < deadline:
+        time.sleep(0.01)
+    chat.close()  # what the window does when it closes
+    result = run.wait(30)
+    a, b, c = result.answers[0]
+    assert a.status == "stopped" and b is None and c is None
+    assert history.get_comparison(result.comparison_ids[0]).models == ["a"]
+    history.close()

@@ -58,6 +58,7 @@ from assistant.compare import (
     CompareRequest,
     CompareService,
     RunDone,
+    RunFailed,
 )
 from assistant.compare_summary import (
     BUSY_NOTE,
@@ -727,6 +728,12 @@ class ComparePage(QWidget):
     def _on_event(self, event: Any) -> None:
         if isinstance(event, RunDone):
             self._finished(event.result)
+            return
+        if isinstance(event, RunFailed):
+            self.run = None
+            self._set_running(False)
+            self._say(event.sentence)
+            self.refresh_saved()
             return
         key = (event.prompt_index, event.model_index)
         cell = self.cells.setdefault(key, {"text": "", "status": "waiting"})

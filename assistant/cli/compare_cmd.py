@@ -161,6 +161,7 @@ def _stream(service, request, quiet: bool):
         AnswerStarted,
         AnswerText,
         RunDone,
+        RunFailed,
     )
 
     events: queue.Queue = queue.Queue()
@@ -174,6 +175,8 @@ def _stream(service, request, quiet: bool):
                 continue
             if isinstance(event, RunDone):
                 return event.result
+            if isinstance(event, RunFailed):
+                raise UserError(event.sentence)
             if quiet:
                 continue
             if isinstance(event, AnswerLoading):
