@@ -155,6 +155,7 @@ def test_a_prompt_set_runs_as_a_batch_and_is_reviewed_prompt_by_prompt(qtbot, wi
 def test_a_saved_comparison_is_shown_again_and_runs_on_other_models(qtbot, window):
     page = _page(qtbot, window)
     first = _run(qtbot, page, "Name a fruit.")
+    qtbot.waitUntil(lambda: window.model.get("name") == "mine", timeout=10_000)  # the user's model, put back
     page.prompt_edit.clear()
     page.refresh_saved()
     page.saved_list.setCurrentRow(0)
