@@ -14,7 +14,7 @@ from common.formatting import format_bytes
 
 SEP = " · "
 STOP_WORDS = {"length": "max tokens reached", "stopped": "stopped", "context_full": "context full",
-              "error": "error"}
+              "error": "error", "repetition": "stopped a loop (repetition)"}
 
 
 def _num(value: Any) -> float | None:

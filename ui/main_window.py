@@ -7,7 +7,7 @@ so a turn never reads its conversation back from the database.
 """
 
 import psutil
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import QTimer
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (QLabel, QMainWindow, QMessageBox, QProgressBar, QSplitter,
                                QStackedWidget, QToolBar, QVBoxLayout, QWidget)
@@ -18,6 +18,7 @@ from assistant.history.records import Message
 from assistant.preferences import generation_settings, load_preferences, load_settings, save_preferences
 from assistant.services import AppServices
 from common.formatting import format_bytes
+from ui.base_notice import BaseModelNotice
 from ui.bridge import BenchmarkBridge, ChatBridge
 from ui.chat_view import ChatView
 from ui.input_box import InputBox
@@ -75,10 +76,12 @@ class MainWindow(QMainWindow):
         toolbar.addWidget(spacer)
         self.chat_action = toolbar.addAction("Chat", lambda: self.show_page(0))
         self.stats_action = toolbar.addAction("Statistics", lambda: self.show_page(1))
+        self.compare_action = toolbar.addAction("Compare", self.show_compare)
         self.server_action = toolbar.addAction("Local server", self.show_server_page)
         self.models_action = toolbar.addAction("Models…", self.open_model_manager)
         self.settings_action = toolbar.addAction("Settings…", self.open_settings)
         for action, name in ((self.chat_action, "Show chat"), (self.stats_action, "Show statistics"),
+                             (self.compare_action, "Compare models side by side"),
                              (self.server_action, "Show local server"),
                              (self.models_action, "Open model manager"), (self.settings_action, "Open settings")):
             toolbar.widgetForAction(action).setAccessibleName(name)
@@ -102,6 +105,10 @@ class MainWindow(QMainWindow):
         chat_layout = QVBoxLayout(chat_page)
         chat_layout.setContentsMargins(0, 0, 0, 0)
         chat_layout.addWidget(self.chat, 1)
+        self.base_notice = BaseModelNotice()
+        self.base_notice.switchRequested.connect(self.load_model)
+        self.base_notice.completionToggled.connect(self._completion_mode)
+        chat_layout.addWidget(self.base_notice)
         chat_layout.addWidget(self.input)
 
         self.pages = QStackedWidget()
@@ -109,6 +116,7 @@ class MainWindow(QMainWindow):
         self.server_page = ServerPage(self.services, self)  # the OpenAI-compatible API on the same services
         self.pages.addWidget(self.server_page)
         self.stats_view = None  # built on first show: it reads the whole history
+        self.compare_page = None  # built on first show
         splitter = QSplitter()
         splitter.addWidget(self.sidebar)
         splitter.addWidget(self.pages)
@@ -165,6 +173,7 @@ class MainWindow(QMainWindow):
     def _load_finished(self, summary) -> None:
         self.load_progress.hide()
         self.model = _summary_dict(summary)
+        self.base_notice.show_for(self.model)
         self._update_status()
         self._count_draft(self.input.edit.toPlainText())
 
@@ -174,6 +183,7 @@ class MainWindow(QMainWindow):
             self.model = _summary_dict(event.summary)
         else:
             self.model = {}
+        self.base_notice.show_for(self.model)
         self._update_status()
         QMessageBox.warning(self, "Model", event.sentence)
         if getattr(self, "_automatic_load", False) and event.summary is None and event.name != "starter":
@@ -217,6 +227,12 @@ class MainWindow(QMainWindow):
             if not self.model:
                 QMessageBox.information(self, "Model", "The model is still loading; try again in a moment.")
                 self.input.edit.setPlainText(text)
+            return
+        if self.base_notice.completion_mode:  # a base model continues the text itself: no chat template
+            self.current_id = None
+            self.chat.clear()
+            self.sidebar.select(None)
+            self._submit(TurnRequest(kind="complete", text=text, settings=self.current_settings()))
             return
         system = self.defaults.get("system_prompt") or None if self.current_id is None else None
         if self.current_id is None:
@@ -335,6 +351,23 @@ class MainWindow(QMainWindow):
     def show_server_page(self) -> None:
         self.pages.setCurrentWidget(self.server_page)
 
+    def show_compare(self) -> None:
+        """The Compare page: one prompt on several models side by side (built on first show)."""
+        if self.compare_page is None:
+            from ui.compare_page import ComparePage
+
+            self.compare_page = ComparePage(self.services, current_model=lambda: self.model,
+                                            load_settings=self._load_settings,
+                                            generation_settings=lambda: generation_settings(self.defaults),
+                                            parent=self)
+            self.pages.addWidget(self.compare_page)
+        self.compare_page.refresh()
+        self.pages.setCurrentWidget(self.compare_page)
+
+    def _completion_mode(self, on: bool) -> None:
+        self.input.edit.setPlaceholderText("Text for the model to continue (text completion, no chat template)"
+                                           if on else "Message (Enter to send, Shift+Enter for a new line)")
+
     def open_settings(self) -> None:
         conv = self.history.get_conversation(self.current_id) if self.current_id else None
         dialog = SettingsDialog(self.defaults, conv.settings if conv else None,
@@ -356,7 +389,10 @@ class MainWindow(QMainWindow):
 
         from ui.theme import apply_theme, repolish
 
-        self.chat.set_dark(apply_theme(QApplication.instance(), theme))
+        dark = apply_theme(QApplication.instance(), theme)
+        self.chat.set_dark(dark)
+        if self.compare_page is not None:
+            self.compare_page.set_dark(dark)
         repolish(self)
         if self.current_id:
             self.open_conversation(self.current_id)

@@ -6,8 +6,10 @@ reopening it restores them.
 """
 
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox, QFormLayout,
-                               QHBoxLayout, QLabel, QPlainTextEdit, QSpinBox, QTabWidget, QVBoxLayout, QWidget)
+                               QHBoxLayout, QPlainTextEdit, QPushButton, QSpinBox, QTabWidget, QVBoxLayout,
+                               QWidget)
 
+from assistant.engine.settings import DEFAULT_MAX_TOKENS
 from assistant.preferences import SAMPLING_KEYS, default_preferences
 
 PRESETS = {
@@ -57,14 +59,33 @@ class SettingsDialog(QDialog):
         self.repeat = self._double("Repeat penalty", 0.5, 2, 0.01, merged["repeat_penalty"])
         self.top_k = self._int("Top-k", 0, 1000, merged["top_k"])
         self.seed = self._int("Seed (-1 random)", -1, 2**31 - 1, merged["seed"] if merged["seed"] is not None else -1)
-        self.max_tokens = self._int("Max tokens (0 no limit)", 0, 1_000_000, merged["max_tokens"] or 0)
+        # 0 shows as "No limit"; the default is written beside it, so lifting it is a choice, not a guess.
+        self.max_tokens = self._int("Reply limit in tokens (0: no limit)", 0, 1_000_000, merged["max_tokens"] or 0)
+        self.max_tokens.setSpecialValueText("No limit")
+        self.max_tokens.setSuffix(" tokens")
+        self.max_tokens.setToolTip(f"A reply stops after this many tokens (default {DEFAULT_MAX_TOKENS:,}). "
+                                   "0 lifts the limit: the reply then runs until the model ends it or the context "
+                                   "is full.")
+        limit_row = QHBoxLayout()
+        limit_row.addWidget(self.max_tokens, 1)
+        self.max_tokens_default = self._named(QPushButton(f"Default ({DEFAULT_MAX_TOKENS:,})"), "Restore the reply limit")
+        self.max_tokens_default.clicked.connect(lambda: self.max_tokens.setValue(DEFAULT_MAX_TOKENS))
+        self.no_limit = self._named(QPushButton("No limit"), "Lift the reply limit")
+        self.no_limit.clicked.connect(lambda: self.max_tokens.setValue(0))
+        limit_row.addWidget(self.max_tokens_default)
+        limit_row.addWidget(self.no_limit)
+        self.loop_guard = self._named(QCheckBox("Stop a reply that keeps repeating itself"), "Loop guard")
+        self.loop_guard.setToolTip("When the same words repeat for many tokens, the reply ends with stop reason "
+                                   "'repetition' (on by default).")
+        self.loop_guard.setChecked(bool(merged.get("stop_on_repetition", True)))
         self.policy = self._named(QComboBox(), "When the context is full")
         self.policy.addItem("Drop the oldest turns (keep the system prompt)", "drop_oldest")
         self.policy.addItem("Stop at the limit", "stop")
         self.policy.setCurrentIndex(max(0, self.policy.findData(merged["context_policy"])))
         for label, w in (("Temperature", self.temperature), ("Top-p", self.top_p), ("Top-k", self.top_k),
                          ("Min-p", self.min_p), ("Repeat penalty", self.repeat), ("Seed", self.seed),
-                         ("Max tokens", self.max_tokens), ("When the context is full", self.policy)):
+                         ("Reply limit", limit_row), ("Loop guard", self.loop_guard),
+                         ("When the context is full", self.policy)):
             form.addRow(label, w)
         form.addRow(self.scope)
         tabs.addTab(sampling, "Sampling")
@@ -132,6 +153,7 @@ class SettingsDialog(QDialog):
             "min_p": self.min_p.value(), "repeat_penalty": self.repeat.value(),
             "seed": None if self.seed.value() < 0 else self.seed.value(),
             "max_tokens": self.max_tokens.value() or None, "context_policy": self.policy.currentData(),
+            "stop_on_repetition": self.loop_guard.isChecked(),
         }
         defaults = dict(self.defaults)
         defaults.update(system_prompt=self.system.toPlainText().strip(), n_ctx=self.n_ctx.value(),

@@ -17,11 +17,11 @@ log = logging.getLogger("assistant.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from assistant.cli import bench_cmd, chat_cmd, history_cmd, models_cmd, remote_cmd, serve_cmd
+    from assistant.cli import bench_cmd, chat_cmd, compare_cmd, history_cmd, models_cmd, remote_cmd, serve_cmd
 
     parser = argparse.ArgumentParser(prog="assistant", description="A local, private LLM assistant.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (chat_cmd, bench_cmd, models_cmd, history_cmd, remote_cmd, serve_cmd):
+    for module in (chat_cmd, bench_cmd, compare_cmd, models_cmd, history_cmd, remote_cmd, serve_cmd):
         module.add_parser(sub)
     return parser
 

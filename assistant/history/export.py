@@ -1,12 +1,14 @@
 """Markdown (to read) and JSON (complete, re-importable) exports; importing.py reads them back.
 
-JSON layout, version 1:
+JSON layout, version 2 (version 1 is the same without "comparisons" and "prompt_sets",
+which comparisons.py describes; both are read back):
 
     {"format": "hearthchat-history", "version": 1, "exported_at": "...",
      "conversations": [{"id": uid, "title", "model", "system_prompt", "settings",
                         "created_at", "updated_at", "current_leaf": message uid | null,
                         "messages": [{"id": uid, "parent_id": uid | null, "role", "content",
-                                      "status", "created_at", "updated_at", "error", "stats"}]}]}
+                                      "status", "created_at", "updated_at", "error", "stats"}]}],
+     "comparisons": [...], "prompt_sets": [...]}
 
 Ids in the file are the stable uids, not the local integer ids, so a file imported
 into any history links up the same way, and importing it twice adds nothing.
@@ -21,7 +23,7 @@ from assistant.history.records import Conversation, clean_text, now
 from assistant.stats_format import format_stats_line
 
 FORMAT = "hearthchat-history"
-VERSION = 1
+VERSION = 2  # 2 added comparisons and prompt sets
 
 _ROLE_HEADINGS = {"user": "You", "assistant": "Assistant", "system": "System", "tool": "Tool"}
 _STATUS_NOTES = {
@@ -73,13 +75,20 @@ def dumps(doc: dict[str, Any]) -> str:
     return text + "\n"
 
 
-def to_json(conversations: Iterable[Conversation]) -> dict[str, Any]:
-    return {
+def to_json(conversations: Iterable[Conversation], comparisons: list[dict[str, Any]] | None = None,
+            prompt_sets: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The export document; `comparisons` and `prompt_sets` already in their JSON form (comparisons.py)."""
+    doc = {
         "format": FORMAT,
         "version": VERSION,
         "exported_at": now(),
         "conversations": [conversation_to_json(c) for c in conversations],
     }
+    if comparisons is not None:
+        doc["comparisons"] = comparisons
+    if prompt_sets is not None:
+        doc["prompt_sets"] = prompt_sets
+    return doc
 
 
 # -- Markdown ------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from assistant.history import comparisons as _comparisons
 from assistant.history import rows
 from assistant.history.errors import ImportFormatError, ImportLimitError
 from assistant.history.export import FORMAT, VERSION
@@ -178,6 +179,20 @@ def validate(doc: Any, limits: ImportLimits = LIMITS) -> list[dict[str, Any]]:
         seen.add(c["id"])
         out.append(c)
     return out
+
+
+def validate_comparisons(doc: dict[str, Any], limits: ImportLimits = LIMITS) -> tuple[list[dict], list[dict]]:
+    """The comparisons and prompt sets of an export (version 2; none in version 1), checked and normalised."""
+    items = doc.get("comparisons")
+    if isinstance(items, list):
+        if len(items) > limits.max_conversations:
+            raise ImportLimitError(f"it holds {len(items):,} comparisons, more than the {limits.max_conversations:,} "
+                                   "one import takes (the conversation limit)")
+        n_answers = sum(len(c["answers"]) for c in items if isinstance(c, dict) and isinstance(c.get("answers"), list))
+        if n_answers > limits.max_messages:
+            raise ImportLimitError(f"it holds {n_answers:,} compared answers, more than the {limits.max_messages:,} "
+                                   "one import takes (the message limit)")
+    return _comparisons.validate(doc, _field, _timestamp, _check_depth, limits)
 
 
 # Depth of a conversation's settings and of a message's stats in the document:

@@ -44,7 +44,12 @@ WORD_INDEXES = (
     SearchIndex("conversations_fts", "conversations", "title", "word", "m003_full_text_search"),
 )
 TRIGRAM_INDEX = SearchIndex("messages_trigram", "messages", "content", "trigram", "m006_substring_search")
-ALL_INDEXES = (*WORD_INDEXES, TRIGRAM_INDEX)
+# Comparisons (m007): their prompts and answers, found by the same word search.
+COMPARISON_INDEXES = (
+    SearchIndex("comparisons_fts", "comparisons", "prompt", "word", "m007_comparisons"),
+    SearchIndex("comparison_answers_fts", "comparison_answers", "content", "word", "m007_comparisons"),
+)
+ALL_INDEXES = (*WORD_INDEXES, TRIGRAM_INDEX, *COMPARISON_INDEXES)
 
 
 def create(conn, index: SearchIndex) -> None:

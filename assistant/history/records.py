@@ -149,6 +149,9 @@ class SearchHit:
 class ImportResult:
     imported: list[int] = field(default_factory=list)  # new conversation ids
     skipped: list[str] = field(default_factory=list)  # uids already in the store
+    comparisons: list[int] = field(default_factory=list)  # new comparison ids
+    comparisons_skipped: list[str] = field(default_factory=list)  # comparison uids already in the store
+    prompt_sets: list[str] = field(default_factory=list)  # prompt sets added, by the name they now have
 
 
 def path_to(messages: list[Message], leaf_id: int | None) -> list[Message]:

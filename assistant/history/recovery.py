@@ -25,7 +25,8 @@ from assistant.history.indexes import SearchIndex
 log = logging.getLogger(__name__)
 
 # What people saved. Everything else in the file (the search indexes) is derived.
-MESSAGE_TABLES = ("_sqlite_migrations", "conversations", "messages", "stats", "benchmarks")
+MESSAGE_TABLES = ("_sqlite_migrations", "conversations", "messages", "stats", "benchmarks", "comparisons",
+                  "comparison_answers", "prompt_sets")
 MAX_PROBLEMS_SHOWN = 3
 
 

@@ -160,6 +160,63 @@ def m006_substring_search(db: Database) -> None:
     indexes.create(db.conn, indexes.TRIGRAM_INDEX)
 
 
+@MIGRATIONS()
+def m007_comparisons(db: Database) -> None:
+    # "Is the small model enough?": one prompt run on several models, each answer with
+    # its full statistics record and the user's verdict. `uid`s, as for conversations,
+    # so an export imports anywhere and twice adds nothing.
+    db.execute("""
+        CREATE TABLE comparisons (
+            id INTEGER PRIMARY KEY,
+            uid TEXT NOT NULL UNIQUE,
+            prompt TEXT NOT NULL,
+            system_prompt TEXT,
+            settings TEXT NOT NULL DEFAULT '{}',  -- JSON: the sampling every model got, seed included
+            prompt_set TEXT,           -- the prompt set's name, when it ran in a batch
+            batch TEXT,                -- shared by the comparisons of one batch run
+            rerun_of TEXT,             -- the uid of the comparison this one ran again on other models
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        )""")
+    # The figures the summaries need as columns; the engine's record as JSON beside them.
+    db.execute("""
+        CREATE TABLE comparison_answers (
+            id INTEGER PRIMARY KEY,
+            uid TEXT NOT NULL UNIQUE,
+            comparison_id INTEGER NOT NULL REFERENCES comparisons(id),
+            position INTEGER NOT NULL,
+            model TEXT NOT NULL,       -- as it was asked for: an installed name, a path, MODEL@REMOTE
+            content TEXT NOT NULL,
+            status TEXT NOT NULL,
+            error TEXT,
+            verdict TEXT,              -- 'good', 'not_good', or NULL (not judged)
+            best INTEGER NOT NULL DEFAULT 0,
+            gen_tps REAL,
+            ttft_ms REAL,
+            completion_tokens INTEGER,
+            total_ms REAL,
+            rss_peak_bytes INTEGER,
+            record TEXT,               -- JSON, the engine's record as it was
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        )""")
+    db.execute("CREATE INDEX comparison_answers_by_comparison ON comparison_answers(comparison_id, position)")
+    db.execute("CREATE INDEX comparisons_by_time ON comparisons(created_at, id)")
+    db.execute("CREATE INDEX comparisons_by_batch ON comparisons(batch)")
+    db.execute("""
+        CREATE TABLE prompt_sets (
+            id INTEGER PRIMARY KEY,
+            uid TEXT NOT NULL UNIQUE,
+            name TEXT NOT NULL UNIQUE,
+            system_prompt TEXT,
+            prompts TEXT NOT NULL,     -- JSON list of the prompts, in order
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        )""")
+    for index in indexes.COMPARISON_INDEXES:
+        indexes.create(db.conn, index)
+
+
 def pending(db: Database, migrations: Migrations = MIGRATIONS) -> list[str]:
     return [m.name for m in migrations.pending(db)]
 

@@ -36,6 +36,7 @@ from typing import Any, Iterator
 
 from sqlite_utils import Database, Migrations
 
+from assistant.history import comparisons as _comparisons
 from assistant.history import failures, importing, opening, recovery, schema
 from assistant.history import rows as columns
 from assistant.history import search as _search
@@ -752,8 +753,14 @@ class HistoryStore:
 
     @_recovers
     def export_json(self, ids: list[int] | None = None) -> dict[str, Any]:
-        """Everything: branches, statuses, stats. `import_json` takes it back losslessly."""
-        return to_json(self._conversations(ids))
+        """Everything: branches, statuses, stats; with no `ids`, the comparisons (verdicts included) and
+        prompt sets too. `import_json` takes it back losslessly."""
+        if ids is not None:
+            return to_json(self._conversations(ids))
+        return to_json(self._conversations(None),
+                       comparisons=[_comparisons.comparison_to_json(c)
+                                    for c in self.list_comparisons(limit=None, oldest_first=True)],
+                       prompt_sets=[_comparisons.prompt_set_to_json(s) for s in self.prompt_sets()])
 
     def import_json(self, data: dict | str | bytes,
                     limits: importing.ImportLimits = importing.LIMITS) -> ImportResult:
@@ -761,12 +768,107 @@ class HistoryStore:
         transaction: all or nothing. ImportFormatError / ImportLimitError say what is wrong."""
         doc = importing.parse(data, limits) if isinstance(data, (str, bytes, bytearray)) else data
         conversations = importing.validate(doc, limits)
-        return self._write_import(conversations)
+        comparisons, prompt_sets = importing.validate_comparisons(doc, limits)
+        return self._write_import(conversations, comparisons, prompt_sets)
 
     @_recovers
-    def _write_import(self, conversations: list[dict[str, Any]]) -> ImportResult:
+    def _write_import(self, conversations: list[dict[str, Any]], comparisons: list[dict[str, Any]] | None = None,
+                      prompt_sets: list[dict[str, Any]] | None = None) -> ImportResult:
         with self._write() as conn:
-            return importing.write(conn, conversations)
+            result = importing.write(conn, conversations)
+            result.comparisons, result.comparisons_skipped, result.prompt_sets = _comparisons.write(
+                conn, comparisons or [], prompt_sets or [])
+            return result
+
+    # -- comparisons, verdicts and prompt sets (see comparisons.py) -----------------
+
+    @_recovers
+    def create_comparison(self, prompt: str, *, system_prompt: str | None = None,
+                          settings: dict[str, Any] | None = None, prompt_set: str | None = None,
+                          batch: str | None = None, rerun_of: str | None = None) -> _comparisons.Comparison:
+        """A new comparison of one prompt; its answers are added as each model finishes."""
+        with self._write() as conn:
+            return _comparisons.create(conn, prompt, system_prompt=system_prompt, settings=settings,
+                                       prompt_set=prompt_set, batch=batch, rerun_of=rerun_of)
+
+    @_recovers
+    def add_comparison_answer(self, comparison_id: int, position: int, model: str, content: str, *,
+                              status: str = "complete", stats: dict[str, Any] | None = None,
+                              error: str | None = None) -> _comparisons.Answer:
+        with self._write() as conn:
+            return _comparisons.add_answer(conn, comparison_id, position, model, content, status=status,
+                                           stats=stats, error=error)
+
+    @_recovers
+    def set_verdict(self, answer_id: int, verdict: str | None) -> _comparisons.Answer:
+        """Mark an answer "good" (good enough), "not_good", or None (not judged); returns it as saved."""
+        with self._write() as conn:
+            _comparisons.set_verdict(conn, answer_id, verdict)
+        return self._answer(answer_id)
+
+    @_recovers
+    def set_best(self, comparison_id: int, answer_id: int | None) -> _comparisons.Comparison:
+        """Pick the best answer of a comparison (it is good enough too); None clears the pick."""
+        with self._write() as conn:
+            _comparisons.set_best(conn, comparison_id, answer_id)
+        return self.get_comparison(comparison_id)
+
+    def _answer(self, answer_id: int) -> _comparisons.Answer:
+        with self._read() as conn:
+            comparison = _comparisons.get(conn, _comparisons.answer_comparison_id(conn, answer_id))
+        return next(a for a in comparison.answers if a.id == answer_id)
+
+    @_recovers
+    def get_comparison(self, comparison_id: int) -> _comparisons.Comparison:
+        with self._read() as conn:
+            return _comparisons.get(conn, comparison_id)
+
+    @_recovers
+    def list_comparisons(self, limit: int | None = 100, offset: int = 0, *, batch: str | None = None,
+                         prompt_set: str | None = None, oldest_first: bool = False) -> list[_comparisons.Comparison]:
+        """Saved comparisons with their answers, newest first (a batch: `batch=`, oldest first for its order)."""
+        with self._read() as conn:
+            return _comparisons.listing(conn, limit=limit, offset=offset, batch=batch, prompt_set=prompt_set,
+                                        oldest_first=oldest_first)
+
+    @_recovers
+    def count_comparisons(self) -> int:
+        with self._read() as conn:
+            return _comparisons.count(conn)
+
+    @_recovers
+    def delete_comparison(self, comparison_id: int) -> None:
+        with self._write() as conn:
+            _comparisons.delete(conn, comparison_id)
+
+    @_recovers
+    def search_comparisons(self, query: str, limit: int = 20,
+                           highlight: tuple[str, str] = ("**", "**")) -> list[_comparisons.ComparisonHit]:
+        """Compared prompts and answers holding the query; any text is a valid query."""
+        with self._read() as conn:
+            return _comparisons.search(conn, query, limit=limit, highlight=highlight)
+
+    @_recovers
+    def save_prompt_set(self, name: str, prompts: list[str], *, system_prompt: str | None = None,
+                        replace: bool = False) -> _comparisons.PromptSet:
+        """A named list of prompts to run as a batch; `replace` overwrites one of the same name."""
+        with self._write() as conn:
+            return _comparisons.save_set(conn, name, prompts, system_prompt, replace)
+
+    @_recovers
+    def get_prompt_set(self, name: str) -> _comparisons.PromptSet:
+        with self._read() as conn:
+            return _comparisons.get_set(conn, name)
+
+    @_recovers
+    def prompt_sets(self) -> list[_comparisons.PromptSet]:
+        with self._read() as conn:
+            return _comparisons.all_sets(conn)
+
+    @_recovers
+    def delete_prompt_set(self, name: str) -> None:
+        with self._write() as conn:
+            _comparisons.delete_set(conn, name)
 
     def _conversations(self, ids: list[int] | None) -> Iterator[Conversation]:
         for cid in self.conversation_ids() if ids is None else ids:
