@@ -215,7 +215,7 @@ def read_gguf_header(data: bytes, total_size: int, source: str) -> GGUFInfo:
 
 class _Array(NamedTuple):
     item_type: GGUFValueType
-    count: int
+    length: int
     values: tuple | None  # None when not decoded (long, or strings)
 
 
@@ -484,7 +484,7 @@ def _info(meta, tensors, arch, r: _Reader, path, version, data_offset) -> GGUFIn
     vocab = count(Keys.LLM.VOCAB_SIZE)
     tokens = meta.get(Keys.Tokenizer.LIST)
     if vocab is None and isinstance(tokens, _Array):
-        vocab = tokens.count
+        vocab = tokens.length
     _check_plausible(r, meta, tensors, arch, n_layers=n_layers, embedding=embedding, heads=heads,
                      kv_heads_key=meta.get(Keys.Attention.HEAD_COUNT_KV.format(arch=arch)),
                      tokens=tokens if isinstance(tokens, _Array) else None, vocab_key=count(Keys.LLM.VOCAB_SIZE))
@@ -544,11 +544,11 @@ def _check_plausible(r: _Reader, meta, tensors: list[_Tensor], arch: str, *, n_l
                 raise r.bad(f"its {key} is {value!r}, not a small positive number")
     embeddings = next((t for t in tensors if t.name == "token_embd.weight"), None)
     if tokens is not None:
-        if embeddings is not None and len(embeddings.dims) >= 2 and embeddings.dims[1] != tokens.count:
-            raise r.bad(f"its vocabulary lists {tokens.count:,} tokens but its embedding table has "
+        if embeddings is not None and len(embeddings.dims) >= 2 and embeddings.dims[1] != tokens.length:
+            raise r.bad(f"its vocabulary lists {tokens.length:,} tokens but its embedding table has "
                         f"{embeddings.dims[1]:,} rows")
-        if vocab_key is not None and vocab_key != tokens.count:
-            raise r.bad(f"its {arch}.vocab_size says {vocab_key:,} tokens but its vocabulary lists {tokens.count:,}")
+        if vocab_key is not None and vocab_key != tokens.length:
+            raise r.bad(f"its {arch}.vocab_size says {vocab_key:,} tokens but its vocabulary lists {tokens.length:,}")
 
 
 def _quant_label(file_type, tensors: list[_Tensor]) -> str:

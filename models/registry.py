@@ -525,9 +525,9 @@ def resolve(spec: str) -> InstalledModel:
         entry.path = str(model.ensure())
         return entry
     entries = _load()
-    entry = entries.get(spec) or entries.get(canonical_name(spec))
-    if entry:
-        return entry
+    found = entries.get(spec) or entries.get(canonical_name(spec))
+    if found:
+        return found
     path = Path(spec).expanduser()
     if path.suffix.lower() == ".gguf" or path.exists():
         if not path.exists():

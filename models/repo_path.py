@@ -94,7 +94,7 @@ def require_revision(revision: object, repo_id: str) -> str:
 def require_repo_id(repo_id: object) -> str:
     """`owner/name`, each part of letters, digits, `.`, `_` and `-`, starting with a letter or digit."""
     parts = repo_id.split("/") if isinstance(repo_id, str) else []
-    if len(parts) != 2 or not all(_REPO_PART_RE.match(p) for p in parts) or ".." in repo_id:
+    if len(parts) != 2 or not all(_REPO_PART_RE.match(p) for p in parts) or ".." in str(repo_id):
         raise UnsafeRepoPathError(
             f"{safe_text(repr(repo_id))} is not a Hugging Face repository name like owner/name."
         )

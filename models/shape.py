@@ -159,7 +159,7 @@ def tensor_types(data, total_size: int, source: str) -> dict[str, tuple[int, str
         n_tensors = r.unpack(g._U64, "the tensor count")
         n_kv = r.unpack(g._U64, "the metadata count")
         for i in range(n_kv):
-            key = r.string(f"metadata entry {i}", decode=True)
+            key = r.string(f"metadata entry {i}", decode=True) or f"(key {i}, too long to read)"
             r.value(r.unpack(g._U32, f"metadata entry {key!r}"), key)
         names: set[str] = set()
         tensors = {}

@@ -478,7 +478,8 @@ def fit_calibration(points: list[tuple[Costs, float]], curve: BandwidthCurve) ->
     if not points:
         return Calibration(curve, DEFAULT_EFFICIENCY, 1.0, 0)
     rows = [(Calibration(curve, 1.0, 0.0, 0).weight_seconds(c), c.overhead_s, tps) for c, tps in points]
-    a = k = None
+    a: float | None = None
+    k = 0.0
     shares = [o / (x / DEFAULT_EFFICIENCY + o) for x, o, _ in rows]
     if len(rows) >= 2 and max(shares) / min(shares) >= MIN_SPREAD:
         # Least squares on relative error: each row divided by its measured time.

@@ -159,9 +159,9 @@ def create(conn: sqlite3.Connection, prompt: str, *, system_prompt: str | None, 
         raise HistoryError("A comparison needs a prompt.")
     ts, uid = now(), uuid.uuid4().hex
     system_prompt, prompt_set = clean_optional(system_prompt), clean_optional(prompt_set)
-    cid = conn.execute(
+    cid = rows.inserted_id(conn.execute(
         f"INSERT INTO comparisons ({_COMPARISON_COLUMNS.removeprefix('id, ')}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (uid, prompt, system_prompt, rows.json_text(settings or {}), prompt_set, batch, rerun_of, ts, ts)).lastrowid
+        (uid, prompt, system_prompt, rows.json_text(settings or {}), prompt_set, batch, rerun_of, ts, ts)))
     return Comparison(int(cid or 0), uid, prompt, system_prompt, dict(settings or {}), prompt_set, batch, rerun_of,
                       ts, ts)
 
@@ -185,14 +185,14 @@ def _insert_answer(conn, comparison_id, uid, position, model, content, status, e
     record: dict[str, Any] = stats if isinstance(stats, dict) else {}
     get = record.get
     memory = record["memory"] if isinstance(record.get("memory"), dict) else {}
-    return conn.execute(
+    return rows.inserted_id(conn.execute(
         "INSERT INTO comparison_answers (uid, comparison_id, position, model, content, status, error, verdict, best, "
         "gen_tps, ttft_ms, completion_tokens, total_ms, rss_peak_bytes, record, created_at, updated_at) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (uid, comparison_id, rows.int64(position) or 0, model, content, status, error, verdict, int(bool(best)),
          rows.finite(get("gen_tps")), rows.finite(get("ttft_ms")), rows.int64(get("completion_tokens")),
          rows.finite(get("total_ms")), rows.int64(memory.get("rss_peak_bytes")),
-         rows.json_text(stats) if stats is not None else None, created, updated)).lastrowid
+         rows.json_text(stats) if stats is not None else None, created, updated)))
 
 
 def set_verdict(conn: sqlite3.Connection, answer_id: int, verdict: str | None) -> None:
@@ -391,8 +391,8 @@ def save_set(conn: sqlite3.Connection, name: str, prompts: list[str], system_pro
                      (json.dumps(prompts), system_prompt, ts, existing[0]))
         return PromptSet(existing[0], existing[1], name, prompts, system_prompt, existing[5], ts)
     uid = uuid.uuid4().hex
-    sid = conn.execute("INSERT INTO prompt_sets (uid, name, system_prompt, prompts, created_at, updated_at) "
-                       "VALUES (?, ?, ?, ?, ?, ?)", (uid, name, system_prompt, json.dumps(prompts), ts, ts)).lastrowid
+    sid = rows.inserted_id(conn.execute("INSERT INTO prompt_sets (uid, name, system_prompt, prompts, created_at, updated_at) "
+                       "VALUES (?, ?, ?, ?, ?, ?)", (uid, name, system_prompt, json.dumps(prompts), ts, ts)))
     return PromptSet(int(sid or 0), uid, name, prompts, system_prompt, ts, ts)
 
 
@@ -527,11 +527,11 @@ def write(conn: sqlite3.Connection, comparisons: list[dict], sets: list[dict]) -
         if conn.execute("SELECT 1 FROM comparisons WHERE uid = ?", (c["id"],)).fetchone():
             skipped.append(c["id"])
             continue
-        cid = conn.execute(
+        cid = rows.inserted_id(conn.execute(
             "INSERT INTO comparisons (uid, prompt, system_prompt, settings, prompt_set, batch, rerun_of, created_at, "
             "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (c["id"], c["prompt"], c["system_prompt"], rows.json_text(c["settings"]), c["prompt_set"], c["batch"],
-             c["rerun_of"], c["created_at"], c["updated_at"])).lastrowid
+             c["rerun_of"], c["created_at"], c["updated_at"])))
         for a in c["answers"]:
             uid = a["id"]
             if conn.execute("SELECT 1 FROM comparison_answers WHERE uid = ?", (uid,)).fetchone():

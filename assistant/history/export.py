@@ -37,7 +37,7 @@ _STATUS_NOTES = {
 # -- JSON ----------------------------------------------------------------------------
 
 def conversation_to_json(conv: Conversation) -> dict[str, Any]:
-    uids = {m.id: m.uid for m in conv.messages}
+    uids: dict[int | None, str] = {m.id: m.uid for m in conv.messages}
     return {
         "id": conv.uid,
         "title": conv.title,

@@ -279,7 +279,7 @@ def _field(obj: dict, key: str, where: str, kind: type, required: bool = False) 
     if not isinstance(value, kind):
         raise ImportFormatError(f"{where}.{key} should be {'text' if kind is str else 'an object'}, "
                                 f"not {type(value).__name__}")
-    return clean_text(value) if kind is str else value
+    return clean_text(value) if isinstance(value, str) else value
 
 
 def _timestamp(obj: dict, key: str, where: str, default: str | None = None) -> str:
@@ -311,7 +311,7 @@ def _parents_first(messages: list[dict[str, Any]], where: str) -> list[dict[str,
     for m in messages:
         chain: list[dict[str, Any]] = []
         in_chain: set[str] = set()
-        node = m
+        node: dict[str, Any] | None = m
         while node is not None and node["id"] not in done:
             if node["id"] in in_chain:
                 raise ImportFormatError(f"{where}: the messages' parent links form a loop")
@@ -337,19 +337,19 @@ def write(conn: sqlite3.Connection, conversations: list[dict[str, Any]]) -> Impo
         if conn.execute("SELECT 1 FROM conversations WHERE uid = ?", (conv["id"],)).fetchone():
             result.skipped.append(conv["id"])
             continue
-        cid = conn.execute(
+        cid = rows.inserted_id(conn.execute(
             "INSERT INTO conversations (uid, title, model, system_prompt, settings, created_at, updated_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
             (conv["id"], conv["title"], conv["model"], conv["system_prompt"],
-             rows.json_text(conv["settings"]), conv["created_at"], conv["updated_at"])).lastrowid
+             rows.json_text(conv["settings"]), conv["created_at"], conv["updated_at"])))
         ids: dict[str, int] = {}
         for m in conv["messages"]:  # parents first: validate() sorted them
             status = "interrupted" if m["status"] == "streaming" else m["status"]
-            mid = conn.execute(
+            mid = rows.inserted_id(conn.execute(
                 "INSERT INTO messages (uid, conversation_id, parent_id, role, content, status, created_at, "
                 "updated_at, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (m["id"], cid, ids.get(m["parent_id"]), m["role"], m["content"], status,
-                 m["created_at"], m["updated_at"], m["error"])).lastrowid
+                 m["created_at"], m["updated_at"], m["error"])))
             ids[m["id"]] = mid
             if m["stats"] is not None:
                 rows.insert_stats(conn, mid, m["stats"], m["updated_at"])

@@ -135,7 +135,7 @@ def repair_indexes(conn: sqlite3.Connection, bad: list[SearchIndex]) -> None:
     created again exactly as its migration did.
     """
     try:
-        _in_transaction(conn, lambda: [indexes.rebuild(conn, ix) for ix in bad])
+        _in_transaction(conn, lambda: _each(indexes.rebuild, conn, bad))
         still_bad = [ix for ix in bad if index_problem(conn, ix, _tables(conn))]
     except sqlite3.DatabaseError as exc:
         if not failures.is_damage(exc):
@@ -149,13 +149,13 @@ def repair_indexes(conn: sqlite3.Connection, bad: list[SearchIndex]) -> None:
         conn.execute("VACUUM")  # the orphaned pages; needs free space the size of the file
     except sqlite3.OperationalError as exc:
         log.warning("VACUUM after dropping a damaged index failed (%s); the space stays unused", exc)
-    _in_transaction(conn, lambda: [indexes.create(conn, ix) for ix in still_bad])
+    _in_transaction(conn, lambda: _each(indexes.create, conn, still_bad))
 
 
 def _drop_from_schema(conn: sqlite3.Connection, bad: list[SearchIndex]) -> None:
     names = [n for ix in bad for n in indexes.schema_names(ix)]
     if hasattr(conn, "setconfig"):  # Python 3.12+: a build that defaults to defensive mode
-        conn.setconfig(sqlite3.SQLITE_DBCONFIG_DEFENSIVE, False)
+        conn.setconfig(getattr(sqlite3, "SQLITE_DBCONFIG_DEFENSIVE"), False)  # 3.12+ only
 
     def drop():
         version = conn.execute("PRAGMA schema_version").fetchone()[0]
@@ -168,6 +168,11 @@ def _drop_from_schema(conn: sqlite3.Connection, bad: list[SearchIndex]) -> None:
             conn.execute("PRAGMA writable_schema = OFF")
 
     _in_transaction(conn, drop)
+
+
+def _each(step, conn: sqlite3.Connection, bad: list[SearchIndex]) -> None:
+    for ix in bad:
+        step(conn, ix)
 
 
 def _in_transaction(conn: sqlite3.Connection, work) -> None:

@@ -83,3 +83,10 @@ def benchmark_columns(result: dict[str, Any], ts: str) -> tuple:
             text(result.get("backend")), int64(pp.get("tokens")), finite(pp.get("tps")), int64(tg.get("tokens")),
             finite(tg.get("tps")), int64(mem.get("weights_bytes")), int64(mem.get("kv_bytes")),
             int64(mem.get("compute_bytes")), int64(mem.get("rss_bytes")))
+
+
+def inserted_id(cursor: sqlite3.Cursor) -> int:
+    """The id an INSERT gave its row (sqlite3 types `lastrowid` as optional: it is set after an INSERT)."""
+    row_id = cursor.lastrowid
+    assert row_id is not None, "inserted_id after a statement that inserted nothing"
+    return row_id

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from typing import NoReturn
 
 from sqlite_utils import Database, Migrations
 
@@ -259,7 +260,7 @@ def migrate(db: Database, path, migrations: Migrations = MIGRATIONS,
         raise
 
 
-def _fail(db: Database, path, migrations: Migrations, todo: list[str], exc: BaseException):
+def _fail(db: Database, path, migrations: Migrations, todo: list[str], exc: BaseException) -> NoReturn:
     step = "?"
     if db.conn.in_transaction:
         # Steps that succeeded are recorded inside our transaction: the

@@ -477,10 +477,10 @@ class HistoryStore:
         title = (clean_text(title).strip() or None) if title is not None else None
         model, system_prompt = clean_optional(model), clean_optional(system_prompt)
         with self._write() as conn:
-            cid = conn.execute(
+            cid = columns.inserted_id(conn.execute(
                 "INSERT INTO conversations (uid, title, model, system_prompt, settings, created_at, updated_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (uid, title, model, system_prompt, _json(settings or {}), ts, ts)).lastrowid
+                (uid, title, model, system_prompt, _json(settings or {}), ts, ts)))
         return Conversation(cid, uid, title, model, system_prompt, dict(settings or {}), ts, ts, None, [])
 
     @_recovers
@@ -539,7 +539,7 @@ class HistoryStore:
             fields["settings"] = _json(fields["settings"] or {})
         for key in ("model", "system_prompt"):
             if key in fields:
-                fields[key] = clean_optional(fields[key])
+                fields[key] = clean_optional(str(fields[key]) if fields[key] is not None else None)
         if not fields:
             return
         sets = ", ".join(f"{k} = ?" for k in fields)
@@ -652,10 +652,10 @@ class HistoryStore:
                 owner = conn.execute("SELECT conversation_id FROM messages WHERE id = ?", (parent_id,)).fetchone()
                 if owner is None or owner[0] != conversation_id:
                     raise MessageNotFound(parent_id)
-            mid = conn.execute(
+            mid = columns.inserted_id(conn.execute(
                 "INSERT INTO messages (uid, conversation_id, parent_id, role, content, status, created_at, "
                 "updated_at, error, writer_pid, writer_started) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (uid, conversation_id, parent_id, role, content, status, ts, ts, error, *writer)).lastrowid
+                (uid, conversation_id, parent_id, role, content, status, ts, ts, error, *writer)))
             if stats is not None:
                 _insert_stats(conn, mid, stats, ts)
             title = title_from(content) if role == "user" and content.strip() else None
@@ -730,10 +730,10 @@ class HistoryStore:
         if not isinstance(result, dict):
             raise TypeError(f"a benchmark result is a dict, not {type(result).__name__}")
         with self._write() as conn:
-            return conn.execute(
+            return columns.inserted_id(conn.execute(
                 f"INSERT INTO benchmarks ({', '.join(columns.BENCH_COLUMNS)}, record) "
                 f"VALUES ({', '.join('?' * (len(columns.BENCH_COLUMNS) + 1))})",
-                (*columns.benchmark_columns(result, now()), _json(result))).lastrowid
+                (*columns.benchmark_columns(result, now()), _json(result))))
 
     @_recovers
     def benchmarks(self, limit: int | None = None) -> list[dict[str, Any]]:
