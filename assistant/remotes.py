@@ -68,6 +68,12 @@ def _keys_file() -> Path:
     return data_dir() / "remote-keys.json"
 
 
+def _keyring_account(name: str) -> str:
+    """The keyring's user name for a remote's key: its data directory's too, so that two data
+    directories (ASSISTANT_HOME) never share or overwrite each other's keys."""
+    return f"{name} @ {data_dir()}"
+
+
 def list_remotes() -> list[Remote]:
     try:
         data = json.loads(_list_file().read_text(encoding="utf-8"))
@@ -169,10 +175,10 @@ def set_key(name: str, api_key: str | None) -> None:
         if ring is not None:
             try:
                 if api_key:
-                    ring.set_password(KEYRING_SERVICE, name, api_key)
+                    ring.set_password(KEYRING_SERVICE, _keyring_account(name), api_key)
                 else:
                     try:
-                        ring.delete_password(KEYRING_SERVICE, name)
+                        ring.delete_password(KEYRING_SERVICE, _keyring_account(name))
                     except Exception:  # keyring raises PasswordDeleteError when there was none
                         log.debug("no key stored for %s", name)
                 return
@@ -191,7 +197,7 @@ def get_key(name: str) -> str | None:
     ring = _keyring()
     if ring is not None:
         try:
-            key = ring.get_password(KEYRING_SERVICE, name)
+            key = ring.get_password(KEYRING_SERVICE, _keyring_account(name))
             if key:
                 return key
         except Exception as exc:

@@ -7,6 +7,9 @@ import pytest
 
 # Qt tests run without a screen; set before anything imports Qt.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# No test reads or writes the OS keyring of the person running the suite: remote keys go to
+# the private file in each test's own data directory (a test that checks the keyring sets one).
+os.environ["PYTHON_KEYRING_BACKEND"] = "keyring.backends.null.Keyring"
 
 
 def pytest_configure(config):

@@ -113,10 +113,17 @@ def test_keys_go_to_the_os_keyring_where_there_is_one(tmp_path, monkeypatch):
     keyring.set_keyring(Memory())
     try:
         remotes.add("box", "http://127.0.0.1:9", "sk-abc")
-        assert remotes.get_key("box") == "sk-abc" and Memory.store[(remotes.KEYRING_SERVICE, "box")] == "sk-abc"
+        assert remotes.get_key("box") == "sk-abc"
+        assert list(Memory.store.values()) == ["sk-abc"]
         assert not (tmp_path / "assistant-home" / "remote-keys.json").exists()
+        monkeypatch.setenv("ASSISTANT_HOME", str(tmp_path / "another-home"))  # another data directory
+        assert remotes.get_key("box") is None
+        remotes.set_key("box", "sk-other")
+        assert len(Memory.store) == 2
+        monkeypatch.setenv("ASSISTANT_HOME", str(tmp_path / "assistant-home"))
+        assert remotes.get_key("box") == "sk-abc"
         remotes.remove("box")
-        assert Memory.store == {}
+        assert list(Memory.store.values()) == ["sk-other"]  # the other data directory's key stays
     finally:
         keyring.set_keyring(previous)
 
