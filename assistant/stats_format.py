@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from typing import Any
-from common.formatting import format_bytes
+from common.formatting import format_bytes, format_tps
 
 SEP = " · "
 STOP_WORDS = {"length": "max tokens reached", "stopped": "stopped", "context_full": "context full",
@@ -43,10 +43,11 @@ def format_stats_line(stats: dict[str, Any] | None) -> str:
     remote = transport.get("kind") == "remote"
     server_tps = _num(transport.get("server_gen_tps")) if remote else None
     if server_tps is not None:  # the server's own figure beside ours: the difference is the network
-        parts.append(f"server {server_tps:.1f} tok/s, received {tps:.1f} tok/s" if tps is not None
-                     else f"server {server_tps:.1f} tok/s")
+        server = format_tps(server_tps, precise=True)
+        parts.append(f"server {server}, received {format_tps(tps, precise=True)}" if tps is not None
+                     else f"server {server}")
     elif tps is not None:
-        parts.append(f"{tps:.1f} tok/s" + (" received" if remote else ""))
+        parts.append(format_tps(tps, precise=True) + (" received" if remote else ""))
     tokens = _num(stats.get("completion_tokens"))
     if tokens is not None:
         parts.append(f"{int(tokens)} token{'' if tokens == 1 else 's'}")

@@ -18,10 +18,13 @@ with each NVIDIA GPU's memory where NVML (nvidia-ml-py) is importable.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
-from models.shape import ModelShape
 from common.formatting import format_bytes
+from models.shape import ModelShape
+
+log = logging.getLogger(__name__)
 
 DEFAULT_CTX = 4096
 N_UBATCH = 512
@@ -104,7 +107,8 @@ def _gpus() -> list[GPU]:
         return []
     try:
         pynvml.nvmlInit()
-    except Exception:  # no driver, no GPU: NVML raises its own error types
+    except Exception as exc:  # no driver, no GPU: NVML raises its own error types
+        log.debug("no NVIDIA GPU: %s", exc)
         return []
     gpus = []
     try:
@@ -113,13 +117,13 @@ def _gpus() -> list[GPU]:
             mem = pynvml.nvmlDeviceGetMemoryInfo(handle)
             name = pynvml.nvmlDeviceGetName(handle)
             gpus.append(GPU(name.decode() if isinstance(name, bytes) else str(name), int(mem.total), int(mem.free)))
-    except Exception:
-        pass
+    except Exception as exc:  # a driver that answers nvmlInit but not a query: count what was read
+        log.warning("reading the GPUs through NVML failed after %d of them: %s", len(gpus), exc)
     finally:
         try:
             pynvml.nvmlShutdown()
-        except Exception:
-            pass
+        except Exception as exc:
+            log.debug("nvmlShutdown: %s", exc)
     return gpus
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import assistant
 from assistant.engine import protocol as P
+from common.formatting import format_bytes
 from common.logs import debug_enabled, logs_dir
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ class Death:
         tail = self.log_tail.lower()
         out_of_memory = any(w in tail for w in ("bad_alloc", "failed to allocate", "cannot allocate", "out of memory"))
         if out_of_memory and sig in ("SIGABRT", "SIGSEGV", "SIGKILL", None):
-            allowance = f" (it may use about {memory_limit / 1e9:.1f} GB)" if memory_limit else ""
+            allowance = f" (it may use about {format_bytes(memory_limit)})" if memory_limit else ""
             return f"llama.cpp ran out of memory while {doing} {name}{allowance}: the file asks for more than it should, or this machine has too little free memory."
         if sig == "SIGABRT":
             return f"llama.cpp aborted while {doing} {name}: the file is damaged or hostile."

@@ -24,6 +24,7 @@ from assistant.engine.runner.llama_model import LoadedModel
 from assistant.engine.settings import GenerationSettings
 from assistant.stats import rss_bytes, rss_peak_bytes, vram_bytes
 from common.errors import UserError
+from common.formatting import format_bytes
 
 log = logging.getLogger(__name__)
 
@@ -186,7 +187,7 @@ class RunnerServer:
             self.renderer = None
 
     def _limit_words(self) -> str:
-        return f"about {self.memory_limit / 1e9:.1f} GB" if self.memory_limit else "what the system allows"
+        return f"about {format_bytes(self.memory_limit)}" if self.memory_limit else "what the system allows"
 
     # --- Replies
     def _on_chat(self, request_id: int, messages: list[dict], settings: dict, prefix: str | None = None) -> None:
