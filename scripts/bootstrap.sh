@@ -17,7 +17,8 @@ log() { printf '\033[1m[bootstrap]\033[0m %s\n' "$*" >&2; }
 # xvfb for screenshots of a real window. Only installs what is missing.
 apt_packages=(build-essential cmake git libgl1 libegl1 libxkbcommon0 libxkbcommon-x11-0
   libfontconfig1 libdbus-1-3 libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-shape0
-  libxcb-xinerama0 libxcb-randr0 libxcb-render-util0 libxcb-image0 xvfb)
+  libxcb-xinerama0 libxcb-randr0 libxcb-render-util0 libxcb-image0 xvfb
+  python3-venv)  # Debian's python3 has no venv module (ensurepip) without it
 if command -v dpkg >/dev/null && command -v apt-get >/dev/null; then
   missing=()
   for p in "${apt_packages[@]}"; do
