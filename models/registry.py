@@ -407,7 +407,8 @@ def builtin_entry(model: starter.BuiltinModel) -> InstalledModel:
     except starter.BuiltinModelMissingError as exc:
         log.info("%s", exc)
         path = ""  # listed all the same; using it says what is missing
-    return InstalledModel(name=model.name, path=path, source="starter", chat_format=model.chat_format)
+    return InstalledModel(name=model.name, path=path, source="starter", chat_format=model.chat_format,
+                          quant=model.quant)
 
 
 def starter_entry() -> InstalledModel:

@@ -57,6 +57,7 @@ class BuiltinModel:
     size_bytes: int
     sha256: str
     is_base: bool  # continues text; does not follow instructions
+    quant: str  # the file's quantization, as the Hub names it
     # A llama-cpp-python chat format for a GGUF without a template (None: the GGUF's own template).
     chat_format: str | None
     _locate: Callable[[], Path]
@@ -149,12 +150,12 @@ def _assemble_gemma(target: Path) -> None:
 BUILTINS: tuple[BuiltinModel, ...] = (
     BuiltinModel(
         name=STARTER_NAME, label="SmolLM2 135M Instruct (built in)", package=SMOLLM2_PACKAGE,
-        size_bytes=SMOLLM2_SIZE, sha256=SMOLLM2_SHA256, is_base=False, chat_format=None,
+        size_bytes=SMOLLM2_SIZE, sha256=SMOLLM2_SHA256, is_base=False, quant="Q4_1", chat_format=None,
         _locate=_smollm2_path,
     ),
     BuiltinModel(
         name=GEMMA_BASE_NAME, label="Gemma 3 270M (base model, built in)", package=GEMMA_PACKAGE,
-        size_bytes=GEMMA_SIZE, sha256=GEMMA_SHA256, is_base=True,
+        size_bytes=GEMMA_SIZE, sha256=GEMMA_SHA256, is_base=True, quant="Q4_K_M",
         # Gemma 3 is trained on this turn format; its GGUF has no template, and llama-cpp-python
         # would otherwise fall back to llama-2's [INST] format.
         chat_format="gemma",

@@ -83,6 +83,8 @@ def test_lists_the_installed_models_and_the_loaded_one(served):
     assert served.model in ids and "starter" in ids
     loaded = next(m for m in models if m.id == served.model)
     assert loaded.object == "model" and loaded.model_extra["hearth"]["loaded"] is True
+    starter = next(m for m in models if m.id == "starter")
+    assert starter.model_extra["hearth"]["quant"] == "Q4_1"  # built-in models say their quantization too
     assert served.client().models.retrieve(served.model).id == served.model
     raw = httpx.get(served.url + "/models", headers={"Authorization": f"Bearer {KEY}"})
     assert raw.headers["x-powered-by"] == "Hearth"  # how another Hearth's remote backend recognises this one
@@ -132,6 +134,7 @@ def test_a_whole_reply_has_usage_timings_and_the_full_record(served):
     assert timings["prompt_n"] + timings["cache_n"] == usage.prompt_tokens
     record = r.model_extra["hearth"]
     assert record["completion_tokens"] == usage.completion_tokens and "reply" not in record
+    assert record["model"]["file"].endswith(".gguf") and "/" not in record["model"]["file"]  # no local folders
     assert record["memory"]["weights_bytes"] > 0 and record["memory"]["rss_bytes"] > 0
     assert record["sampling"]["temperature"] == 0.5 and record["sampling"]["seed"] == 3
     assert record["context"]["policy"] == "stop"  # an API client's conversation is never cut short silently

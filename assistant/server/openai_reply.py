@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import PurePath
 from typing import Any
 
 EXTENSION_KEY = "hearth"
@@ -53,6 +54,10 @@ def timings(stats: dict[str, Any]) -> dict[str, Any]:
 
 def extension(stats: dict[str, Any], server: dict[str, Any]) -> dict[str, Any]:
     record = {k: v for k, v in stats.items() if k != "reply"}
+    model = record.get("model")
+    if isinstance(model, dict) and isinstance(model.get("file"), str):
+        # The file's name, not where it lives: the folders of this machine are not the client's business.
+        record["model"] = {**model, "file": PurePath(model["file"]).name}
     record["server"] = server
     return finite(record)
 
