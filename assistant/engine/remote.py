@@ -25,25 +25,69 @@ from assistant.engine.settings import GenerationSettings, LoadSettings
 from assistant.remotes import Remote
 from assistant.stats import MemoryStats, ModelRef, ResponseStats, tps
 from common.errors import ModelNotFoundError, UserError
+from common.formatting import format_bytes
 
 log = logging.getLogger(__name__)
 
 CONNECT_SECONDS = 5.0
 READ_SECONDS = 300.0  # a big model's prompt on a busy server may take minutes before the first token
+LIST_SECONDS = 30.0  # a model list needs no model to run
 _MAX_ERROR_BODY = 64_000
+# A server is not trusted to keep its answers small: a model list, a server's details and one line
+# of a stream are read up to these sizes, and a longer one ends the request with a sentence.
+MAX_LIST_BYTES = 8_000_000
+MAX_DETAILS_BYTES = 1_000_000
+MAX_LINE_BYTES = 1_000_000
 
 
 class RemoteError(UserError):
     """A remote server could not be reached, refused, or stopped mid-reply."""
 
 
-def _client(timeout_read: float = READ_SECONDS) -> httpx.Client:
-    return httpx.Client(timeout=httpx.Timeout(connect=CONNECT_SECONDS, read=timeout_read, write=30.0, pool=5.0),
+def _client(timeout_read: float | None = None) -> httpx.Client:
+    read = READ_SECONDS if timeout_read is None else timeout_read
+    return httpx.Client(timeout=httpx.Timeout(connect=CONNECT_SECONDS, read=read, write=30.0, pool=5.0),
                         follow_redirects=False)
 
 
-def describe_http_error(remote: Remote, exc: Exception, doing: str) -> str:
-    """One sentence for what went wrong talking to `remote`."""
+class _TooLarge(Exception):
+    pass
+
+
+def _read_limited(response: httpx.Response, limit: int) -> bytes:
+    """The body, up to `limit` bytes; raises _TooLarge beyond (checked as it arrives, not after)."""
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _TooLarge
+    body = bytearray()
+    for chunk in response.iter_bytes():
+        body += chunk
+        if len(body) > limit:
+            raise _TooLarge
+    return bytes(body)
+
+
+def _get_limited(client: httpx.Client, url: str, headers: dict[str, str], limit: int) -> tuple[httpx.Response, bytes]:
+    with client.stream("GET", url, headers=headers) as response:
+        return response, _read_limited(response, limit)
+
+
+def _lines_limited(response: httpx.Response, limit: int) -> Generator[str, None, None]:
+    """The stream's lines as they arrive, none longer than `limit` bytes (else _TooLarge)."""
+    pending = b""
+    for chunk in response.iter_bytes():
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            yield line.rstrip(b"\r").decode("utf-8", errors="replace")
+        if len(pending) > limit:
+            raise _TooLarge
+    if pending:
+        yield pending.decode("utf-8", errors="replace")
+
+
+def describe_http_error(remote: Remote, exc: Exception, doing: str, read_seconds: float | None = None) -> str:
+    """One sentence for what went wrong talking to `remote` (`read_seconds`: the read timeout used)."""
     where = f"{remote.name} ({remote.url})"
     if isinstance(exc, httpx.ConnectTimeout):
         return f"{where} did not answer within {CONNECT_SECONDS:g} s while {doing}; is it running and reachable?"
@@ -55,7 +99,8 @@ def describe_http_error(remote: Remote, exc: Exception, doing: str) -> str:
             return f"The host of {where} cannot be found; check the address."
         return f"{where} cannot be reached ({exc or 'connection refused'}); is the server running?"
     if isinstance(exc, httpx.ReadTimeout):
-        return f"{where} stopped sending for {READ_SECONDS:g} s while {doing}."
+        waited = READ_SECONDS if read_seconds is None else read_seconds
+        return f"{where} stopped sending for {waited:g} s while {doing}."
     if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)):
         return f"{where} closed the connection while {doing} ({type(exc).__name__})."
     return f"Talking to {where} failed while {doing} ({type(exc).__name__}: {exc})."
@@ -92,15 +137,19 @@ class RemoteEngine(Engine):
     def list_models(self) -> list[str]:
         """The model ids the server offers (GET /v1/models)."""
         try:
-            with _client(30.0) as client:
-                resp = client.get(f"{self.remote.api_base}/models", headers=self.headers())
+            with _client(LIST_SECONDS) as client:
+                resp, raw = _get_limited(client, f"{self.remote.api_base}/models", self.headers(), MAX_LIST_BYTES)
         except httpx.HTTPError as exc:
-            raise RemoteError(describe_http_error(self.remote, exc, "listing its models")) from exc
+            raise RemoteError(describe_http_error(self.remote, exc, "listing its models", LIST_SECONDS)) from exc
+        except _TooLarge:
+            raise RemoteError(f"{self.remote.name} answered /v1/models with more than "
+                              f"{format_bytes(MAX_LIST_BYTES)}; that is not a model list.") from None
+        text = raw.decode("utf-8", errors="replace")
         if resp.status_code != 200:
-            raise RemoteError(_status_sentence(self.remote, resp.status_code, resp.text[:_MAX_ERROR_BODY], None))
-        self._server.setdefault("software", _software_from(resp.headers, resp.text))
+            raise RemoteError(_status_sentence(self.remote, resp.status_code, text[:_MAX_ERROR_BODY], None))
+        self._server.setdefault("software", _software_from(resp.headers, text))
         try:
-            return [m["id"] for m in resp.json().get("data", []) if isinstance(m, dict) and "id" in m]
+            return [str(m["id"]) for m in json.loads(text).get("data", []) if isinstance(m, dict) and "id" in m]
         except (ValueError, AttributeError, TypeError) as exc:
             raise RemoteError(f"{self.remote.name} answered /v1/models with something that is not a model list.") from exc
 
@@ -118,9 +167,9 @@ class RemoteEngine(Engine):
         self._server["probed"] = True
         try:
             with _client(3.0) as client:
-                props = client.get(f"{self.remote.root}/props", headers=self.headers())
+                props, raw = _get_limited(client, f"{self.remote.root}/props", self.headers(), MAX_DETAILS_BYTES)
                 if props.status_code == 200 and "application/json" in props.headers.get("content-type", ""):
-                    data = props.json()
+                    data = json.loads(raw)
                     if isinstance(data, dict):
                         self._server["software"] = "llama.cpp"
                         build = data.get("build_info")
@@ -129,13 +178,13 @@ class RemoteEngine(Engine):
                         n_ctx = (data.get("default_generation_settings") or {}).get("n_ctx")
                         if isinstance(n_ctx, int):
                             self._server["n_ctx"] = n_ctx
-                version = client.get(f"{self.remote.root}/api/version")
+                version, raw = _get_limited(client, f"{self.remote.root}/api/version", {}, MAX_DETAILS_BYTES)
                 if version.status_code == 200 and "application/json" in version.headers.get("content-type", ""):
-                    data = version.json()
+                    data = json.loads(raw)
                     if isinstance(data, dict) and isinstance(data.get("version"), str):
                         self._server.update(software="ollama", version=data["version"])
-        except (httpx.HTTPError, ValueError) as exc:
-            log.debug("%s: no server details (%s)", self.remote.name, exc)
+        except (httpx.HTTPError, ValueError, _TooLarge) as exc:
+            log.debug("%s: no server details (%s)", self.remote.name, type(exc).__name__)
         return {k: v for k, v in self._server.items() if k != "probed"}
 
     # --- Engine
@@ -253,7 +302,7 @@ class RemoteResponse(Response):
                     text = http.read()[:_MAX_ERROR_BODY].decode("utf-8", errors="replace")
                     receipt.error = _status_sentence(eng.remote, http.status_code, text, eng.model)
                     return
-                for line in http.iter_lines():
+                for line in _lines_limited(http, MAX_LINE_BYTES):
                     if self.cancelled:
                         break
                     chunk = _parse_event(line)
@@ -269,6 +318,9 @@ class RemoteResponse(Response):
         except httpx.HTTPError as exc:
             if not self.cancelled:
                 receipt.error = describe_http_error(eng.remote, exc, "answering")
+        except _TooLarge:
+            receipt.error = (f"{eng.remote.name} sent a line of more than {format_bytes(MAX_LINE_BYTES)} "
+                             "in its reply; the reply was stopped there.")
         except (httpx.StreamError, RuntimeError) as exc:  # closed by cancel() from another thread
             if not self.cancelled:
                 receipt.error = describe_http_error(eng.remote, exc, "answering")
