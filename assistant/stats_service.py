@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from assistant.chat_service import ChatService
+from assistant.compare_summary import PairSummary, pair_summaries
 from assistant.engine import Engine, LoadSettings
 from assistant.engine.benchmark import run_benchmark
 from assistant.stats_series import StatsSnapshot, build_snapshot
@@ -116,6 +117,14 @@ class StatsService:
         """Saved benchmarks, newest first (the history's rows)."""
         history = self.history
         return history.benchmarks() if history is not None else []
+
+    def verdict_summaries(self, limit: int = 5) -> list[PairSummary]:
+        """What the saved comparisons say, one summary per pair of models, the most compared first:
+        "On your 12 comparisons, SmolLM2 135M was good enough in 9; it is 3.1× faster and …"."""
+        history = self.history
+        if history is None or not hasattr(history, "list_comparisons"):
+            return []
+        return pair_summaries(history.list_comparisons(limit=None))[:limit]
 
     def benchmark_candidates(self) -> list[BenchmarkCandidate]:
         """The installed models, each with its file's size or why it has none."""

@@ -269,6 +269,16 @@ def test_the_pair_summary_is_about_the_smaller_model(store):
                           "0.3× the memory of Gemma 3 1B.")
 
 
+def test_the_statistics_service_gives_the_same_summaries(store):
+    from assistant.stats_service import StatsService
+
+    for i in range(3):
+        _pair(store, f"task {i}")
+    stats = StatsService(chat=None, history=store)  # summaries read the history only
+    [s] = stats.verdict_summaries()
+    assert s.comparisons == 3 and s.sentence.startswith("On your 3 comparisons (none judged yet), SmolLM2 135M")
+
+
 def test_a_remote_model_is_the_big_one_and_has_no_memory_here(store):
     _compare(store, "x", [("qwen:7b@box", "y", _stats("qwen:7b@box", 0, 40.0, 0, remote="box")),
                           ("starter", "z", _stats(**SMALL))])
