@@ -8,7 +8,8 @@ from contextlib import contextmanager
 from assistant.engine import ContextPolicy, GenerationSettings, LoadSettings
 
 
-def _positive(value: str) -> int:
+def positive_int(value: str) -> int:
+    """An argparse type: a whole number of 1 or more."""
     n = int(value)
     if n < 1:
         raise argparse.ArgumentTypeError("must be 1 or more")
@@ -18,8 +19,8 @@ def _positive(value: str) -> int:
 def add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("-m", "--model", default="starter",
                    help="starter, an installed model's name, or a path to a .gguf file (default: starter)")
-    p.add_argument("-t", "--threads", type=_positive, help="CPU threads (default: the physical cores)")
-    p.add_argument("-c", "--ctx", type=_positive, help="context length in tokens (default: the model's, at most 4096)")
+    p.add_argument("-t", "--threads", type=positive_int, help="CPU threads (default: the physical cores)")
+    p.add_argument("-c", "--ctx", type=positive_int, help="context length in tokens (default: the model's, at most 4096)")
     p.add_argument("--gpu-layers", type=int, help="layers to offload to the GPU (default: all, when the build can)")
     p.add_argument("--chat-format", help="a named chat format (gemma, llama-3, chatml, ...) instead of the model's")
     p.add_argument("--chat-template", metavar="FILE", help="a Jinja chat template file instead of the model's")

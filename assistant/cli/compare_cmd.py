@@ -23,6 +23,7 @@ from assistant.cli.common import (
     ctrl_c_cancels,
     dim,
     generation_settings,
+    positive_int,
 )
 from common.errors import UserError
 from common.terminal import safe_text
@@ -32,12 +33,6 @@ VERDICT_WORDS = {"good": "good", "good-enough": "good", "yes": "good", "not-good
                  "bad": "not_good", "no": "not_good", "none": None, "clear": None}
 _MARK_OPEN, _MARK_CLOSE = "\ue000", "\ue001"
 
-
-def _positive(value: str) -> int:
-    n = int(value)
-    if n < 1:
-        raise argparse.ArgumentTypeError("must be 1 or more")
-    return n
 
 
 def add_parser(sub) -> None:
@@ -61,9 +56,9 @@ def add_parser(sub) -> None:
     p.add_argument("--json", action="store_true", help="print a list with each model's full record when done")
     p.add_argument("--no-save", action="store_true", help="do not keep this comparison in the history")
     p.add_argument("--replace", action="store_true", help="`sets add`: replace a set of the same name")
-    p.add_argument("--limit", type=_positive, default=30, help="`list`, `search`: how many (default 30)")
-    p.add_argument("-t", "--threads", type=_positive, help="CPU threads (default: the physical cores)")
-    p.add_argument("-c", "--ctx", type=_positive, help="context length (default: each model's, at most 4096)")
+    p.add_argument("--limit", type=positive_int, default=30, help="`list`, `search`: how many (default 30)")
+    p.add_argument("-t", "--threads", type=positive_int, help="CPU threads (default: the physical cores)")
+    p.add_argument("-c", "--ctx", type=positive_int, help="context length (default: each model's, at most 4096)")
     p.add_argument("--gpu-layers", type=int, help="layers to offload to the GPU (default: all, when the build can)")
     add_generation_options(p)
     p.set_defaults(func=run)

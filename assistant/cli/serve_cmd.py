@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from assistant.cli.common import add_model_options, dim, load_settings
+from assistant.cli.common import add_model_options, dim, load_settings, positive_int
 from assistant.server.config import (DEFAULT_HOST, DEFAULT_PORT, MAX_BODY_BYTES, MAX_MESSAGES, MAX_TOKENS_LIMIT,
                                      MAX_WAITING, ServerConfig, new_api_key)
 from assistant.server.request_log import RequestRecord
@@ -22,12 +22,6 @@ def _port(value: str) -> int:
         raise argparse.ArgumentTypeError("must be from 1 to 65535 (0: any free port)")
     return n
 
-
-def _count(value: str) -> int:
-    n = int(value)
-    if n < 1:
-        raise argparse.ArgumentTypeError("must be 1 or more")
-    return n
 
 
 def add_parser(sub) -> None:
@@ -53,12 +47,12 @@ def add_parser(sub) -> None:
     p.add_argument("--save-history", action="store_true",
                    help="keep API conversations in the history, marked as from the API (default: the app's "
                         "setting, off unless you turned it on)")
-    p.add_argument("--max-waiting", type=_count, default=MAX_WAITING, metavar="N",
+    p.add_argument("--max-waiting", type=positive_int, default=MAX_WAITING, metavar="N",
                    help=f"requests that may wait for the model; more are answered 429 (default {MAX_WAITING})")
-    p.add_argument("--max-tokens-limit", type=_count, default=MAX_TOKENS_LIMIT, metavar="N",
+    p.add_argument("--max-tokens-limit", type=positive_int, default=MAX_TOKENS_LIMIT, metavar="N",
                    help=f"the most tokens one reply may ask for (default {MAX_TOKENS_LIMIT})")
-    p.add_argument("--max-messages", type=_count, default=MAX_MESSAGES, metavar="N", help=argparse.SUPPRESS)
-    p.add_argument("--max-body-bytes", type=_count, default=MAX_BODY_BYTES, metavar="N", help=argparse.SUPPRESS)
+    p.add_argument("--max-messages", type=positive_int, default=MAX_MESSAGES, metavar="N", help=argparse.SUPPRESS)
+    p.add_argument("--max-body-bytes", type=positive_int, default=MAX_BODY_BYTES, metavar="N", help=argparse.SUPPRESS)
     add_model_options(p)
     p.set_defaults(func=run)
 
