@@ -46,10 +46,13 @@ def test_hostile_models_show_an_error_and_a_good_model_loads_and_answers(qtbot, 
         assert sentence.endswith(".") and "did not expect" not in sentence, sentence
         assert window.isVisible()
     assert len(window.shown_errors) == len(KINDS)
+    assert window.settings_store.get("last_model") is None  # no hostile file is reopened at the next start
     with qtbot.waitSignal(window.bridge.modelLoaded, timeout=60_000):
         window.load_model(str(tiny_model_path))
+    assert window.settings_store.get("last_model") is None  # loaded is not enough: it must answer
     stats = _send(qtbot, window, "Hello?")
     assert stats["stop_reason"] in ("length", "eos") and stats["completion_tokens"] >= 1
+    assert window.settings_store.get("last_model") == window.model["name"]
 
 
 def test_a_crash_mid_reply_keeps_the_partial_reply_and_the_window(qtbot, window, starter_model_path):
@@ -66,6 +69,7 @@ def test_a_crash_mid_reply_keeps_the_partial_reply_and_the_window(qtbot, window,
     window.bridge.turnText.connect(kill_once)
     stats = _send(qtbot, window, "Tell me a long story about a lighthouse.")
     assert killed and stats["stop_reason"] == "error" and "killed" in stats["error"]
+    assert window.settings_store.get("last_model") is None  # a model whose reply failed is not reopened
     saved = window.history.get_conversation(window.current_id).thread[-1]
     assert saved.status == "error" and saved.content == stats["reply"] and saved.content
     window.defaults["max_tokens"] = 4
