@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 import time
 from collections.abc import Generator
@@ -347,6 +348,43 @@ def _parse_event(line: str) -> dict | str | None:
     return value if isinstance(value, dict) else None
 
 
+def _number(value: Any) -> float | None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return float(value) if ok else None
+
+
+def _rate(count: Any, seconds: float | None) -> float | None:
+    n = _number(count)
+    return round(n / seconds, 2) if n is not None and seconds else None
+
+
+def server_figures(chunk: dict[str, Any]) -> tuple[dict[str, Any], str] | None:
+    """A server's own figures for a reply, in llama-server's `timings` names, and whose format they
+    came in: llama-server's `timings` (another Hearth sends them too), LM Studio's `stats`, or
+    Ollama's durations (nanoseconds) where a server passes them through. None when there are none:
+    vLLM's OpenAI API and Ollama's `/v1` send only `usage`."""
+    timings = chunk.get("timings")
+    if isinstance(timings, dict):
+        return timings, "llama-server timings"
+    stats = chunk.get("stats")
+    if isinstance(stats, dict) and _number(stats.get("tokens_per_second")) is not None:
+        ttft = _number(stats.get("time_to_first_token"))
+        gen = _number(stats.get("generation_time"))
+        return {"predicted_per_second": _number(stats["tokens_per_second"]),
+                "prompt_ms": round(ttft * 1000, 2) if ttft is not None else None,
+                "predicted_ms": round(gen * 1000, 2) if gen is not None else None}, "LM Studio stats"
+    eval_ns = _number(chunk.get("eval_duration"))
+    if eval_ns:
+        prompt_ns = _number(chunk.get("prompt_eval_duration"))
+        prompt_s = prompt_ns / 1e9 if prompt_ns else None
+        return {"predicted_n": chunk.get("eval_count"), "predicted_ms": round(eval_ns / 1e6, 2),
+                "predicted_per_second": _rate(chunk.get("eval_count"), eval_ns / 1e9),
+                "prompt_n": chunk.get("prompt_eval_count"),
+                "prompt_ms": round(prompt_s * 1000, 2) if prompt_s else None,
+                "prompt_per_second": _rate(chunk.get("prompt_eval_count"), prompt_s)}, "Ollama durations"
+    return None
+
+
 class _RemoteReceipt:
     """What arrived of one remote reply, and when (our clock), plus the server's own figures."""
 
@@ -358,6 +396,7 @@ class _RemoteReceipt:
         self.usage: dict[str, Any] = {}
         self.timings: dict[str, Any] = {}
         self.server_record: dict[str, Any] = {}
+        self.figures_from: str | None = None  # whose format the server's own figures came in
         self.finish: str | None = None
         self.error: str | None = None
         self.done = False
@@ -369,8 +408,9 @@ class _RemoteReceipt:
             return []
         if isinstance(chunk.get("usage"), dict):
             self.usage = chunk["usage"]
-        if isinstance(chunk.get("timings"), dict):  # llama-server, and another Hearth
-            self.timings = chunk["timings"]
+        figures = server_figures(chunk)
+        if figures:
+            self.timings, self.figures_from = figures
         if isinstance(chunk.get("hearth"), dict):  # another Hearth's full record
             self.server_record = chunk["hearth"]
         out = []
@@ -430,7 +470,7 @@ class _RemoteReceipt:
                 "tokens_counted": counted,  # True: counted from the stream, the server sent no usage
                 "received_gen_tps": tps(completion - 1, gen_ms),
                 "server_gen_tps": server_tps, "server_prompt_tps": self.timings.get("prompt_per_second"),
-                "server_timings": self.timings or None,
+                "server_timings": self.timings or None, "server_figures_from": self.figures_from,
                 "server_memory": record.get("memory") if isinstance(record.get("memory"), dict) else None,
                 "server_record": record or None,
             },
