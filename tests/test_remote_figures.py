@@ -78,3 +78,56 @@ def test_the_servers_own_speed_is_kept_beside_ours(source):
         assert transport["server_gen_tps"] == pytest.approx(41.0, rel=0.01)
         assert stats_line(stats).startswith("server 41.0 tok/s, received ")
     assert all(v is None for v in stats["memory"].values())  # never this machine's memory for a remote model
+
+
+def _llama_server_like(tokens: list[int] | None):
+    """Answers /props, /apply-template and /tokenize as llama-server does (tokens None: /tokenize fails)."""
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):
+            pass
+
+        def _json(self, value, status=200):
+            body = json.dumps(value).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self):
+            if self.path == "/props":
+                self._json({"build_info": "b9999", "default_generation_settings": {"n_ctx": 4096}})
+            else:
+                self._json({"object": "list", "data": [{"id": "m", "object": "model"}]})
+
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+            if self.path == "/apply-template":
+                self._json({"prompt": "".join(f"<{m['role']}>{m['content']}" for m in body["messages"])})
+            elif self.path == "/tokenize" and tokens is not None:
+                self._json({"tokens": tokens})
+            else:
+                self._json({"error": "no"}, 404)
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd
+
+
+@pytest.mark.parametrize("tokens, expected", [([1, 2, 3, 4, 5, 6, 7], 7), (None, "estimate")])
+def test_llama_server_counts_a_chats_tokens_itself(tokens, expected):
+    httpd = _llama_server_like(tokens)
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Why is the sky blue?"}]
+    try:
+        engine = RemoteEngine(Remote("box", f"http://127.0.0.1:{httpd.server_address[1]}"))
+        summary = engine.load("m")
+        assert summary.backend["software"] == "llama.cpp" and summary.n_ctx == 4096
+        count = engine.count_tokens(messages)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    estimate = sum(len(m["content"]) for m in messages) // 4 + 4 * len(messages)
+    assert count == (estimate if expected == "estimate" else expected)

@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 CONNECT_SECONDS = 5.0
 READ_SECONDS = 300.0  # a big model's prompt on a busy server may take minutes before the first token
 LIST_SECONDS = 30.0  # a model list needs no model to run
+COUNT_SECONDS = 3.0  # a token count is worth a short wait, not a long one: the estimate is there
 _MAX_ERROR_BODY = 64_000
 # A server is not trusted to keep its answers small: a model list, a server's details and one line
 # of a stream are read up to these sizes, and a longer one ends the request with a sentence.
@@ -71,6 +72,14 @@ def _read_limited(response: httpx.Response, limit: int) -> bytes:
 def _get_limited(client: httpx.Client, url: str, headers: dict[str, str], limit: int) -> tuple[httpx.Response, bytes]:
     with client.stream("GET", url, headers=headers) as response:
         return response, _read_limited(response, limit)
+
+
+def _post_json_limited(client: httpx.Client, url: str, body: dict[str, Any], headers: dict[str, str],
+                       limit: int) -> Any:
+    """The JSON a POST answers with, or None for any status but 200; raises _TooLarge past `limit` bytes."""
+    with client.stream("POST", url, json=body, headers=headers) as response:
+        raw = _read_limited(response, limit)
+        return json.loads(raw) if response.status_code == 200 else None
 
 
 def _lines_limited(response: httpx.Response, limit: int) -> Generator[str, None, None]:
@@ -130,6 +139,7 @@ class RemoteEngine(Engine):
         self._summary: ModelSummary | None = None
         self._current: RemoteResponse | None = None
         self._server: dict[str, Any] = {}
+        self._counts: dict[str, int] = {}  # messages (as JSON) -> the server's token count
 
     # --- The server and its models
     def headers(self) -> dict[str, str]:
@@ -234,8 +244,38 @@ class RemoteEngine(Engine):
         return RemoteResponse(self, None, prompt, settings or GenerationSettings())
 
     def count_tokens(self, messages: list[dict]) -> int:
-        """An estimate (about four characters a token): servers have no common way to count a chat."""
+        """The exact count where the server can give it (llama-server: its chat template, then its
+        tokenizer), else an estimate of about four characters a token: servers share no way to count a chat."""
+        if self._server.get("software") == "llama.cpp":
+            exact = self._count_on_llama_server(messages)
+            if exact is not None:
+                return exact
         return sum(len(str(m.get("content") or "")) for m in messages) // 4 + 4 * len(messages)
+
+    def _count_on_llama_server(self, messages: list[dict]) -> int | None:
+        key = json.dumps(messages, sort_keys=True, ensure_ascii=False)
+        if key in self._counts:
+            return self._counts[key]
+        try:
+            with _client(COUNT_SECONDS) as client:
+                limit = MAX_DETAILS_BYTES + 16 * len(key)  # a prompt, or its tokens as numbers
+                rendered = _post_json_limited(client, f"{self.remote.root}/apply-template", {"messages": messages},
+                                              self.headers(), limit)
+                prompt = rendered.get("prompt") if isinstance(rendered, dict) else None
+                if not isinstance(prompt, str):
+                    return None
+                tokenized = _post_json_limited(client, f"{self.remote.root}/tokenize", {"content": prompt},
+                                               self.headers(), limit)
+                tokens = tokenized.get("tokens") if isinstance(tokenized, dict) else None
+        except (httpx.HTTPError, ValueError, _TooLarge) as exc:
+            log.debug("%s: no token count from the server (%s)", self.remote.name, type(exc).__name__)
+            return None
+        if not isinstance(tokens, list):
+            return None
+        if len(self._counts) > 64:  # the context meter asks again for each draft: keep the recent ones
+            self._counts.clear()
+        self._counts[key] = len(tokens)
+        return len(tokens)
 
     def cancel(self) -> None:
         current = self._current
