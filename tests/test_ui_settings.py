@@ -6,7 +6,7 @@ from assistant.engine import GenerationSettings
 from assistant.preferences import generation_settings as conversation_settings
 from assistant.preferences import load_preferences, save_preferences
 from common.settings_store import SettingsStore
-from ui.settings_dialog import DEFAULTS, SettingsDialog
+from ui.settings_dialog import DEFAULTS, PRESETS, SettingsDialog
 
 
 def test_defaults_round_trip_through_the_data_directory(tmp_path, monkeypatch):
@@ -36,30 +36,67 @@ def test_a_damaged_settings_file_is_set_aside_and_defaults_are_used(tmp_path):
     assert SettingsStore(path).get("last_model") == "starter"
 
 
-def test_the_dialog_edits_defaults_or_one_conversation(qtbot):
-    dialog = SettingsDialog(dict(DEFAULTS), {"temperature": 0.5}, gpu=False)
+def test_the_settings_dialog_edits_the_defaults_only_and_names_the_chats_own(qtbot):
+    dialog = SettingsDialog(dict(DEFAULTS), {"temperature": 0.5, "source": "api"}, gpu=False)
     qtbot.addWidget(dialog)
     assert dialog.gpu_layers is None  # no GPU build: no GPU control
-    assert dialog.temperature.value() == 0.5 and dialog.scope.isChecked()
+    assert dialog.temperature.value() == DEFAULTS["temperature"]  # the defaults, not the chat's value
+    assert dialog.override_note.text() == "The open chat keeps its own temperature."
     dialog.temperature.setValue(1.1)
     dialog.policy.setCurrentIndex(dialog.policy.findData("stop"))
     dialog.preset.setCurrentText("Code reviewer")
     defaults, overrides = dialog.result_settings()
-    assert overrides["temperature"] == 1.1 and overrides["context_policy"] == "stop"
-    assert defaults["temperature"] == DEFAULTS["temperature"]  # only this conversation changed
+    assert overrides is None and defaults["temperature"] == 1.1 and defaults["context_policy"] == "stop"
     assert defaults["system_prompt"].startswith("You are a careful senior engineer")
-    settings = conversation_settings(defaults, overrides)
-    assert settings.temperature == 1.1 and settings.context_policy.value == "stop"
+    assert conversation_settings(defaults, None).temperature == 1.1
 
-    dialog.scope.setChecked(False)
-    defaults, overrides = dialog.result_settings()
-    assert overrides is None and defaults["temperature"] == 1.1
+
+def test_a_preset_turns_custom_once_its_text_is_rewritten(qtbot):
+    dialog = SettingsDialog(dict(DEFAULTS), None, gpu=False)
+    qtbot.addWidget(dialog)
+    assert dialog.preset.currentText() == "None"
+    dialog.preset.setCurrentText("Translator")
+    assert dialog.system.toPlainText().startswith("Translate the user's text")
+    dialog.system.setPlainText("Translate into French.")
+    assert dialog.preset.currentText() == "Custom"
+    dialog.system.setPlainText(PRESETS["Helpful assistant"])  # the text of a preset again: its name again
+    assert dialog.preset.currentText() == "Helpful assistant"
+    dialog.preset.setCurrentText("Custom")  # choosing Custom keeps the text
+    assert dialog.system.toPlainText() == PRESETS["Helpful assistant"]
+
+
+def test_zero_values_read_auto_or_no_limit_with_tooltips(qtbot):
+    dialog = SettingsDialog({**DEFAULTS, "n_ctx": 0, "n_threads": 0, "max_tokens": None}, None, gpu=True)
+    qtbot.addWidget(dialog)
+    assert dialog.n_ctx.text() == "Auto" and dialog.n_threads.text() == "Auto"
+    assert dialog.max_tokens.text() == "No limit"
+    assert "4,096" in dialog.n_ctx.toolTip() and "physical core" in dialog.n_threads.toolTip()
+    dialog.gpu_layers.setValue(-1)
+    assert dialog.gpu_layers.text() == "All"
+
+
+def test_the_chats_own_dialog_keeps_only_what_the_user_changed(qtbot):
+    from ui.settings_dialog import ConversationSettingsDialog
+
+    dialog = ConversationSettingsDialog(dict(DEFAULTS), {"source": "api", "top_k": 7}, title="T",
+                                        system_prompt="Be brief.")
+    qtbot.addWidget(dialog)
+    assert dialog.sampling.top_k.value() == 7 and dialog.status.text() == "This chat keeps its own top-k."
+    dialog.sampling.temperature.setValue(0.3)
+    settings = dialog.result_settings()
+    assert settings == {"source": "api", "top_k": 7, "temperature": 0.3}  # other values follow the defaults
+    defaults = {**DEFAULTS, "top_p": 0.5}
+    merged = conversation_settings(defaults, settings)
+    assert (merged.temperature, merged.top_k, merged.top_p) == (0.3, 7, 0.5)
+    dialog.use_defaults()
+    assert dialog.result_settings() == {"source": "api"} and dialog.status.text() == "This chat follows the defaults."
+    assert dialog.sampling.top_k.value() == DEFAULTS["top_k"]
 
 
 def test_gpu_layers_show_only_with_a_gpu_build(qtbot):
     dialog = SettingsDialog(dict(DEFAULTS), None, gpu=True)
     qtbot.addWidget(dialog)
-    assert dialog.gpu_layers is not None and not dialog.scope.isEnabled()
+    assert dialog.gpu_layers is not None and not dialog.override_note.isVisibleTo(dialog)
     dialog.gpu_layers.setValue(20)
     assert dialog.result_settings()[0]["n_gpu_layers"] == 20
 

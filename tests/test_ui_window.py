@@ -137,7 +137,7 @@ def test_rename_export_and_delete_with_confirmation(qtbot, make_window, tmp_path
     window = make_window()
     send(qtbot, window, "Keep this")
     conv_id = window.current_id
-    monkeypatch.setattr("ui.sidebar.QInputDialog.getText", lambda *a, **k: ("Renamed", True))
+    monkeypatch.setattr(window.sidebar, "ask_title", lambda title: ("Renamed", True))
     window.sidebar.rename(conv_id)
     assert window.history.get_conversation(conv_id).title == "Renamed"
     md = window.sidebar.export(conv_id, "md", str(tmp_path / "c.md"))

@@ -10,7 +10,7 @@ to an instruction-tuned model in one click, and offers text completion instead
 
 from __future__ import annotations
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QCheckBox, QFrame, QHBoxLayout, QLabel, QPushButton
 
 from assistant.model_choices import instruct_alternative, label_of
@@ -24,7 +24,7 @@ class BaseModelNotice(QFrame):
         super().__init__(parent)
         self.setObjectName("baseModelNotice")
         self.setAccessibleName("Base model notice")
-        self.setStyleSheet("#baseModelNotice { background: palette(alternate-base); border-radius: 6px; }")
+        self.setAttribute(Qt.WA_StyledBackground, True)  # the theme's style sheet draws the notice
         row = QHBoxLayout(self)
         row.setContentsMargins(10, 4, 8, 4)
         self.label = QLabel()

@@ -5,12 +5,14 @@ reply arriving at full speed costs a few renders a second, not one per token.
 """
 
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtGui import QGuiApplication
+from PySide6.QtGui import QGuiApplication, QTextCursor
 from PySide6.QtWidgets import (QFrame, QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QScrollArea, QSizePolicy,
                                QToolButton, QVBoxLayout, QWidget)
 
 from assistant.stats_format import format_stats_line, model_label
 from common.formatting import format_bytes
+from ui.icons import icon
+from ui.input_box import MessageEdit
 from ui.markdown_render import MarkdownRenderer
 
 RENDER_INTERVAL_MS = 80
@@ -59,7 +61,10 @@ def stats_tooltip(stats: dict) -> str:
 class MessageWidget(QFrame):
     editRequested = Signal(int, str)  # message id, new text
     regenerateRequested = Signal(int)
+    continueRequested = Signal(int)  # a stopped reply, to go on with
     branchRequested = Signal(int)  # the sibling message id to show
+    notify = Signal(str)  # a short confirmation for the status bar ("Copied")
+    editorOpened = Signal()
 
     def __init__(self, message, renderer: MarkdownRenderer, *, stats_mode: str = "always",
                  siblings: list[int] | None = None, parent=None):
@@ -76,23 +81,25 @@ class MessageWidget(QFrame):
         self._render_timer.timeout.connect(self._render)
         self.setObjectName("userMessage" if self.role == "user" else "replyMessage")
         self.setFrameShape(QFrame.NoFrame)
-        # The user's turns sit on a soft panel, so the thread reads at a glance.
-        self.setStyleSheet("#userMessage { background: palette(alternate-base); border-radius: 8px; }")
+        self.setAttribute(Qt.WA_StyledBackground, True)  # the theme's sheet draws the message block
 
         layout = QVBoxLayout(self)
-        layout.setContentsMargins(12, 8, 12, 8)
+        layout.setContentsMargins(14, 8, 10, 10)
         layout.setSpacing(4)
         header = QHBoxLayout()
+        header.setSpacing(2)
         who = QLabel("You" if self.role == "user" else "Assistant")
-        who.setStyleSheet("font-weight: 600;")
+        who.setObjectName("messageAuthor")
         header.addWidget(who)
         header.addStretch(1)
         self.branch_label = QLabel()
+        self.branch_label.setObjectName("branchLabel")
         self._siblings = siblings or [self.message_id]
         if len(self._siblings) > 1:
             pos = self._siblings.index(self.message_id)
-            prev_btn = self._tool("‹", "Previous version", lambda: self.branchRequested.emit(self._siblings[pos - 1]))
-            next_btn = self._tool("›", "Next version", lambda: self.branchRequested.emit(self._siblings[pos + 1]))
+            prev_btn = self._tool("previous", "Previous version",
+                                  lambda: self.branchRequested.emit(self._siblings[pos - 1]))
+            next_btn = self._tool("next", "Next version", lambda: self.branchRequested.emit(self._siblings[pos + 1]))
             prev_btn.setEnabled(pos > 0)
             next_btn.setEnabled(pos < len(self._siblings) - 1)
             self.branch_label.setText(f"{pos + 1}/{len(self._siblings)}")
@@ -100,21 +107,29 @@ class MessageWidget(QFrame):
             header.addWidget(prev_btn)
             header.addWidget(self.branch_label)
             header.addWidget(next_btn)
-        copy_btn = self._tool("Copy", "Copy message", self._copy_all)
-        header.addWidget(copy_btn)
+        self.copy_button = self._tool("copy", "Copy message", self._copy_all)
+        header.addWidget(self.copy_button)
+        self.continue_button = None
         if self.role == "user":
-            header.addWidget(self._tool("Edit", "Edit and send again", self._start_edit))
+            header.addWidget(self._tool("edit", "Edit and send again", self._start_edit))
         elif self.role == "assistant":
-            header.addWidget(self._tool("Regenerate", "Regenerate reply",
+            # Shown only for a reply that was cut short (stopped, interrupted or at its token limit).
+            self.continue_button = self._tool("continue", "Continue this reply",
+                                              lambda: self.continueRequested.emit(self.message_id))
+            header.addWidget(self.continue_button)
+            header.addWidget(self._tool("regenerate", "Regenerate reply",
                                         lambda: self.regenerateRequested.emit(self.message_id)))
         layout.addLayout(header)
 
         self.body = QLabel()
+        self.body.setObjectName("messageBody")
         self.body.setTextFormat(Qt.RichText)
         self.body.setWordWrap(True)
         self.body.setTextInteractionFlags(Qt.TextSelectableByMouse | Qt.LinksAccessibleByMouse
                                           | Qt.TextSelectableByKeyboard)
-        self.body.setSizePolicy(QSizePolicy.Preferred, QSizePolicy.Minimum)
+        # Ignored across: the column's width decides, so a long line wraps instead of widening the view.
+        self.body.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Minimum)
+        self.body.setMinimumWidth(120)
         self.body.linkActivated.connect(self._link)
         self.body.setAccessibleName("Message text")
         layout.addWidget(self.body)
@@ -123,17 +138,19 @@ class MessageWidget(QFrame):
         self.stats_label = QLabel()
         self.stats_label.setObjectName("statsLine")
         self.stats_label.setAccessibleName("Reply statistics")
-        self.stats_label.setStyleSheet("color: palette(placeholder-text); font-size: 11px;")
+        self.stats_label.setWordWrap(True)
+        self.stats_label.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Minimum)
         layout.addWidget(self.stats_label)
         self._render()
         self._update_stats()
 
-    def _tool(self, text, name, slot) -> QToolButton:
+    def _tool(self, key, name, slot) -> QToolButton:
         button = QToolButton(self)
-        button.setText(text)
+        button.setIcon(icon(key))
         button.setAccessibleName(name)
         button.setToolTip(name)
         button.setAutoRaise(True)
+        button.setObjectName("messageAction")
         button.clicked.connect(slot)
         return button
 
@@ -164,7 +181,15 @@ class MessageWidget(QFrame):
         self._stats_mode = mode
         self._update_stats()
 
+    @property
+    def can_continue(self) -> bool:
+        """A reply cut short: stopped by the user, by the app closing, or at its token limit."""
+        return (self.role == "assistant" and bool(self.text)
+                and (self.status in ("stopped", "interrupted") or self.stats.get("stop_reason") == "length"))
+
     def _update_stats(self) -> None:
+        if self.continue_button is not None:
+            self.continue_button.setVisible(self.can_continue)
         note = STATUS_NOTES.get(self.status or "", "")
         line = format_stats_line(self.stats) if self.stats else ""
         if self.stats.get("error"):
@@ -193,16 +218,28 @@ class MessageWidget(QFrame):
             n = int(href.split(":", 1)[1])
             if 0 <= n < len(self._code_blocks):
                 QGuiApplication.clipboard().setText(self._code_blocks[n])
+                self.notify.emit("Code copied to the clipboard")
 
     def _copy_all(self) -> None:
         QGuiApplication.clipboard().setText(self.text)
+        # Said twice: on the button itself for a moment, and in the status bar.
+        self.copy_button.setIcon(icon("copied"))
+        self.copy_button.setToolTip("Copied")
+        QTimer.singleShot(1500, self.copy_button, self._copy_reset)
+        self.notify.emit("Message copied to the clipboard")
+
+    def _copy_reset(self) -> None:
+        self.copy_button.setIcon(icon("copy"))
+        self.copy_button.setToolTip("Copy message")
 
     def _start_edit(self) -> None:
         if self.editor is not None:
             return
-        self.editor = QPlainTextEdit(self.text, self)
+        self.editor = MessageEdit(self.text, self)
         self.editor.setAccessibleName("Edit message")
-        self.editor.setMaximumHeight(160)
+        self.editor.setPlaceholderText("Enter to send, Shift+Enter for a new line")
+        self.editor.setMinimumHeight(72)
+        self.editor.setMaximumHeight(200)
         row = QHBoxLayout()
         send = QPushButton("Send", self)
         send.setAccessibleName("Send edited message")
@@ -219,44 +256,63 @@ class MessageWidget(QFrame):
         self.layout().insertWidget(2, box)
         self.body.hide()
         self.editor.setFocus()
+        self.editor.moveCursor(QTextCursor.End)
 
         def close_editor():
+            box.hide()
             box.deleteLater()
             self.editor = None
             self.body.show()
 
-        send.clicked.connect(lambda: (self.editRequested.emit(self.message_id, self.editor.toPlainText()),
-                                      close_editor()))
+        def submit():
+            text = self.editor.toPlainText() if self.editor is not None else ""
+            if text.strip():
+                close_editor()
+                self.editRequested.emit(self.message_id, text)
+
+        self.editor.submitted.connect(submit)
+        send.clicked.connect(submit)
         cancel.clicked.connect(close_editor)
+        self.editorOpened.emit()
 
 
 class ChatView(QScrollArea):
-    """A scrolling column of MessageWidgets for one conversation."""
+    """A scrolling column of MessageWidgets for one conversation.
+
+    The view follows a reply as it streams until the reply's first line reaches the top; from
+    there the reader reads down at their own pace. After a reply, a branch switch or an edit it
+    shows the start of the newest message."""
 
     editRequested = Signal(int, str)
     regenerateRequested = Signal(int)
+    continueRequested = Signal(int)
     branchRequested = Signal(int)
+    notify = Signal(str)
 
     def __init__(self, parent=None):
         super().__init__(parent)
         self.setWidgetResizable(True)
         self.setAccessibleName("Conversation")
+        self.setObjectName("chatView")
         self.setFrameShape(QFrame.NoFrame)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)  # messages wrap to the width instead
         self._inner = QWidget()
+        self._inner.setObjectName("chatColumn")
         self._layout = QVBoxLayout(self._inner)
-        self._layout.setContentsMargins(8, 8, 8, 8)
-        self._layout.setSpacing(6)
+        self._layout.setContentsMargins(16, 12, 16, 12)
+        self._layout.setSpacing(10)
         self._layout.addStretch(1)
         self.setWidget(self._inner)
         self.renderer = MarkdownRenderer()
         self.stats_mode = "always"
         self.widgets: dict[int, MessageWidget] = {}
         self._follow = True
-        self.verticalScrollBar().rangeChanged.connect(self._keep_at_bottom)
+        self.verticalScrollBar().rangeChanged.connect(self._keep_in_view)
         self.verticalScrollBar().valueChanged.connect(self._track_follow)
         self.empty_label = QLabel("Ask anything. Replies are generated on this computer; nothing leaves it.")
+        self.empty_label.setObjectName("emptyChat")
         self.empty_label.setAlignment(Qt.AlignCenter)
-        self.empty_label.setStyleSheet("color: palette(placeholder-text); font-size: 14px;")
+        self.empty_label.setWordWrap(True)
         self._layout.insertWidget(0, self.empty_label)
         self.more_button = QPushButton()
         self.more_button.setAccessibleName("Show earlier messages")
@@ -267,6 +323,7 @@ class ChatView(QScrollArea):
         self._thread: list = []
         self._shown_from = 0
         self._anchor_from_bottom: int | None = None
+        self._scrolling = False  # the view moves itself: not a reader's scroll
 
     def set_dark(self, dark: bool) -> None:
         self.renderer = MarkdownRenderer(dark=dark)
@@ -282,6 +339,7 @@ class ChatView(QScrollArea):
         self.more_button.hide()
         self._shown_from = 0
         self._anchor_from_bottom = None
+        self._follow = True
 
     def show_thread(self, conversation, live: dict[int, str] | None = None, include: int | None = None) -> None:
         """Show the visible branch of a conversation: its last PAGE messages (and back to
@@ -301,6 +359,7 @@ class ChatView(QScrollArea):
             self.add_message(message, [m.id for m in conversation.siblings(message.id)])
         self._update_more_button()
         self._follow = True
+        self.show_newest()
 
     def show_earlier(self) -> None:
         """Build the previous page of messages above the ones shown, keeping the view still."""
@@ -334,7 +393,10 @@ class ChatView(QScrollArea):
         widget = MessageWidget(message, self.renderer, stats_mode=self.stats_mode, siblings=siblings)
         widget.editRequested.connect(self.editRequested)
         widget.regenerateRequested.connect(self.regenerateRequested)
+        widget.continueRequested.connect(self.continueRequested)
         widget.branchRequested.connect(self.branchRequested)
+        widget.notify.connect(self.notify)
+        widget.editorOpened.connect(self._show_editor)
         self.widgets[message.id] = widget
         return widget
 
@@ -343,14 +405,48 @@ class ChatView(QScrollArea):
         for w in self.widgets.values():
             w.set_stats_mode(mode)
 
-    # Follow the stream only while the user is at the bottom: scrolling up to read stops it.
-    def _track_follow(self, value: int) -> None:
-        bar = self.verticalScrollBar()
-        self._follow = value >= bar.maximum() - 24
+    # --- Where the view stands
+    def newest(self) -> MessageWidget | None:
+        return next(reversed(self.widgets.values()), None) if self.widgets else None
 
-    def _keep_at_bottom(self, _min: int, maximum: int) -> None:
-        if self._anchor_from_bottom is not None:  # older messages were added above
-            self.verticalScrollBar().setValue(maximum - self._anchor_from_bottom)
-            return
-        if self._follow:
-            self.verticalScrollBar().setValue(maximum)
+    def _target(self, maximum: int) -> int:
+        """The bottom, but never past the first line of the newest message."""
+        newest = self.newest()
+        if newest is None or not newest.isVisible():
+            return maximum
+        return max(0, min(maximum, newest.y() - self._layout.spacing()))
+
+    def show_newest(self) -> None:
+        """Show the start of the newest message, now and once the layout has settled."""
+        self._follow = True
+        self._keep_in_view(0, self.verticalScrollBar().maximum())
+        QTimer.singleShot(0, self, lambda: self._follow and self._keep_in_view(0, self.verticalScrollBar().maximum()))
+
+    def _show_editor(self) -> None:
+        """The inline editor opens in full: its message's header at the top if it does not fit below."""
+        widget = self.sender()
+        self._follow = False
+
+        def reveal():
+            if widget is not None and widget.isVisible():
+                self.ensureWidgetVisible(widget, 0, 8)
+                if widget.y() < self.verticalScrollBar().value():
+                    self.verticalScrollBar().setValue(widget.y() - 8)
+
+        QTimer.singleShot(0, widget, reveal)
+
+    # Follow the stream only while the user is at the target: scrolling up to read stops it.
+    def _track_follow(self, value: int) -> None:
+        if not self._scrolling:
+            self._follow = value >= self._target(self.verticalScrollBar().maximum()) - 24
+
+    def _keep_in_view(self, _min: int, maximum: int) -> None:
+        bar = self.verticalScrollBar()
+        self._scrolling = True
+        try:
+            if self._anchor_from_bottom is not None:  # older messages were added above
+                bar.setValue(maximum - self._anchor_from_bottom)
+            elif self._follow:
+                bar.setValue(self._target(maximum))
+        finally:
+            self._scrolling = False

@@ -1,11 +1,17 @@
-"""The message box: Enter sends, Shift+Enter adds a line; shows context use as you type."""
+"""The message box: Enter sends, Shift+Enter adds a line, Tab moves on; shows context use as you type."""
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QVBoxLayout, QWidget
 
 
 class MessageEdit(QPlainTextEdit):
+    """Enter sends, Shift+Enter adds a line; Tab and Shift+Tab move focus (a message has no use for tabs)."""
+
     submitted = Signal()
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.setTabChangesFocus(True)
 
     def keyPressEvent(self, event):
         if event.key() in (Qt.Key_Return, Qt.Key_Enter) and not (event.modifiers() & Qt.ShiftModifier):
@@ -31,6 +37,7 @@ class InputBox(QWidget):
         self.edit.submitted.connect(self._submit)
         row.addWidget(self.edit, 1)
         self.button = QPushButton("Send")
+        self.button.setObjectName("sendButton")
         self.button.setAccessibleName("Send message")
         self.button.setMinimumWidth(72)
         self.button.clicked.connect(self._button)

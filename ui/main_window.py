@@ -6,29 +6,39 @@ started turn's ids, the text as it streams, and the saved reply with its stats,
 so a turn never reads its conversation back from the database.
 """
 
+import logging
+
 import psutil
-from PySide6.QtCore import QTimer
-from PySide6.QtGui import QKeySequence, QShortcut
-from PySide6.QtWidgets import (QLabel, QMainWindow, QMessageBox, QProgressBar, QSplitter,
-                               QStackedWidget, QToolBar, QVBoxLayout, QWidget)
+from PySide6.QtCore import QSize, Qt, QTimer
+from PySide6.QtGui import QAction, QActionGroup, QKeySequence, QShortcut
+from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QLabel, QMainWindow, QMessageBox, QProgressBar, QSplitter,
+                               QStackedWidget, QTableWidget, QTableWidgetItem, QToolBar, QVBoxLayout, QWidget)
 
 from assistant.chat_service import TurnRequest
 from assistant.engine.settings import GenerationSettings, LoadSettings
 from assistant.history.records import Message
 from assistant.preferences import generation_settings, load_preferences, load_settings, save_preferences
 from assistant.services import AppServices
+from common.errors import UserError
 from common.formatting import format_bytes
 from ui.base_notice import BaseModelNotice
 from ui.bridge import BenchmarkBridge, ChatBridge
 from ui.chat_view import ChatView
+from ui.conversation_header import ConversationHeader
+from ui.icons import icon
 from ui.input_box import InputBox
 from ui.library_bridge import LibraryBridge
 from ui.model_manager import ModelManager
 from ui.model_picker import ModelPicker
 from ui.server_page import ServerPage
-from ui.settings_dialog import SettingsDialog
+from ui.notices import HistoryNotices
+from ui.settings_dialog import ConversationSettingsDialog, SettingsDialog
 from ui.sidebar import Sidebar
 from ui.workers import wait_for_background
+
+log = logging.getLogger(__name__)
+NARROW = 900  # below this width the sidebar folds away and the toolbar shows icons only
+LAST_CONVERSATION = "last_conversation"
 
 
 class MainWindow(QMainWindow):
@@ -54,37 +64,62 @@ class MainWindow(QMainWindow):
         self._ram_timer = QTimer(self, interval=1000)
         self._ram_timer.timeout.connect(self._update_status)
         self._ram_timer.start()
-        for warning in getattr(self.history, "warnings", []) or []:
-            QTimer.singleShot(0, self, lambda w=warning: QMessageBox.warning(self, "History", w))
+        self._reopen_last_conversation()
 
     # --- Building
     def _build(self) -> None:
         toolbar = QToolBar("Main")
+        toolbar.setObjectName("mainToolbar")
         toolbar.setMovable(False)
+        toolbar.setFloatable(False)
+        toolbar.setIconSize(QSize(18, 18))
+        toolbar.setToolButtonStyle(Qt.ToolButtonTextBesideIcon)
         toolbar.setAccessibleName("Main toolbar")
+        self.toolbar = toolbar
         self.addToolBar(toolbar)
+        self.sidebar_action = toolbar.addAction("Conversations", self.toggle_sidebar)
+        self.sidebar_action.setCheckable(True)
+        self.sidebar_action.setChecked(True)
         self.model_picker = self._make_model_picker()
         toolbar.addWidget(self.model_picker)
         self.load_progress = QProgressBar()
         self.load_progress.setRange(0, 0)
         self.load_progress.setMaximumWidth(120)
         self.load_progress.setAccessibleName("Loading model")
+        # Space is kept for the bar while it is hidden, so the toolbar never changes its layout.
+        policy = self.load_progress.sizePolicy()
+        policy.setRetainSizeWhenHidden(True)
+        self.load_progress.setSizePolicy(policy)
         self.load_progress.hide()
         toolbar.addWidget(self.load_progress)
         spacer = QWidget()
         spacer.setSizePolicy(spacer.sizePolicy().horizontalPolicy().Expanding, spacer.sizePolicy().verticalPolicy())
         toolbar.addWidget(spacer)
-        self.chat_action = toolbar.addAction("Chat", lambda: self.show_page(0))
-        self.stats_action = toolbar.addAction("Statistics", lambda: self.show_page(1))
-        self.compare_action = toolbar.addAction("Compare", self.show_compare)
-        self.server_action = toolbar.addAction("Local server", self.show_server_page)
-        self.models_action = toolbar.addAction("Models…", self.open_model_manager)
-        self.settings_action = toolbar.addAction("Settings…", self.open_settings)
-        for action, name in ((self.chat_action, "Show chat"), (self.stats_action, "Show statistics"),
-                             (self.compare_action, "Compare models side by side"),
-                             (self.server_action, "Show local server"),
-                             (self.models_action, "Open model manager"), (self.settings_action, "Open settings")):
-            toolbar.widgetForAction(action).setAccessibleName(name)
+        # The views are one group: the one shown is checked, so the toolbar says where you are.
+        self.view_group = QActionGroup(self)
+        self.view_group.setExclusive(True)
+        self.chat_action = self._view_action("Chat", "chat", "Show chat", "Ctrl+1", lambda: self.show_page(0))
+        self.stats_action = self._view_action("Statistics", "statistics", "Show statistics", "Ctrl+2",
+                                              lambda: self.show_page(1))
+        self.compare_action = self._view_action("Compare", "compare", "Compare models side by side", "Ctrl+3",
+                                                self.show_compare)
+        self.server_action = self._view_action("Local server", "server", "Show local server", "Ctrl+4",
+                                               self.show_server_page)
+        toolbar.addSeparator()
+        self.models_action = self._dialog_action("Models…", "models", "Open model manager", "Ctrl+5",
+                                                 self.open_model_manager)
+        self.settings_action = self._dialog_action("Settings…", "settings", "Open settings", "Ctrl+6",
+                                                   self.open_settings)
+        self.chat_action.setChecked(True)
+        self.sidebar_action.setShortcut(QKeySequence("Ctrl+B"))
+        self.sidebar_action.setToolTip("Show or hide the conversations (Ctrl+B)")
+        self.sidebar_action.setObjectName("sidebar")
+        for action in self.toolbar.actions():
+            widget = self.toolbar.widgetForAction(action)
+            if widget is not None and not action.isSeparator() and action.text():
+                widget.setFocusPolicy(Qt.StrongFocus)  # every view has a place in the Tab order
+        self.toolbar.widgetForAction(self.sidebar_action).setAccessibleName("Show or hide conversations")
+        self._apply_icons()
 
         self.sidebar = Sidebar(self.history, self.services.chat)
         self.sidebar.conversationSelected.connect(self.open_conversation)
@@ -96,7 +131,9 @@ class MainWindow(QMainWindow):
         self.chat.set_stats_mode(self.defaults.get("stats_line", "always"))
         self.chat.editRequested.connect(self.edit_message)
         self.chat.regenerateRequested.connect(self.regenerate)
+        self.chat.continueRequested.connect(self.continue_reply)
         self.chat.branchRequested.connect(self.switch_branch)
+        self.chat.notify.connect(lambda text: self.statusBar().showMessage(text, 3000))
         self.input = InputBox()
         self.input.sendRequested.connect(self.send)
         self.input.stopRequested.connect(self.stop)
@@ -104,6 +141,13 @@ class MainWindow(QMainWindow):
         chat_page = QWidget()
         chat_layout = QVBoxLayout(chat_page)
         chat_layout.setContentsMargins(0, 0, 0, 0)
+        chat_layout.setSpacing(0)
+        self.notices = HistoryNotices(self.history)
+        chat_layout.addWidget(self.notices)
+        self.header = ConversationHeader()
+        self.header.settingsRequested.connect(self.open_conversation_settings)
+        self.header.show_conversation(None, default_prompt=self.defaults.get("system_prompt") or "")
+        chat_layout.addWidget(self.header)
         chat_layout.addWidget(self.chat, 1)
         self.base_notice = BaseModelNotice()
         self.base_notice.switchRequested.connect(self.load_model)
@@ -118,11 +162,14 @@ class MainWindow(QMainWindow):
         self.stats_view = None  # built on first show: it reads the whole history
         self.compare_page = None  # built on first show
         splitter = QSplitter()
+        splitter.setChildrenCollapsible(False)
         splitter.addWidget(self.sidebar)
         splitter.addWidget(self.pages)
         splitter.setStretchFactor(1, 1)
         splitter.setSizes([270, 910])
+        self.splitter = splitter
         self.setCentralWidget(splitter)
+        self._sidebar_wanted = True  # the user's choice; a narrow window folds the sidebar regardless
 
         self.status_model = QLabel("No model")
         self.status_ram = QLabel()
@@ -140,11 +187,93 @@ class MainWindow(QMainWindow):
         picker.modelRequested.connect(self.load_model)
         return picker
 
+    def _view_action(self, text, key, name, shortcut, slot) -> QAction:
+        action = self.toolbar.addAction(text, slot)
+        action.setObjectName(key)
+        action.setCheckable(True)
+        action.setShortcut(QKeySequence(shortcut))
+        action.setToolTip(f"{name} ({QKeySequence(shortcut).toString(QKeySequence.NativeText)})")
+        self.view_group.addAction(action)
+        self.toolbar.widgetForAction(action).setAccessibleName(name)
+        return action
+
+    def _dialog_action(self, text, key, name, shortcut, slot) -> QAction:
+        action = self.toolbar.addAction(text, slot)
+        action.setObjectName(key)
+        action.setShortcut(QKeySequence(shortcut))
+        action.setToolTip(f"{name} ({QKeySequence(shortcut).toString(QKeySequence.NativeText)})")
+        self.toolbar.widgetForAction(action).setAccessibleName(name)
+        return action
+
+    def _apply_icons(self) -> None:
+        """Icons in the palette's colours: drawn again after a theme change."""
+        for action in self.toolbar.actions():
+            if action.objectName():
+                action.setIcon(icon(action.objectName()))
+
+    # Shown by F1 and Ctrl+/ (the list is the one place the shortcuts are written down).
+    SHORTCUTS = (("Ctrl+1", "Chat"), ("Ctrl+2", "Statistics"), ("Ctrl+3", "Compare"), ("Ctrl+4", "Local server"),
+                 ("Ctrl+5", "Models"), ("Ctrl+6", "Settings (defaults)"), ("Ctrl+N", "New chat"),
+                 ("Ctrl+F", "Search conversations"), ("Ctrl+L", "Message box"), ("Ctrl+B", "Show or hide conversations"),
+                 ("Enter", "Send"), ("Shift+Enter", "New line in a message"), ("Esc", "Stop the reply"),
+                 ("Tab / Shift+Tab", "Next / previous control"), ("F1 or Ctrl+/", "This list"))
+
     def _shortcuts(self) -> None:
         QShortcut(QKeySequence("Ctrl+N"), self, self.new_chat)
-        QShortcut(QKeySequence("Ctrl+F"), self, lambda: self.sidebar.search.setFocus())
+        QShortcut(QKeySequence("Ctrl+F"), self, self.focus_search)
         QShortcut(QKeySequence("Esc"), self, self.stop)
         QShortcut(QKeySequence("Ctrl+L"), self, lambda: self.input.edit.setFocus())
+        QShortcut(QKeySequence("F1"), self, self.show_shortcuts)
+        QShortcut(QKeySequence("Ctrl+/"), self, self.show_shortcuts)
+
+    def focus_search(self) -> None:
+        if self.sidebar.isHidden():
+            self.set_sidebar_visible(True)
+        self.sidebar.search.setFocus()
+
+    def make_shortcuts_dialog(self) -> QDialog:
+        dialog = QDialog(self)
+        dialog.setWindowTitle("Keyboard shortcuts")
+        dialog.setAccessibleName("Keyboard shortcuts")
+        layout = QVBoxLayout(dialog)
+        table = QTableWidget(len(self.SHORTCUTS), 2)
+        table.setAccessibleName("Shortcuts")
+        table.setHorizontalHeaderLabels(["Keys", "Does"])
+        table.verticalHeader().hide()
+        table.setEditTriggers(QTableWidget.NoEditTriggers)
+        for row, (keys, does) in enumerate(self.SHORTCUTS):
+            table.setItem(row, 0, QTableWidgetItem(keys))
+            table.setItem(row, 1, QTableWidgetItem(does))
+        table.resizeColumnsToContents()
+        table.horizontalHeader().setStretchLastSection(True)
+        layout.addWidget(table)
+        buttons = QDialogButtonBox(QDialogButtonBox.Close)
+        buttons.rejected.connect(dialog.reject)
+        layout.addWidget(buttons)
+        dialog.resize(420, 460)
+        return dialog
+
+    def show_shortcuts(self) -> None:
+        dialog = self.make_shortcuts_dialog()
+        dialog.exec()
+        dialog.deleteLater()
+
+    # --- Narrow windows: the sidebar folds away, the toolbar keeps its height with icons only
+    def toggle_sidebar(self) -> None:
+        self._sidebar_wanted = self.sidebar.isHidden()
+        self.set_sidebar_visible(self._sidebar_wanted)
+
+    def set_sidebar_visible(self, visible: bool) -> None:
+        self.sidebar.setVisible(visible)
+        self.sidebar_action.setChecked(visible)
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        narrow = self.width() < NARROW
+        self.toolbar.setToolButtonStyle(Qt.ToolButtonIconOnly if narrow else Qt.ToolButtonTextBesideIcon)
+        if narrow != getattr(self, "_narrow", None):
+            self._narrow = narrow
+            self.set_sidebar_visible(self._sidebar_wanted and not narrow)
 
     def _connect_bridge(self) -> None:
         b = self.bridge
@@ -193,29 +322,54 @@ class MainWindow(QMainWindow):
     def new_chat(self) -> None:
         self.current_id = None
         self.chat.clear()
+        self.header.show_conversation(None, default_prompt=self.defaults.get("system_prompt") or "")
         self.sidebar.select(None)
         self.show_page(0)
         self.input.edit.setFocus()
         self._count_draft(self.input.edit.toPlainText())
 
-    def open_conversation(self, conv_id: int, message_id: int | None = None) -> None:
+    def open_conversation(self, conv_id: int, message_id: int | None = None, *, show: bool = True) -> None:
+        """Show a conversation (at `message_id`, a search hit, if given); `show` brings the chat to the front."""
         self.current_id = conv_id
         if message_id:
             self.services.chat.switch_branch(message_id)  # a search hit on another branch: show that branch
         conv = self.history.get_conversation(conv_id)
         self.chat.show_thread(conv, live=self.live, include=message_id)
+        self.header.show_conversation(conv, default_prompt="")
         self.sidebar.select(conv_id)
-        self.show_page(0)
+        if show:
+            self.show_page(0)
         if message_id and message_id in self.chat.widgets:
             widget = self.chat.widgets[message_id]
+            self.chat._follow = False
             # With the widget as context, the timer dies with it if the view is rebuilt first.
             QTimer.singleShot(50, widget, lambda: self.chat.ensureWidgetVisible(widget))
-            self.chat._follow = False
+        self._remember_conversation(conv_id)
         self._count_draft(self.input.edit.toPlainText())
+
+    def _remember_conversation(self, conv_id: int | None) -> None:
+        """The conversation the app reopens on next time."""
+        if self.settings_store.get(LAST_CONVERSATION) != conv_id:
+            try:
+                self.settings_store.set(LAST_CONVERSATION, conv_id)
+            except (OSError, UserError) as exc:  # a read-only data directory: the app still works
+                log.warning("cannot remember the open conversation: %s", exc)
+
+    def _reopen_last_conversation(self) -> None:
+        conv_id = self.settings_store.get(LAST_CONVERSATION)
+        if not isinstance(conv_id, int):
+            return
+        try:
+            self.open_conversation(conv_id)
+        except UserError as exc:  # deleted meanwhile (from the CLI, say): start on a new chat
+            log.info("not reopening conversation %s: %s", conv_id, exc)
+            self.current_id = None
+            self.chat.clear()
 
     def _deleted(self, conv_id: int) -> None:
         if conv_id == self.current_id:
             self.new_chat()
+            self._remember_conversation(None)
 
     def current_settings(self) -> GenerationSettings:
         conv = self.history.get_conversation(self.current_id) if self.current_id else None
@@ -250,6 +404,12 @@ class MainWindow(QMainWindow):
             self._submit(TurnRequest(kind="edit", message_id=message_id, text=text.strip(),
                                      conversation_id=self.current_id, settings=self.current_settings()))
 
+    def continue_reply(self, reply_id: int) -> None:
+        """A stopped reply goes on: a new version of it that starts with its text."""
+        if not self.generating and self.model:
+            self._submit(TurnRequest(kind="continue", message_id=reply_id, conversation_id=self.current_id,
+                                     settings=self.current_settings()))
+
     def switch_branch(self, message_id: int) -> None:
         self.services.chat.switch_branch(message_id)
         self.open_conversation(self.current_id)
@@ -272,6 +432,9 @@ class MainWindow(QMainWindow):
         if mine and self.current_id is None:  # the first message made a new conversation
             self.current_id = event.conversation_id
             self.sidebar.refresh()
+            self.sidebar.select(event.conversation_id)
+            self._remember_conversation(event.conversation_id)
+            self._show_header()
         if event.conversation_id != self.current_id:
             return
         if mine and event.user_message is not None and event.user_message.id not in self.chat.widgets:
@@ -303,12 +466,16 @@ class MainWindow(QMainWindow):
             widget = self.chat.widgets.get(event.reply_id)
             if widget is not None and event.message is not None:
                 widget.finish(event.message.stats or stats, event.message.status)
+                if mine:
+                    self.chat.show_newest()
             ctx = stats.get("context") or {}
             if ctx.get("used_tokens") is not None:
                 note = ctx.get("message", "") if ctx.get("applied") else ""
                 self.input.show_context(ctx["used_tokens"], stats.get("n_ctx") or 0, note)
         if event.conversation_id:
             self.sidebar.refresh()
+            if event.conversation_id == self.current_id:
+                self._show_header()  # the first reply names the conversation
         if self.stats_view is not None and self.pages.currentWidget() is self.stats_view:
             self.stats_view.refresh()
 
@@ -347,9 +514,11 @@ class MainWindow(QMainWindow):
         if index == 1:
             self.stats_view.refresh()
         self.pages.setCurrentWidget(self.stats_view if index == 1 else self.pages.widget(0))
+        (self.stats_action if index == 1 else self.chat_action).setChecked(True)
 
     def show_server_page(self) -> None:
         self.pages.setCurrentWidget(self.server_page)
+        self.server_action.setChecked(True)
 
     def show_compare(self) -> None:
         """The Compare page: one prompt on several models side by side (built on first show)."""
@@ -363,28 +532,58 @@ class MainWindow(QMainWindow):
             self.pages.addWidget(self.compare_page)
         self.compare_page.refresh()
         self.pages.setCurrentWidget(self.compare_page)
+        self.compare_action.setChecked(True)
 
     def _completion_mode(self, on: bool) -> None:
         self.input.edit.setPlaceholderText("Text for the model to continue (text completion, no chat template)"
                                            if on else "Message (Enter to send, Shift+Enter for a new line)")
 
-    def open_settings(self) -> None:
+    def make_settings_dialog(self) -> SettingsDialog:
         conv = self.history.get_conversation(self.current_id) if self.current_id else None
-        dialog = SettingsDialog(self.defaults, conv.settings if conv else None,
-                                gpu=bool(self.model.get("gpu_offload")), parent=self)
+        return SettingsDialog(self.defaults, conv.settings if conv else None,
+                              gpu=bool(self.model.get("gpu_offload")), parent=self)
+
+    def open_settings(self) -> None:
+        """The defaults for new chats; the view you were on stays."""
+        dialog = self.make_settings_dialog()
         if dialog.exec():
-            old_load = self._load_settings()
-            self.defaults, per_conversation = dialog.result_settings()
-            save_preferences(self.settings_store, self.defaults)
-            if conv is not None and per_conversation is not None:
-                self.services.chat.set_conversation_settings(conv.id, per_conversation)
-            self.chat.set_stats_mode(self.defaults.get("stats_line", "always"))
-            self.set_theme(self.defaults.get("theme", "system"))
-            if self._load_settings() != old_load and self.model:
-                self.load_model(self.model["name"])
+            self.apply_settings(dialog.result_settings()[0])
+        dialog.deleteLater()
+
+    def apply_settings(self, defaults: dict) -> None:
+        old_load = self._load_settings()
+        self.defaults = defaults
+        save_preferences(self.settings_store, self.defaults)
+        self.chat.set_stats_mode(self.defaults.get("stats_line", "always"))
+        self.set_theme(self.defaults.get("theme", "system"))
+        if self.current_id is None:
+            self._show_header()
+        if self._load_settings() != old_load and self.model:
+            self.load_model(self.model["name"])
+
+    def make_conversation_settings_dialog(self) -> ConversationSettingsDialog | None:
+        if self.current_id is None:
+            return None
+        conv = self.history.get_conversation(self.current_id)
+        return ConversationSettingsDialog(self.defaults, conv.settings, title=conv.display_title,
+                                          system_prompt=conv.system_prompt, parent=self)
+
+    def open_conversation_settings(self) -> None:
+        """This chat's own settings (its overrides of the defaults)."""
+        dialog = self.make_conversation_settings_dialog()
+        if dialog is None:
+            return
+        if dialog.exec():
+            self.services.chat.set_conversation_settings(self.current_id, dialog.result_settings())
+            self._show_header()
+        dialog.deleteLater()
+
+    def _show_header(self) -> None:
+        conv = self.history.get_conversation(self.current_id) if self.current_id else None
+        self.header.show_conversation(conv, default_prompt=self.defaults.get("system_prompt") or "")
 
     def set_theme(self, theme: str) -> None:
-        """Switch light/dark/system now, replies' code colours included."""
+        """Switch light/dark/system now, replies' code colours included; the page shown stays."""
         from PySide6.QtWidgets import QApplication
 
         from ui.theme import apply_theme, repolish
@@ -394,8 +593,13 @@ class MainWindow(QMainWindow):
         if self.compare_page is not None:
             self.compare_page.set_dark(dark)
         repolish(self)
+        self._apply_icons()
+        self.header.settings_button.setIcon(icon("conversation"))
+        self.sidebar.apply_icons()
         if self.current_id:
-            self.open_conversation(self.current_id)
+            self.open_conversation(self.current_id, show=False)
+        else:
+            self.chat.clear()
 
     def make_model_manager(self) -> ModelManager:
         return ModelManager(self.library, self.load_model, parent=self)
@@ -423,6 +627,7 @@ class MainWindow(QMainWindow):
     # --- Closing: the reply in flight stops (its partial text is saved), the engine is freed
     def closeEvent(self, event) -> None:
         self._ram_timer.stop()
+        self.sidebar.stop_watching()
         self.server_page.shutdown()  # API clients are cancelled before the engine goes
         self.bridge.close()
         self.library.close()

@@ -59,7 +59,7 @@ class MarkdownRenderer:
             f'<tr><td style="color:#888; font-size:small">{label}</td>'
             f'<td align="right" style="font-size:small"><a href="copy:{n}" style="color:{self._link}">Copy</a>'
             f'</td></tr><tr><td colspan="2"><pre style="color:{self._code_fg}; margin:0;'
-            f' font-family:monospace">{body}</pre></td></tr></table>'
+            f' font-family:monospace; white-space:pre-wrap">{body}</pre></td></tr></table>'
         )
 
     def render(self, text: str) -> RenderedMarkdown:

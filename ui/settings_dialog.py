@@ -1,17 +1,22 @@
-"""Settings: defaults for every conversation, and overrides for the open one.
+"""Settings in two visibly separate places.
 
-Defaults are the user's preferences (assistant.preferences, saved in the data
-directory). A conversation's own settings are saved with it in the history, so
-reopening it restores them.
+`SettingsDialog` (the toolbar's Settings) edits the defaults: what every new chat gets, and every
+chat that has not chosen otherwise. `ConversationSettingsDialog` (the chat header's "This chat")
+edits one conversation's own overrides, saved with it in the history. Defaults are the user's
+preferences (assistant.preferences, saved in the data directory).
 """
 
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox, QFormLayout,
-                               QHBoxLayout, QPlainTextEdit, QPushButton, QSpinBox, QTabWidget, QVBoxLayout,
+                               QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QSpinBox, QTabWidget, QVBoxLayout,
                                QWidget)
 
 from assistant.engine.settings import DEFAULT_MAX_TOKENS
 from assistant.preferences import SAMPLING_KEYS, default_preferences
 
+CUSTOM = "Custom"
 PRESETS = {
     "None": "",
     "Helpful assistant": "You are a helpful, concise assistant.",
@@ -19,48 +24,50 @@ PRESETS = {
     "Translator": "Translate the user's text into English, keeping its tone. Reply with the translation only.",
 }
 DEFAULTS = default_preferences()
+SAMPLING_NAMES = {"temperature": "temperature", "top_p": "top-p", "top_k": "top-k", "min_p": "min-p",
+                  "repeat_penalty": "repeat penalty", "seed": "seed", "max_tokens": "reply limit",
+                  "stop_on_repetition": "loop guard", "context_policy": "context policy"}
 
 
-class SettingsDialog(QDialog):
-    def __init__(self, defaults: dict, conversation: dict | None, *, gpu: bool, parent=None):
+def _named(widget, name):
+    widget.setAccessibleName(name)
+    return widget
+
+
+def _double(name, lo, hi, step, value):
+    box = _named(QDoubleSpinBox(), name)
+    box.setRange(lo, hi)
+    box.setSingleStep(step)
+    box.setDecimals(2)
+    box.setValue(float(value))
+    return box
+
+
+def _int(name, lo, hi, value):
+    box = _named(QSpinBox(), name)
+    box.setRange(lo, hi)
+    box.setValue(int(value))
+    return box
+
+
+class SamplingForm(QWidget):
+    """The sampling controls, shared by the defaults and a conversation's overrides."""
+
+    def __init__(self, values: dict, parent=None):
         super().__init__(parent)
-        self.setWindowTitle("Settings")
-        self.setAccessibleName("Settings")
-        self.defaults = dict(defaults)
-        self.conversation = conversation
-        merged = {**self.defaults, **({k: v for k, v in (conversation or {}).items() if k in SAMPLING_KEYS})}
-        layout = QVBoxLayout(self)
-        self.scope = QCheckBox("Apply sampling settings to this conversation only")
-        self.scope.setAccessibleName("Apply to this conversation only")
-        self.scope.setEnabled(conversation is not None)
-        self.scope.setChecked(conversation is not None and any(k in (conversation or {}) for k in SAMPLING_KEYS))
-        tabs = QTabWidget()
-        tabs.setAccessibleName("Settings sections")
-        layout.addWidget(tabs)
-
-        # Prompt
-        prompt_page = QWidget()
-        form = QFormLayout(prompt_page)
-        self.preset = self._named(QComboBox(), "System prompt preset")
-        self.preset.addItems(list(PRESETS))
-        self.system = self._named(QPlainTextEdit(self.defaults.get("system_prompt") or ""), "System prompt")
-        self.system.setMinimumHeight(100)
-        self.preset.currentTextChanged.connect(lambda name: self.system.setPlainText(PRESETS[name]))
-        form.addRow("Preset", self.preset)
-        form.addRow("System prompt\n(new chats)", self.system)
-        tabs.addTab(prompt_page, "Prompt")
-
-        # Sampling
-        sampling = QWidget()
-        form = QFormLayout(sampling)
-        self.temperature = self._double("Temperature", 0, 2, 0.05, merged["temperature"])
-        self.top_p = self._double("Top-p", 0, 1, 0.01, merged["top_p"])
-        self.min_p = self._double("Min-p", 0, 1, 0.01, merged["min_p"])
-        self.repeat = self._double("Repeat penalty", 0.5, 2, 0.01, merged["repeat_penalty"])
-        self.top_k = self._int("Top-k", 0, 1000, merged["top_k"])
-        self.seed = self._int("Seed (-1 random)", -1, 2**31 - 1, merged["seed"] if merged["seed"] is not None else -1)
+        form = QFormLayout(self)
+        self.temperature = _double("Temperature", 0, 2, 0.05, values["temperature"])
+        self.top_p = _double("Top-p", 0, 1, 0.01, values["top_p"])
+        self.min_p = _double("Min-p", 0, 1, 0.01, values["min_p"])
+        self.repeat = _double("Repeat penalty", 0.5, 2, 0.01, values["repeat_penalty"])
+        self.top_k = _int("Top-k", 0, 1000, values["top_k"])
+        self.top_k.setSpecialValueText("Off")
+        self.top_k.setToolTip("Sample from the k likeliest tokens; 0 (Off) considers them all.")
+        self.seed = _int("Seed", -1, 2**31 - 1, values["seed"] if values["seed"] is not None else -1)
+        self.seed.setSpecialValueText("Random")
+        self.seed.setToolTip("The same seed and settings give the same reply; Random (-1) differs each time.")
         # 0 shows as "No limit"; the default is written beside it, so lifting it is a choice, not a guess.
-        self.max_tokens = self._int("Reply limit in tokens (0: no limit)", 0, 1_000_000, merged["max_tokens"] or 0)
+        self.max_tokens = _int("Reply limit in tokens (0: no limit)", 0, 1_000_000, values["max_tokens"] or 0)
         self.max_tokens.setSpecialValueText("No limit")
         self.max_tokens.setSuffix(" tokens")
         self.max_tokens.setToolTip(f"A reply stops after this many tokens (default {DEFAULT_MAX_TOKENS:,}). "
@@ -68,54 +75,123 @@ class SettingsDialog(QDialog):
                                    "is full.")
         limit_row = QHBoxLayout()
         limit_row.addWidget(self.max_tokens, 1)
-        self.max_tokens_default = self._named(QPushButton(f"Default ({DEFAULT_MAX_TOKENS:,})"), "Restore the reply limit")
+        self.max_tokens_default = _named(QPushButton(f"Default ({DEFAULT_MAX_TOKENS:,})"), "Restore the reply limit")
         self.max_tokens_default.clicked.connect(lambda: self.max_tokens.setValue(DEFAULT_MAX_TOKENS))
-        self.no_limit = self._named(QPushButton("No limit"), "Lift the reply limit")
+        self.no_limit = _named(QPushButton("No limit"), "Lift the reply limit")
         self.no_limit.clicked.connect(lambda: self.max_tokens.setValue(0))
         limit_row.addWidget(self.max_tokens_default)
         limit_row.addWidget(self.no_limit)
-        self.loop_guard = self._named(QCheckBox("Stop a reply that keeps repeating itself"), "Loop guard")
+        self.loop_guard = _named(QCheckBox("Stop a reply that keeps repeating itself"), "Loop guard")
         self.loop_guard.setToolTip("When the same words repeat for many tokens, the reply ends with stop reason "
                                    "'repetition' (on by default).")
-        self.loop_guard.setChecked(bool(merged.get("stop_on_repetition", True)))
-        self.policy = self._named(QComboBox(), "When the context is full")
+        self.loop_guard.setChecked(bool(values.get("stop_on_repetition", True)))
+        self.policy = _named(QComboBox(), "When the context is full")
         self.policy.addItem("Drop the oldest turns (keep the system prompt)", "drop_oldest")
         self.policy.addItem("Stop at the limit", "stop")
-        self.policy.setCurrentIndex(max(0, self.policy.findData(merged["context_policy"])))
+        self.policy.setCurrentIndex(max(0, self.policy.findData(values["context_policy"])))
         for label, w in (("Temperature", self.temperature), ("Top-p", self.top_p), ("Top-k", self.top_k),
                          ("Min-p", self.min_p), ("Repeat penalty", self.repeat), ("Seed", self.seed),
                          ("Reply limit", limit_row), ("Loop guard", self.loop_guard),
                          ("When the context is full", self.policy)):
             form.addRow(label, w)
-        form.addRow(self.scope)
-        tabs.addTab(sampling, "Sampling")
+
+    def values(self) -> dict:
+        return {
+            "temperature": self.temperature.value(), "top_p": self.top_p.value(), "top_k": self.top_k.value(),
+            "min_p": self.min_p.value(), "repeat_penalty": self.repeat.value(),
+            "seed": None if self.seed.value() < 0 else self.seed.value(),
+            "max_tokens": self.max_tokens.value() or None, "context_policy": self.policy.currentData(),
+            "stop_on_repetition": self.loop_guard.isChecked(),
+        }
+
+
+class SettingsDialog(QDialog):
+    """The defaults for new chats (and every chat without its own settings), and the app's look.
+
+    `conversation`, the open chat's own settings, is only named here ("this chat overrides …"):
+    it is edited in the chat's own dialog, so a default never silently stops at one chat."""
+
+    def __init__(self, defaults: dict, conversation: dict | None = None, *, gpu: bool, parent=None):
+        super().__init__(parent)
+        self.setWindowTitle("Settings — defaults for new chats")
+        self.setAccessibleName("Settings")
+        self.setMinimumWidth(560)
+        self.defaults = dict(defaults)
+        layout = QVBoxLayout(self)
+        intro = QLabel("These defaults apply to every new chat, and to every chat that has not chosen its own "
+                       "settings. To change one chat only, use “This chat” in its header.")
+        intro.setWordWrap(True)
+        intro.setObjectName("dialogIntro")
+        layout.addWidget(intro)
+        overridden = [SAMPLING_NAMES[k] for k in SAMPLING_KEYS if k in (conversation or {})]
+        self.override_note = QLabel(f"The open chat keeps its own {', '.join(overridden)}." if overridden else "")
+        self.override_note.setObjectName("dialogNote")
+        self.override_note.setWordWrap(True)
+        self.override_note.setVisible(bool(overridden))
+        layout.addWidget(self.override_note)
+        tabs = QTabWidget()
+        tabs.setAccessibleName("Settings sections")
+        self.tabs = tabs
+        layout.addWidget(tabs)
+
+        # Prompt
+        prompt_page = QWidget()
+        form = QFormLayout(prompt_page)
+        self.preset = _named(QComboBox(), "System prompt preset")
+        self.preset.addItems([*PRESETS, CUSTOM])
+        self.system = _named(QPlainTextEdit(self.defaults.get("system_prompt") or ""), "System prompt")
+        self.system.setMinimumHeight(100)
+        self.system.setTabChangesFocus(True)
+        self._match_preset()
+        self.preset.currentTextChanged.connect(self._preset_chosen)
+        self.system.textChanged.connect(self._match_preset)
+        form.addRow("Preset", self.preset)
+        form.addRow("System prompt\n(new chats)", self.system)
+        tabs.addTab(prompt_page, "Prompt")
+
+        # Sampling
+        self.sampling = SamplingForm(self.defaults)
+        for name in ("temperature", "top_p", "min_p", "repeat", "top_k", "seed", "max_tokens", "max_tokens_default",
+                     "no_limit", "loop_guard", "policy"):
+            setattr(self, name, getattr(self.sampling, name))
+        tabs.addTab(self.sampling, "Sampling")
 
         # Model
         model_page = QWidget()
         form = QFormLayout(model_page)
-        self.n_ctx = self._int("Context length (0 model default)", 0, 1_048_576, self.defaults.get("n_ctx") or 0)
-        self.n_threads = self._int("Threads (0 physical cores)", 0, 256, self.defaults.get("n_threads") or 0)
+        self.n_ctx = _int("Context length (0: the model's own, up to 4,096)", 0, 1_048_576,
+                          self.defaults.get("n_ctx") or 0)
+        self.n_ctx.setSpecialValueText("Auto")
+        self.n_ctx.setSuffix(" tokens")
+        self.n_ctx.setToolTip("How many tokens the model keeps in view. Auto (0) uses the model's own length, "
+                              "at most 4,096.")
+        self.n_threads = _int("Threads (0: the physical cores)", 0, 256, self.defaults.get("n_threads") or 0)
+        self.n_threads.setSpecialValueText("Auto")
+        self.n_threads.setToolTip("CPU threads for generation. Auto (0) uses one per physical core; more than "
+                                  "the free cores slows every reply down.")
         form.addRow("Context length", self.n_ctx)
         form.addRow("Threads", self.n_threads)
         self.gpu_layers = None
         if gpu:  # only a GPU build can offload; do not show a control that does nothing
             value = self.defaults.get("n_gpu_layers")
-            self.gpu_layers = self._int("GPU layers (-1 all)", -1, 999, -1 if value is None else value)
+            self.gpu_layers = _int("GPU layers (-1 all)", -1, 999, -1 if value is None else value)
+            self.gpu_layers.setSpecialValueText("All")
             form.addRow("GPU layers", self.gpu_layers)
-        self.template = self._named(QPlainTextEdit(self.defaults.get("chat_template") or ""), "Chat template override")
+        self.template = _named(QPlainTextEdit(self.defaults.get("chat_template") or ""), "Chat template override")
         self.template.setPlaceholderText("Leave empty to use the model's own template (Jinja, sandboxed)")
         self.template.setMaximumHeight(90)
+        self.template.setTabChangesFocus(True)
         form.addRow("Chat template", self.template)
         tabs.addTab(model_page, "Model")
 
         # Appearance
         look = QWidget()
         form = QFormLayout(look)
-        self.theme = self._named(QComboBox(), "Theme")
+        self.theme = _named(QComboBox(), "Theme")
         for label, value in (("Follow the system", "system"), ("Light", "light"), ("Dark", "dark")):
             self.theme.addItem(label, value)
         self.theme.setCurrentIndex(max(0, self.theme.findData(self.defaults.get("theme"))))
-        self.stats_line = self._named(QComboBox(), "Statistics under replies")
+        self.stats_line = _named(QComboBox(), "Statistics under replies")
         for label, value in (("Always", "always"), ("On hover", "hover"), ("Never", "never")):
             self.stats_line.addItem(label, value)
         self.stats_line.setCurrentIndex(max(0, self.stats_line.findData(self.defaults.get("stats_line"))))
@@ -128,42 +204,108 @@ class SettingsDialog(QDialog):
         buttons.rejected.connect(self.reject)
         layout.addWidget(buttons)
 
-    def _named(self, widget, name):
-        widget.setAccessibleName(name)
-        return widget
+    # The preset names the text it wrote; once the text is rewritten it is "Custom".
+    def _preset_chosen(self, name: str) -> None:
+        if name in PRESETS and PRESETS[name] != self.system.toPlainText():
+            self.system.setPlainText(PRESETS[name])
 
-    def _double(self, name, lo, hi, step, value):
-        box = self._named(QDoubleSpinBox(), name)
-        box.setRange(lo, hi)
-        box.setSingleStep(step)
-        box.setDecimals(2)
-        box.setValue(float(value))
-        return box
+    def _match_preset(self) -> None:
+        text = self.system.toPlainText().strip()
+        name = next((n for n, t in PRESETS.items() if t == text), CUSTOM)
+        if self.preset.currentText() != name:
+            self.preset.blockSignals(True)
+            self.preset.setCurrentText(name)
+            self.preset.blockSignals(False)
 
-    def _int(self, name, lo, hi, value):
-        box = self._named(QSpinBox(), name)
-        box.setRange(lo, hi)
-        box.setValue(int(value))
-        return box
-
-    def result_settings(self) -> tuple[dict, dict | None]:
-        """(new defaults, this conversation's overrides or None to leave them alone)."""
-        sampling = {
-            "temperature": self.temperature.value(), "top_p": self.top_p.value(), "top_k": self.top_k.value(),
-            "min_p": self.min_p.value(), "repeat_penalty": self.repeat.value(),
-            "seed": None if self.seed.value() < 0 else self.seed.value(),
-            "max_tokens": self.max_tokens.value() or None, "context_policy": self.policy.currentData(),
-            "stop_on_repetition": self.loop_guard.isChecked(),
-        }
+    def result_settings(self) -> tuple[dict, None]:
+        """(new defaults, None): this dialog never changes a conversation's own settings."""
         defaults = dict(self.defaults)
         defaults.update(system_prompt=self.system.toPlainText().strip(), n_ctx=self.n_ctx.value(),
                         n_threads=self.n_threads.value(), chat_template=self.template.toPlainText().strip(),
                         theme=self.theme.currentData(), stats_line=self.stats_line.currentData())
         if self.gpu_layers is not None:
             defaults["n_gpu_layers"] = None if self.gpu_layers.value() < 0 else self.gpu_layers.value()
-        overrides = None
-        if self.conversation is not None and self.scope.isChecked():
-            overrides = {**{k: v for k, v in self.conversation.items() if k not in SAMPLING_KEYS}, **sampling}
-        else:
-            defaults.update(sampling)
-        return defaults, overrides
+        defaults.update(self.sampling.values())
+        return defaults, None
+
+
+class ConversationSettingsDialog(QDialog):
+    """One chat's own settings: its system prompt (shown) and the sampling values it overrides.
+
+    Only the values the user changed here (or had changed before) are kept as overrides; the
+    rest follow the defaults, so a later change of a default still reaches this chat."""
+
+    def __init__(self, defaults: dict, settings: dict | None, *, title: str, system_prompt: str | None,
+                 parent=None):
+        super().__init__(parent)
+        self.setWindowTitle(f"This chat — {title}")
+        self.setAccessibleName("This chat's settings")
+        self.setMinimumWidth(540)
+        self.defaults = dict(defaults)
+        self.settings = dict(settings or {})
+        self._overrides = {k for k in SAMPLING_KEYS if k in self.settings}
+        layout = QVBoxLayout(self)
+        intro = QLabel("Settings for this chat only. Values you change here are kept with the chat; the "
+                       "others follow the defaults (Settings in the toolbar).")
+        intro.setWordWrap(True)
+        intro.setObjectName("dialogIntro")
+        layout.addWidget(intro)
+        prompt = QLabel(system_prompt or "No system prompt.")
+        prompt.setWordWrap(True)
+        prompt.setTextFormat(Qt.PlainText)
+        prompt.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        prompt.setObjectName("systemPromptText")
+        prompt.setAccessibleName("This chat's system prompt")
+        form = QFormLayout()
+        form.addRow("System prompt", prompt)
+        layout.addLayout(form)
+        merged = {**{k: self.defaults.get(k) for k in SAMPLING_KEYS},
+                  **{k: v for k, v in self.settings.items() if k in SAMPLING_KEYS}}
+        self.sampling = SamplingForm(merged)
+        self._start = self.sampling.values()
+        layout.addWidget(self.sampling)
+        self.status = QLabel()
+        self.status.setObjectName("dialogNote")
+        self.status.setWordWrap(True)
+        layout.addWidget(self.status)
+        buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
+        self.reset_button = _named(buttons.addButton("Use the defaults", QDialogButtonBox.ResetRole),
+                                   "Use the defaults for this chat")
+        self.reset_button.clicked.connect(self.use_defaults)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        layout.addWidget(buttons)
+        self._cleared = False
+        self._describe()
+
+    def use_defaults(self) -> None:
+        """Drop this chat's overrides: every value follows the defaults again."""
+        self._overrides.clear()
+        self._cleared = True
+        defaults_form = SamplingForm(self.defaults)
+        values = defaults_form.values()
+        defaults_form.deleteLater()
+        f = self.sampling
+        f.temperature.setValue(values["temperature"])
+        f.top_p.setValue(values["top_p"])
+        f.top_k.setValue(values["top_k"])
+        f.min_p.setValue(values["min_p"])
+        f.repeat.setValue(values["repeat_penalty"])
+        f.seed.setValue(-1 if values["seed"] is None else values["seed"])
+        f.max_tokens.setValue(values["max_tokens"] or 0)
+        f.loop_guard.setChecked(values["stop_on_repetition"])
+        f.policy.setCurrentIndex(max(0, f.policy.findData(values["context_policy"])))
+        self._start = f.values()
+        self._describe()
+
+    def _describe(self) -> None:
+        names = [SAMPLING_NAMES[k] for k in SAMPLING_KEYS if k in self._overrides]
+        self.status.setText(f"This chat keeps its own {', '.join(names)}." if names
+                            else "This chat follows the defaults.")
+
+    def result_settings(self) -> dict:
+        """The conversation's settings: what it had that is not sampling, plus its overrides."""
+        values = self.sampling.values()
+        chosen = set(self._overrides) | {k for k in SAMPLING_KEYS if values[k] != self._start[k]}
+        kept = {k: v for k, v in self.settings.items() if k not in SAMPLING_KEYS}
+        return {**kept, **{k: values[k] for k in SAMPLING_KEYS if k in chosen}}

@@ -1,8 +1,16 @@
-"""Light and dark palettes. "system" follows the desktop's colour scheme."""
+"""Light and dark palettes and the app's style sheet. "system" follows the desktop's colour scheme.
+
+The palette gives every widget its colours; the style sheet adds what a palette cannot: message
+blocks, the selected view in the toolbar, rounded inputs, and a focus ring that shows in both
+themes (a keyboard user always sees where they are).
+"""
 
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QColor, QGuiApplication, QPalette
+from PySide6.QtGui import QColor, QFontDatabase, QGuiApplication, QPalette
 from PySide6.QtWidgets import QApplication
+
+ACCENT_LIGHT, ACCENT_DARK = "#2563eb", "#60a5fa"
+EMOJI_FAMILIES = ("Noto Color Emoji", "Apple Color Emoji", "Segoe UI Emoji", "Twemoji", "JoyPixels", "EmojiOne Color")
 
 
 def system_is_dark() -> bool:
@@ -15,29 +23,115 @@ def system_is_dark() -> bool:
     return QGuiApplication.palette().color(QPalette.Window).lightness() < 128
 
 
-def dark_palette() -> QPalette:
+def _palette(colours: dict) -> QPalette:
     p = QPalette()
-    base, alt, text, mid = QColor(30, 31, 34), QColor(43, 45, 49), QColor(230, 230, 230), QColor(60, 63, 68)
-    for role, color in (
-        (QPalette.Window, alt), (QPalette.WindowText, text), (QPalette.Base, base),
-        (QPalette.AlternateBase, alt), (QPalette.ToolTipBase, alt), (QPalette.ToolTipText, text),
-        (QPalette.Text, text), (QPalette.Button, mid), (QPalette.ButtonText, text),
-        (QPalette.BrightText, QColor(255, 90, 90)), (QPalette.Link, QColor(138, 180, 248)),
-        (QPalette.Highlight, QColor(66, 133, 244)), (QPalette.HighlightedText, QColor(255, 255, 255)),
-        (QPalette.PlaceholderText, QColor(150, 150, 150)),
-    ):
-        p.setColor(role, color)
-    p.setColor(QPalette.Disabled, QPalette.Text, QColor(120, 120, 120))
-    p.setColor(QPalette.Disabled, QPalette.ButtonText, QColor(120, 120, 120))
+    for role, colour in colours.items():
+        p.setColor(role, QColor(colour))
     return p
+
+
+def dark_palette() -> QPalette:
+    p = _palette({
+        QPalette.Window: "#1f2023", QPalette.WindowText: "#e6e6e6", QPalette.Base: "#17181a",
+        QPalette.AlternateBase: "#2a2c30", QPalette.ToolTipBase: "#2a2c30", QPalette.ToolTipText: "#e6e6e6",
+        QPalette.Text: "#e6e6e6", QPalette.Button: "#2e3035", QPalette.ButtonText: "#e6e6e6",
+        QPalette.BrightText: "#ff5a5a", QPalette.Link: "#8ab4f8", QPalette.Highlight: "#3b6fd8",
+        QPalette.HighlightedText: "#ffffff", QPalette.PlaceholderText: "#9a9ca3", QPalette.Mid: "#3a3d42",
+        QPalette.Midlight: "#34373c", QPalette.Dark: "#111214", QPalette.Light: "#44474d",
+    })
+    for role in (QPalette.Text, QPalette.ButtonText, QPalette.WindowText):
+        p.setColor(QPalette.Disabled, role, QColor("#75777d"))
+    return p
+
+
+def light_palette() -> QPalette:
+    p = _palette({
+        QPalette.Window: "#f5f6f8", QPalette.WindowText: "#1d1f23", QPalette.Base: "#ffffff",
+        QPalette.AlternateBase: "#eef1f6", QPalette.ToolTipBase: "#ffffff", QPalette.ToolTipText: "#1d1f23",
+        QPalette.Text: "#1d1f23", QPalette.Button: "#ffffff", QPalette.ButtonText: "#1d1f23",
+        QPalette.BrightText: "#c62828", QPalette.Link: "#1a56db", QPalette.Highlight: "#2563eb",
+        QPalette.HighlightedText: "#ffffff", QPalette.PlaceholderText: "#6b7280", QPalette.Mid: "#d5d9e0",
+        QPalette.Midlight: "#e4e7ec", QPalette.Dark: "#a0a6b0", QPalette.Light: "#ffffff",
+    })
+    for role in (QPalette.Text, QPalette.ButtonText, QPalette.WindowText):
+        p.setColor(QPalette.Disabled, role, QColor("#a3a8b0"))
+    return p
+
+
+def style_sheet(dark: bool) -> str:
+    accent = ACCENT_DARK if dark else ACCENT_LIGHT
+    border = "#3a3d42" if dark else "#d5d9e0"
+    user_block = "#262a33" if dark else "#e8eefb"
+    reply_block = "#1b1c1f" if dark else "#ffffff"
+    side = "#1a1b1e" if dark else "#eceef2"
+    selected = "#2d3a55" if dark else "#dbe6fd"
+    hover = "#2a2d33" if dark else "#e3e7ee"
+    quiet = "#9a9ca3" if dark else "#6b7280"
+    notice = "#3a3220" if dark else "#fff6dd"
+    notice_border = "#6b5a2a" if dark else "#f0d58a"
+    return f"""
+QToolBar#mainToolbar {{ border: none; border-bottom: 1px solid {border}; padding: 4px 6px; spacing: 4px; }}
+QToolBar#mainToolbar QToolButton {{ padding: 4px 8px; border-radius: 6px; border: 1px solid transparent; }}
+QToolBar#mainToolbar QToolButton:hover {{ background: {hover}; }}
+QToolBar#mainToolbar QToolButton:checked {{ background: {selected}; color: {accent}; font-weight: 600; }}
+QToolButton:focus, QPushButton:focus, QCheckBox:focus, QRadioButton:focus {{ border: 2px solid {accent}; }}
+QLineEdit:focus, QPlainTextEdit:focus, QTextEdit:focus, QComboBox:focus, QAbstractSpinBox:focus,
+QListWidget:focus, QTableWidget:focus, QTableView:focus, QTreeView:focus, QTabBar::tab:focus {{
+    border: 2px solid {accent}; }}
+QPushButton {{ padding: 5px 12px; border-radius: 6px; border: 1px solid {border}; }}
+QPushButton:hover {{ background: {hover}; }}
+QPushButton#sendButton {{ background: {accent}; color: white; border: 1px solid {accent}; font-weight: 600; }}
+QPushButton#sendButton:focus {{ border: 2px solid {"#ffffff" if dark else "#1e3a8a"}; }}
+QLineEdit, QPlainTextEdit, QComboBox, QAbstractSpinBox {{ border: 1px solid {border}; border-radius: 6px;
+    padding: 3px 6px; }}
+QWidget#sidebar {{ background: {side}; }}
+QWidget#sidebar QListWidget {{ background: {side}; border: none; }}
+QListWidget#conversationList::item {{ padding: 6px 6px; border-radius: 6px; }}
+QListWidget#conversationList::item:hover {{ background: {hover}; }}
+QListWidget#conversationList::item:selected {{ background: {selected}; color: palette(text); }}
+QPushButton#newChatButton {{ text-align: left; padding: 7px 10px; font-weight: 600; }}
+QScrollArea#chatView, QWidget#chatColumn {{ background: palette(base); }}
+QFrame#userMessage {{ background: {user_block}; border-radius: 10px; }}
+QFrame#replyMessage {{ background: {reply_block}; border: 1px solid {border}; border-radius: 10px; }}
+QLabel#messageAuthor {{ font-weight: 600; }}
+QLabel#statsLine, QLabel#branchLabel {{ color: {quiet}; font-size: 11px; }}
+QToolButton#messageAction {{ border: 1px solid transparent; border-radius: 5px; padding: 2px; }}
+QToolButton#messageAction:hover {{ background: {hover}; }}
+QToolButton#messageAction:focus {{ border: 2px solid {accent}; }}
+QLabel#emptyChat {{ color: {quiet}; font-size: 15px; }}
+QFrame#conversationHeader {{ background: palette(base); border-bottom: 1px solid {border}; }}
+QLabel#conversationTitle {{ font-weight: 600; font-size: 14px; }}
+QLabel#systemPromptLine, QLabel#dialogNote {{ color: {quiet}; font-size: 11px; }}
+QFrame#noticeRow {{ background: {notice}; border: 1px solid {notice_border}; border-radius: 6px; }}
+QFrame#baseModelNotice {{ background: {notice}; border: 1px solid {notice_border}; border-radius: 6px; }}
+QStatusBar {{ border-top: 1px solid {border}; }}
+QStatusBar QLabel {{ color: {quiet}; padding: 0 6px; }}
+QSplitter::handle {{ background: {border}; width: 1px; }}
+"""
 
 
 def apply_theme(app: QApplication, theme: str = "system") -> bool:
     """Apply 'light', 'dark' or 'system'; returns whether the result is dark."""
     app.setStyle("Fusion")  # the same look on every platform, and palettes apply fully
     dark = system_is_dark() if theme == "system" else theme == "dark"
-    app.setPalette(dark_palette() if dark else app.style().standardPalette())
+    app.setPalette(dark_palette() if dark else light_palette())
+    app.setStyleSheet(style_sheet(dark))
+    add_emoji_fallback(app)
     return dark
+
+
+def add_emoji_fallback(app: QApplication) -> str | None:
+    """Put a colour-emoji font behind the UI font, so emoji draw in colour instead of as empty boxes.
+    Returns the family used, or None where the platform has none (the README says what to install)."""
+    families = set(QFontDatabase.families())
+    emoji = next((f for f in EMOJI_FAMILIES if f in families), None)
+    if emoji is None:
+        return None
+    font = app.font()
+    if emoji not in font.families():
+        font.setFamilies([*(font.families() or [font.family()]), emoji])
+        app.setFont(font)
+    return emoji
 
 
 def is_dark(widget=None) -> bool:

@@ -77,6 +77,7 @@ class ConversationSummary:
     created_at: str
     updated_at: str
     message_count: int
+    source: str | None = None  # "api" for a conversation the local API server saved (settings' "source")
 
     @property
     def display_title(self) -> str:

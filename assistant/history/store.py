@@ -504,7 +504,8 @@ class HistoryStore:
         with self._read() as conn:
             rows = conn.execute(
                 "SELECT c.id, c.title, c.model, c.created_at, c.updated_at, "
-                "(SELECT count(*) FROM messages m WHERE m.conversation_id = c.id) "
+                "(SELECT count(*) FROM messages m WHERE m.conversation_id = c.id), "
+                "CASE WHEN json_valid(c.settings) THEN json_extract(c.settings, '$.source') END "
                 "FROM conversations c ORDER BY c.updated_at DESC, c.id DESC LIMIT ? OFFSET ?",
                 (limit, offset)).fetchall()
         return [ConversationSummary(*r) for r in rows]
