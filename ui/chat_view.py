@@ -58,6 +58,14 @@ def stats_tooltip(stats: dict) -> str:
     return f"<table>{body}</table>"
 
 
+def _wrapping_policy() -> QSizePolicy:
+    """Width from the column (Ignored: a long line wraps instead of widening the view); height from
+    the width (a new size policy drops QLabel's height-for-width, and the view then keeps blank space)."""
+    policy = QSizePolicy(QSizePolicy.Ignored, QSizePolicy.Minimum)
+    policy.setHeightForWidth(True)
+    return policy
+
+
 class MessageWidget(QFrame):
     editRequested = Signal(int, str)  # message id, new text
     regenerateRequested = Signal(int)
@@ -128,7 +136,7 @@ class MessageWidget(QFrame):
         self.body.setTextInteractionFlags(Qt.TextSelectableByMouse | Qt.LinksAccessibleByMouse
                                           | Qt.TextSelectableByKeyboard)
         # Ignored across: the column's width decides, so a long line wraps instead of widening the view.
-        self.body.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Minimum)
+        self.body.setSizePolicy(_wrapping_policy())
         self.body.setMinimumWidth(120)
         self.body.linkActivated.connect(self._link)
         self.body.setAccessibleName("Message text")
@@ -139,7 +147,7 @@ class MessageWidget(QFrame):
         self.stats_label.setObjectName("statsLine")
         self.stats_label.setAccessibleName("Reply statistics")
         self.stats_label.setWordWrap(True)
-        self.stats_label.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Minimum)
+        self.stats_label.setSizePolicy(_wrapping_policy())
         layout.addWidget(self.stats_label)
         self._render()
         self._update_stats()
@@ -276,6 +284,16 @@ class MessageWidget(QFrame):
         self.editorOpened.emit()
 
 
+class _Column(QWidget):
+    """The messages' column. Its height comes from its width (height-for-width) alone: the minimum
+    height Qt computes at the narrowest width would otherwise leave blank space under the newest message."""
+
+    def minimumSizeHint(self):
+        hint = super().minimumSizeHint()
+        hint.setHeight(0)
+        return hint
+
+
 class ChatView(QScrollArea):
     """A scrolling column of MessageWidgets for one conversation.
 
@@ -296,7 +314,7 @@ class ChatView(QScrollArea):
         self.setObjectName("chatView")
         self.setFrameShape(QFrame.NoFrame)
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)  # messages wrap to the width instead
-        self._inner = QWidget()
+        self._inner = _Column()
         self._inner.setObjectName("chatColumn")
         self._layout = QVBoxLayout(self._inner)
         self._layout.setContentsMargins(16, 12, 16, 12)

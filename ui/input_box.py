@@ -33,8 +33,9 @@ class InputBox(QWidget):
         self.edit = MessageEdit()
         self.edit.setPlaceholderText("Message (Enter to send, Shift+Enter for a new line)")
         self.edit.setAccessibleName("Message")
-        self.edit.setMaximumHeight(84)
         self.edit.submitted.connect(self._submit)
+        self.edit.textChanged.connect(self._fit_height)
+        self._fit_height()
         row.addWidget(self.edit, 1)
         self.button = QPushButton("Send")
         self.button.setObjectName("sendButton")
@@ -51,6 +52,15 @@ class InputBox(QWidget):
         self._draft_timer = QTimer(self, singleShot=True, interval=250)
         self._draft_timer.timeout.connect(lambda: self.draftChanged.emit(self.edit.toPlainText()))
         self.edit.textChanged.connect(self._draft_timer.start)
+
+    def _fit_height(self) -> None:
+        """Two lines when empty, growing with the text up to eight: a short window keeps room for the chat."""
+        metrics = self.edit.fontMetrics()
+        lines = max(2, min(8, self.edit.document().blockCount()))
+        margins = self.edit.contentsMargins()
+        height = lines * metrics.lineSpacing() + 2 * int(self.edit.document().documentMargin()) \
+            + margins.top() + margins.bottom() + 8
+        self.edit.setFixedHeight(height)
 
     def _submit(self) -> None:
         if self.generating:

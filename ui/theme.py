@@ -5,10 +5,13 @@ blocks, the selected view in the toolbar, rounded inputs, and a focus ring that 
 themes (a keyboard user always sees where they are).
 """
 
+import logging
+
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QFontDatabase, QGuiApplication, QPalette
 from PySide6.QtWidgets import QApplication
 
+log = logging.getLogger(__name__)
 ACCENT_LIGHT, ACCENT_DARK = "#2563eb", "#60a5fa"
 EMOJI_FAMILIES = ("Noto Color Emoji", "Apple Color Emoji", "Segoe UI Emoji", "Twemoji", "JoyPixels", "EmojiOne Color")
 
@@ -75,15 +78,13 @@ QToolBar#mainToolbar QToolButton {{ padding: 4px 8px; border-radius: 6px; border
 QToolBar#mainToolbar QToolButton:hover {{ background: {hover}; }}
 QToolBar#mainToolbar QToolButton:checked {{ background: {selected}; color: {accent}; font-weight: 600; }}
 QToolButton:focus, QPushButton:focus, QCheckBox:focus, QRadioButton:focus {{ border: 2px solid {accent}; }}
-QLineEdit:focus, QPlainTextEdit:focus, QTextEdit:focus, QComboBox:focus, QAbstractSpinBox:focus,
-QListWidget:focus, QTableWidget:focus, QTableView:focus, QTreeView:focus, QTabBar::tab:focus {{
-    border: 2px solid {accent}; }}
+QPlainTextEdit:focus, QTextEdit:focus, QListWidget:focus, QTableWidget:focus, QTableView:focus,
+QTreeView:focus {{ border: 2px solid {accent}; }}
 QPushButton {{ padding: 5px 12px; border-radius: 6px; border: 1px solid {border}; }}
 QPushButton:hover {{ background: {hover}; }}
 QPushButton#sendButton {{ background: {accent}; color: white; border: 1px solid {accent}; font-weight: 600; }}
 QPushButton#sendButton:focus {{ border: 2px solid {"#ffffff" if dark else "#1e3a8a"}; }}
-QLineEdit, QPlainTextEdit, QComboBox, QAbstractSpinBox {{ border: 1px solid {border}; border-radius: 6px;
-    padding: 3px 6px; }}
+QPlainTextEdit {{ border: 1px solid {border}; border-radius: 6px; padding: 3px 6px; }}
 QWidget#sidebar {{ background: {side}; }}
 QWidget#sidebar QListWidget {{ background: {side}; border: none; }}
 QListWidget#conversationList::item {{ padding: 6px 6px; border-radius: 6px; }}
@@ -121,16 +122,18 @@ def apply_theme(app: QApplication, theme: str = "system") -> bool:
 
 
 def add_emoji_fallback(app: QApplication) -> str | None:
-    """Put a colour-emoji font behind the UI font, so emoji draw in colour instead of as empty boxes.
+    """Draw emoji with a colour-emoji font (Qt 6.9+ picks it for emoji only), not as empty boxes.
     Returns the family used, or None where the platform has none (the README says what to install)."""
     families = set(QFontDatabase.families())
     emoji = next((f for f in EMOJI_FAMILIES if f in families), None)
     if emoji is None:
+        if not getattr(app, "_hearth_emoji_warned", False):
+            log.warning("no colour-emoji font found (install Noto Color Emoji): emoji may show as boxes")
+            app._hearth_emoji_warned = True
         return None
-    font = app.font()
-    if emoji not in font.families():
-        font.setFamilies([*(font.families() or [font.family()]), emoji])
-        app.setFont(font)
+    if hasattr(QFontDatabase, "setApplicationEmojiFontFamilies"):
+        if QFontDatabase.applicationEmojiFontFamilies() != [emoji]:
+            QFontDatabase.setApplicationEmojiFontFamilies([emoji])
     return emoji
 
 
