@@ -126,6 +126,7 @@ class MainWindow(QMainWindow):
         self.sidebar.messageSelected.connect(self.open_conversation)
         self.sidebar.newChatRequested.connect(self.new_chat)
         self.sidebar.conversationDeleted.connect(self._deleted)
+        self.sidebar.notify.connect(lambda text: self.statusBar().showMessage(text, 4000))
 
         self.chat = ChatView()
         self.chat.set_stats_mode(self.defaults.get("stats_line", "always"))
@@ -437,12 +438,13 @@ class MainWindow(QMainWindow):
             self._show_header()
         if event.conversation_id != self.current_id:
             return
-        if mine and event.user_message is not None and event.user_message.id not in self.chat.widgets:
+        plain_send = mine and self._turn.request.kind == "send"
+        if plain_send and event.user_message is not None and event.user_message.id not in self.chat.widgets:
             # A plain send: add the two new messages; nothing is read back from the database.
             self.chat.add_message(event.user_message)
             self.chat.add_message(_placeholder(event))
             self.chat._follow = True
-        else:  # a regenerate or edit made a new branch: show it
+        else:  # a regenerate, an edit or a continue made a new branch: show it
             self.open_conversation(event.conversation_id)
 
     def _turn_text(self, event) -> None:
@@ -492,7 +494,11 @@ class MainWindow(QMainWindow):
             return
         messages = []
         if self.current_id:
-            messages = self.history.get_conversation(self.current_id).chat_messages()
+            try:
+                messages = self.history.get_conversation(self.current_id).chat_messages()
+            except UserError as exc:  # deleted by another process meanwhile: no count until it is gone
+                log.info("no token count for conversation %s: %s", self.current_id, exc)
+                return
         elif self.defaults.get("system_prompt"):
             messages = [{"role": "system", "content": self.defaults["system_prompt"]}]
         messages = messages + [{"role": "user", "content": draft}]
