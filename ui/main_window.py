@@ -11,8 +11,21 @@ import logging
 import psutil
 from PySide6.QtCore import QSize, Qt, QTimer
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence, QShortcut
-from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QLabel, QMainWindow, QMessageBox, QProgressBar, QSplitter,
-                               QStackedWidget, QTableWidget, QTableWidgetItem, QToolBar, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QDialog,
+    QDialogButtonBox,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QProgressBar,
+    QSplitter,
+    QStackedWidget,
+    QTableWidget,
+    QTableWidgetItem,
+    QToolBar,
+    QVBoxLayout,
+    QWidget,
+)
 
 from assistant.chat_service import TurnRequest
 from assistant.engine.settings import GenerationSettings, LoadSettings
@@ -30,8 +43,8 @@ from ui.input_box import InputBox
 from ui.library_bridge import LibraryBridge
 from ui.model_manager import ModelManager
 from ui.model_picker import ModelPicker
-from ui.server_page import ServerPage
 from ui.notices import HistoryNotices
+from ui.server_page import ServerPage
 from ui.settings_dialog import ConversationSettingsDialog, SettingsDialog
 from ui.sidebar import Sidebar
 from ui.workers import wait_for_background

@@ -131,9 +131,9 @@ def add_emoji_fallback(app: QApplication) -> str | None:
             log.warning("no colour-emoji font found (install Noto Color Emoji): emoji may show as boxes")
             app._hearth_emoji_warned = True
         return None
-    if hasattr(QFontDatabase, "setApplicationEmojiFontFamilies"):
-        if QFontDatabase.applicationEmojiFontFamilies() != [emoji]:
-            QFontDatabase.setApplicationEmojiFontFamilies([emoji])
+    if (hasattr(QFontDatabase, "setApplicationEmojiFontFamilies")
+            and QFontDatabase.applicationEmojiFontFamilies() != [emoji]):
+        QFontDatabase.setApplicationEmojiFontFamilies([emoji])
     return emoji
 
 
