@@ -52,8 +52,8 @@ def test_a_narrow_window_reflows_with_no_sideways_scrolling_and_a_steady_toolbar
     assert window.toolbar.height() == wide_height
     for action in (window.chat_action, window.stats_action, window.compare_action, window.server_action,
                    window.models_action, window.settings_action):
-        button = window.toolbar.widgetForAction(action)
-        assert button.isVisible() and button.geometry().right() <= window.toolbar.width()
+        button = window.button_for(action)
+        assert button.isVisible() and button.geometry().bottom() <= window.rail.height()
     chat = window.chat
     assert chat.horizontalScrollBarPolicy() == Qt.ScrollBarAlwaysOff
     assert chat.widget().width() <= chat.viewport().width()

@@ -107,8 +107,7 @@ def test_tab_leaves_the_message_box_and_reaches_every_view_and_the_picker(qtbot,
     press(qtbot, Qt.Key_Tab, Qt.ShiftModifier)
     assert QApplication.focusWidget() is window.input.edit
 
-    toolbar = window.toolbar
-    wanted = {toolbar.widgetForAction(a) for a in (window.chat_action, window.stats_action, window.compare_action,
+    wanted = {window.button_for(a) for a in (window.chat_action, window.stats_action, window.compare_action,
                                                    window.server_action, window.models_action,
                                                    window.settings_action, window.sidebar_action)}
     wanted.add(window.model_picker.combo)

@@ -59,6 +59,9 @@ class MainWindow(QMainWindow):
         super().__init__()
         self.setWindowTitle("Hearth — private local chat")
         self.resize(1180, 780)
+        # Set, not left to the layouts: the status line's details fold away below NARROW, so the
+        # window may be made that narrow in one step.
+        self.setMinimumSize(600, 420)
         self.services = services
         self.history = services.history  # read only: writes go through the chat service
         self.settings_store = services.settings
@@ -105,10 +108,19 @@ class MainWindow(QMainWindow):
         self.load_progress.setSizePolicy(policy)
         self.load_progress.hide()
         toolbar.addWidget(self.load_progress)
-        spacer = QWidget()
-        spacer.setSizePolicy(spacer.sizePolicy().horizontalPolicy().Expanding, spacer.sizePolicy().verticalPolicy())
-        toolbar.addWidget(spacer)
-        # The views are one group: the one shown is checked, so the toolbar says where you are.
+        # The views sit on a rail down the left edge, as in LM Studio and Jan: it never runs out of
+        # room beside the picker, however narrow the window. They are one group: the view shown is
+        # checked, so the rail says where you are.
+        rail = QToolBar("Views")
+        rail.setObjectName("viewRail")
+        rail.setMovable(False)
+        rail.setFloatable(False)
+        rail.setOrientation(Qt.Vertical)
+        rail.setIconSize(QSize(20, 20))
+        rail.setToolButtonStyle(Qt.ToolButtonTextUnderIcon)
+        rail.setAccessibleName("Views")
+        self.rail = rail
+        self.addToolBar(Qt.LeftToolBarArea, rail)
         self.view_group = QActionGroup(self)
         self.view_group.setExclusive(True)
         self.chat_action = self._view_action("Chat", "chat", "Show chat", "Ctrl+1", lambda: self.show_page(0))
@@ -116,21 +128,22 @@ class MainWindow(QMainWindow):
                                               lambda: self.show_page(1))
         self.compare_action = self._view_action("Compare", "compare", "Compare models side by side", "Ctrl+3",
                                                 self.show_compare)
-        self.server_action = self._view_action("Local server", "server", "Show local server", "Ctrl+4",
+        self.server_action = self._view_action("Server", "server", "Show local server", "Ctrl+4",
                                                self.show_server_page)
-        toolbar.addSeparator()
-        self.models_action = self._dialog_action("Models…", "models", "Open model manager", "Ctrl+5",
+        rail.addSeparator()
+        self.models_action = self._dialog_action("Models", "models", "Open model manager", "Ctrl+5",
                                                  self.open_model_manager)
-        self.settings_action = self._dialog_action("Settings…", "settings", "Open settings", "Ctrl+6",
+        self.settings_action = self._dialog_action("Settings", "settings", "Open settings", "Ctrl+6",
                                                    self.open_settings)
         self.chat_action.setChecked(True)
         self.sidebar_action.setShortcut(QKeySequence("Ctrl+B"))
         self.sidebar_action.setToolTip("Show or hide the conversations (Ctrl+B)")
         self.sidebar_action.setObjectName("sidebar")
-        for action in self.toolbar.actions():
-            widget = self.toolbar.widgetForAction(action)
-            if widget is not None and not action.isSeparator() and action.text():
-                widget.setFocusPolicy(Qt.StrongFocus)  # every view has a place in the Tab order
+        for bar in (self.toolbar, self.rail):
+            for action in bar.actions():
+                widget = bar.widgetForAction(action)
+                if widget is not None and not action.isSeparator() and action.text():
+                    widget.setFocusPolicy(Qt.StrongFocus)  # every view has a place in the Tab order
         self.toolbar.widgetForAction(self.sidebar_action).setAccessibleName("Show or hide conversations")
         self._apply_icons()
 
@@ -201,27 +214,31 @@ class MainWindow(QMainWindow):
         picker.modelRequested.connect(self.load_model)
         return picker
 
+    def button_for(self, action: QAction):
+        """The button that shows `action`, on the top toolbar or on the views' rail."""
+        return self.toolbar.widgetForAction(action) or self.rail.widgetForAction(action)
+
     def _view_action(self, text, key, name, shortcut, slot) -> QAction:
-        action = self.toolbar.addAction(text, slot)
+        action = self.rail.addAction(text, slot)
         action.setObjectName(key)
         action.setCheckable(True)
         action.setShortcut(QKeySequence(shortcut))
         action.setToolTip(f"{name} ({QKeySequence(shortcut).toString(QKeySequence.NativeText)})")
         self.view_group.addAction(action)
-        self.toolbar.widgetForAction(action).setAccessibleName(name)
+        self.rail.widgetForAction(action).setAccessibleName(name)
         return action
 
     def _dialog_action(self, text, key, name, shortcut, slot) -> QAction:
-        action = self.toolbar.addAction(text, slot)
+        action = self.rail.addAction(text, slot)
         action.setObjectName(key)
         action.setShortcut(QKeySequence(shortcut))
         action.setToolTip(f"{name} ({QKeySequence(shortcut).toString(QKeySequence.NativeText)})")
-        self.toolbar.widgetForAction(action).setAccessibleName(name)
+        self.rail.widgetForAction(action).setAccessibleName(name)
         return action
 
     def _apply_icons(self) -> None:
         """Icons in the palette's colours: drawn again after a theme change."""
-        for action in self.toolbar.actions():
+        for action in [*self.toolbar.actions(), *self.rail.actions()]:
             if action.objectName():
                 action.setIcon(icon(action.objectName()))
 
@@ -281,10 +298,22 @@ class MainWindow(QMainWindow):
         self.sidebar.setVisible(visible)
         self.sidebar_action.setChecked(visible)
 
+    def fit_toolbar(self) -> None:
+        """Labels while they fit; icons only (with tooltips) when they would not. The top toolbar
+        keeps its height: only the sidebar button's label goes."""
+        self.toolbar.setToolButtonStyle(Qt.ToolButtonTextBesideIcon)
+        if self.width() < NARROW or self.toolbar.sizeHint().width() > self.width():
+            self.toolbar.setToolButtonStyle(Qt.ToolButtonIconOnly)
+        self.rail.setToolButtonStyle(Qt.ToolButtonTextUnderIcon)
+        if self.rail.sizeHint().height() > self.rail.height() + 1 and self.rail.height() > 0:
+            self.rail.setToolButtonStyle(Qt.ToolButtonIconOnly)
+
     def resizeEvent(self, event) -> None:
         super().resizeEvent(event)
         narrow = self.width() < NARROW
-        self.toolbar.setToolButtonStyle(Qt.ToolButtonIconOnly if narrow else Qt.ToolButtonTextBesideIcon)
+        self.fit_toolbar()
+        for label in (self.status_threads, self.status_backend):  # the status line's details go first
+            label.setVisible(not narrow)
         if narrow != getattr(self, "_narrow", None):
             self._narrow = narrow
             self.set_sidebar_visible(self._sidebar_wanted and not narrow)
@@ -315,6 +344,7 @@ class MainWindow(QMainWindow):
 
     def _load_finished(self, summary) -> None:
         self.load_progress.hide()
+        QTimer.singleShot(0, self, self.fit_toolbar)  # the picker's size buttons may have changed its width
         self.model = _summary_dict(summary)
         self.base_notice.show_for(self.model)
         self._update_status()

@@ -67,6 +67,7 @@ def style_sheet(dark: bool) -> str:
     user_block = "#262a33" if dark else "#e8eefb"
     reply_block = "#1b1c1f" if dark else "#ffffff"
     side = "#1a1b1e" if dark else "#eceef2"
+    rail = "#141517" if dark else "#e4e7ec"
     selected = "#2d3a55" if dark else "#dbe6fd"
     hover = "#2a2d33" if dark else "#e3e7ee"
     quiet = "#9a9ca3" if dark else "#6b7280"
@@ -74,9 +75,14 @@ def style_sheet(dark: bool) -> str:
     notice_border = "#6b5a2a" if dark else "#f0d58a"
     return f"""
 QToolBar#mainToolbar {{ border: none; border-bottom: 1px solid {border}; padding: 4px 6px; spacing: 4px; }}
-QToolBar#mainToolbar QToolButton {{ padding: 4px 8px; border-radius: 6px; border: 1px solid transparent; }}
-QToolBar#mainToolbar QToolButton:hover {{ background: {hover}; }}
-QToolBar#mainToolbar QToolButton:checked {{ background: {selected}; color: {accent}; font-weight: 600; }}
+QToolBar#viewRail {{ border: none; border-right: 1px solid {border}; background: {rail}; padding: 6px 4px;
+    spacing: 4px; }}
+QToolBar#mainToolbar QToolButton, QToolBar#viewRail QToolButton {{ padding: 4px 8px; border-radius: 6px;
+    border: 1px solid transparent; }}
+QToolBar#viewRail QToolButton {{ min-width: 56px; font-size: 11px; }}
+QToolBar#mainToolbar QToolButton:hover, QToolBar#viewRail QToolButton:hover {{ background: {hover}; }}
+QToolBar#mainToolbar QToolButton:checked, QToolBar#viewRail QToolButton:checked {{ background: {selected};
+    color: {accent}; font-weight: 600; }}
 QToolButton:focus, QPushButton:focus, QCheckBox:focus, QRadioButton:focus {{ border: 2px solid {accent}; }}
 QPlainTextEdit:focus, QTextEdit:focus, QListWidget:focus, QTableWidget:focus, QTableView:focus,
 QTreeView:focus {{ border: 2px solid {accent}; }}
@@ -84,7 +90,8 @@ QPushButton {{ padding: 5px 12px; border-radius: 6px; border: 1px solid {border}
 QPushButton:hover {{ background: {hover}; }}
 QPushButton#sendButton {{ background: {accent}; color: white; border: 1px solid {accent}; font-weight: 600; }}
 QPushButton#sendButton:focus {{ border: 2px solid {"#ffffff" if dark else "#1e3a8a"}; }}
-QPlainTextEdit {{ border: 1px solid {border}; border-radius: 6px; padding: 3px 6px; }}
+QPlainTextEdit, QLineEdit {{ border: 1px solid {border}; border-radius: 6px; padding: 3px 6px; }}
+QLineEdit:focus {{ border: 2px solid {accent}; }}
 QWidget#sidebar {{ background: {side}; }}
 QWidget#sidebar QListWidget {{ background: {side}; border: none; }}
 QListWidget#conversationList::item {{ padding: 6px 6px; border-radius: 6px; }}
