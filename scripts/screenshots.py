@@ -104,18 +104,34 @@ def main() -> int:
         pump(lambda: not window.generating)
         pump(lambda: False, 0.2)
 
-    def shoot(name, widget=None, before=None):
-        """`name` in both themes and both sizes; `before` re-does what a theme change undoes."""
+    def shoot(name, dialog=None, before=None, dialog_size=None):
+        """`name` in both themes and both sizes; `before` re-does what a theme change undoes. A dialog
+        (made by `dialog()`) is drawn over the window at its own size, dimming it, as on a screen."""
+        from PySide6.QtCore import QPoint
+        from PySide6.QtGui import QColor, QPainter
+
         for theme in ("light", "dark"):
             window.set_theme(theme)
             for suffix, size in SIZES.items():
-                target = widget() if callable(widget) else (widget or window)
-                target.resize(*size)
+                window.resize(*size)
                 if before:
                     before()
                 pump(lambda: False, 0.4)
+                image = window.grab()
+                if dialog is not None:
+                    shown = dialog()
+                    hint = shown.sizeHint()
+                    want = dialog_size or (hint.width() + 40, hint.height())
+                    shown.resize(min(want[0], size[0] - 40), min(want[1], size[1] - 40))
+                    pump(lambda: False, 0.4)
+                    painter = QPainter(image)
+                    painter.fillRect(image.rect(), QColor(0, 0, 0, 90))
+                    over = shown.grab()
+                    painter.drawPixmap(QPoint((image.width() - over.width()) // 2,
+                                              (image.height() - over.height()) // 2), over)
+                    painter.end()
                 path = OUT / f"{name}-{theme}{suffix}.png"
-                target.grab().save(str(path))
+                image.save(str(path))
                 written.append(path.name)
         window.set_theme("light")
         window.resize(*SIZES[""])
@@ -200,7 +216,7 @@ def main() -> int:
         pump(lambda: False, 1.0)
         return managers[-1]
 
-    shoot("model-manager", manager)
+    shoot("model-manager", manager, dialog_size=(1150, 760))
     managers.pop().close()
 
     # Compare: one prompt on the starter and the base Gemma model, from real runs.

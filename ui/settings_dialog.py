@@ -281,6 +281,7 @@ class ConversationSettingsDialog(QDialog):
         self.status.setObjectName("dialogNote")
         self.status.setWordWrap(True)
         layout.addWidget(self.status)
+        layout.addStretch(1)  # a taller dialog keeps its rows together at the top
         buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
         self.reset_button = _named(buttons.addButton("Use the defaults", QDialogButtonBox.ResetRole),
                                    "Use the defaults for this chat")

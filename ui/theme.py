@@ -35,7 +35,8 @@ def _palette(colours: dict) -> QPalette:
 
 def dark_palette() -> QPalette:
     p = _palette({
-        QPalette.Window: "#1f2023", QPalette.WindowText: "#e6e6e6", QPalette.Base: "#17181a",
+        # Fields a shade lighter than the window, so boxes and check boxes stand out on it.
+        QPalette.Window: "#1f2023", QPalette.WindowText: "#e6e6e6", QPalette.Base: "#2a2c31",
         QPalette.AlternateBase: "#2a2c30", QPalette.ToolTipBase: "#2a2c30", QPalette.ToolTipText: "#e6e6e6",
         QPalette.Text: "#e6e6e6", QPalette.Button: "#2e3035", QPalette.ButtonText: "#e6e6e6",
         QPalette.BrightText: "#ff5a5a", QPalette.Link: "#8ab4f8", QPalette.Highlight: "#3b6fd8",
@@ -65,9 +66,10 @@ def style_sheet(dark: bool) -> str:
     accent = ACCENT_DARK if dark else ACCENT_LIGHT
     border = "#3a3d42" if dark else "#d5d9e0"
     user_block = "#262a33" if dark else "#e8eefb"
-    reply_block = "#1b1c1f" if dark else "#ffffff"
+    reply_block = "#1e1f23" if dark else "#ffffff"
     side = "#1a1b1e" if dark else "#eceef2"
     rail = "#141517" if dark else "#e4e7ec"
+    page = "#17181a" if dark else "#ffffff"  # the chat's own background, behind the message blocks
     selected = "#2d3a55" if dark else "#dbe6fd"
     hover = "#2a2d33" if dark else "#e3e7ee"
     quiet = "#9a9ca3" if dark else "#6b7280"
@@ -98,7 +100,7 @@ QListWidget#conversationList::item {{ padding: 6px 6px; border-radius: 6px; }}
 QListWidget#conversationList::item:hover {{ background: {hover}; }}
 QListWidget#conversationList::item:selected {{ background: {selected}; color: palette(text); }}
 QPushButton#newChatButton {{ text-align: left; padding: 7px 10px; font-weight: 600; }}
-QScrollArea#chatView, QWidget#chatColumn {{ background: palette(base); }}
+QScrollArea#chatView, QWidget#chatColumn {{ background: {page}; }}
 QFrame#userMessage {{ background: {user_block}; border-radius: 10px; }}
 QFrame#replyMessage {{ background: {reply_block}; border: 1px solid {border}; border-radius: 10px; }}
 QLabel#messageAuthor {{ font-weight: 600; }}
@@ -107,7 +109,7 @@ QToolButton#messageAction {{ border: 1px solid transparent; border-radius: 5px; 
 QToolButton#messageAction:hover {{ background: {hover}; }}
 QToolButton#messageAction:focus {{ border: 2px solid {accent}; }}
 QLabel#emptyChat {{ color: {quiet}; font-size: 15px; }}
-QFrame#conversationHeader {{ background: palette(base); border-bottom: 1px solid {border}; }}
+QFrame#conversationHeader {{ background: {page}; border-bottom: 1px solid {border}; }}
 QLabel#conversationTitle {{ font-weight: 600; font-size: 14px; }}
 QLabel#systemPromptLine, QLabel#dialogNote {{ color: {quiet}; font-size: 11px; }}
 QFrame#noticeRow {{ background: {notice}; border: 1px solid {notice_border}; border-radius: 6px; }}
