@@ -182,20 +182,22 @@ class MainWindow(QMainWindow):
         chat_layout.addWidget(self.base_notice)
         chat_layout.addWidget(self.input)
 
+        # The conversations belong to the chat: they sit beside it, and the other views get the
+        # whole width (the statistics table and the Compare columns need it).
+        splitter = QSplitter()
+        splitter.setChildrenCollapsible(False)
+        splitter.addWidget(self.sidebar)
+        splitter.addWidget(chat_page)
+        splitter.setStretchFactor(1, 1)
+        splitter.setSizes([260, 860])
+        self.splitter = splitter
         self.pages = QStackedWidget()
-        self.pages.addWidget(chat_page)
+        self.pages.addWidget(splitter)
         self.server_page = ServerPage(self.services, self)  # the OpenAI-compatible API on the same services
         self.pages.addWidget(self.server_page)
         self.stats_view = None  # built on first show: it reads the whole history
         self.compare_page = None  # built on first show
-        splitter = QSplitter()
-        splitter.setChildrenCollapsible(False)
-        splitter.addWidget(self.sidebar)
-        splitter.addWidget(self.pages)
-        splitter.setStretchFactor(1, 1)
-        splitter.setSizes([270, 910])
-        self.splitter = splitter
-        self.setCentralWidget(splitter)
+        self.setCentralWidget(self.pages)
         self._sidebar_wanted = True  # the user's choice; a narrow window folds the sidebar regardless
 
         self.status_model = QLabel("No model")
@@ -258,6 +260,7 @@ class MainWindow(QMainWindow):
         QShortcut(QKeySequence("Ctrl+/"), self, self.show_shortcuts)
 
     def focus_search(self) -> None:
+        self.show_page(0)
         if self.sidebar.isHidden():
             self.set_sidebar_visible(True)
         self.sidebar.search.setFocus()

@@ -174,6 +174,12 @@ class Sidebar(QWidget):
             self.refresh()
             self.list.verticalScrollBar().setValue(value)
 
+    def showEvent(self, event) -> None:
+        """Back from another view: what other processes saved meanwhile shows at once."""
+        super().showEvent(event)
+        if self._seen is not None:
+            self._check_for_changes()
+
     def select(self, conversation_id: int | None) -> None:
         self.current_id = conversation_id
         for i in range(self.list.count()):
