@@ -281,3 +281,19 @@ def test_a_theme_change_keeps_the_page_shown(qtbot, make_window):
     window.set_theme("dark")
     assert window.pages.currentWidget() is window.stats_view and window.stats_action.isChecked()
     window.set_theme("light")
+
+
+def test_the_inline_editor_opens_fully_visible_header_included(qtbot, make_window):
+    window = make_window(FakeEngine(reply=LONG), size=(900, 520))
+    send(qtbot, window, "First question")
+    send(qtbot, window, "Second question")
+    chat = window.chat
+    bar = chat.verticalScrollBar()
+    bar.setValue(bar.maximum())  # read to the end: the last question is far above
+    qtbot.wait(30)
+    user = [w for w in chat.widgets.values() if w.role == "user"][-1]
+    assert user.y() + user.height() < bar.value()  # off screen before
+    user._start_edit()
+    qtbot.waitUntil(lambda: bar.value() <= user.y(), timeout=2000)  # its header ("You", the buttons) shows
+    editor_bottom = user.editor.mapTo(chat.widget(), user.editor.rect().bottomLeft()).y()
+    assert editor_bottom <= bar.value() + chat.viewport().height()

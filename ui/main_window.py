@@ -94,8 +94,6 @@ class MainWindow(QMainWindow):
         self.toolbar = toolbar
         self.addToolBar(toolbar)
         self.sidebar_action = toolbar.addAction("Conversations", self.toggle_sidebar)
-        self.sidebar_action.setCheckable(True)
-        self.sidebar_action.setChecked(True)
         self.model_picker = self._make_model_picker()
         toolbar.addWidget(self.model_picker)
         self.load_progress = QProgressBar()
@@ -198,6 +196,8 @@ class MainWindow(QMainWindow):
         self.stats_view = None  # built on first show: it reads the whole history
         self.compare_page = None  # built on first show
         self.setCentralWidget(self.pages)
+        # The conversations button acts on the chat's list: off elsewhere, so it never reads as a view.
+        self.pages.currentChanged.connect(lambda i: self.sidebar_action.setEnabled(self.pages.widget(i) is splitter))
         self._sidebar_wanted = True  # the user's choice; a narrow window folds the sidebar regardless
 
         self.status_model = QLabel("No model")
@@ -299,7 +299,6 @@ class MainWindow(QMainWindow):
 
     def set_sidebar_visible(self, visible: bool) -> None:
         self.sidebar.setVisible(visible)
-        self.sidebar_action.setChecked(visible)
 
     def fit_toolbar(self) -> None:
         """Labels while they fit; icons only (with tooltips) when they would not. The top toolbar
