@@ -297,3 +297,26 @@ def test_the_inline_editor_opens_fully_visible_header_included(qtbot, make_windo
     qtbot.waitUntil(lambda: bar.value() <= user.y(), timeout=2000)  # its header ("You", the buttons) shows
     editor_bottom = user.editor.mapTo(chat.widget(), user.editor.rect().bottomLeft()).y()
     assert editor_bottom <= bar.value() + chat.viewport().height()
+
+
+def test_the_rename_dialog_has_room_for_a_long_title(qtbot, make_window):
+    window = make_window()
+    send(qtbot, window, "Name me")
+    dialog = window.sidebar.make_rename_dialog("A rather long conversation title that should fit")
+    qtbot.addWidget(dialog)
+    assert dialog.width() >= 440 and dialog.windowTitle() == "Rename conversation"
+    assert dialog.textValue() == "A rather long conversation title that should fit"
+
+
+def test_a_reopened_chat_in_dark_mode_draws_code_in_dark_colours(qtbot, tmp_path):
+    from PySide6.QtWidgets import QApplication
+
+    from ui.theme import apply_theme
+
+    apply_theme(QApplication.instance(), "dark")
+    try:
+        window = open_window(qtbot, tmp_path, FakeEngine())
+        assert window.chat.renderer.dark
+        window.close()
+    finally:
+        apply_theme(QApplication.instance(), "light")

@@ -80,6 +80,9 @@ class MainWindow(QMainWindow):
         self._ram_timer = QTimer(self, interval=1000)
         self._ram_timer.timeout.connect(self._update_status)
         self._ram_timer.start()
+        from ui.theme import is_dark
+
+        self.chat.set_dark(is_dark())  # the theme is applied before the window is built: code colours follow it
         self._reopen_last_conversation()
 
     # --- Building
