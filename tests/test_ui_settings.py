@@ -145,3 +145,26 @@ def test_a_new_default_reaches_the_next_reply_of_an_open_conversation(qtbot, rec
         qtbot.waitUntil(lambda: not window.generating)
     assert [s.temperature for s in captured] == [0.8, 0.3]
     assert window.history.get_conversation(window.current_id).settings in (None, {})
+
+
+@pytest.mark.parametrize("bad", [
+    {"temperature": "hot", "top_k": 1e30, "seed": "x", "max_tokens": -5, "context_policy": 3, "top_p": None,
+     "min_p": float("nan"), "repeat_penalty": True, "stop_on_repetition": "no"},
+    {"temperature": [1], "top_k": {"a": 1}, "seed": 2**40, "max_tokens": 10**30},
+])
+def test_settings_from_outside_never_stop_the_dialogs(qtbot, bad):
+    """A hand-edited settings.json or an imported conversation may hold anything: the dialogs show
+    a value in range (the default for one that is not a number) and save numbers."""
+    from ui.settings_dialog import ConversationSettingsDialog
+
+    dialog = SettingsDialog({**DEFAULTS, **bad, "n_ctx": "big", "system_prompt": 5}, bad, gpu=True)
+    qtbot.addWidget(dialog)
+    defaults, _ = dialog.result_settings()
+    settings = conversation_settings(defaults, None)
+    assert 0 <= settings.temperature <= 2 and 0 <= settings.top_k <= 1000 and defaults["system_prompt"] == ""
+    chat = ConversationSettingsDialog(dict(DEFAULTS), bad, title="<b>x</b>", system_prompt=None)
+    qtbot.addWidget(chat)
+    merged = conversation_settings(DEFAULTS, chat.result_settings())
+    assert 0 <= merged.top_p <= 1 and (merged.max_tokens is None or merged.max_tokens <= 1_000_000)
+    assert ConversationSettingsDialog(dict(DEFAULTS), ["not", "a", "dict"], title="t",
+                                      system_prompt="p").result_settings() == {}

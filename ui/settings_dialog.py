@@ -8,6 +8,8 @@ preferences (assistant.preferences, saved in the data directory).
 
 from __future__ import annotations
 
+import logging
+
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -36,6 +38,7 @@ PRESETS = {
     "Code reviewer": "You are a careful senior engineer. Review code for bugs, clarity and tests.",
     "Translator": "Translate the user's text into English, keeping its tone. Reply with the translation only.",
 }
+log = logging.getLogger(__name__)
 DEFAULTS = default_preferences()
 SAMPLING_NAMES = {"temperature": "temperature", "top_p": "top-p", "top_k": "top-k", "min_p": "min-p",
                   "repeat_penalty": "repeat penalty", "seed": "seed", "max_tokens": "reply limit",
@@ -47,20 +50,33 @@ def _named(widget, name):
     return widget
 
 
-def _double(name, lo, hi, step, value):
+def _number(value, fallback: float, lo: float, hi: float) -> float:
+    """A saved value as a number in range: settings files and conversations come from outside (an
+    edited settings.json, an imported history), so a word, a bool or 1e300 must not stop the dialog."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:  # NaN too
+        log.info("setting %r is not a number; showing %r", value, fallback)
+        value = fallback
+    return min(max(value, lo), hi)
+
+
+def _double(name, lo, hi, step, value, fallback=None):
     box = _named(QDoubleSpinBox(), name)
     box.setRange(lo, hi)
     box.setSingleStep(step)
     box.setDecimals(2)
-    box.setValue(float(value))
+    box.setValue(float(_number(value, lo if fallback is None else fallback, lo, hi)))
     return box
 
 
-def _int(name, lo, hi, value):
+def _int(name, lo, hi, value, fallback=None):
     box = _named(QSpinBox(), name)
     box.setRange(lo, hi)
-    box.setValue(int(value))
+    box.setValue(int(_number(value, lo if fallback is None else fallback, lo, hi)))
     return box
+
+
+def _text(value) -> str:
+    return value if isinstance(value, str) else ""
 
 
 class SamplingForm(QWidget):
@@ -69,18 +85,19 @@ class SamplingForm(QWidget):
     def __init__(self, values: dict, parent=None):
         super().__init__(parent)
         form = QFormLayout(self)
-        self.temperature = _double("Temperature", 0, 2, 0.05, values["temperature"])
-        self.top_p = _double("Top-p", 0, 1, 0.01, values["top_p"])
-        self.min_p = _double("Min-p", 0, 1, 0.01, values["min_p"])
-        self.repeat = _double("Repeat penalty", 0.5, 2, 0.01, values["repeat_penalty"])
-        self.top_k = _int("Top-k", 0, 1000, values["top_k"])
+        base = DEFAULTS
+        self.temperature = _double("Temperature", 0, 2, 0.05, values.get("temperature"), base["temperature"])
+        self.top_p = _double("Top-p", 0, 1, 0.01, values.get("top_p"), base["top_p"])
+        self.min_p = _double("Min-p", 0, 1, 0.01, values.get("min_p"), base["min_p"])
+        self.repeat = _double("Repeat penalty", 0.5, 2, 0.01, values.get("repeat_penalty"), base["repeat_penalty"])
+        self.top_k = _int("Top-k", 0, 1000, values.get("top_k"), base["top_k"])
         self.top_k.setSpecialValueText("Off")
         self.top_k.setToolTip("Sample from the k likeliest tokens; 0 (Off) considers them all.")
-        self.seed = _int("Seed", -1, 2**31 - 1, values["seed"] if values["seed"] is not None else -1)
+        self.seed = _int("Seed", -1, 2**31 - 1, values.get("seed"), -1)
         self.seed.setSpecialValueText("Random")
         self.seed.setToolTip("The same seed and settings give the same reply; Random (-1) differs each time.")
         # 0 shows as "No limit"; the default is written beside it, so lifting it is a choice, not a guess.
-        self.max_tokens = _int("Reply limit in tokens (0: no limit)", 0, 1_000_000, values["max_tokens"] or 0)
+        self.max_tokens = _int("Reply limit in tokens (0: no limit)", 0, 1_000_000, values.get("max_tokens") or 0, 0)
         self.max_tokens.setSpecialValueText("No limit")
         self.max_tokens.setSuffix(" tokens")
         self.max_tokens.setToolTip(f"A reply stops after this many tokens (default {DEFAULT_MAX_TOKENS:,}). "
@@ -97,11 +114,11 @@ class SamplingForm(QWidget):
         self.loop_guard = _named(QCheckBox("Stop a reply that keeps repeating itself"), "Loop guard")
         self.loop_guard.setToolTip("When the same words repeat for many tokens, the reply ends with stop reason "
                                    "'repetition' (on by default).")
-        self.loop_guard.setChecked(bool(values.get("stop_on_repetition", True)))
+        self.loop_guard.setChecked(values.get("stop_on_repetition", True) is not False)
         self.policy = _named(QComboBox(), "When the context is full")
         self.policy.addItem("Drop the oldest turns (keep the system prompt)", "drop_oldest")
         self.policy.addItem("Stop at the limit", "stop")
-        self.policy.setCurrentIndex(max(0, self.policy.findData(values["context_policy"])))
+        self.policy.setCurrentIndex(max(0, self.policy.findData(values.get("context_policy"))))
         for label, w in (("Temperature", self.temperature), ("Top-p", self.top_p), ("Top-k", self.top_k),
                          ("Min-p", self.min_p), ("Repeat penalty", self.repeat), ("Seed", self.seed),
                          ("Reply limit", limit_row), ("Loop guard", self.loop_guard),
@@ -136,7 +153,8 @@ class SettingsDialog(QDialog):
         intro.setWordWrap(True)
         intro.setObjectName("dialogIntro")
         layout.addWidget(intro)
-        overridden = [SAMPLING_NAMES[k] for k in SAMPLING_KEYS if k in (conversation or {})]
+        own = conversation if isinstance(conversation, dict) else {}
+        overridden = [SAMPLING_NAMES[k] for k in SAMPLING_KEYS if k in own]
         self.override_note = QLabel(f"The open chat keeps its own {', '.join(overridden)}." if overridden else "")
         self.override_note.setObjectName("dialogNote")
         self.override_note.setWordWrap(True)
@@ -152,7 +170,7 @@ class SettingsDialog(QDialog):
         form = QFormLayout(prompt_page)
         self.preset = _named(QComboBox(), "System prompt preset")
         self.preset.addItems([*PRESETS, CUSTOM])
-        self.system = _named(QPlainTextEdit(self.defaults.get("system_prompt") or ""), "System prompt")
+        self.system = _named(QPlainTextEdit(_text(self.defaults.get("system_prompt"))), "System prompt")
         self.system.setMinimumHeight(100)
         self.system.setTabChangesFocus(True)
         self._match_preset()
@@ -173,12 +191,12 @@ class SettingsDialog(QDialog):
         model_page = QWidget()
         form = QFormLayout(model_page)
         self.n_ctx = _int("Context length (0: the model's own, up to 4,096)", 0, 1_048_576,
-                          self.defaults.get("n_ctx") or 0)
+                          self.defaults.get("n_ctx") or 0, 0)
         self.n_ctx.setSpecialValueText("Auto")
         self.n_ctx.setSuffix(" tokens")
         self.n_ctx.setToolTip("How many tokens the model keeps in view. Auto (0) uses the model's own length, "
                               "at most 4,096.")
-        self.n_threads = _int("Threads (0: the physical cores)", 0, 256, self.defaults.get("n_threads") or 0)
+        self.n_threads = _int("Threads (0: the physical cores)", 0, 256, self.defaults.get("n_threads") or 0, 0)
         self.n_threads.setSpecialValueText("Auto")
         self.n_threads.setToolTip("CPU threads for generation. Auto (0) uses one per physical core; more than "
                                   "the free cores slows every reply down.")
@@ -187,10 +205,10 @@ class SettingsDialog(QDialog):
         self.gpu_layers = None
         if gpu:  # only a GPU build can offload; do not show a control that does nothing
             value = self.defaults.get("n_gpu_layers")
-            self.gpu_layers = _int("GPU layers (-1 all)", -1, 999, -1 if value is None else value)
+            self.gpu_layers = _int("GPU layers (-1 all)", -1, 999, -1 if value is None else value, -1)
             self.gpu_layers.setSpecialValueText("All")
             form.addRow("GPU layers", self.gpu_layers)
-        self.template = _named(QPlainTextEdit(self.defaults.get("chat_template") or ""), "Chat template override")
+        self.template = _named(QPlainTextEdit(_text(self.defaults.get("chat_template"))), "Chat template override")
         self.template.setPlaceholderText("Leave empty to use the model's own template (Jinja, sandboxed)")
         self.template.setMaximumHeight(90)
         self.template.setTabChangesFocus(True)
@@ -255,7 +273,7 @@ class ConversationSettingsDialog(QDialog):
         self.setAccessibleName("This chat's settings")
         self.setMinimumWidth(540)
         self.defaults = dict(defaults)
-        self.settings = dict(settings or {})
+        self.settings = dict(settings) if isinstance(settings, dict) else {}
         self._overrides = {k for k in SAMPLING_KEYS if k in self.settings}
         layout = QVBoxLayout(self)
         intro = QLabel("Settings for this chat only. Values you change here are kept with the chat; the "
