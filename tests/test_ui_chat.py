@@ -334,3 +334,29 @@ def test_emoji_get_a_colour_font_where_the_platform_has_none(qtbot):
     assert QFontMetrics(QFont(family)).inFontUcs4(0x1F600)  # 😀
     assert add_emoji_fallback(app, families={"Noto Color Emoji", "DejaVu Sans"}) == "Noto Color Emoji"
     add_emoji_fallback(app)  # back to what this machine has
+
+
+def test_esc_closes_the_inline_editor_and_stops_nothing(qtbot, make_window):
+    window = make_window()
+    send(qtbot, window, "Keep me")
+    user = next(w for w in window.chat.widgets.values() if w.role == "user")
+    user._start_edit()
+    window.activateWindow()
+    user.editor.setFocus()
+    qtbot.keyClick(user.editor, Qt.Key_Escape)
+    assert user.editor is None and user.body.isVisible() and user.text == "Keep me"
+
+
+def test_f2_renames_and_delete_deletes_from_the_list(qtbot, make_window, monkeypatch):
+    window = make_window()
+    send(qtbot, window, "List keys")
+    conv_id = window.current_id
+    lst = window.sidebar.list
+    lst.setCurrentRow(0)
+    monkeypatch.setattr(window.sidebar, "ask_title", lambda title: ("Renamed by F2", True))
+    qtbot.keyClick(lst, Qt.Key_F2)
+    assert window.history.get_conversation(conv_id).title == "Renamed by F2"
+    lst.setCurrentRow(0)
+    monkeypatch.setattr(window.sidebar, "confirm_delete", lambda title: title == "Renamed by F2")
+    qtbot.keyClick(lst, Qt.Key_Delete)
+    assert window.history.count_conversations() == 0 and window.current_id is None

@@ -252,9 +252,9 @@ class MessageWidget(QFrame):
     def _start_edit(self) -> None:
         if self.editor is not None:
             return
-        self.editor = MessageEdit(self.text, self)
+        self.editor = MessageEdit(self.text, self, esc_cancels=True)
         self.editor.setAccessibleName("Edit message")
-        self.editor.setPlaceholderText("Enter to send, Shift+Enter for a new line")
+        self.editor.setPlaceholderText("Enter to send, Shift+Enter for a new line, Esc to cancel")
         self.editor.setMinimumHeight(72)
         self.editor.setMaximumHeight(200)
         row = QHBoxLayout()
@@ -288,6 +288,7 @@ class MessageWidget(QFrame):
                 self.editRequested.emit(self.message_id, text)
 
         self.editor.submitted.connect(submit)
+        self.editor.cancelled.connect(close_editor)
         send.clicked.connect(submit)
         cancel.clicked.connect(close_editor)
         self.editorOpened.emit()

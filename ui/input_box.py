@@ -1,6 +1,6 @@
 """The message box: Enter sends, Shift+Enter adds a line, Tab moves on; shows context use as you type."""
 
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, Qt, QTimer, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QVBoxLayout, QWidget
 
 
@@ -8,14 +8,27 @@ class MessageEdit(QPlainTextEdit):
     """Enter sends, Shift+Enter adds a line; Tab and Shift+Tab move focus (a message has no use for tabs)."""
 
     submitted = Signal()
+    cancelled = Signal()  # Esc, where the box takes it (the inline editor); the message box leaves it to Stop
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, esc_cancels: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         self.setTabChangesFocus(True)
+        self._esc_cancels = esc_cancels
+
+    def event(self, event):
+        # Esc is the window's Stop shortcut; the inline editor claims it first to close itself.
+        if (self._esc_cancels and event.type() == QEvent.ShortcutOverride
+                and event.key() == Qt.Key_Escape):
+            event.accept()
+            return True
+        return super().event(event)
 
     def keyPressEvent(self, event):
         if event.key() in (Qt.Key_Return, Qt.Key_Enter) and not (event.modifiers() & Qt.ShiftModifier):
             self.submitted.emit()
+            return
+        if self._esc_cancels and event.key() == Qt.Key_Escape:
+            self.cancelled.emit()
             return
         super().keyPressEvent(event)
 

@@ -251,7 +251,8 @@ class MainWindow(QMainWindow):
     SHORTCUTS = (("Ctrl+1", "Chat"), ("Ctrl+2", "Statistics"), ("Ctrl+3", "Compare"), ("Ctrl+4", "Local server"),
                  ("Ctrl+5", "Models"), ("Ctrl+6", "Settings (defaults)"), ("Ctrl+N", "New chat"),
                  ("Ctrl+F", "Search conversations"), ("Ctrl+L", "Message box"), ("Ctrl+B", "Show or hide conversations"),
-                 ("Enter", "Send"), ("Shift+Enter", "New line in a message"), ("Esc", "Stop the reply"),
+                 ("Enter", "Send"), ("Shift+Enter", "New line in a message"), ("Esc", "Stop the reply (in the inline editor: cancel the edit)"),
+                 ("F2 / Delete", "Rename / delete the selected conversation"),
                  ("Tab / Shift+Tab", "Next / previous control"), ("F1 or Ctrl+/", "This list"))
 
     def _shortcuts(self) -> None:
