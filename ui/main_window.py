@@ -651,6 +651,8 @@ class MainWindow(QMainWindow):
         self._apply_icons()
         self.header.settings_button.setIcon(icon("conversation"))
         self.sidebar.apply_icons()
+        if self.sidebar.search.text().strip():
+            self.sidebar.refresh()  # search rows are drawn in the palette's colours
         if self.current_id:
             self.open_conversation(self.current_id, show=False)
         else:

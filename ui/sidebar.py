@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 from PySide6.QtCore import QSize, QStandardPaths, Qt, QTimer, Signal
-from PySide6.QtGui import QPalette
+from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import (
     QFileDialog,
     QInputDialog,
@@ -114,8 +114,17 @@ class Sidebar(QWidget):
             groups.setdefault(hit.conversation_id, []).append(hit)  # best-ranked conversation first
         for conv_id, hits in groups.items():
             title = hits[0].title or "Untitled"  # may carry the search's markers: a match in the title
-            snippets = [h.snippet for h in hits if h.snippet][:SNIPPETS_PER_ROW]
+            snippets = []
+            for hit in hits:  # a title hit repeats the first message: each text once
+                plain = " ".join(_plain(hit.snippet or "").split())
+                if plain and plain != " ".join(_plain(title).split()) and plain not in map(_plain, snippets):
+                    snippets.append(hit.snippet)
+            snippets = snippets[:SNIPPETS_PER_ROW]
             item = QListWidgetItem(f"{_plain(title)}\n" + "\n".join(_plain(s) for s in snippets))
+            # The label below draws the row; the item keeps the plain text (for screen readers and
+            # type-to-find) in an ink nobody sees, so the two never overlap.
+            item.setForeground(QColor(0, 0, 0, 0))
+            item.setData(Qt.AccessibleTextRole, item.text())
             item.setData(Qt.UserRole, (conv_id, next((h.message_id for h in hits if h.message_id), None)))
             more = f"{len(hits)} matches" if len(hits) > 1 else ""
             label = QLabel(_search_row_html(title, snippets, more, self.palette()))
@@ -127,12 +136,25 @@ class Sidebar(QWidget):
             item.setToolTip(html.escape(_plain(snippets[0]) if snippets else _plain(title)))
             self.list.addItem(item)
             self.list.setItemWidget(item, label)
-            width = max(160, self.list.viewport().width() - 8)
-            item.setSizeHint(QSize(width, label.heightForWidth(width)))
+            self._fit_row(item, label)
         if not self.list.count():
             item = QListWidgetItem("No matches")
             item.setFlags(Qt.NoItemFlags)
             self.list.addItem(item)
+
+    def _fit_row(self, item: QListWidgetItem, label: QLabel) -> None:
+        width = max(160, self.list.viewport().width() - 8)
+        # The row's style-sheet padding (6 px each side) narrows and shortens the label: room for both.
+        item.setSizeHint(QSize(width, label.heightForWidth(width - 16) + 16))
+
+    def resizeEvent(self, event) -> None:
+        """Search rows wrap to the new width."""
+        super().resizeEvent(event)
+        for i in range(self.list.count()):
+            item = self.list.item(i)
+            label = self.list.itemWidget(item)
+            if isinstance(label, QLabel):
+                self._fit_row(item, label)
 
     def _load_more(self) -> None:
         rows = self.history.list_conversations(limit=PAGE, offset=self._loaded)
