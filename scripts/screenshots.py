@@ -169,7 +169,12 @@ def main() -> int:
     shoot("main", before=draft)
     window.input.edit.clear()
     window.sidebar.search.setText("ocean")  # results grouped by conversation, the match highlighted
-    shoot("search", before=window.sidebar.refresh)
+
+    def search():
+        window.set_sidebar_visible(True)  # folded in a narrow window until Ctrl+B (or Ctrl+F) brings it
+        window.sidebar.refresh()
+
+    shoot("search", before=search)
     window.sidebar.search.clear()
     window.sidebar.refresh()
     window.open_conversation(conv.id)
