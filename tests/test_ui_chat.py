@@ -360,3 +360,14 @@ def test_f2_renames_and_delete_deletes_from_the_list(qtbot, make_window, monkeyp
     monkeypatch.setattr(window.sidebar, "confirm_delete", lambda title: title == "Renamed by F2")
     qtbot.keyClick(lst, Qt.Key_Delete)
     assert window.history.count_conversations() == 0 and window.current_id is None
+
+
+def test_query_words_are_marked_in_titles_whatever_the_query_holds():
+    from ui.sidebar import MARK_CLOSE, MARK_OPEN, _mark_words, _marked_html
+    from PySide6.QtGui import QPalette
+
+    assert _mark_words("Zebras and ZEBRA", "zebra") == f"{MARK_OPEN}Zebra{MARK_CLOSE}s and {MARK_OPEN}ZEBRA{MARK_CLOSE}"
+    assert _mark_words("a (b|c) [d]", "(b|c) [d") == f"a {MARK_OPEN}(b|c){MARK_CLOSE} {MARK_OPEN}[d{MARK_CLOSE}]"
+    assert _mark_words("title", "   ") == "title"
+    html = _marked_html(_mark_words("<script>x</script>", "script"), QPalette())
+    assert "<script>" not in html and "&lt;" in html and html.count("<span") == 2

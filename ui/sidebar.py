@@ -114,6 +114,8 @@ class Sidebar(QWidget):
             groups.setdefault(hit.conversation_id, []).append(hit)  # best-ranked conversation first
         for conv_id, hits in groups.items():
             title = hits[0].title or "Untitled"  # may carry the search's markers: a match in the title
+            if MARK_OPEN not in title:
+                title = _mark_words(title, query)
             snippets = []
             for hit in hits:  # a title hit repeats the first message: each text once
                 plain = " ".join(_plain(hit.snippet or "").split())
@@ -323,6 +325,15 @@ def _confirm_box(parent, title: str) -> bool:
 
 def _plain(snippet: str) -> str:
     return snippet.replace(MARK_OPEN, "").replace(MARK_CLOSE, "")
+
+
+def _mark_words(text: str, query: str) -> str:
+    """The query's words marked in `text` (a title the search did not mark), ignoring case."""
+    words = sorted({w for w in query.split() if w}, key=len, reverse=True)
+    if not words:
+        return text
+    pattern = re.compile("|".join(re.escape(w) for w in words), re.IGNORECASE)
+    return pattern.sub(lambda m: f"{MARK_OPEN}{m.group(0)}{MARK_CLOSE}", text)
 
 
 def _marked_html(snippet: str, palette: QPalette) -> str:
