@@ -526,3 +526,17 @@ def test_the_cancel_button_stops_a_running_benchmark_between_steps(qtbot, make_v
     qtbot.waitUntil(lambda: view.status.text().startswith("Cancelled"), timeout=2000)
     assert not view.cancel_button.isVisibleTo(view) and not view.progress.isVisibleTo(view)
     assert view.bench_button.isEnabled()
+
+
+def test_the_view_sums_up_saved_comparisons_per_pair(make_view, store):
+    from tests.test_compare_history import _pair
+
+    view = make_view(store)
+    assert view.verdicts.isHidden()  # no comparisons yet: nothing to say
+    for i in range(4):
+        _, (small, _big) = _pair(store, f"task {i}")
+        store.set_verdict(small, "good" if i < 3 else "not_good")
+    view.refresh()
+    assert not view.verdicts.isHidden()
+    assert view.verdicts.text() == ("On your 4 comparisons, SmolLM2 135M was good enough in 3; it is 3.0× faster "
+                                    "and needs 0.3× the memory of Gemma 3 1B.")

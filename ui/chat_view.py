@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (
 )
 
 from assistant.stats_format import format_stats_line, model_label
-from common.formatting import format_bytes
+from common.formatting import format_bytes, format_tps
 from ui.icons import icon
 from ui.input_box import MessageEdit
 from ui.markdown_render import MarkdownRenderer
@@ -42,7 +42,7 @@ def stats_tooltip(stats: dict) -> str:
         return f"{v / 1000:.2f} s" if isinstance(v, (int, float)) else "–"
 
     def rate(v):
-        return f"{v:.1f} tok/s" if isinstance(v, (int, float)) else "–"
+        return format_tps(v, precise=True, unknown="–")
 
     rows = [
         ("Model", f"{model_label(stats.get('model') or {})} {(stats.get('model') or {}).get('quant') or ''}"),

@@ -471,7 +471,12 @@ class ComparePage(QWidget):
         self.refresh_saved()
         self.refresh_summary()
         if any(True for _ in self._remote_servers()):
-            run_in_background(remote_choices, self._remote_ready, lambda exc: None, context=self)
+            run_in_background(remote_choices, self._remote_ready, self._remote_failed, context=self)
+
+    @staticmethod
+    def _remote_failed(exc: BaseException) -> None:
+        # Each server's own failure is listed by remote_choices; this is a bug in the listing itself.
+        log.warning("listing the remote models for Compare failed: %s", exc, exc_info=exc)
 
     @staticmethod
     def _remote_servers():

@@ -43,7 +43,8 @@ from PySide6.QtWidgets import (
 )
 
 from assistant.stats_series import METRICS, StatsSnapshot
-from common.formatting import format_bytes, format_number
+from common.errors import UserError
+from common.formatting import format_byte_rate, format_bytes, format_number
 from ui.charts import SizeChart, TimeChart, is_dark, model_colors, plain_tooltip
 from ui.workers import run_in_background
 
@@ -160,6 +161,11 @@ class StatsView(QWidget):
         self.note.setTextFormat(Qt.TextFormat.PlainText)
         self.note.setWordWrap(True)
         self.note.setAccessibleName("What the medians leave out")
+        self.verdicts = QLabel()  # what the saved comparisons say, a sentence per pair of models
+        self.verdicts.setTextFormat(Qt.TextFormat.PlainText)  # model names are text, never markup
+        self.verdicts.setWordWrap(True)
+        self.verdicts.setAccessibleName("What your comparisons say")
+        self.verdicts.setToolTip("From the answers you marked good enough on the Compare page")
 
         self.speed_chart = TimeChart(METRICS["gen_tps"].title, "tokens/s",
                                      "No replies yet: chat with a model and its speed appears here.")
@@ -183,6 +189,7 @@ class StatsView(QWidget):
         layout = QVBoxLayout(self)
         layout.addLayout(top)
         layout.addWidget(self.note)
+        layout.addWidget(self.verdicts)
         layout.addWidget(splitter, 1)
         self.setAccessibleName("Statistics")
 
@@ -360,11 +367,21 @@ class StatsView(QWidget):
         self._fill_legend()
         self.note.setText(self._snap().size_note())
         self.note.setVisible(bool(self.note.text()))
+        self._fill_verdicts()
         self._draw_time_charts()
         self._ask_bandwidth()
         self._draw_size_chart()
         self._fill_table(self.stats.benchmarks())
         self._fill_models()
+
+    def _fill_verdicts(self) -> None:
+        try:
+            sentences = [s.sentence for s in self.stats.verdict_summaries(limit=3)]
+        except UserError as exc:  # a history that cannot be read just now: the charts say so already
+            log.warning("comparison summaries: %s", exc)
+            sentences = []
+        self.verdicts.setText("\n".join(sentences))
+        self.verdicts.setVisible(bool(sentences))
 
     def _fill_filter(self, models: list[str]) -> None:
         current = self.model_filter.currentText() or ALL_MODELS
@@ -429,7 +446,7 @@ class StatsView(QWidget):
         described = [f"{p.model}: {format_bytes(p.size_bytes)}, median {p.gen_tps:.1f} tokens/s"
                      for p in snap.size_points]
         if self.bandwidth:
-            described.append(f"memory-bandwidth limit {self.bandwidth / 1e9:.0f} GB/s")
+            described.append(f"memory-bandwidth limit {format_byte_rate(self.bandwidth)}")
         described.extend(snap.left_off_size_chart)
         self.size_chart.widget.setAccessibleDescription("; ".join(described) or self.size_chart.empty_text)
 
