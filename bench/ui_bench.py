@@ -46,12 +46,16 @@ app.exec()
 
 def open_time(db: str, runs: int = 3) -> list[float]:
     times = []
+    # As on a user's machine: Python keeps compiled modules (a shell that sets PYTHONDONTWRITEBYTECODE
+    # would make every start compile the app and its libraries again), and one start has run before.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     with tempfile.TemporaryDirectory() as tmp:
-        for _ in range(runs):
+        for i in range(runs + 1):
             out = subprocess.run([sys.executable, "-c", OPEN_SCRIPT, db, f"{tmp}/settings.json"], capture_output=True,
-                                 text=True, env={**os.environ, "ASSISTANT_HOME": tmp}, timeout=300)
+                                 text=True, env={**env, "ASSISTANT_HOME": tmp}, timeout=300)
             ms, rows = out.stdout.split()[:2]
-            times.append(float(ms))
+            if i:  # the first start writes the compiled modules
+                times.append(float(ms))
     return times
 
 
@@ -122,7 +126,7 @@ def main() -> int:
     args = ap.parse_args()
     if Path(args.db).exists():
         times = open_time(args.db)
-        print(f"window open with {args.db}: median {sorted(times)[1]:.0f} ms (runs {', '.join(f'{t:.0f}' for t in times)}; target < 2000)")
+        print(f"window open with {args.db}: median {sorted(times)[1]:.0f} ms (runs {', '.join(f'{t:.0f}' for t in times)}; target < 1000)")
     else:
         print(f"skipping open time: no {args.db} (run bench/make_history.py first)")
     idle, streaming, elapsed = stalls(args.model, args.tokens)

@@ -8,13 +8,15 @@ remote model ends the local runner, so its memory returns.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from assistant import remotes
 from assistant.engine.interface import Engine, ModelSummary, Response
 from assistant.engine.local import LocalEngine
-from assistant.engine.remote import RemoteEngine
 from assistant.engine.settings import GenerationSettings, LoadSettings
+
+if TYPE_CHECKING:
+    from assistant.engine.remote import RemoteEngine
 
 
 class EngineRouter(Engine):
@@ -23,6 +25,8 @@ class EngineRouter(Engine):
         self.active: Engine = self.local
 
     def _remote_engine(self, remote: remotes.Remote) -> RemoteEngine:
+        from assistant.engine.remote import RemoteEngine  # httpx: only once a remote model is used (start-up)
+
         return RemoteEngine(remote, remotes.get_key(remote.name))
 
     def load(self, spec: Any, settings: LoadSettings | None = None, *, automatic: bool = False) -> ModelSummary:
