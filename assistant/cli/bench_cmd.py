@@ -128,10 +128,13 @@ def _print(results: list[dict], *, as_json: bool) -> None:
     streams = [(name, row) for name, r in zip(names, done, strict=True) for row in r.get("stream", [])]
     if streams:
         print()
-        print(f"{'model':<{width}}  {'stream':>7}{'native':>10}{'app':>10}{'ratio':>8}")
+        print(f"{'model':<{width}}  {'stream':>7}{'native':>10}{'app':>10}{'ratio':>8}{'bookkeeping':>13}")
         for name, row in streams:
+            book = row.get("bookkeeping")
             print(f"{name:<{width}}  {row['tokens']:>7}{row['native_tps']:10.1f}{row['stream_tps']:10.1f}"
-                  f"{row['ratio']:8.3f}")
+                  f"{row['ratio']:8.3f}{(f'{100 * book:.2f}%' if book is not None else '-'):>13}")
+        print("(bookkeeping: the share of the generation time the stream spent on its own per-token work, "
+              "measured in the runner; the ratio also carries this machine's noise)")
     for name, r in zip(names, done, strict=True):
         proc = r.get("process") or {}
         if proc.get("ttft_overhead_ms") is not None:

@@ -38,7 +38,9 @@ def stream_generation(engine: LocalEngine, n_tokens: int) -> dict:
     assert st is not None  # a finished response always has its record
     received = st.transport.get("received_gen_tps") or st.gen_tps or 0.0
     runner_ttft = st.transport.get("runner_ttft_ms")
-    return {"tps": received, "runner_tps": st.gen_tps, "ttft_ms": st.ttft_ms,
+    book = st.transport.get("bookkeeping_ms")
+    share = book / st.gen_ms if book is not None and st.gen_ms else None  # of the generation time
+    return {"tps": received, "runner_tps": st.gen_tps, "ttft_ms": st.ttft_ms, "bookkeeping_share": share,
             "ttft_overhead_ms": round(st.ttft_ms - runner_ttft, 2) if st.ttft_ms and runner_ttft else None}
 
 
@@ -57,7 +59,7 @@ def run_benchmark(engine, *, pp_tokens: int = 512, tg_tokens: int = 128,
     tg = max(native_generation(engine, tg_tokens) for _ in range(repeats))
     stream, overheads = [], []
     for n in stream_lengths:
-        natives, streams, ratios = [], [], []
+        natives, streams, ratios, shares = [], [], [], []
         for i in range(repeats):
             if should_stop():
                 break
@@ -71,12 +73,15 @@ def run_benchmark(engine, *, pp_tokens: int = 512, tg_tokens: int = 128,
             natives.append(native)
             streams.append(streamed["tps"])
             ratios.append(streamed["tps"] / native if native else 0.0)
+            if streamed["bookkeeping_share"] is not None:
+                shares.append(streamed["bookkeeping_share"])
             if streamed["ttft_overhead_ms"] is not None:
                 overheads.append(streamed["ttft_overhead_ms"])
         if natives:
             stream.append({"tokens": n, "native_tps": round(statistics.median(natives), 2),
                            "stream_tps": round(statistics.median(streams), 2),
-                           "ratio": round(statistics.median(ratios), 3), "runs": len(natives)})
+                           "ratio": round(statistics.median(ratios), 3), "runs": len(natives),
+                           "bookkeeping": round(statistics.median(shares), 4) if shares else None})
     return {
         "model": summary.name,
         "file": summary.path,

@@ -500,5 +500,5 @@ class _Receipt:
             error=self.error or r.get("error"),
             transport={"runner_pid": summary.pid if summary else None, "runner_ttft_ms": r.get("ttft_ms"),
                        "received_gen_tps": received, "batches": self.batches,
-                       "cpu_other_busy": r.get("cpu_other_busy")},
+                       "cpu_other_busy": r.get("cpu_other_busy"), "bookkeeping_ms": r.get("bookkeeping_ms")},
         )

@@ -48,6 +48,9 @@ class Outcome:
     context: dict = field(default_factory=dict)
     seed: int = 0
     cpu_other_busy: float | None = None  # share of the CPU other programs used meanwhile (0..1)
+    # Time this loop spent per reply on what the benchmark's native loop does not do (text, stop
+    # strings, the loop guard, the sink): the app's own cost per token, free of the machine's noise.
+    bookkeeping_ms: float = 0.0
 
 
 def generate(model: LoadedModel, renderer: ChatRenderer | None, messages: list[dict] | None, prompt: str | None,
@@ -61,6 +64,7 @@ def generate(model: LoadedModel, renderer: ChatRenderer | None, messages: list[d
     out = Outcome(seed=s.seed if s.seed is not None else random.getrandbits(32))
     sampler = None
     t_first = t_last = None
+    bookkeeping = 0.0
     load = CpuLoadMeter()  # other programs' use of the CPU meanwhile: a busy run must not teach the estimates
     try:
         fitted = _fit(model, renderer, messages, prompt, s, prefix)
@@ -112,6 +116,7 @@ def generate(model: LoadedModel, renderer: ChatRenderer | None, messages: list[d
                 out.context = {**out.context, "applied": True,
                                "message": f"The reply reached the end of the context ({model.n_ctx} tokens)."}
                 break
+            bookkeeping += time.perf_counter() - now
             model.decode_one(token)
         tail = stream.flush()
         if tail:
@@ -130,6 +135,7 @@ def generate(model: LoadedModel, renderer: ChatRenderer | None, messages: list[d
         out.total_ms = round((end - t_request) * 1000, 2)
         out.context = {**out.context, "used_tokens": len(model.kv_tokens)}
         out.cpu_other_busy = round(load.busy_fraction(), 3)
+        out.bookkeeping_ms = round(bookkeeping * 1000, 3)
     return out
 
 

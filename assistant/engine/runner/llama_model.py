@@ -52,6 +52,8 @@ class LoadedModel:
         self.memory = C.llama_get_memory(self.ctx)
         self.kv_tokens: list[int] = []  # what the KV cache holds, position by position
         self._piece_buf = ctypes.create_string_buffer(256)
+        self._pieces: dict[int, bytes] = {}  # token -> its bytes (the vocabulary never changes)
+        self._eog: dict[int, bool] = {}  # token -> ends a turn
         self._one = (C.llama_token * 1)()
 
     # --- Metadata
@@ -94,12 +96,18 @@ class LoadedModel:
         return list(buf[:n])
 
     def piece(self, token: int) -> bytes:
-        """The bytes one token stands for; control tokens render as nothing."""
+        """The bytes one token stands for; control tokens render as nothing. Remembered per token:
+        a reply reuses a few thousand tokens, and a dict look-up is cheaper than a ctypes call."""
+        known = self._pieces.get(token)
+        if known is not None:
+            return known
         n = C.llama_token_to_piece(self.vocab, token, self._piece_buf, len(self._piece_buf), 0, False)
         if n < 0:
             self._piece_buf = ctypes.create_string_buffer(-n)
             n = C.llama_token_to_piece(self.vocab, token, self._piece_buf, len(self._piece_buf), 0, False)
-        return self._piece_buf.raw[:n]
+        piece = self._piece_buf.raw[:n]
+        self._pieces[token] = piece
+        return piece
 
     def stop_tokens(self, stop_strings: list[str]) -> set[int]:
         """Stop strings that are one control token (e.g. <end_of_turn>): such tokens
@@ -112,7 +120,10 @@ class LoadedModel:
         return ids
 
     def is_eog(self, token: int) -> bool:
-        return bool(C.llama_vocab_is_eog(self.vocab, token))
+        known = self._eog.get(token)
+        if known is None:
+            known = self._eog[token] = bool(C.llama_vocab_is_eog(self.vocab, token))
+        return known
 
     # --- Evaluation
     def eval_prompt(self, tokens: list[int], should_abort=None) -> PromptEval:
