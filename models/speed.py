@@ -166,7 +166,8 @@ class BandwidthCurve:
         for (s0, b0), (s1, b1) in zip(pts, pts[1:]):
             if nbytes <= s1:
                 f = math.log(nbytes / s0) / math.log(s1 / s0)
-                return math.exp(math.log(b0) + f * (math.log(b1) - math.log(b0)))
+                value = math.exp(math.log(b0) + f * (math.log(b1) - math.log(b0)))
+                return min(max(value, min(b0, b1)), max(b0, b1))  # exp(log(b)) may round past b itself
         return pts[-1][1]
 
     @staticmethod
