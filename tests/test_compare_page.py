@@ -198,6 +198,7 @@ def test_mistakes_are_said_on_the_page(qtbot, window):
 def test_stop_keeps_what_finished(qtbot, window):
     page = _page(qtbot, window)
     window.engine.token_delay = 0.05
+    window.engine.reply = "word " * 400  # 20 s of reply: the stop lands mid-answer even on a loaded machine
     page.set_checked(["starter", "gemma3-270m-base"])
     page.prompt_edit.setPlainText("long")
     with qtbot.waitSignal(page.runFinished, timeout=20_000) as done:
