@@ -177,10 +177,11 @@ def set_key(name: str, api_key: str | None) -> None:
                 if api_key:
                     ring.set_password(KEYRING_SERVICE, _keyring_account(name), api_key)
                 else:
-                    try:
-                        ring.delete_password(KEYRING_SERVICE, _keyring_account(name))
-                    except Exception:  # keyring raises PasswordDeleteError when there was none
-                        log.debug("no key stored for %s", name)
+                    for account in (_keyring_account(name), name):  # and one stored by an earlier version
+                        try:
+                            ring.delete_password(KEYRING_SERVICE, account)
+                        except Exception:  # keyring raises PasswordDeleteError when there was none
+                            log.debug("no key stored for %s under %s", name, account)
                 return
             except Exception as exc:
                 log.warning("the OS keyring refused the key for %s (%s); using the private file", name, exc)
@@ -197,7 +198,8 @@ def get_key(name: str) -> str | None:
     ring = _keyring()
     if ring is not None:
         try:
-            key = ring.get_password(KEYRING_SERVICE, _keyring_account(name))
+            # A key stored before keys were kept per data directory sits under the bare name.
+            key = ring.get_password(KEYRING_SERVICE, _keyring_account(name)) or ring.get_password(KEYRING_SERVICE, name)
             if key:
                 return key
         except Exception as exc:

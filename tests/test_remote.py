@@ -124,6 +124,10 @@ def test_keys_go_to_the_os_keyring_where_there_is_one(tmp_path, monkeypatch):
         assert remotes.get_key("box") == "sk-abc"
         remotes.remove("box")
         assert list(Memory.store.values()) == ["sk-other"]  # the other data directory's key stays
+        Memory.store[(remotes.KEYRING_SERVICE, "old")] = "sk-old"  # stored by an earlier version
+        assert remotes.get_key("old") == "sk-old"
+        remotes.set_key("old", None)  # removing the key removes the old entry too
+        assert remotes.get_key("old") is None and list(Memory.store.values()) == ["sk-other"]
     finally:
         keyring.set_keyring(previous)
 
