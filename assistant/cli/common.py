@@ -6,6 +6,19 @@ import sys
 from contextlib import contextmanager
 
 from assistant.engine import ContextPolicy, GenerationSettings, LoadSettings
+from common.terminal import safe_text
+
+
+# Search matches are marked with two private-use characters, which pass through safe_text untouched,
+# and only then turned into bold (** when not a terminal): the escapes are ours alone.
+SEARCH_MARKS = ("\ue000", "\ue001")
+
+
+def terminal_snippet(snippet: str) -> str:
+    """A search hit's snippet on one line, escaped for the terminal, its matches in bold."""
+    bold = ("\x1b[1m", "\x1b[0m") if sys.stdout.isatty() else ("**", "**")
+    text = safe_text(" ".join(snippet.split()))
+    return text.replace(SEARCH_MARKS[0], bold[0]).replace(SEARCH_MARKS[1], bold[1])
 
 
 def positive_int(value: str) -> int:

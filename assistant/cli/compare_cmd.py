@@ -19,11 +19,13 @@ import sys
 from typing import Any
 
 from assistant.cli.common import (
+    SEARCH_MARKS,
     add_generation_options,
     ctrl_c_cancels,
     dim,
     generation_settings,
     positive_int,
+    terminal_snippet,
 )
 from common.errors import UserError
 from common.terminal import safe_text
@@ -31,7 +33,6 @@ from common.terminal import safe_text
 ACTIONS = ("sets", "list", "show", "search", "again", "verdict", "best", "summary")
 VERDICT_WORDS = {"good": "good", "good-enough": "good", "yes": "good", "not-good": "not_good", "not_good": "not_good",
                  "bad": "not_good", "no": "not_good", "none": None, "clear": None}
-_MARK_OPEN, _MARK_CLOSE = "\ue000", "\ue001"
 
 
 
@@ -385,15 +386,14 @@ def _show(cid: int) -> int:
 
 
 def _search(query: str, args) -> int:
-    bold = ("\x1b[1m", "\x1b[0m") if sys.stdout.isatty() else ("**", "**")
     with _open_history() as store:
-        hits = store.search_comparisons(query, limit=args.limit, highlight=(_MARK_OPEN, _MARK_CLOSE))
+        hits = store.search_comparisons(query, limit=args.limit, highlight=SEARCH_MARKS)
     if not hits:
         print("No matches.")
         return 0
     for h in hits:
         where = "prompt" if h.answer_id is None else f"answer of {safe_text(h.model)}"
-        snippet = safe_text(" ".join(h.snippet.split())).replace(_MARK_OPEN, bold[0]).replace(_MARK_CLOSE, bold[1])
+        snippet = terminal_snippet(h.snippet)
         title = " ".join(h.prompt.split())
         print(f"{h.comparison_id:>4}  {safe_text(title[:70])}  — {where}")
         print(f"      {snippet}")

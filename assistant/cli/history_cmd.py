@@ -6,12 +6,9 @@ import os
 import sys
 from pathlib import Path
 
+from assistant.cli.common import SEARCH_MARKS, terminal_snippet
 from common.errors import UserError
 from common.terminal import safe_text
-
-# Search hits are marked with two private-use characters, which pass through
-# safe_text untouched, and only then turned into bold: the escapes are ours alone.
-_MARK_OPEN, _MARK_CLOSE = "\ue000", "\ue001"
 
 
 def add_parser(subparsers) -> None:
@@ -98,15 +95,14 @@ def cmd_list(args) -> int:
 
 
 def cmd_search(args) -> int:
-    bold = ("\x1b[1m", "\x1b[0m") if sys.stdout.isatty() else ("**", "**")
     with open_store() as store:
-        hits = store.search(" ".join(args.query), limit=args.limit, highlight=(_MARK_OPEN, _MARK_CLOSE))
+        hits = store.search(" ".join(args.query), limit=args.limit, highlight=SEARCH_MARKS)
     if not hits:
         print("No matches.")
         return 0
     for h in hits:
         where = "title" if h.message_id is None else f"message {h.message_id} ({safe_text(h.role)})"
-        snippet = safe_text(" ".join(h.snippet.split())).replace(_MARK_OPEN, bold[0]).replace(_MARK_CLOSE, bold[1])
+        snippet = terminal_snippet(h.snippet)
         print(f"{h.conversation_id}  {safe_text(h.display_title)}  — {where}")
         print(f"    {snippet}")
     return 0

@@ -27,7 +27,7 @@ from typing import Any
 from assistant.history import rows
 from assistant.history.errors import HistoryError, ImportFormatError
 from assistant.history.records import STATUSES, clean_optional, clean_text, now
-from assistant.history.search import fts_query, needs_substrings, substring_terms
+from assistant.history.search import fts_query, needs_substrings, substring_snippet, substring_terms
 
 VERDICTS = ("good", "not_good")
 MAX_PROMPTS = 1000  # in one prompt set: a batch beyond that is not a review anyone does
@@ -328,27 +328,17 @@ def _substring_search(conn: sqlite3.Connection, text: str, limit: int, highlight
     pattern = re.compile("|".join(re.escape(t) for t in sorted(terms, key=len, reverse=True)), re.IGNORECASE)
     likes = " AND ".join(["{col} LIKE ? ESCAPE '\\'"] * len(terms))
     args = ["%" + t.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%" for t in terms]
-    hits = [ComparisonHit(cid, None, None, prompt, _snippet(prompt, pattern, highlight, words), -1e9 + i)
+    hits = [ComparisonHit(cid, None, None, prompt, substring_snippet(prompt, pattern, highlight, words), -1e9 + i)
             for i, (cid, prompt) in enumerate(conn.execute(
                 f"SELECT id, prompt FROM comparisons WHERE {likes.format(col='prompt')} ORDER BY id DESC LIMIT ?",
                 (*args, limit)))]
-    hits += [ComparisonHit(cid, aid, model, prompt, _snippet(content, pattern, highlight, words), i)
+    hits += [ComparisonHit(cid, aid, model, prompt, substring_snippet(content, pattern, highlight, words), i)
              for i, (cid, aid, model, prompt, content) in enumerate(conn.execute(
                  "SELECT a.comparison_id, a.id, a.model, c.prompt, a.content FROM comparison_answers a "
                  "JOIN comparisons c ON c.id = a.comparison_id "
                  "WHERE a.id > (SELECT coalesce(max(id), 0) FROM comparison_answers) - ? "
                  f"AND {likes.format(col='a.content')} ORDER BY a.id DESC LIMIT ?", (SCAN_LIMIT, *args, limit)))]
     return hits[:limit]
-
-
-def _snippet(content: str, pattern: re.Pattern, highlight: tuple[str, str], words: int) -> str:
-    m = pattern.search(content)
-    center = m.start() if m else 0
-    span = words * 7
-    start = max(0, center - span // 3)
-    end = min(len(content), start + span)
-    window = pattern.sub(lambda w: f"{highlight[0]}{w.group(0)}{highlight[1]}", content[start:end])
-    return ("…" if start > 0 else "") + window + ("…" if end < len(content) else "")
 
 
 # -- prompt sets ------------------------------------------------------------------------

@@ -273,7 +273,7 @@ def substring_search(conn: sqlite3.Connection, text: str, limit: int, highlight:
     pattern = _terms_pattern(terms)
     hits = [SearchHit(cid, None, title, None, _mark(title, pattern, highlight), SUBSTRING_TITLE_RANK + i)
             for i, (cid, title) in enumerate(titles)]
-    hits += [SearchHit(cid, mid, title, role, _substring_snippet(content, pattern, highlight, snippet_words), i)
+    hits += [SearchHit(cid, mid, title, role, substring_snippet(content, pattern, highlight, snippet_words), i)
              for i, (cid, mid, title, role, content) in enumerate(rows)]
     return hits[:limit]
 
@@ -288,7 +288,7 @@ def _mark(text: str, pattern: re.Pattern, highlight: tuple[str, str]) -> str:
     return pattern.sub(lambda m: f"{highlight[0]}{m.group(0)}{highlight[1]}", text)
 
 
-def _substring_snippet(content: str, pattern: re.Pattern, highlight: tuple[str, str], words: int) -> str:
+def substring_snippet(content: str, pattern: re.Pattern, highlight: tuple[str, str], words: int) -> str:
     """About `words` words' worth of characters around the first match, matches marked."""
     m = pattern.search(content)
     center = m.start() if m else 0
