@@ -84,12 +84,14 @@ def _post_json_limited(client: httpx.Client, url: str, body: dict[str, Any], hea
 
 def _lines_limited(response: httpx.Response, limit: int) -> Generator[str, None, None]:
     """The stream's lines as they arrive, none longer than `limit` bytes (else _TooLarge)."""
-    pending = b""
+    pending = bytearray()  # the line so far: appended in place, split only when a newline arrives
     for chunk in response.iter_bytes():
         pending += chunk
-        *lines, pending = pending.split(b"\n")
-        for line in lines:
-            yield line.rstrip(b"\r").decode("utf-8", errors="replace")
+        if b"\n" in chunk:
+            *lines, rest = pending.split(b"\n")
+            for line in lines:
+                yield line.rstrip(b"\r").decode("utf-8", errors="replace")
+            pending = bytearray(rest)
         if len(pending) > limit:
             raise _TooLarge
     if pending:
