@@ -66,6 +66,17 @@ class ResponseStats:
     # How the reply reached the app: the runner's own first-token time, the rate the app received
     # text at, how many batches; for a remote model, the server's figures.
     transport: dict = field(default_factory=dict)
+    # A reasoning model's thinking, kept apart from the answer (`reply` and `completion_tokens` are the
+    # answer's own): its text, its tokens and the time it took.
+    thinking: str | None = None
+    thinking_tokens: int = 0
+    thinking_ms: float = 0.0
+    # Images in the prompt: {"count", "tokens", "encode_ms", "projector_bytes"}; empty when there were none.
+    images: dict = field(default_factory=dict)
+    # Speculative decoding: {"kind": "model"|"lookup", "model", "drafted", "accepted"}; None without drafting.
+    draft: dict | None = None
+    # The KV cache as allocated: {"type": "f16"|"q8_0"|"q4_0", "flash_attn": bool, "swa": "window"|"full"|None}.
+    kv_cache: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -41,6 +41,24 @@ class Arch:
         return self.n_layers * self.n_kv_heads * self.head_dim * 2 * 2
 
 
+# How a family's replies mark their thinking (the parser for each lives with the engine).
+THINKING_FORMATS = ("think_tags", "gemma4_channel", "harmony", "mistral_think")
+#   think_tags: <think>...</think> (Qwen3, Qwen3.5, SmolLM3, DeepSeek-R1 distills, LFM2.5-Thinking)
+#   gemma4_channel: <|channel>thought ... <channel|> (Gemma 4; special tokens)
+#   harmony: <|channel|>analysis<|message|>...<|end|> then <|channel|>final<|message|> (gpt-oss; special tokens)
+#   mistral_think: [THINK]...[/THINK] (Ministral 3 Reasoning, Magistral)
+
+
+@dataclass(frozen=True)
+class ProjectorFile:
+    """The image projector (mmproj-*.gguf) a model that sees images needs, in the same repo."""
+
+    file: str
+    size_bytes: int
+    size_approx: bool = True
+    sha256: str | None = None
+
+
 @dataclass(frozen=True)
 class CatalogueEntry:
     name: str
@@ -62,6 +80,20 @@ class CatalogueEntry:
     source: str = "hub"  # "hub", or "package": built in, installed from the package index
     default_quant: str = DEFAULT_QUANT
     base: bool = False  # a base model: continues text, does not follow instructions
+    licence: str = ""
+    active_params: int | None = None  # a mixture of experts: parameters used per token (None: all of them)
+    thinking: str | None = None  # one of THINKING_FORMATS when the model thinks before it answers
+    projector: ProjectorFile | None = None  # set when the model sees images
+    drafts: tuple[str, ...] = ()  # catalogue names of smaller sizes that can draft for this one (same vocabulary)
+    older: bool = False  # a family a 2026 user would not pick first: listed after the current ones
+
+    @property
+    def sees_images(self) -> bool:
+        return self.projector is not None
+
+    @property
+    def is_moe(self) -> bool:
+        return self.active_params is not None and self.active_params < self.params
 
     @property
     def is_base(self) -> bool:
@@ -143,6 +175,12 @@ def _load() -> tuple[Family, ...]:
                     source=e.get("source", "hub"),
                     default_quant=default_quant,
                     base=bool(e.get("base", False)),
+                    licence=e.get("licence", fam.get("licence", "")),
+                    active_params=int(e["active_params"]) if e.get("active_params") else None,
+                    thinking=e.get("thinking"),
+                    projector=ProjectorFile(**e["projector"]) if e.get("projector") else None,
+                    drafts=tuple(e.get("drafts", ())),
+                    older=bool(fam.get("older", False)),
                 )
             )
         sizes.sort(key=lambda s: s.params)
