@@ -6,7 +6,7 @@ queued calls): turns run in arrival order, each can be cancelled, and whoever
 is interested hears what happens through callbacks, never Qt signals:
 
     TurnStarted  -> the conversation and reply ids (and the saved user message)
-    TurnText     -> a piece of the reply as it streams
+    TurnText     -> a piece of the reply as it streams (kind "thinking" or "answer")
     TurnFinished -> the saved reply with its stats: no front end reads it back
     TurnFailed   -> one sentence
 
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from assistant.engine import Engine, GenerationSettings, LoadSettings, ModelSummary, Response
-from assistant.session import ChatSession
+from assistant.session import ChatSession, ReplyStream
 from common.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -92,6 +92,7 @@ class TurnText:
     conversation_id: int | None
     reply_id: int | None
     text: str
+    kind: str = "answer"  # "thinking": a reasoning model's thinking, shown apart (and never sent as the answer)
 
 
 @dataclass(frozen=True)
@@ -412,8 +413,8 @@ class ChatService:
         self._emit(TurnStarted(turn.id, req.source, turn.conversation_id, turn.reply_id, session.user_message,
                                summary.name if summary else None, initial), turn)
         try:
-            for chunk in stream:
-                self._emit(TurnText(turn.id, turn.conversation_id, turn.reply_id, chunk), turn)
+            for piece in stream.pieces():
+                self._emit(TurnText(turn.id, turn.conversation_id, turn.reply_id, piece.text, piece.kind), turn)
         except Exception as exc:  # a storage failure mid-reply (a full disk): the sentence, and what was saved stays
             log.exception("a turn failed while streaming")
             self._forget(session)
@@ -426,7 +427,7 @@ class ChatService:
         self._emit(TurnFinished(turn.id, req.source, turn.conversation_id, turn.reply_id, session.saved_reply, stats,
                                 text), turn)
 
-    def _start(self, req: TurnRequest) -> tuple[ChatSession, Iterator[str]]:
+    def _start(self, req: TurnRequest) -> tuple[ChatSession, ReplyStream]:
         settings = req.settings or self._default_settings()
         history = self.history if req.save else None
         if req.kind == "messages":
@@ -436,7 +437,8 @@ class ChatService:
             rest = [m for m in req.messages or [] if m["role"] != "system"]
             if not rest or rest[-1]["role"] != "user":
                 raise UserError("The conversation must end with a user message.")
-            session.messages = [dict(role=m["role"], content=m["content"]) for m in rest[:-1]]
+            session.messages = [{k: v for k, v in m.items() if k in ("role", "content", "thinking")}
+                                for m in rest[:-1]]
             if history is not None:
                 session._ensure_conversation()
                 for m in session.messages:  # an API client's earlier turns, saved as the conversation's start

@@ -30,6 +30,7 @@ from assistant.engine import crash_registry
 from assistant.engine import protocol as P
 from assistant.engine.interface import Engine, ModelSummary, Response
 from assistant.engine.settings import GenerationSettings, LoadSettings
+from assistant.engine.thinking import ANSWER, Piece
 from assistant.engine.supervisor import RunnerDied, RunnerProcess, RunnerTimeout
 from assistant.stats import MemoryStats, ModelRef, ResponseStats, rss_bytes, tps, vram_bytes
 from common.errors import UserError
@@ -98,9 +99,19 @@ def plan_load(entry: registry.InstalledModel, info: GGUFInfo, settings: LoadSett
         "n_threads": threads, "n_gpu_layers": settings.n_gpu_layers, "n_batch": settings.n_batch,
         "chat_format": settings.chat_format, "chat_template": settings.chat_template,
         "catalogue_format": entry.chat_format, "memory_limit": memory_limit,
+        "catalogue_thinking": _catalogue_thinking(entry),
     }
     return LoadPlan(entry=entry, info=info, settings=settings, n_ctx=n_ctx, memory_limit=memory_limit,
                     request=request)
+
+
+def _catalogue_thinking(entry: registry.InstalledModel) -> str | None:
+    """The thinking format the catalogue records for this model's family, if it knows the model."""
+    try:
+        listed = registry.catalogue_entry(entry.name)
+    except (UserError, OSError):  # an unreadable model list: the template still tells
+        return None
+    return getattr(listed, "thinking", None) if listed is not None else None
 
 
 class LocalEngine(Engine):
@@ -189,6 +200,7 @@ class LocalEngine(Engine):
             pid=runner.pid, load_ms=data.get("load_ms"),
             is_base=not data["has_chat_template"] or bool(getattr(entry, "is_base", False)),
             spec=entry.name if entry.source == "starter" or registry.get(entry.name) else entry.path,
+            thinking=data.get("thinking"),
         )
 
     def _remember_crash(self, entry: registry.InstalledModel, sentence: str) -> None:
@@ -220,8 +232,8 @@ class LocalEngine(Engine):
     def chat(self, messages: list[dict], settings: GenerationSettings | None = None, *,
              prefix: str | None = None) -> LocalResponse:
         self._require_summary()
-        return LocalResponse(self, [dict(role=m["role"], content=m["content"]) for m in messages], None,
-                             settings or GenerationSettings(), prefix=prefix)
+        return LocalResponse(self, [_template_message(m) for m in messages], None, settings or GenerationSettings(),
+                             prefix=prefix)
 
     def complete(self, prompt: str, settings: GenerationSettings | None = None) -> LocalResponse:
         self._require_summary()
@@ -330,7 +342,7 @@ class LocalResponse(Response):
                         P.CANCEL_GRACE_SECONDS)
             runner.kill()
 
-    def _stream(self) -> Generator[str, None, None]:
+    def _stream(self) -> Generator[str | Piece, None, None]:
         eng = self.engine
         receipt = _Receipt(time.perf_counter())
         with eng._lock:
@@ -352,7 +364,7 @@ class LocalResponse(Response):
                 self.stats = receipt.stats(self, summary)
                 self._record_speed(summary)
 
-    def _exchange(self, runner: RunnerProcess, receipt: _Receipt) -> Iterator[str]:
+    def _exchange(self, runner: RunnerProcess, receipt: _Receipt) -> Iterator[Piece]:
         eng = self.engine
         with self._cancel_lock:
             if self.cancelled:
@@ -374,7 +386,7 @@ class LocalResponse(Response):
                         continue  # produced before the runner saw the cancel: the user pressed stop, show no more
                     receipt.text(msg[2])
                     if msg[1]:
-                        yield msg[1]
+                        yield Piece(msg[3] if len(msg) > 3 else ANSWER, msg[1])
                 elif kind == P.RENDERED:
                     receipt.prompt_tokens = msg[1]
                     timeout = None  # prompt evaluation may take minutes; cancel is the way out
@@ -429,6 +441,16 @@ class LocalResponse(Response):
             log.warning("could not record the measured speed: %s", exc)
 
 
+def _template_message(m: dict) -> dict:
+    """A message as the chat template gets it: role and content, and a reply's thinking as
+    `reasoning_content`, which a template may keep (Qwen3.5 does after the last user turn) or drop
+    (most do: earlier thinking is not sent back to the model)."""
+    out = {"role": m["role"], "content": m["content"]}
+    if m.get("thinking") and m["role"] == "assistant":
+        out["reasoning_content"] = m["thinking"]
+    return out
+
+
 class _Receipt:
     """What the app saw of one reply: its own clock around the runner's record."""
 
@@ -465,6 +487,10 @@ class _Receipt:
             stop_reason = "stopped"
             gen_ms = gen_ms * max(0, self.n_last - 1) / max(1, completion - 1)
             completion = self.n_last
+        thinking_tokens = min(int(r.get("thinking_tokens") or 0), completion)
+        thinking = "".join(response.thinking_chunks).strip() or None
+        if thinking is None:
+            thinking_tokens = 0  # nothing of the thinking reached the user (stopped at its start)
         received = None
         if self.t_first is not None and self.t_last is not None and self.t_last > self.t_first:
             received = tps(self.n_last - self.n_first, (self.t_last - self.t_first) * 1000)
@@ -501,4 +527,9 @@ class _Receipt:
             transport={"runner_pid": summary.pid if summary else None, "runner_ttft_ms": r.get("ttft_ms"),
                        "received_gen_tps": received, "batches": self.batches,
                        "cpu_other_busy": r.get("cpu_other_busy"), "bookkeeping_ms": r.get("bookkeeping_ms")},
+            thinking=thinking, thinking_tokens=thinking_tokens,
+            thinking_ms=float(r.get("thinking_ms") or 0.0) if thinking else 0.0,
+            answer_tokens=completion - thinking_tokens, thinking_format=r.get("thinking_format"),
+            thinking_unfinished=bool(r.get("thinking_unfinished")) and thinking is not None,
+            thinking_closed_by_budget=bool(r.get("thinking_closed_by_budget")),
         )

@@ -3,13 +3,14 @@
 Messages are tuples sent over a multiprocessing Pipe (pickled, length-framed).
 App -> runner:
     ("load", request)                    -> ("loaded", summary) | ("error", sentence)
-    ("chat", id, messages, settings)     -> ("rendered", n_prompt_tokens), ("text", text, n_tokens)...,
+    ("chat", id, messages, settings)     -> ("rendered", n_prompt_tokens), ("text", text, n_tokens, kind)...,
     ("complete", id, prompt, settings)      ("done", record)   | ("error", sentence)
     ("cancel", id)                       (no answer: the reply in flight ends with "done")
     ("count", id, messages)              -> ("result", n) | ("error", sentence)
     ("bench_pp", n) / ("bench_native", n) / ("reset")  -> ("result", value) | ("error", sentence)
     ("shutdown",)                        (the runner frees the model and exits)
 Runner -> app, unasked: ("ready", pid) once it has started.
+A text batch's `kind` is "thinking" or "answer" (assistant/engine/thinking.py tells them apart).
 """
 
 LOAD, CHAT, COMPLETE, CANCEL, COUNT, SHUTDOWN = "load", "chat", "complete", "cancel", "count", "shutdown"

@@ -21,8 +21,10 @@ from typing import Any
 
 import httpx
 
+from assistant.engine import thinking
 from assistant.engine.interface import Engine, ModelSummary, Response
 from assistant.engine.settings import GenerationSettings, LoadSettings
+from assistant.engine.thinking import ANSWER, THINKING, Piece, ThinkingParser
 from assistant.remotes import Remote
 from assistant.stats import MemoryStats, ModelRef, ResponseStats, tps
 from common.errors import ModelNotFoundError, UserError
@@ -327,12 +329,14 @@ class RemoteResponse(Response):
         if s.ignore_eos:  # benchmarks: llama-server, vLLM and Hearth take it; others ignore an unknown field
             body["ignore_eos"] = True
         if self.messages is not None:
+            body.update(thinking_fields(s))
             return f"{self.engine.remote.api_base}/chat/completions", {**body, "messages": self.messages}
         return f"{self.engine.remote.api_base}/completions", {**body, "prompt": self.prompt}
 
-    def _stream(self) -> Generator[str, None, None]:
+    def _stream(self) -> Generator[str | Piece, None, None]:
         eng = self.engine
-        receipt = _RemoteReceipt(time.perf_counter())
+        receipt = _RemoteReceipt(time.perf_counter(), self.settings.thinking_format if self.messages is not None
+                                 else thinking.NONE)
         eng._current = self
         url, body = self._body()
         try:
@@ -354,10 +358,10 @@ class RemoteResponse(Response):
                     if isinstance(chunk, str):  # "[DONE]"
                         receipt.done = True
                         break
-                    for text in receipt.take(chunk):
-                        yield text
+                    yield from receipt.take(chunk)
                     if receipt.error:
                         return
+            yield from receipt.finish()
         except httpx.HTTPError as exc:
             if not self.cancelled:
                 receipt.error = describe_http_error(eng.remote, exc, "answering")
@@ -374,6 +378,19 @@ class RemoteResponse(Response):
     @property
     def stop_requested(self) -> bool:
         return self.cancelled
+
+
+def thinking_fields(s: GenerationSettings) -> dict[str, Any]:
+    """The thinking settings in the names servers read: `chat_template_kwargs.enable_thinking` (llama-server,
+    vLLM), `reasoning_effort` (OpenAI; gpt-oss's "Reasoning: low"), `thinking_budget_tokens` (llama-server)."""
+    fields: dict[str, Any] = {}
+    if s.thinking in ("on", "off"):
+        fields["chat_template_kwargs"] = {"enable_thinking": s.thinking == "on"}
+    if s.thinking_effort:
+        fields["reasoning_effort"] = s.thinking_effort
+    if s.thinking_budget is not None:
+        fields["thinking_budget_tokens"] = s.thinking_budget
+    return fields
 
 
 def _parse_event(line: str) -> dict | str | None:
@@ -430,11 +447,18 @@ def server_figures(chunk: dict[str, Any]) -> tuple[dict[str, Any], str] | None:
 class _RemoteReceipt:
     """What arrived of one remote reply, and when (our clock), plus the server's own figures."""
 
-    def __init__(self, t0: float) -> None:
+    def __init__(self, t0: float, thinking_format: str | None = None) -> None:
         self.t0 = t0
         self.t_first: float | None = None
         self.t_last: float | None = None
         self.pieces = 0
+        # A server's thinking comes as `reasoning_content` (llama-server, vLLM, DeepSeek) or `reasoning`
+        # (Ollama, OpenRouter) beside the content, or inline in the content (a server that does not parse it).
+        fmt = thinking_format or thinking.AUTO
+        self.parser = ThinkingParser(fmt) if fmt != thinking.NONE else None
+        self.thinking_pieces = 0  # stream pieces that carried thinking: its token count when usage says none
+        self.thinking: list[str] = []
+        self.t_thinking_end: float | None = None
         self.usage: dict[str, Any] = {}
         self.timings: dict[str, Any] = {}
         self.server_record: dict[str, Any] = {}
@@ -455,21 +479,51 @@ class _RemoteReceipt:
             self.timings, self.figures_from = figures
         if isinstance(chunk.get("hearth"), dict):  # another Hearth's full record
             self.server_record = chunk["hearth"]
-        out = []
+        out: list[Piece] = []
         for choice in chunk.get("choices") or []:
             if not isinstance(choice, dict):
                 continue
             delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
+            reasoning = (delta.get("reasoning_content") or delta.get("reasoning")) if delta else None
             text = delta.get("content") if delta else choice.get("text")
+            got = False
+            if isinstance(reasoning, str) and reasoning:
+                got = True
+                self.thinking_pieces += 1
+                out.append(Piece(THINKING, reasoning))
             if isinstance(text, str) and text:
+                got = True
+                out += self._content(text)
+            if got:
                 now = time.perf_counter()
                 self.t_first = self.t_first or now
                 self.t_last = now
                 self.pieces += 1
-                out.append(text)
             if choice.get("finish_reason"):
                 self.finish = choice["finish_reason"]
+        for p in out:
+            if p.kind == THINKING:
+                self.thinking.append(p.text)
+            elif self.thinking and self.t_thinking_end is None:
+                self.t_thinking_end = self.t_last  # the first answer after the thinking: the thinking is over
         return out
+
+    def _content(self, text: str) -> list[Piece]:
+        if self.parser is None:
+            return [Piece(ANSWER, text)]
+        before = self.parser.phase if self.parser.thinking_seen else ANSWER
+        pieces = self.parser.feed(text)
+        if THINKING in (before, self.parser.phase) and self.parser.thinking_seen:
+            self.thinking_pieces += 1
+        return pieces
+
+    def finish(self) -> list[Piece]:
+        """What the inline parser held back, at the end of the stream."""
+        if self.parser is None:
+            return []
+        pieces = self.parser.finish()
+        self.thinking += [p.text for p in pieces if p.kind == THINKING]
+        return pieces
 
     def stats(self, response: RemoteResponse) -> ResponseStats:
         end = time.perf_counter()
@@ -477,6 +531,14 @@ class _RemoteReceipt:
         summary = eng.summary()
         counted = not isinstance(self.usage.get("completion_tokens"), int)
         completion = self.pieces if counted else self.usage["completion_tokens"]
+        thinking_text = "".join(self.thinking).strip() or None
+        details = self.usage.get("completion_tokens_details") if isinstance(self.usage, dict) else None
+        reported = details.get("reasoning_tokens") if isinstance(details, dict) else None
+        thinking_tokens = (reported if isinstance(reported, int) and not isinstance(reported, bool) and reported >= 0
+                           else self.thinking_pieces) if thinking_text else 0
+        thinking_tokens = min(thinking_tokens, completion)
+        thinking_end = self.t_thinking_end or self.t_last
+        thinking_ms = (thinking_end - self.t_first) * 1000 if thinking_text and self.t_first and thinking_end else 0.0
         prompt_tokens: int = self.usage["prompt_tokens"] if isinstance(self.usage.get("prompt_tokens"), int) else 0
         cached = ((self.usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0) if self.usage else 0
         gen_ms = (self.t_last - self.t_first) * 1000 if self.t_first and self.t_last else 0.0
@@ -516,4 +578,10 @@ class _RemoteReceipt:
                 "server_memory": record.get("memory") if isinstance(record.get("memory"), dict) else None,
                 "server_record": record or None,
             },
+            thinking=thinking_text, thinking_tokens=thinking_tokens, thinking_ms=round(thinking_ms, 2),
+            answer_tokens=completion - thinking_tokens,
+            thinking_format=self.parser.format if self.parser is not None and self.parser.thinking_seen else
+            ("server" if thinking_text else None),
+            thinking_unfinished=bool(thinking_text) and not "".join(response.chunks).strip()
+            and stop_reason != "eos",
         )

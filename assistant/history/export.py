@@ -7,7 +7,8 @@ which comparisons.py describes; both are read back):
      "conversations": [{"id": uid, "title", "model", "system_prompt", "settings",
                         "created_at", "updated_at", "current_leaf": message uid | null,
                         "messages": [{"id": uid, "parent_id": uid | null, "role", "content",
-                                      "status", "created_at", "updated_at", "error", "stats"}]}],
+                                      "status", "created_at", "updated_at", "error", "stats",
+                                      "thinking" (a reasoning model's thinking; only when there is some)}]}],
      "comparisons": [...], "prompt_sets": [...]}
 
 Ids in the file are the stable uids, not the local integer ids, so a file imported
@@ -16,6 +17,7 @@ into any history links up the same way, and importing it twice adds nothing.
 
 from __future__ import annotations
 
+import html
 import json
 from typing import Any, Iterable
 
@@ -58,6 +60,7 @@ def conversation_to_json(conv: Conversation) -> dict[str, Any]:
                 "updated_at": m.updated_at,
                 "error": m.error,
                 "stats": m.stats,
+                **({"thinking": m.thinking} if m.thinking else {}),
             }
             for m in conv.messages
         ],
@@ -107,7 +110,10 @@ def conversation_to_markdown(conv: Conversation) -> str:
     if conv.system_prompt:
         out += ["> **System prompt:** " + conv.system_prompt.replace("\n", "\n> "), ""]
     for m in conv.thread:
-        out += [f"### {_ROLE_HEADINGS.get(m.role, m.role.title())}", "", m.content.rstrip("\n") or "*(empty)*", ""]
+        out += [f"### {_ROLE_HEADINGS.get(m.role, m.role.title())}", ""]
+        if m.thinking:
+            out += _thinking_details(m.thinking, m.stats)
+        out += [m.content.rstrip("\n") or "*(empty)*", ""]
         note = _STATUS_NOTES.get(m.status)
         if note:
             out += [f"*({note}{': ' + _one_line(m.error) if m.error else ''})*", ""]
@@ -115,6 +121,16 @@ def conversation_to_markdown(conv: Conversation) -> str:
         if line:
             out += [f"*{line}*", ""]
     return "\n".join(out)
+
+
+def _thinking_details(thinking: str, stats: dict[str, Any] | None) -> list[str]:
+    """The thinking as a folded block (GitHub and most Markdown viewers render <details>)."""
+    summary = "Thinking"
+    if isinstance(stats, dict) and stats.get("thinking_tokens"):
+        seconds = (stats.get("thinking_ms") or 0) / 1000
+        summary = f"Thought for {seconds:.1f} s · {int(stats['thinking_tokens'])} tokens"
+    body = html.escape(thinking.strip())  # thinking may hold "</details>" or markup: shown as text
+    return ["<details>", f"<summary>{summary}</summary>", "", f"<pre>{body}</pre>", "", "</details>", ""]
 
 
 def to_markdown(conversations: Iterable[Conversation]) -> str:

@@ -65,6 +65,7 @@ class Message:
     stats: dict[str, Any] | None = None
     error: str | None = None
     uid: str = ""
+    thinking: str | None = None  # a reasoning model's thinking before this reply (content is the answer)
 
 
 @dataclass
@@ -140,6 +141,7 @@ class SearchHit:
     role: str | None
     snippet: str
     rank: float
+    in_thinking: bool = False  # the match is in the reply's thinking, not its answer
 
     @property
     def display_title(self) -> str:

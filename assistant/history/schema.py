@@ -28,7 +28,7 @@ FTS_TOKENIZE = indexes.WORD_TOKENIZE
 # Migrations that only add a search index. A file that cannot be written (a
 # read-only folder, a full disk) is read without them: search falls back to
 # scanning, everything else works.
-INDEX_ONLY = frozenset({"m006_substring_search"})
+INDEX_ONLY = frozenset({"m006_substring_search", "m009_thinking_search"})
 
 # How long an open waits for another process that is upgrading the file. Longer
 # than the busy timeout of ordinary writes: adding an index to a large history
@@ -216,6 +216,20 @@ def m007_comparisons(db: Database) -> None:
         )""")
     for index in indexes.COMPARISON_INDEXES:
         indexes.create(db.conn, index)
+
+
+@MIGRATIONS()
+def m008_reply_thinking(db: Database) -> None:
+    # A reasoning model's thinking, kept with its reply but apart from it: `content` stays the
+    # answer (what is sent back to the model, exported as the reply, found by plain search).
+    db.execute("ALTER TABLE messages ADD COLUMN thinking TEXT")
+
+
+@MIGRATIONS()
+def m009_thinking_search(db: Database) -> None:
+    # Search finds thinking only when asked (`history search --thinking`): its own word index,
+    # so plain search ranks answers exactly as before.
+    indexes.create(db.conn, indexes.THINKING_INDEX)
 
 
 def pending(db: Database, migrations: Migrations = MIGRATIONS) -> list[str]:

@@ -81,7 +81,7 @@ _UNSET: Any = object()
 BUSY_TIMEOUT_S = 10.0
 
 _MESSAGE_COLUMNS = """m.id, m.conversation_id, m.parent_id, m.role, m.content, m.status,
-    m.created_at, m.updated_at, s.record, m.error, m.uid"""
+    m.created_at, m.updated_at, s.record, m.error, m.uid, m.thinking"""
 _MESSAGE_SELECT = f"SELECT {_MESSAGE_COLUMNS} FROM messages m LEFT JOIN stats s ON s.message_id = m.id"
 
 # Kept under their old names: other modules and tests used them from here.
@@ -90,9 +90,9 @@ _insert_stats = columns.insert_stats
 
 
 def _message(row: tuple) -> Message:
-    mid, cid, parent, role, content, status, created, updated, record, error, uid = row
+    mid, cid, parent, role, content, status, created, updated, record, error, uid, thinking = row
     return Message(mid, cid, parent, role, content, status, created, updated,
-                   json.loads(record) if record is not None else None, error, uid)
+                   json.loads(record) if record is not None else None, error, uid, thinking)
 
 
 @dataclass
@@ -668,20 +668,27 @@ class HistoryStore:
     # -- streaming (called by StreamingReply) --------------------------------------
 
     @_recovers
-    def _save_stream(self, message_id: int, content: str) -> None:
+    def _save_stream(self, message_id: int, content: str, thinking: str | None = None) -> None:
+        """`thinking` None: unchanged since the last save (its index is not touched)."""
         with self._write() as conn:
-            conn.execute("UPDATE messages SET content = ?, updated_at = ? WHERE id = ? AND status = 'streaming'",
-                         (clean_text(content), now(), message_id))
+            if thinking is None:
+                conn.execute("UPDATE messages SET content = ?, updated_at = ? WHERE id = ? AND status = 'streaming'",
+                             (clean_text(content), now(), message_id))
+            else:
+                conn.execute("UPDATE messages SET content = ?, thinking = ?, updated_at = ? WHERE id = ? AND "
+                             "status = 'streaming'", (clean_text(content), clean_text(thinking), now(), message_id))
 
     @_recovers
-    def _finish_stream(self, message_id: int, content: str, status: str, stats, error) -> Message:
+    def _finish_stream(self, message_id: int, content: str, status: str, stats, error,
+                       thinking: str | None = None) -> Message:
         ts = now()
         with self._write() as conn:
             # Deleted meanwhile (the window removed the conversation): nothing to save.
             if conn.execute(
-                "UPDATE messages SET content = ?, status = ?, error = ?, updated_at = ?, writer_pid = NULL, "
-                "writer_started = NULL WHERE id = ?", (clean_text(content), status, clean_optional(error), ts,
-                                                        message_id)).rowcount:
+                "UPDATE messages SET content = ?, thinking = ?, status = ?, error = ?, updated_at = ?, "
+                "writer_pid = NULL, writer_started = NULL WHERE id = ?",
+                (clean_text(content), clean_optional(thinking or None), status, clean_optional(error), ts,
+                 message_id)).rowcount:
                 if stats is not None:
                     _insert_stats(conn, message_id, stats, ts)
                 conn.execute("UPDATE conversations SET updated_at = ? WHERE id = "
@@ -689,15 +696,18 @@ class HistoryStore:
         try:
             return self.get_message(message_id)
         except MessageNotFound:
-            return Message(message_id, -1, None, "assistant", content, status, ts, ts, stats, error)
+            return Message(message_id, -1, None, "assistant", content, status, ts, ts, stats, error,
+                           thinking=thinking or None)
 
     # -- search, statistics, export ------------------------------------------------
 
     @_recovers
-    def search(self, query: str, limit: int = 20, highlight: tuple[str, str] = ("**", "**")) -> list[SearchHit]:
-        """Ranked hits in titles and messages; any text is a valid query (never raises on syntax)."""
+    def search(self, query: str, limit: int = 20, highlight: tuple[str, str] = ("**", "**"), *,
+               thinking: bool = False) -> list[SearchHit]:
+        """Ranked hits in titles and messages; any text is a valid query (never raises on syntax).
+        `thinking`: replies' thinking is searched too (its hits say `in_thinking`)."""
         with self._read() as conn:
-            return _search.search(conn, query, limit=limit, highlight=highlight)
+            return _search.search(conn, query, limit=limit, highlight=highlight, thinking=thinking)
 
     @_recovers
     def speed_history(self, model: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:

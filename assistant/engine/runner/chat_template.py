@@ -59,6 +59,7 @@ class ChatRenderer:
                  bos_token: str = "", eos_token: str = ""):
         self.source = source  # "override", "gguf" or "fallback:<arch>" — shown in stats
         self.format_name = format_name
+        self.template = template  # the Jinja text (None for a named format): what thinking controls look for
         self._formatter = None
         if template is not None:
             try:
@@ -75,10 +76,13 @@ class ChatRenderer:
     def label(self) -> str:
         return f"{self.source}:{self.format_name}" if self.format_name else self.source
 
-    def render(self, messages: list[dict]) -> RenderedPrompt:
+    def render(self, messages: list[dict], template_kwargs: dict | None = None) -> RenderedPrompt:
+        """`template_kwargs`: variables a Jinja template reads (`enable_thinking`, `reasoning_effort`);
+        a named format has none."""
         if self._formatter is not None:
             try:
-                result = self._formatter(messages=messages)  # type: ignore[arg-type]  # plain role/content dicts
+                result = self._formatter(messages=messages,  # type: ignore[arg-type]  # plain role/content dicts
+                                         **(template_kwargs or {}))
             except (jinja2.TemplateError, ValueError, TypeError) as exc:
                 # Templates raise on conversations they reject (e.g. roles that do not alternate).
                 raise UserError(f"The model's chat template rejected this conversation: {exc}.") from exc
@@ -116,7 +120,8 @@ def choose_renderer(*, gguf_template: str | None, arch: str, vocab_size: int, bo
     return ChatRenderer(source=f"fallback-{arch}", format_name=format_for_architecture(arch, vocab_size))
 
 
-def render_safely(renderer: ChatRenderer, messages: list[dict], seconds: float = TEMPLATE_SECONDS) -> RenderedPrompt:
+def render_safely(renderer: ChatRenderer, messages: list[dict], seconds: float = TEMPLATE_SECONDS,
+                  template_kwargs: dict | None = None) -> RenderedPrompt:
     """Render with the limits a model file must not escape: time, output size, and non-empty text.
 
     A template is code from the model file. The sandbox stops it reaching Python's
@@ -126,7 +131,7 @@ def render_safely(renderer: ChatRenderer, messages: list[dict], seconds: float =
     fix = " Choose a chat format instead (for example --chat-format chatml), or use text completion."
     try:
         with time_limit(seconds):
-            rendered = renderer.render(messages)
+            rendered = renderer.render(messages, template_kwargs)
     except TimeLimitExceeded:
         raise TemplateRefused(f"The model's chat template did not finish within {seconds:g} s, so it is broken "
                               f"or hostile.{fix}") from None

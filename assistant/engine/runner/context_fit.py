@@ -16,6 +16,7 @@ class FittedPrompt:
     messages: list[dict]  # the messages that were rendered
     fits: bool
     info: dict = field(default_factory=dict)  # goes into stats["context"]
+    text: str = ""  # the rendered prompt (where a reply's thinking starts is read from its end)
 
 
 def fit_conversation(messages, *, render, tokenize, n_ctx: int, policy: ContextPolicy,
@@ -24,8 +25,10 @@ def fit_conversation(messages, *, render, tokenize, n_ctx: int, policy: ContextP
 
     def build(msgs):
         rendered = render(msgs)
+        built["text"] = rendered.text
         return tokenize(rendered.text, rendered.add_bos), rendered.stop
 
+    built = {"text": ""}
     tokens, stop = build(messages)
     info = {"policy": policy.value, "n_ctx": n_ctx, "dropped_messages": 0, "applied": False}
     # Under STOP the prompt only has to fit; the reply then stops at the limit.
@@ -55,4 +58,4 @@ def fit_conversation(messages, *, render, tokenize, n_ctx: int, policy: ContextP
         )
     elif dropped:
         info["message"] = f"Dropped the {dropped} oldest messages to fit the context of {n_ctx} tokens."
-    return FittedPrompt(tokens=tokens, stop=stop, messages=kept, fits=fits, info=info)
+    return FittedPrompt(tokens=tokens, stop=stop, messages=kept, fits=fits, info=info, text=built["text"])

@@ -24,6 +24,10 @@ class DecodeError(RuntimeError):
     pass
 
 
+class GrammarError(ValueError):
+    """A GBNF grammar llama.cpp refused."""
+
+
 class Cancelled(Exception):
     """The app asked to stop while llama.cpp was evaluating a prompt."""
 
@@ -108,6 +112,18 @@ class LoadedModel:
         piece = self._piece_buf.raw[:n]
         self._pieces[token] = piece
         return piece
+
+    def marker_pieces(self, markers) -> dict[int, bytes]:
+        """Marker strings that are one token here (a thinking format's delimiters), as token -> its text.
+        Special tokens render as nothing through `piece`; these must reach the thinking parser."""
+        out: dict[int, bytes] = {}
+        for marker in markers:
+            tokens = self.tokenize(marker, add_bos=False)
+            if len(tokens) == 1:
+                n = C.llama_token_to_piece(self.vocab, tokens[0], self._piece_buf, len(self._piece_buf), 0, True)
+                if 0 < n <= len(self._piece_buf):
+                    out[tokens[0]] = self._piece_buf.raw[:n]
+        return out
 
     def stop_tokens(self, stop_strings: list[str]) -> set[int]:
         """Stop strings that are one control token (e.g. <end_of_turn>): such tokens
@@ -211,6 +227,14 @@ class Sampler:
     def __init__(self, model: LoadedModel, settings, seed: int):
         self.ptr = C.llama_sampler_chain_init(C.llama_sampler_chain_default_params())
         add = lambda s: C.llama_sampler_chain_add(self.ptr, s)  # noqa: E731
+        grammar = getattr(settings, "grammar", None)
+        if grammar:
+            # First in the chain: the others then choose among the tokens the grammar allows.
+            g = C.llama_sampler_init_grammar(model.vocab, grammar.encode("utf-8"), b"root")
+            if not g:
+                self.close()
+                raise GrammarError("The grammar cannot be used: llama.cpp could not parse it (its log says where).")
+            add(g)
         if settings.repeat_penalty != 1.0:
             add(C.llama_sampler_init_penalties(model.n_vocab, settings.repeat_last_n, settings.repeat_penalty, 0.0, 0.0))
         if settings.temperature <= 0:

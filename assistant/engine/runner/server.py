@@ -15,6 +15,7 @@ from dataclasses import asdict
 from typing import Any
 
 from assistant.engine import protocol as P
+from assistant.engine import thinking
 from assistant.engine.runner import llama_runtime as rt
 from assistant.engine.runner import native_bench
 from assistant.engine.runner.chat_template import ChatRenderer, TemplateRefused, choose_renderer, render_safely
@@ -41,6 +42,7 @@ class RunnerServer:
         self.conn = conn
         self.model: LoadedModel | None = None
         self.renderer: ChatRenderer | None = None
+        self.thinking_format: str | None = None  # how this model marks its thinking (thinking.detect_format)
         self.memory_limit: int | None = None
         self._pending: deque = deque()  # requests read while a reply was running
         self._request_id: int | None = None  # the reply in flight, which a cancel must name
@@ -141,6 +143,9 @@ class RunnerServer:
             model.close()
             raise
         self.model, self.renderer = model, renderer
+        self.thinking_format = thinking.detect_format(
+            renderer.template if renderer is not None else None, request.get("architecture"),
+            request.get("catalogue_thinking")) if renderer is not None else None
         summary = self._summary()
         summary["load_ms"] = round((time.perf_counter() - t0) * 1000, 1)
         self._send((P.LOADED, summary))
@@ -167,7 +172,7 @@ class RunnerServer:
             "n_ctx": m.n_ctx, "n_ctx_train": m.n_ctx_train(), "n_params": m.n_params(), "n_threads": m.n_threads,
             "n_gpu_layers": m.n_gpu_layers, "chat_format": self.renderer.label if self.renderer else "completion",
             "has_chat_template": bool(m.chat_template()), "backend": backend, "memory": self._memory(),
-            "pid": os.getpid(), "memory_limit": self.memory_limit,
+            "pid": os.getpid(), "memory_limit": self.memory_limit, "thinking": self.thinking_format,
         }
 
     def _memory(self) -> dict[str, Any]:
@@ -185,6 +190,7 @@ class RunnerServer:
             self.model.close()
             self.model = None
             self.renderer = None
+            self.thinking_format = None
 
     def _limit_words(self) -> str:
         return f"about {format_bytes(self.memory_limit)}" if self.memory_limit else "what the system allows"
@@ -206,7 +212,7 @@ class RunnerServer:
         sink = _PipeSink(self)
         try:
             outcome = generate(model, self.renderer if messages is not None else None, messages, prompt, gen, sink,
-                               t_request=t_request, prefix=prefix)
+                               t_request=t_request, prefix=prefix, thinking_format=self.thinking_format)
             sink.flush()
             record = asdict(outcome)
             record.update(memory=self._memory(), n_ctx=model.n_ctx, n_threads=model.n_threads,
@@ -243,11 +249,13 @@ class RunnerServer:
 
 
 class _PipeSink:
-    """Text on its way to the app: the first piece at once, then batches every TEXT_BATCH_SECONDS."""
+    """Text on its way to the app: the first piece at once, then batches every TEXT_BATCH_SECONDS.
+    A batch holds one kind of text (thinking or answer): a change of kind sends what is gathered."""
 
     def __init__(self, server: RunnerServer) -> None:
         self.server = server
         self.parts: list[str] = []
+        self.kind = thinking.ANSWER
         self.n_tokens = 0
         self.last_sent = 0.0
 
@@ -257,7 +265,12 @@ class _PipeSink:
     def first_token(self) -> None:
         self.last_sent = 0.0  # the first text goes out at once
 
-    def text(self, text: str, n_tokens: int) -> None:
+    def text(self, text: str, n_tokens: int, kind: str = thinking.ANSWER) -> None:
+        if kind != self.kind:
+            if self.parts:
+                self.server._send((P.TEXT, "".join(self.parts), self.n_tokens, self.kind))
+                self.parts = []
+            self.kind = kind
         self.parts.append(text)
         self.n_tokens = n_tokens
         now = time.perf_counter()
@@ -266,7 +279,7 @@ class _PipeSink:
 
     def flush(self, now: float | None = None) -> None:
         if self.parts:
-            self.server._send((P.TEXT, "".join(self.parts), self.n_tokens))
+            self.server._send((P.TEXT, "".join(self.parts), self.n_tokens, self.kind))
             self.parts = []
         self.last_sent = now if now is not None else time.perf_counter()
 
