@@ -16,6 +16,8 @@ from common.settings_store import SettingsStore
 # The sampling keys a conversation may override; everything else is app-wide.
 SAMPLING_KEYS = ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "seed", "max_tokens",
                  "stop_on_repetition", "context_policy")
+# A reasoning model's thinking: defaults in the settings, overridable per conversation ("This chat").
+THINKING_KEYS = ("thinking", "thinking_effort", "thinking_budget", "thinking_format")
 PREFERENCES_KEY = "defaults"
 
 
@@ -24,7 +26,7 @@ def default_preferences() -> dict[str, Any]:
     sampling = {k: getattr(g, k) for k in SAMPLING_KEYS}
     sampling["context_policy"] = g.context_policy.value
     return {
-        "system_prompt": "", **sampling,
+        "system_prompt": "", **sampling, **{k: getattr(g, k) for k in THINKING_KEYS},
         "n_ctx": load.n_ctx or 0,  # 0: the model's own, at most 4096
         "n_threads": load.n_threads or 0,  # 0: the physical cores
         "n_gpu_layers": load.n_gpu_layers, "chat_template": "",
@@ -44,10 +46,16 @@ def save_preferences(store: SettingsStore, preferences: dict[str, Any]) -> None:
 
 def generation_settings(preferences: dict[str, Any], overrides: dict[str, Any] | None = None) -> GenerationSettings:
     """A conversation's sampling: the defaults, with the conversation's own overrides on top."""
-    merged = {**{k: preferences.get(k) for k in SAMPLING_KEYS},
-              **{k: v for k, v in (overrides or {}).items() if k in SAMPLING_KEYS}}
+    keys = SAMPLING_KEYS + THINKING_KEYS
+    merged = {**{k: preferences.get(k) for k in keys},
+              **{k: v for k, v in (overrides or {}).items() if k in keys}}
     base = GenerationSettings()
+    budget = merged.get("thinking_budget")
     return GenerationSettings(
+        thinking=merged.get("thinking") or None, thinking_effort=merged.get("thinking_effort") or None,
+        thinking_budget=int(budget) if isinstance(budget, (int, float)) and not isinstance(budget, bool)
+        and budget >= 0 else None,
+        thinking_format=merged.get("thinking_format") or None,
         temperature=float(merged["temperature"] if merged["temperature"] is not None else base.temperature),
         top_p=float(merged["top_p"] if merged["top_p"] is not None else base.top_p),
         top_k=int(merged["top_k"] if merged["top_k"] is not None else base.top_k),

@@ -10,7 +10,7 @@ from assistant.chat_service import ChatService, TurnFailed, TurnFinished, TurnRe
 from assistant.cli.common import (add_generation_options, add_model_options, ctrl_c_cancels, dim,
                                   generation_settings, load_settings, show_model_list_notices)
 from assistant.engine import EngineRouter
-from assistant.stats_format import format_stats_line
+from assistant.stats_format import STOPPED_WHILE_THINKING, format_stats_line
 from common.errors import UserError
 from common.terminal import safe_text
 
@@ -22,7 +22,8 @@ HELP = """commands: /new  start a new conversation
 def add_parser(sub) -> None:
     p = sub.add_parser("chat", help="chat with a model", description="Chat with a local model.")
     p.add_argument("prompt", nargs="?", help="ask one question and exit; leave out for an interactive chat")
-    p.add_argument("--json", action="store_true", help="print one JSON object (reply and statistics) when done")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object when done: the reply (the answer), its thinking, and the statistics")
     p.add_argument("-s", "--system", help="system prompt")
     p.add_argument("--conversation", metavar="ID", help="continue a saved conversation")
     p.add_argument("--no-save", action="store_true", help="do not keep this conversation in the history")
@@ -66,13 +67,21 @@ class _Chat:
         """One turn, Ctrl-C stopping the reply; the text goes to `out` as it streams (None: nowhere)."""
         handle = self.service.submit(self.request(text))
         outcome = None
+        thinking = _ThinkingPrinter() if out is not None else None
         with ctrl_c_cancels(handle.cancel):
             for event in handle.events():
-                if isinstance(event, TurnText) and out is not None:
+                if isinstance(event, TurnText) and event.kind == "thinking":
+                    if thinking is not None:
+                        thinking.write(event.text)
+                elif isinstance(event, TurnText) and out is not None:
+                    if thinking is not None:
+                        thinking.end()
                     out.write(event.text)
                     out.flush()
                 elif isinstance(event, (TurnFinished, TurnFailed)):
                     outcome = event
+        if thinking is not None:
+            thinking.end()
         if isinstance(outcome, TurnFailed):
             raise UserError(outcome.sentence)
         assert isinstance(outcome, TurnFinished)
@@ -84,6 +93,29 @@ class _Chat:
 
     def new(self) -> None:
         self.conversation_id, self.messages = None, []
+
+
+class _ThinkingPrinter:
+    """A reasoning model's thinking, dimmed on stderr as it streams: stdout keeps the answer alone."""
+
+    def __init__(self, stream=None) -> None:
+        self.stream = stream
+        self.started = self.ended = False
+
+    def write(self, text: str) -> None:
+        stream = self.stream or sys.stderr
+        if not self.started:
+            self.started = True
+            stream.write(dim("Thinking…", stream) + "\n")
+        stream.write(dim(safe_text(text), stream))
+        stream.flush()
+
+    def end(self) -> None:
+        if self.started and not self.ended:
+            self.ended = True
+            stream = self.stream or sys.stderr
+            stream.write(dim("\n…done thinking.", stream) + "\n\n")
+            stream.flush()
 
 
 def run(args) -> int:
@@ -132,6 +164,8 @@ def _report(stats: dict | None) -> None:
     message = (stats.get("context") or {}).get("message")
     if message:
         print(dim(f"[{message}]"), file=sys.stderr)
+    if stats.get("thinking_unfinished"):
+        print(dim(f"[{STOPPED_WHILE_THINKING}]"), file=sys.stderr)
     print(dim(safe_text(format_stats_line(stats))), file=sys.stderr)
 
 

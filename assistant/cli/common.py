@@ -62,6 +62,25 @@ def add_generation_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--context-policy", choices=["stop", "drop-oldest"],
                    default=d.context_policy.value.replace("_", "-"),
                    help="when the context is full: stop there, or drop the oldest turns (default)")
+    add_thinking_options(p)
+
+
+def add_thinking_options(p: argparse.ArgumentParser) -> None:
+    """A reasoning model's thinking: on or off, effort, a budget, and the format if detection is wrong."""
+    from assistant.engine.thinking import FORMATS
+    from assistant.engine.thinking_controls import EFFORTS, THINKING_CHOICES
+
+    g = p.add_argument_group("thinking (reasoning models)")
+    g.add_argument("--thinking", choices=THINKING_CHOICES,
+                   help="let the model think before it answers, or not (default: the model's own default)")
+    g.add_argument("--thinking-effort", choices=EFFORTS,
+                   help="how long to think: gpt-oss's own reasoning effort; for other models a budget of "
+                        "512, 2048 or 8192 tokens")
+    g.add_argument("--thinking-budget", type=_max_tokens, metavar="N",
+                   help="at most N tokens of thinking, then the model is made to answer")
+    g.add_argument("--thinking-format", choices=[*FORMATS, "none"], metavar="FORMAT",
+                   help=f"how the model marks its thinking, if not detected right: {', '.join(FORMATS)}, or "
+                        "none (show everything as the answer)")
 
 
 def load_settings(args) -> LoadSettings:
@@ -84,6 +103,8 @@ def generation_settings(args) -> GenerationSettings:
         temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
         repeat_penalty=args.repeat_penalty, seed=args.seed,
         context_policy=ContextPolicy(args.context_policy.replace("-", "_")),
+        thinking=getattr(args, "thinking", None), thinking_effort=getattr(args, "thinking_effort", None),
+        thinking_budget=getattr(args, "thinking_budget", None), thinking_format=getattr(args, "thinking_format", None),
     )
 
 

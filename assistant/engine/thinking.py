@@ -235,6 +235,11 @@ class ThinkingParser:
         return ANSWER
 
     @property
+    def holding(self) -> bool:
+        """Text is held back that may be the start of a delimiter: what it is will be known later."""
+        return bool(self._scanner._held)
+
+    @property
     def unfinished(self) -> bool:
         """The reply ended (or is now) inside its thinking."""
         return self.state == THINKING

@@ -66,7 +66,46 @@ def parse_chat(body: dict[str, Any], config: ServerConfig) -> ApiCall:
     call.messages = _messages(body.get("messages"), config)
     call.max_tokens = _max_tokens(body, ("max_completion_tokens", "max_tokens"))
     _common(body, call)
+    _thinking(body, call.sampling)
     return call
+
+
+EFFORTS = ("low", "medium", "high")
+
+
+def _thinking(body: dict[str, Any], out: dict[str, Any]) -> None:
+    """A reasoning model's controls, in the names other servers read: `chat_template_kwargs.enable_thinking`
+    (llama-server, vLLM), `reasoning_effort` (OpenAI; "none" switches thinking off, as llama-server reads it),
+    `thinking_budget_tokens` (llama-server; `reasoning_budget_tokens` too)."""
+    kwargs = body.get("chat_template_kwargs")
+    if kwargs is not None:
+        if not isinstance(kwargs, dict):
+            raise bad_request("'chat_template_kwargs' must be an object.", "chat_template_kwargs")
+        enable = kwargs.get("enable_thinking")
+        if enable is not None:
+            if not isinstance(enable, bool):
+                raise bad_request("'chat_template_kwargs.enable_thinking' must be true or false.",
+                                  "chat_template_kwargs.enable_thinking")
+            out["thinking"] = "on" if enable else "off"
+    effort = body.get("reasoning_effort")
+    if effort is not None:
+        if effort == "none":
+            out["thinking"] = "off"
+        elif effort == "minimal":  # OpenAI's least effort: the least there is here
+            out["thinking_effort"] = "low"
+        elif effort in EFFORTS:
+            out["thinking_effort"] = effort
+        else:
+            raise bad_request("'reasoning_effort' must be one of none, minimal, low, medium or high.",
+                              "reasoning_effort")
+    for key in ("thinking_budget_tokens", "reasoning_budget_tokens"):
+        if body.get(key) is not None:
+            budget = body[key]
+            if isinstance(budget, bool) or not isinstance(budget, int) or not -1 <= budget <= 10_000_000:
+                raise bad_request(f"'{key}' must be a whole number of tokens (-1 for no budget).", key)
+            if budget >= 0:
+                out["thinking_budget"] = budget
+            break
 
 
 def parse_completion(body: dict[str, Any], config: ServerConfig) -> ApiCall:
@@ -151,7 +190,11 @@ def _messages(raw: Any, config: ServerConfig) -> list[dict]:
             raise bad_request(f"'{where}' is a tool call or result; this server does not run tools.", f"{where}.role")
         if not isinstance(role, str) or role not in ROLES:
             raise bad_request(f"'{where}.role' must be one of system, developer, user or assistant.", f"{where}.role")
-        messages.append({"role": ROLES[role], "content": _content(m.get("content"), f"{where}.content")})
+        message = {"role": ROLES[role], "content": _content(m.get("content"), f"{where}.content")}
+        reasoning = m.get("reasoning_content")
+        if ROLES[role] == "assistant" and isinstance(reasoning, str) and reasoning:
+            message["thinking"] = _text(reasoning, f"{where}.reasoning_content")  # the template may keep it
+        messages.append(message)
     turns = [m for m in messages if m["role"] != "system"]  # system messages become the system prompt
     if not turns or turns[-1]["role"] != "user":
         raise bad_request("The last message must come from the user: it is what the model answers.", "messages")

@@ -232,6 +232,7 @@ class _ThinkingReader:
         self.budget = plan.budget if plan.format else None
         self.markers = model.marker_pieces(thinking.MARKERS[plan.format]) if plan.format else {}
         self.n_thinking = 0
+        self._undecided = 0  # tokens whose text the parser holds back (part of a delimiter, perhaps)
         self.t_first: float | None = None
         self.t_thinking_end: float | None = None
         self._closing: list[int] | None = None
@@ -260,8 +261,12 @@ class _ThinkingReader:
         before = self.parser.phase
         pieces = self.parser.feed(text)
         after = self.parser.phase
-        if THINKING in (before, after):
-            self.n_thinking += 1
+        if self.parser.holding and before == after and not pieces:
+            self._undecided += 1  # the start of a delimiter, perhaps: counted once the parser knows
+        else:
+            if THINKING in (before, after):
+                self.n_thinking += 1 + self._undecided
+            self._undecided = 0
         if before == THINKING and after != THINKING:
             self.t_thinking_end = now
         for piece in pieces:
