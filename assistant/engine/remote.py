@@ -361,7 +361,7 @@ class RemoteResponse(Response):
                     yield from receipt.take(chunk)
                     if receipt.error:
                         return
-            yield from receipt.finish()
+            yield from receipt.flush()
         except httpx.HTTPError as exc:
             if not self.cancelled:
                 receipt.error = describe_http_error(eng.remote, exc, "answering")
@@ -517,7 +517,7 @@ class _RemoteReceipt:
             self.thinking_pieces += 1
         return pieces
 
-    def finish(self) -> list[Piece]:
+    def flush(self) -> list[Piece]:
         """What the inline parser held back, at the end of the stream."""
         if self.parser is None:
             return []

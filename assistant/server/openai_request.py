@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from assistant.engine.grammar import grammar_problem
 from assistant.server.config import MAX_STOP_STRINGS, ServerConfig
 from assistant.server.errors import ApiError, bad_request
 
@@ -172,6 +173,15 @@ def _common(body: dict[str, Any], call: ApiCall) -> None:
     stop = _stop(body.get("stop"))
     if stop:
         s["stop"] = stop
+    grammar = body.get("grammar")  # llama-server's extension: a GBNF grammar the reply must follow
+    if grammar is not None:
+        if not isinstance(grammar, str):
+            raise bad_request("'grammar' must be a GBNF grammar (a string).", "grammar")
+        problem = grammar_problem(grammar)
+        if problem:
+            raise bad_request(problem, "grammar")
+        if grammar.strip():
+            s["grammar"] = _text(grammar, "grammar")
 
 
 def _messages(raw: Any, config: ServerConfig) -> list[dict]:

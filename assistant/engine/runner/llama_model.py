@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import llama_cpp.llama_cpp as C
 
+from assistant.engine.grammar import grammar_problem
 from assistant.engine.runner import llama_runtime as rt
 
 
@@ -229,6 +230,10 @@ class Sampler:
         add = lambda s: C.llama_sampler_chain_add(self.ptr, s)  # noqa: E731
         grammar = getattr(settings, "grammar", None)
         if grammar:
+            problem = grammar_problem(grammar)
+            if problem:
+                self.close()
+                raise GrammarError(problem)
             # First in the chain: the others then choose among the tokens the grammar allows.
             g = C.llama_sampler_init_grammar(model.vocab, grammar.encode("utf-8"), b"root")
             if not g:
