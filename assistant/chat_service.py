@@ -93,6 +93,7 @@ class TurnText:
     reply_id: int | None
     text: str
     kind: str = "answer"  # "thinking": a reasoning model's thinking, shown apart (and never sent as the answer)
+    tokens: int | None = None  # tokens the reply has generated so far, where the engine says (a live count)
 
 
 @dataclass(frozen=True)
@@ -414,7 +415,8 @@ class ChatService:
                                summary.name if summary else None, initial), turn)
         try:
             for piece in stream.pieces():
-                self._emit(TurnText(turn.id, turn.conversation_id, turn.reply_id, piece.text, piece.kind), turn)
+                self._emit(TurnText(turn.id, turn.conversation_id, turn.reply_id, piece.text, piece.kind, piece.tokens),
+                           turn)
         except Exception as exc:  # a storage failure mid-reply (a full disk): the sentence, and what was saved stays
             log.exception("a turn failed while streaming")
             self._forget(session)

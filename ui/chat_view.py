@@ -18,11 +18,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from assistant.stats_format import format_stats_line, model_label
+from assistant.stats_format import STOPPED_WHILE_THINKING, format_stats_line, model_label
 from common.formatting import format_bytes, format_tps
 from ui.icons import icon
 from ui.input_box import MessageEdit
 from ui.markdown_render import MarkdownRenderer
+from ui.thinking_block import ThinkingBlock
 
 RENDER_INTERVAL_MS = 80
 PAGE = 80  # messages built at a time: a 500-message thread opens at once, older pages on request
@@ -91,6 +92,8 @@ class MessageWidget(QFrame):
         self.text = message.content or ""
         self.status = message.status
         self.stats = message.stats or {}
+        self.thinking = getattr(message, "thinking", None) or ""  # a reasoning model's, folded above the answer
+        self.thinking_block: ThinkingBlock | None = None
         self._renderer = renderer
         self._code_blocks: list[str] = []
         self._stats_mode = stats_mode
@@ -150,6 +153,8 @@ class MessageWidget(QFrame):
         self.body.linkActivated.connect(self._link)
         self.body.setAccessibleName("Message text")
         layout.addWidget(self.body)
+        if self.role == "assistant" and self.thinking:
+            self._thinking_block(streaming=self.status == "streaming")
 
         self.editor = None
         self.stats_label = QLabel()
@@ -177,8 +182,24 @@ class MessageWidget(QFrame):
         if not self._render_timer.isActive():
             self._render_timer.start()
 
-    def finish(self, stats: dict, status: str) -> None:
+    def append_thinking(self, text: str, tokens: int | None = None) -> None:
+        block = self._thinking_block(streaming=True)
+        self.thinking += text
+        block.append(text, tokens)
+
+    def _thinking_block(self, *, streaming: bool) -> ThinkingBlock:
+        if self.thinking_block is None:
+            self.thinking_block = ThinkingBlock(self.thinking, self.stats, streaming=streaming, parent=self)
+            self.thinking_block.notify.connect(self.notify)
+            layout = self.layout()
+            layout.insertWidget(layout.indexOf(self.body), self.thinking_block)
+        return self.thinking_block
+
+    def finish(self, stats: dict, status: str, thinking: str | None = None) -> None:
         self.stats, self.status = stats or {}, status
+        self.thinking = thinking or self.stats.get("thinking") or self.thinking
+        if self.thinking and self.role == "assistant":
+            self._thinking_block(streaming=False).finish({**self.stats, "thinking": self.thinking})
         self._render_timer.stop()
         self._render()
         self._update_stats()
@@ -190,7 +211,10 @@ class MessageWidget(QFrame):
 
             self.body.setText(f"<p style='white-space: pre-wrap'>{html.escape(self.text)}</p>")
             return
-        rendered = self._renderer.render(self.text or ("…" if self.status == "streaming" else ""))
+        text = self.text or ("…" if self.status == "streaming" else "")
+        if not text and self.thinking:  # it thought and never answered: say why, not an empty bubble
+            text = f"*{STOPPED_WHILE_THINKING}*"
+        rendered = self._renderer.render(text)
         self._code_blocks = rendered.code_blocks
         self.body.setText(rendered.html)
 
@@ -369,9 +393,11 @@ class ChatView(QScrollArea):
         self._anchor_from_bottom = None
         self._follow = True
 
-    def show_thread(self, conversation, live: dict[int, str] | None = None, include: int | None = None) -> None:
+    def show_thread(self, conversation, live: dict[int, str] | None = None, include: int | None = None,
+                    live_thinking: dict[int, str] | None = None) -> None:
         """Show the visible branch of a conversation: its last PAGE messages (and back to
-        `include`, a search hit, if that is older). `live` holds text of replies still streaming."""
+        `include`, a search hit, if that is older). `live` holds text of replies still streaming,
+        `live_thinking` their thinking."""
         self.clear()
         live = live or {}
         self._conversation = conversation
@@ -379,6 +405,8 @@ class ChatView(QScrollArea):
         for message in self._thread:
             if message.id in live:
                 message.content = live[message.id]
+            if live_thinking and live_thinking.get(message.id):
+                message.thinking = live_thinking[message.id]
         start = max(0, len(self._thread) - PAGE)
         if include is not None:
             start = min(start, next((i for i, m in enumerate(self._thread) if m.id == include), start))

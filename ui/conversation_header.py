@@ -11,7 +11,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QFontMetrics
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QSizePolicy, QToolButton, QVBoxLayout
 
-from assistant.preferences import SAMPLING_KEYS
+from assistant.preferences import SAMPLING_KEYS, THINKING_KEYS
 from ui.icons import icon
 
 
@@ -62,7 +62,7 @@ class ConversationHeader(QFrame):
             self.title.setText(conversation.display_title)
             prompt = conversation.system_prompt or ""
             self.settings_button.setEnabled(True)
-            own = [k for k in SAMPLING_KEYS if k in (conversation.settings or {})]
+            own = [k for k in SAMPLING_KEYS + THINKING_KEYS if k in (conversation.settings or {})]
         self._prompt_text = f"System prompt: {' '.join(prompt.split())}" if prompt else "No system prompt"
         self.prompt.setToolTip(prompt)
         self.settings_button.setText("This chat •" if own else "This chat")

@@ -386,7 +386,7 @@ class LocalResponse(Response):
                         continue  # produced before the runner saw the cancel: the user pressed stop, show no more
                     receipt.text(msg[2])
                     if msg[1]:
-                        yield Piece(msg[3] if len(msg) > 3 else ANSWER, msg[1])
+                        yield Piece(msg[3] if len(msg) > 3 else ANSWER, msg[1], msg[2])
                 elif kind == P.RENDERED:
                     receipt.prompt_tokens = msg[1]
                     timeout = None  # prompt evaluation may take minutes; cancel is the way out

@@ -490,7 +490,7 @@ class _RemoteReceipt:
             if isinstance(reasoning, str) and reasoning:
                 got = True
                 self.thinking_pieces += 1
-                out.append(Piece(THINKING, reasoning))
+                out.append(Piece(THINKING, reasoning, self.pieces + 1))
             if isinstance(text, str) and text:
                 got = True
                 out += self._content(text)
@@ -515,7 +515,7 @@ class _RemoteReceipt:
         pieces = self.parser.feed(text)
         if THINKING in (before, self.parser.phase) and self.parser.thinking_seen:
             self.thinking_pieces += 1
-        return pieces
+        return [Piece(p.kind, p.text, self.pieces + 1) for p in pieces]
 
     def flush(self) -> list[Piece]:
         """What the inline parser held back, at the end of the stream."""

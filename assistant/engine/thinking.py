@@ -76,10 +76,12 @@ _MAX_HEADER_CHARS = 200
 
 @dataclass(frozen=True)
 class Piece:
-    """A part of a reply: `kind` is "thinking" or "answer"."""
+    """A part of a reply: `kind` is "thinking" or "answer"; `tokens`, where known, the tokens the reply
+    had generated when this piece left (a live count for the window)."""
 
     kind: str
     text: str
+    tokens: int | None = None
 
 
 def detect_format(template: str | None, architecture: str | None = None, catalogue: str | None = None) -> str | None:

@@ -84,6 +84,9 @@ _MESSAGE_COLUMNS = """m.id, m.conversation_id, m.parent_id, m.role, m.content, m
     m.created_at, m.updated_at, s.record, m.error, m.uid, m.thinking"""
 _MESSAGE_SELECT = f"SELECT {_MESSAGE_COLUMNS} FROM messages m LEFT JOIN stats s ON s.message_id = m.id"
 
+# What speed_history reads from each record beside the columns, in its json_extract's order.
+_RECORD_EXTRAS = ("transport_kind", "remote", "cpu_other_busy", "n_threads", "thinking_tokens", "thinking_ms")
+
 # Kept under their old names: other modules and tests used them from here.
 _json = columns.json_text
 _insert_stats = columns.insert_stats
@@ -713,15 +716,17 @@ class HistoryStore:
     def speed_history(self, model: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
         """Per-reply speed figures, oldest first, for the statistics view's charts.
 
-        Beside the columns, four values from the record, as it holds them (None when absent):
+        Beside the columns, values from the record, as it holds them (None when absent):
         `transport_kind` ("remote" for a reply from a server), `remote` (its name),
-        `cpu_other_busy` (how busy other programs kept the CPU) and `n_threads`.
+        `cpu_other_busy` (how busy other programs kept the CPU), `n_threads`, and a reasoning
+        model's `thinking_tokens` and `thinking_ms`.
         """
         sql = ("SELECT created_at, model, quant, gen_tps, prompt_tps, ttft_ms, prompt_tokens, completion_tokens, "
                "stop_reason, message_id, size_bytes, "
                # One json_extract with several paths parses each record once; CASE skips one that is not JSON.
                "CASE WHEN json_valid(record) THEN json_extract(record, '$.transport.kind', '$.transport.remote', "
-               "'$.transport.cpu_other_busy', '$.n_threads') END FROM stats" + (" WHERE model = ?" if model else "")
+               "'$.transport.cpu_other_busy', '$.n_threads', '$.thinking_tokens', '$.thinking_ms') END FROM stats"
+               + (" WHERE model = ?" if model else "")
                + " ORDER BY created_at" + (" LIMIT ?" if limit else ""))
         params = ([model] if model else []) + ([limit] if limit else [])
         with self._read() as conn:
@@ -730,8 +735,8 @@ class HistoryStore:
             out = []
             for r in cur.fetchall():
                 row = dict(zip(names, r[:-1], strict=True))
-                extra = json.loads(r[-1]) if r[-1] else [None] * 4
-                row.update(zip(("transport_kind", "remote", "cpu_other_busy", "n_threads"), extra, strict=True))
+                extra = json.loads(r[-1]) if r[-1] else [None] * len(_RECORD_EXTRAS)
+                row.update(zip(_RECORD_EXTRAS, extra, strict=True))
                 out.append(row)
             return out
 
