@@ -467,7 +467,7 @@ class _RemoteReceipt:
         self.error: str | None = None
         self.done = False
 
-    def take(self, chunk: dict[str, Any]) -> list[str]:
+    def take(self, chunk: dict[str, Any]) -> list[Piece]:
         if "error" in chunk:
             err = chunk["error"]
             self.error = f"The server reported an error mid-reply: {err.get('message') if isinstance(err, dict) else err}."

@@ -59,7 +59,8 @@ def template(fmt: str) -> str:
     return (TEMPLATES / FAMILIES[fmt][0]).read_text(encoding="utf-8")
 
 
-def write_thinking_model(path, fmt: str, *, n_ctx: int = 2048) -> Path:
+def write_thinking_model(path, fmt: str, *, n_ctx: int = 2048, **shape) -> Path:
+    """`shape`: write_tiny_llama's size arguments (n_layers, n_embd, quant...) for a bigger model."""
     file, special, eos = FAMILIES[fmt]
     return write_tiny_llama(path, chat_template=template(fmt), special_tokens=special, eos_token=eos, n_ctx=n_ctx,
-                            name=f"tiny-{fmt}")
+                            name=f"tiny-{fmt}", **shape)
