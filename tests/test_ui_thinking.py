@@ -147,3 +147,13 @@ def test_search_finds_thinking_when_asked(qtbot, make_window):
     window.sidebar.search_thinking.setChecked(True)
     qtbot.waitUntil(lambda: lst.count() == 1 and lst.itemWidget(lst.item(0)) is not None, timeout=3000)
     assert "(thinking)" in lst.item(0).text()
+
+
+def test_the_statistics_view_says_what_thinking_costs_each_model(qtbot, make_window):
+    window = make_window()
+    send(qtbot, window, "Why do zebras have stripes?")
+    window.show_page(1)
+    view = window.stats_view
+    qtbot.waitUntil(lambda: view.thinking.isVisible(), timeout=5000)
+    text = view.thinking.text()
+    assert text.startswith("Thinking: qwen3.5-4b ") and "% of its tokens" in text and "1 reply that thought" in text
