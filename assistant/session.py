@@ -115,6 +115,8 @@ class ChatSession:
         saver = self.history.regenerate(reply_id)
         self._thread_to(old.parent_id)
         self.user_message = None
+        if old.thinking:  # the continuation goes on from the answer: the thinking before it stays its own
+            saver.append_thinking(old.thinking)
         saver.append(old.content)
         saver.flush()  # the new version shows its start at once, wherever it is opened
         response = self.engine.chat(self.prompt_messages(), self.settings, prefix=old.content)

@@ -121,3 +121,21 @@ def test_thinking_format_none_shows_everything(models, service):
     # Without a format the markers are special tokens rendered as nothing: only the words remain.
     assert done.stats["reply"] == tm.THOUGHT + tm.ANSWER and done.stats["thinking"] is None
     assert done.stats["thinking_tokens"] == 0 and done.stats["thinking_format"] is None
+
+
+def test_continuing_a_reply_goes_on_with_its_answer_not_its_thinking(models, service):
+    service.load(str(models["think_tags"]), LoadSettings(n_ctx=2048, n_threads=1)).result(120)
+    settings = GenerationSettings(max_tokens=20, temperature=0, grammar="root ::= [a-z ]+", thinking_budget=8,
+                                  stop_on_repetition=False)
+    _, first = turn(service, "Think, then answer.", settings)
+    assert first.stats["stop_reason"] == "length" and first.stats["reply"]
+    handle = service.submit(TurnRequest(kind="continue", message_id=first.reply_id, settings=GenerationSettings(
+        max_tokens=10, temperature=0, grammar="root ::= [a-z ]+", stop_on_repetition=False), source="cli"))
+    events = list(handle.events(timeout=120))
+    done = events[-1]
+    assert isinstance(done, TurnFinished)
+    assert {e.kind for e in events if isinstance(e, TurnText)} == {"answer"}  # the thinking is over
+    assert done.stats["thinking"] is None and done.stats["answer_tokens"] == 10
+    saved = service.history.get_message(done.reply_id)
+    assert saved.content.startswith(first.stats["reply"]) and len(saved.content) > len(first.stats["reply"])
+    assert saved.thinking == service.history.get_message(first.reply_id).thinking
