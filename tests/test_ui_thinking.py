@@ -157,3 +157,27 @@ def test_the_statistics_view_says_what_thinking_costs_each_model(qtbot, make_win
     qtbot.waitUntil(lambda: view.thinking.isVisible(), timeout=5000)
     text = view.thinking.text()
     assert text.startswith("Thinking: qwen3.5-4b ") and "% of its tokens" in text and "1 reply that thought" in text
+
+
+@pytest.mark.llama_cpp
+def test_the_real_stack_folds_a_real_runners_thinking(qtbot, tmp_path):
+    """The real window, engine and runner: a random model under Qwen3.5's template (its prompt opens the
+    thinking) thinks until the default budget closes it, then answers."""
+    from assistant.engine import LocalEngine
+    from tests.support.thinking_models import write_thinking_model
+
+    path = write_thinking_model(tmp_path / "qwen.gguf", "think_tags")
+    window = open_window(qtbot, tmp_path, LocalEngine())
+    window.defaults.update(max_tokens=16, temperature=0, thinking_budget=5, n_threads=1, stop_on_repetition=False)
+    window.show()
+    with qtbot.waitSignal(window.bridge.modelLoaded, timeout=60_000):
+        window.load_model(str(path))
+    done = send(qtbot, window, "Why?")
+    stats = done.stats
+    assert stats["thinking_closed_by_budget"] and stats["thinking"] and stats["reply"]
+    reply = window.chat.widgets[done.reply_id]
+    assert reply.thinking_block.header() == (f"Thought for {stats['thinking_ms'] / 1000:.1f} s · "
+                                             f"{stats['thinking_tokens']} tokens")
+    assert reply.text == stats["reply"] and reply.thinking_block.text == stats["thinking"]
+    assert window.history.get_message(done.reply_id).thinking == stats["thinking"]
+    window.close()
