@@ -64,6 +64,10 @@ def stats_tooltip(stats: dict) -> str:
                     + (f" · dropped {ctx['dropped_messages']} messages" if ctx.get("dropped_messages") else "")),
         ("Backend", f"{backend.get('kind', '–')} · llama-cpp-python {backend.get('llama_cpp_python', '')}"),
     ]
+    if stats.get("thinking_tokens"):  # a reasoning model: what its thinking took, apart from the answer
+        rows.insert(2, ("Thinking", f"{stats['thinking_tokens']} tokens in {ms(stats.get('thinking_ms'))}, then "
+                                    f"{stats.get('answer_tokens', 0)} answer tokens"
+                                    + (" · closed at the budget" if stats.get("thinking_closed_by_budget") else "")))
     body = "".join(f"<tr><td><b>{k}</b></td><td>&nbsp;{v}</td></tr>" for k, v in rows)
     return f"<table>{body}</table>"
 
