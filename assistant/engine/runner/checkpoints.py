@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import mmap
 from dataclasses import dataclass
 
 import llama_cpp.llama_cpp as C
@@ -79,7 +80,9 @@ class Checkpoints:
         while self.saved and (len(self.saved) >= self.limit
                               or (self.max_bytes is not None and self.bytes + size > self.max_bytes)):
             del self.saved[0]  # the oldest is the least likely to be needed again
-        data = (ctypes.c_uint8 * size)()
+        # Anonymous pages of their own: dropping a checkpoint gives its memory back to the system at once
+        # (a malloc'ed block of this size would stay in the process's heap, and in its RSS).
+        data = (ctypes.c_uint8 * size).from_buffer(mmap.mmap(-1, size))
         if C.llama_state_seq_get_data_ext(self.ctx, data, size, SEQ, PARTIAL) != size:
             log.warning("llama.cpp did not write a checkpoint at %d tokens; none kept", n_tokens)
             return
