@@ -93,7 +93,8 @@ def cache_words(kv_cache: dict | None) -> str:
     if not isinstance(kv_cache, dict) or not kv_cache.get("type"):
         return ""
     fa = kv_cache.get("flash_attn")
-    return f"KV {kv_cache['type']}" + {True: ", flash attention", False: ", no flash attention"}.get(fa, "")
+    attention = ", flash attention" if fa is True else ", no flash attention" if fa is False else ""
+    return f"KV {kv_cache['type']}{attention}"
 
 
 def saved_cache_settings(model: str | None) -> dict:
