@@ -273,7 +273,7 @@ def print_results(results: dict) -> None:
     for name, r in results["models"].items():
         app, base, before = r["app"], r["baseline"], r["before"]
         print(f"{name:<12}{r['app_bytes_per_token']:>11.1f}{r['baseline_bytes_per_token']:>11.1f}"
-              f"{r['ratio'] if r['ratio'] is not None else '–':>7}{r['before_bytes_per_token']:>11.1f}"
+              f"{format(r['ratio'], '.3f') if r['ratio'] is not None else '–':>7}{r['before_bytes_per_token']:>11.1f}"
               f"{format_bytes(app['kv_bytes']):>10}{format_bytes(app['checkpoint_bytes']):>9}"
               f"{format_bytes(app['rss_peak_bytes']):>10}{format_bytes(base['rss_peak_bytes']):>10}"
               f"{format_bytes(before['rss_peak_bytes']):>11}")
