@@ -195,3 +195,35 @@ def test_hybrid_follow_up_turns_reuse_the_prefix_and_match_a_fresh_evaluation(tm
     finally:
         engine.unload()
         fresh.unload()
+
+
+def test_models_set_keeps_a_models_cache_settings_for_the_cli(capsys):
+    import argparse
+
+    from assistant.cli.common import load_settings as cli_load_settings
+    from assistant.cli.main import main
+
+    assert main(["models", "set", "gemma3-270m-base", "--kv-cache-type", "q8_0"]) == 0
+    assert "kv cache type q8_0" in capsys.readouterr().out
+    args = argparse.Namespace(ctx=None, threads=None, gpu_layers=None, chat_format=None, chat_template=None,
+                              model="gemma3-270m-base", kv_cache_type=None, flash_attn=None)
+    assert cli_load_settings(args).kv_cache_type == "q8_0"  # kept for the model
+    assert cli_load_settings(argparse.Namespace(**{**vars(args), "kv_cache_type": "q4_0"})).kv_cache_type == "q4_0"
+    assert cli_load_settings(args, model="starter").kv_cache_type == "f16"  # another model: the default
+    assert main(["models", "set", "gemma3-270m-base", "--reset"]) == 0
+    assert cli_load_settings(args).kv_cache_type == "f16"
+    assert main(["models", "set", "gemma3-270m-base"]) != 0
+    assert "Say what to keep" in capsys.readouterr().err
+
+
+def test_the_defaults_dialog_offers_the_cache_type_and_flash_attention(qtbot):
+    from ui.settings_dialog import DEFAULTS, SettingsDialog
+
+    dialog = SettingsDialog({**DEFAULTS, "kv_cache_type": "evil", "flash_attn": 3}, None, gpu=False)
+    qtbot.addWidget(dialog)
+    assert dialog.kv_cache_type.currentData() == "f16" and dialog.flash_attn.currentData() == "auto"
+    dialog.kv_cache_type.setCurrentIndex(dialog.kv_cache_type.findData("q8_0"))
+    dialog.flash_attn.setCurrentIndex(dialog.flash_attn.findData("on"))
+    defaults, _ = dialog.result_settings()
+    assert (defaults["kv_cache_type"], defaults["flash_attn"]) == ("q8_0", "on")
+    assert load_settings(defaults).kv_cache_type == "q8_0"
