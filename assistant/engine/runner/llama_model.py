@@ -48,12 +48,11 @@ class LoadedModel:
         except rt.LlamaLoadError as exc:
             rt.free(model=self.model)
             reason = rt.context_error(rt.log_since(context_mark))
-            raise rt.LlamaLoadError(reason or str(exc)) from None
+            raise (rt.ContextSettingsError(reason) if reason else exc) from None
         except Exception:
             rt.free(model=self.model)
             raise
-        log = rt.log_since(mark)
-        self.buffers = rt.parse_buffer_sizes(log)
+        self.buffers = rt.parse_buffer_sizes(rt.log_since(mark))
         self.path = path
         self.n_threads = n_threads
         self.n_gpu_layers = n_gpu_layers

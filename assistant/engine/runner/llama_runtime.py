@@ -159,6 +159,10 @@ class LlamaLoadError(RuntimeError):
     pass
 
 
+class ContextSettingsError(LlamaLoadError):
+    """llama.cpp refused a context because of the settings asked for (a cache type the model's heads do not fit)."""
+
+
 def load_model(path: str, n_gpu_layers: int, use_mmap: bool = True):
     ensure_backend()
     params = C.llama_model_default_params()

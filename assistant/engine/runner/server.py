@@ -131,6 +131,9 @@ class RunnerServer:
                                 kv_cache_type=request.get("kv_cache_type") or "f16",
                                 flash_attn=request.get("flash_attn") or "auto",
                                 max_checkpoint_bytes=request.get("checkpoint_bytes_max"))
+        except rt.ContextSettingsError as exc:
+            name = request.get("name") or request["path"]
+            raise UserError(f"{name} cannot be loaded with these settings: {exc}.") from exc
         except rt.LlamaLoadError as exc:
             raise UserError(f"The model file {request['path']} cannot be used: {exc}; the file may be damaged "
                             "or need a newer llama.cpp.") from exc
