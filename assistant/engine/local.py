@@ -49,6 +49,9 @@ MIN_CTX = 64
 # thread stacks and allocator slack (measured: ~160 MB of address space before a model loads).
 CEILING_BASE_BYTES = 1536 << 20
 CEILING_PER_THREAD_BYTES = 16 << 20
+# Context checkpoints (runner/checkpoints.py) may take up to a quarter of the KV estimate, at least this:
+# enough for the few a chat needs, and counted in the ceiling so that saving one never hits it.
+MIN_CHECKPOINT_BUDGET_BYTES = 64 << 20
 
 
 class ModelCrashError(UserError):
@@ -65,6 +68,7 @@ class LoadPlan:
     n_ctx: int
     memory_limit: int | None
     request: dict[str, Any] = field(default_factory=dict)
+    notices: list[str] = field(default_factory=list)  # settings that could not be used as given, and why
 
     @property
     def load_deadline(self) -> float:
@@ -74,6 +78,9 @@ class LoadPlan:
 
 def plan_load(entry: registry.InstalledModel, info: GGUFInfo, settings: LoadSettings) -> LoadPlan:
     """Check the context against the model and the machine; size the runner's memory ceiling."""
+    settings, notices = settings.checked()
+    for notice in notices:
+        log.warning("%s: %s", entry.name, notice)
     train = info.context_length
     n_ctx = settings.n_ctx
     if n_ctx is not None:
@@ -84,7 +91,8 @@ def plan_load(entry: registry.InstalledModel, info: GGUFInfo, settings: LoadSett
                             f"({train:,} tokens); choose {train:,} or less.")
     else:
         n_ctx = min(train or DEFAULT_MAX_CTX, DEFAULT_MAX_CTX)
-    estimate = fit.estimate_memory(from_gguf(info), n_ctx)
+    estimate = fit.estimate_memory(from_gguf(info), n_ctx, kv_cache_type=settings.kv_cache_type,
+                                   flash_attn={"on": True, "off": False}.get(settings.flash_attn))
     machine = fit.this_machine()
     on_gpu = bool(machine.gpus) and settings.n_gpu_layers != 0
     if not on_gpu and estimate.total > machine.total_ram:
@@ -92,7 +100,8 @@ def plan_load(entry: registry.InstalledModel, info: GGUFInfo, settings: LoadSett
                         f"{entry.name} (its KV cache alone {format_bytes(estimate.kv_cache)}), more than this "
                         f"machine's {format_bytes(machine.total_ram)} of RAM; choose a smaller context.")
     threads = settings.resolved_threads()
-    memory_limit = (estimate.weights + estimate.kv_cache + estimate.compute + CEILING_BASE_BYTES
+    checkpoint_budget = max(MIN_CHECKPOINT_BUDGET_BYTES, estimate.kv_cache // 4)
+    memory_limit = (estimate.weights + estimate.kv_cache + estimate.compute + checkpoint_budget + CEILING_BASE_BYTES
                     + threads * CEILING_PER_THREAD_BYTES)
     request = {
         "path": entry.path, "name": entry.name, "architecture": info.architecture, "n_ctx": n_ctx,
@@ -100,9 +109,11 @@ def plan_load(entry: registry.InstalledModel, info: GGUFInfo, settings: LoadSett
         "chat_format": settings.chat_format, "chat_template": settings.chat_template,
         "catalogue_format": entry.chat_format, "memory_limit": memory_limit,
         "catalogue_thinking": _catalogue_thinking(entry),
+        "kv_cache_type": settings.kv_cache_type, "flash_attn": settings.flash_attn,
+        "checkpoint_bytes_max": checkpoint_budget,
     }
     return LoadPlan(entry=entry, info=info, settings=settings, n_ctx=n_ctx, memory_limit=memory_limit,
-                    request=request)
+                    request=request, notices=notices)
 
 
 def _catalogue_thinking(entry: registry.InstalledModel) -> str | None:
@@ -201,6 +212,7 @@ class LocalEngine(Engine):
             is_base=not data["has_chat_template"] or bool(getattr(entry, "is_base", False)),
             spec=entry.name if entry.source == "starter" or registry.get(entry.name) else entry.path,
             thinking=data.get("thinking"),
+            kv_cache=dict(data.get("kv_cache") or {}), notices=list(plan.notices),
         )
 
     def _remember_crash(self, entry: registry.InstalledModel, sentence: str) -> None:
@@ -517,7 +529,7 @@ class _Receipt:
                 weights_bytes=mem.get("weights_bytes"), kv_bytes=mem.get("kv_bytes"),
                 compute_bytes=mem.get("compute_bytes"), rss_bytes=mem.get("rss_bytes"),
                 rss_peak_bytes=mem.get("rss_peak_bytes"), vram_bytes=mem.get("vram_bytes"),
-                app_rss_bytes=rss_bytes(),
+                app_rss_bytes=rss_bytes(), checkpoint_bytes=mem.get("checkpoint_bytes"),
             ),
             backend=r.get("backend") or (dict(summary.backend) if summary else {}),
             context=r.get("context") or {},
@@ -532,4 +544,5 @@ class _Receipt:
             answer_tokens=completion - thinking_tokens, thinking_format=r.get("thinking_format"),
             thinking_unfinished=bool(r.get("thinking_unfinished")) and thinking is not None,
             thinking_closed_by_budget=bool(r.get("thinking_closed_by_budget")),
+            kv_cache=r.get("kv_cache") or (dict(summary.kv_cache) if summary else {}),
         )

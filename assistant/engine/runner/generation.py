@@ -61,6 +61,9 @@ class Outcome:
     thinking_budget: int | None = None  # the budget this reply had
     thinking_closed_by_budget: bool = False  # the runner closed the thinking at the budget
     thinking_unfinished: bool = False  # the reply ended inside its thinking
+    # The KV cache as allocated (type, flash attention, window-sized or full sliding-window layers) and its
+    # context checkpoints; "resumed_from": the checkpoint this reply's prompt resumed from, if one was used.
+    kv_cache: dict = field(default_factory=dict)
 
 
 def generate(model: LoadedModel, renderer: ChatRenderer | None, messages: list[dict] | None, prompt: str | None,
@@ -76,6 +79,7 @@ def generate(model: LoadedModel, renderer: ChatRenderer | None, messages: list[d
     s = settings
     out = Outcome(seed=s.seed if s.seed is not None else random.getrandbits(32))
     sampler = None
+    resumed_from = None
     t_first = t_last = None
     bookkeeping = 0.0
     load = CpuLoadMeter()  # other programs' use of the CPU meanwhile: a busy run must not teach the estimates
@@ -95,7 +99,7 @@ def generate(model: LoadedModel, renderer: ChatRenderer | None, messages: list[d
             evaluated = model.eval_prompt(fitted.tokens, should_abort=sink.should_stop)
         finally:
             out.prompt_ms = round((time.perf_counter() - tp) * 1000, 2)
-        out.cached_tokens = evaluated.n_cached
+        out.cached_tokens, resumed_from = evaluated.n_cached, evaluated.restored
         sampler = Sampler(model, s, out.seed)
         stream = TextStream(fitted.stop)
         stop_ids = model.stop_tokens(fitted.stop)
@@ -163,6 +167,7 @@ def generate(model: LoadedModel, renderer: ChatRenderer | None, messages: list[d
         out.context = {**out.context, "used_tokens": len(model.kv_tokens)}
         out.cpu_other_busy = round(load.busy_fraction(), 3)
         out.bookkeeping_ms = round(bookkeeping * 1000, 3)
+        out.kv_cache = {**model.kv_cache_record(), "resumed_from": resumed_from}
         if reading is not None:
             reading.account(out, t_last)
     return out
