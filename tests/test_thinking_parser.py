@@ -203,3 +203,22 @@ def test_detect_format_from_template_and_architecture(template, arch, expected):
 def test_the_catalogue_decides_for_a_known_family():
     assert detect_format("{{ messages }}", "llama", catalogue="think_tags") == "think_tags"
     assert detect_format("<think>", "llama", catalogue=None) == "think_tags"
+
+
+def test_reply_opening_is_where_the_generation_prompts_markup_begins():
+    from assistant.engine.thinking import reply_opening
+
+    on = "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n<think>\n"
+    off = "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
+    assert on[reply_opening("think_tags", on):] == "<think>\n"
+    assert off[reply_opening("think_tags", off):] == "<think>\n\n</think>\n\n"
+    gemma = "<|turn>user\nhi<turn|>\n<|turn>model\n<|channel>thought\n<channel|>"
+    assert gemma[reply_opening("gemma4_channel", gemma):] == "<|channel>thought\n<channel|>"
+    harmony = ("<|start|>user<|message|>hi<|end|><|start|>assistant<|channel|>analysis<|message|><|end|>"
+               "<|start|>assistant<|channel|>final<|message|>")  # thinking off: an empty analysis, then final
+    assert harmony[reply_opening("harmony", harmony):].startswith("<|channel|>analysis")
+    assert reply_opening("think_tags", "<|im_start|>assistant\n") is None  # the model opens it itself
+    assert reply_opening("harmony", "<|start|>assistant") is None
+    assert reply_opening(None, on) is None
+    # An old <think> far back in the conversation is not the generation prompt's.
+    assert reply_opening("think_tags", "<think>x</think>" + "y" * 500 + "<|im_start|>assistant\n") is None

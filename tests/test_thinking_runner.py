@@ -139,3 +139,29 @@ def test_continuing_a_reply_goes_on_with_its_answer_not_its_thinking(models, ser
     saved = service.history.get_message(done.reply_id)
     assert saved.content.startswith(first.stats["reply"]) and len(saved.content) > len(first.stats["reply"])
     assert saved.thinking == service.history.get_message(first.reply_id).thinking
+
+
+@pytest.mark.parametrize("thinking", ["on", "off"])
+def test_a_hybrid_model_resumes_turn_2_where_the_reply_began(tmp_path, thinking):
+    """A recurrent state cannot be cut back: turn 2, whose prompt renders turn 1's reply without its
+    thinking (and, thinking off, without the empty block the prompt ended with), resumes from a checkpoint
+    saved where turn 1's reply markup began, and evaluates only what changed."""
+    from tests.support.hybrid_gguf import write_tiny_lfm2
+
+    _, special, eos = tm.FAMILIES["think_tags"]
+    path = write_tiny_lfm2(tmp_path / "hybrid.gguf", special_tokens=special, eos_token=eos,
+                           chat_template=tm.template("think_tags"))
+    store = HistoryStore.open(tmp_path / "history.db")
+    service = ChatService(LocalEngine(), store)
+    try:
+        service.load(str(path), LoadSettings(n_ctx=2048, n_threads=1)).result(120)
+        settings = GenerationSettings(max_tokens=30, temperature=0, grammar="root ::= [a-z ]+", thinking=thinking,
+                                      thinking_budget=10, stop_on_repetition=False)
+        _, first = turn(service, f"A question with thinking {thinking}", settings)
+        _, second = turn(service, "And then?", GenerationSettings(max_tokens=1), first.conversation_id)
+    finally:
+        service.close()
+        store.close()
+    markup = 2 if thinking == "on" else 6  # "<think>\n" or "<think>\n\n</think>\n\n", a newline a token here
+    assert second.stats["kv_cache"]["resumed_from"] == first.stats["prompt_tokens"] - markup
+    assert second.stats["cached_tokens"] == first.stats["prompt_tokens"] - markup

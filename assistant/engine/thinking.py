@@ -128,6 +128,33 @@ def close_block(fmt: str | None, prompt: str) -> str:
     return EMPTY_BLOCK[fmt]
 
 
+def reply_opening(fmt: str | None, prompt: str) -> int | None:
+    """Where, in a generation prompt, the reply's own thinking markup begins (Qwen3.5's `<think>\n`,
+    an empty block that switches thinking off, Harmony's channel header): the place a later turn's
+    prompt, with this reply rendered back without its thinking, stops matching this one. None when the
+    prompt ends before any such markup."""
+    if fmt is None or fmt == NONE:
+        return None
+    tail_start = max(0, len(prompt) - _GENERATION_TAIL_CHARS)
+    if fmt == "harmony":
+        # The reply's header follows the last message from anyone else; an empty block appended for
+        # "thinking off" adds a second assistant header after it, which must not be taken for the first.
+        last = max(prompt.rfind(f"<|start|>{role}") for role in ("user", "system", "developer"))
+        start = prompt.find("<|start|>assistant", max(last, 0))
+        at = prompt.find("<|channel|>", start) if start >= 0 else -1
+        return at if at >= tail_start else None
+    best = None
+    for open_, _ in _TAGS.get(fmt, ()):
+        at = prompt.rfind(open_, tail_start)
+        if at >= 0 and (best is None or at < best):
+            best = at
+    return best
+
+
+# A generation prompt's own markup fits in this many characters at the prompt's end.
+_GENERATION_TAIL_CHARS = 120
+
+
 class _Scanner:
     """Splits streamed text at delimiters, holding back only a tail that could start one."""
 

@@ -17,6 +17,7 @@ class FittedPrompt:
     fits: bool
     info: dict = field(default_factory=dict)  # goes into stats["context"]
     text: str = ""  # the rendered prompt (where a reply's thinking starts is read from its end)
+    add_bos: bool = True  # whether its tokens began with BOS added by the tokenizer
 
 
 def fit_conversation(messages, *, render, tokenize, n_ctx: int, policy: ContextPolicy,
@@ -25,10 +26,10 @@ def fit_conversation(messages, *, render, tokenize, n_ctx: int, policy: ContextP
 
     def build(msgs):
         rendered = render(msgs)
-        built["text"] = rendered.text
+        built.update(text=rendered.text, add_bos=rendered.add_bos)
         return tokenize(rendered.text, rendered.add_bos), rendered.stop
 
-    built = {"text": ""}
+    built: dict = {"text": "", "add_bos": True}
     tokens, stop = build(messages)
     info = {"policy": policy.value, "n_ctx": n_ctx, "dropped_messages": 0, "applied": False}
     # Under STOP the prompt only has to fit; the reply then stops at the limit.
@@ -58,4 +59,5 @@ def fit_conversation(messages, *, render, tokenize, n_ctx: int, policy: ContextP
         )
     elif dropped:
         info["message"] = f"Dropped the {dropped} oldest messages to fit the context of {n_ctx} tokens."
-    return FittedPrompt(tokens=tokens, stop=stop, messages=kept, fits=fits, info=info, text=built["text"])
+    return FittedPrompt(tokens=tokens, stop=stop, messages=kept, fits=fits, info=info, text=built["text"],
+                        add_bos=built["add_bos"])

@@ -94,9 +94,11 @@ def generate(model: LoadedModel, renderer: ChatRenderer | None, messages: list[d
         if not fitted.fits:
             out.stop_reason = "context_full"
             return out
+        # Only a cache that cannot be cut back keeps checkpoints: only it needs the reply's opening found.
+        opening = _reply_opening(model, plan, fitted) if model.checkpoints.limit > 0 else None
         tp = time.perf_counter()
         try:
-            evaluated = model.eval_prompt(fitted.tokens, should_abort=sink.should_stop)
+            evaluated = model.eval_prompt(fitted.tokens, should_abort=sink.should_stop, checkpoint_at=opening)
         finally:
             out.prompt_ms = round((time.perf_counter() - tp) * 1000, 2)
         out.cached_tokens, resumed_from = evaluated.n_cached, evaluated.restored
@@ -171,6 +173,18 @@ def generate(model: LoadedModel, renderer: ChatRenderer | None, messages: list[d
         if reading is not None:
             reading.account(out, t_last)
     return out
+
+
+def _reply_opening(model: LoadedModel, plan: thinking_controls.ThinkingPlan, fitted: FittedPrompt) -> int | None:
+    """The token where this reply's thinking markup begins in the prompt (see thinking.reply_opening):
+    the next turn renders this reply back without it, so its prompt parts from this one there. A
+    checkpoint at that token lets a cache that cannot be cut back (recurrent, window-sized) resume
+    exactly there. None when there is no such markup or its text does not end on a token boundary."""
+    at = thinking.reply_opening(plan.format, fitted.text)
+    if at is None:
+        return None
+    head = model.tokenize(fitted.text[:at], fitted.add_bos)
+    return len(head) if head and fitted.tokens[:len(head)] == head else None
 
 
 def _fit(model: LoadedModel, renderer: ChatRenderer | None, messages: list[dict] | None, prompt: str | None,

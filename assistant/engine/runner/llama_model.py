@@ -166,12 +166,15 @@ class LoadedModel:
         return known
 
     # --- Evaluation
-    def eval_prompt(self, tokens: list[int], should_abort=None, *, checkpoints: bool = True) -> PromptEval:
+    def eval_prompt(self, tokens: list[int], should_abort=None, *, checkpoints: bool = True,
+                    checkpoint_at: int | None = None) -> PromptEval:
         """Bring the KV cache to `tokens`, evaluating only what is not cached.
 
         `should_abort()` is asked between llama.cpp's micro-batches (its abort callback), so
         a long prompt stops within a fraction of a second of a cancel; raises Cancelled then.
         `checkpoints` False evaluates without saving any (a benchmark of llama.cpp's own speed).
+        `checkpoint_at`: one more position to save a checkpoint at, where the next turn's prompt is
+        known to part from this one (a reasoning model's reply, rendered back without its thinking).
         """
         if not tokens:  # llama.cpp aborts the process on an empty batch
             raise DecodeError("there is nothing to evaluate (an empty prompt)")
@@ -186,6 +189,9 @@ class LoadedModel:
             n_keep, restored = self._cut_back(n_keep)
         self.checkpoints.forget_after(shared)
         saves = self.checkpoints.points(n_keep, len(tokens), self.n_ubatch) if checkpoints else set()
+        if checkpoints and self.checkpoints.limit > 0 and checkpoint_at is not None \
+                and n_keep < checkpoint_at < len(tokens):
+            saves = {*saves, checkpoint_at}
         ends = sorted({*range(n_keep + self.n_batch, len(tokens), self.n_batch), *saves, len(tokens)})
         start = n_keep
         with self._abort_callback(should_abort):
