@@ -6,19 +6,19 @@ import sys
 from contextlib import contextmanager
 
 from assistant.engine import ContextPolicy, GenerationSettings, LoadSettings
-from common.terminal import safe_text
+from common.terminal import safe_text, style_marks, styled
 
 
 # Search matches are marked with two private-use characters, which pass through safe_text untouched,
-# and only then turned into bold (** when not a terminal): the escapes are ours alone.
+# and only then turned into bold (** when not a terminal): the styling is the app's alone.
 SEARCH_MARKS = ("\ue000", "\ue001")
 
 
 def terminal_snippet(snippet: str) -> str:
     """A search hit's snippet on one line, escaped for the terminal, its matches in bold."""
-    bold = ("\x1b[1m", "\x1b[0m") if sys.stdout.isatty() else ("**", "**")
     text = safe_text(" ".join(snippet.split()))
-    return text.replace(SEARCH_MARKS[0], bold[0]).replace(SEARCH_MARKS[1], bold[1])
+    on, off = style_marks("bold", sys.stdout) or ("**", "**")
+    return text.replace(SEARCH_MARKS[0], on).replace(SEARCH_MARKS[1], off)
 
 
 def positive_int(value: str) -> int:
@@ -101,8 +101,8 @@ def ctrl_c_cancels(cancel):
 
 
 def dim(text: str, stream=None) -> str:
-    stream = stream if stream is not None else sys.stderr  # looked up now: tests and pipes replace it
-    return f"\033[2m{text}\033[0m" if stream.isatty() else text
+    """`text` dimmed on a terminal (the app's own styling: common.terminal turns it into SGR there)."""
+    return styled(text, "dim", stream if stream is not None else sys.stderr)  # looked up now: tests replace it
 
 
 def show_model_list_notices() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from assistant.cli.common import SEARCH_MARKS, terminal_snippet
 from common.errors import UserError
-from common.terminal import safe_text
+from common.terminal import raw_stream, safe_text
 
 
 def add_parser(subparsers) -> None:
@@ -129,8 +129,9 @@ def cmd_export(args) -> int:
             text = store.export_markdown(ids) + "\n"
             count = len(ids)
     if not args.output or args.output == "-":
-        # On a terminal, escapes in titles or replies must not act; a pipe gets the data as it is.
-        sys.stdout.write(safe_text(text, keep_newlines=True) if sys.stdout.isatty() else text)
+        # On a terminal, escapes in titles or replies must not act (the terminal stream escapes them);
+        # a pipe or a file gets the data as it is: an export is data.
+        (sys.stdout if sys.stdout.isatty() else raw_stream(sys.stdout)).write(text)
         return 0
     _write_atomically(Path(args.output), text)
     print(f"Exported {count} conversation{'' if count == 1 else 's'} to {args.output}.", file=sys.stderr)
