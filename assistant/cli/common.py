@@ -62,6 +62,31 @@ def add_generation_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--context-policy", choices=["stop", "drop-oldest"],
                    default=d.context_policy.value.replace("_", "-"),
                    help="when the context is full: stop there, or drop the oldest turns (default)")
+    p.add_argument("--reply-deadline", type=_seconds, metavar="SECONDS",
+                   help="a remote server's reply is stopped after this many seconds in all, however it trickles in "
+                        f"(default: the reply_deadline_s setting, else {d.reply_deadline_s:g}; 0 lifts the limit)")
+
+
+def _seconds(value: str) -> float:
+    try:
+        n = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError("must be a number of seconds") from None
+    if not 0 <= n <= 7 * 24 * 3600:  # also refuses nan and inf
+        raise argparse.ArgumentTypeError("must be from 0 (no limit) to 604800 seconds (a week)")
+    return n
+
+
+def saved_preferences() -> dict:
+    """The user's saved defaults (settings.json), checked; what was wrong in the file is said on stderr."""
+    from assistant.preferences import load_preferences
+    from common.settings_store import SettingsStore
+
+    store = SettingsStore()
+    preferences = load_preferences(store)
+    for notice in store.take_notices():
+        print(f"notice: {safe_text(notice)}", file=sys.stderr)
+    return preferences
 
 
 def load_settings(args) -> LoadSettings:
@@ -84,6 +109,8 @@ def generation_settings(args) -> GenerationSettings:
         temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
         repeat_penalty=args.repeat_penalty, seed=args.seed,
         context_policy=ContextPolicy(args.context_policy.replace("-", "_")),
+        reply_deadline_s=(args.reply_deadline if getattr(args, "reply_deadline", None) is not None
+                          else saved_preferences()["reply_deadline_s"]),
     )
 
 

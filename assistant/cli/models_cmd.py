@@ -17,7 +17,7 @@ from typing import Any
 from assistant.cli.common import show_model_list_notices
 from common.errors import UserError
 from common.formatting import format_byte_rate, format_bytes, format_context, format_params, format_tps
-from common.terminal import safe_text
+from common.terminal import raw_stream, safe_text
 
 
 def add_parser(subparsers) -> None:
@@ -342,8 +342,9 @@ class _ProgressBar:
                 if self.bar is None:
                     from tqdm import tqdm
 
+                    # tqdm redraws with CRs: it writes under the terminal stream, its label escaped here.
                     self.bar = tqdm(total=total, initial=done, unit="B", unit_scale=True, unit_divisor=1000,
-                                    desc=self.label, file=sys.stderr, dynamic_ncols=True)
+                                    desc=safe_text(self.label), file=raw_stream(sys.stderr), dynamic_ncols=True)
                 self.bar.update(done - self.bar.n)
                 return
             tenth = int(10 * done / total) if total else 0
