@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import socket
 import threading
 import time
@@ -162,15 +163,21 @@ def _post_json_limited(client: httpx.Client, url: str, body: dict[str, Any], hea
         return json.loads(raw) if response.status_code == 200 else None
 
 
+_LINE_BREAKS = re.compile(rb"[\r\n]+")
+
+
 def _lines_limited(pieces: Iterable[bytes], limit: int) -> Generator[str, None, None]:
-    """The stream's lines as they arrive, none longer than `limit` bytes (else _TooLarge)."""
+    """The stream's lines with something on them, as they arrive, none longer than `limit` bytes (else
+    _LineTooLong). Blank lines (which only separate events) are skipped in C: a server sending millions
+    of them costs one regular expression, not a Python loop each (JSON carries no raw CR or LF, so every
+    one in a stream ends a line)."""
     pending = bytearray()  # the line so far: appended in place, split only when a newline arrives
     for chunk in pieces:
         pending += chunk
         if b"\n" in chunk:
-            *lines, rest = pending.split(b"\n")
+            *lines, rest = _LINE_BREAKS.sub(b"\n", pending).lstrip(b"\n").split(b"\n")
             for line in lines:
-                yield line.rstrip(b"\r").decode("utf-8", errors="replace")
+                yield line.decode("utf-8", errors="replace")
             pending = bytearray(rest)
         if len(pending) > limit:
             raise _LineTooLong
