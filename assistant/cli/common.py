@@ -92,13 +92,12 @@ def saved_preferences() -> dict:
 def load_settings(args) -> LoadSettings:
     template = None
     if getattr(args, "chat_template", None):
-        from common.errors import UserError
+        from assistant.preferences import MAX_TEMPLATE_CHARS
+        from common.user_files import read_text
 
-        try:
-            with open(args.chat_template, encoding="utf-8") as f:
-                template = f.read()
-        except OSError as exc:
-            raise UserError(f"The chat template file {args.chat_template} cannot be read: {exc.strerror}.") from exc
+        # Only a regular file, and at most 1 MiB (real templates are a few kB): /dev/zero, a FIFO or a
+        # 300 MB file named by mistake is one sentence at once.
+        template = read_text(args.chat_template, MAX_TEMPLATE_CHARS, "The chat template file")
     return LoadSettings(n_ctx=args.ctx, n_threads=args.threads, n_gpu_layers=args.gpu_layers,
                         chat_format=args.chat_format, chat_template=template)
 
