@@ -411,9 +411,10 @@ def _problem(stats: dict[str, Any]) -> ApiError | None:
     """A finished turn that is really an error for the client: the prompt did not fit, or the engine failed."""
     reason = stats.get("stop_reason")
     if reason == "context_full" and not stats.get("completion_tokens"):
-        return ApiError(400, f"The conversation needs {stats.get('prompt_tokens') or 'more'} tokens but the model's "
-                             f"context holds {stats.get('n_ctx') or 'fewer'}; shorten it, or load the model with a "
-                             "longer context.", code="context_length_exceeded", param="messages")
+        at_least = "at least " if (stats.get("context") or {}).get("at_least") else ""
+        return ApiError(400, f"The conversation needs {at_least}{stats.get('prompt_tokens') or 'more'} tokens but the "
+                             f"model's context holds {stats.get('n_ctx') or 'fewer'}; shorten it, or load the model "
+                             "with a longer context.", code="context_length_exceeded", param="messages")
     if reason == "error":
         return ApiError(500, stats.get("error") or "The model failed while answering.", code="generation_failed")
     return None
