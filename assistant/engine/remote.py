@@ -42,6 +42,7 @@ COUNT_SECONDS = 3.0  # a token count is worth a short wait, not a long one: the 
 # Once text flows, a server that sends nothing useful (no text, no thinking) for this long has stalled:
 # blank lines, SSE comments or a byte a second keep a socket busy but are no reply.
 PIECE_STALL_SECONDS = 60.0
+CAP_GRACE_SECONDS = 2.0  # after -n pieces, how long the server's closing chunks (usage, finish) are awaited
 # The most time one reply may take, all told, is GenerationSettings.reply_deadline_s (30 minutes unless the
 # user sets another: the `reply_deadline_s` setting, `--reply-deadline`): a drip that never stalls still ends.
 _MAX_ERROR_BODY = 64_000
@@ -424,10 +425,11 @@ class RemoteResponse(Response):
             super().cancel()
             self._close_http()
 
-    def end(self, sentence: str) -> None:
-        """End the stream from another thread (the watch), keeping what arrived; `sentence` says why."""
+    def end(self, sentence: str | None) -> None:
+        """End the stream from another thread (the watch), keeping what arrived; `sentence` says why (None:
+        the reply is complete as far as the app is concerned)."""
         with self._lock:
-            if self._ended_by is None and not self.cancelled:
+            if sentence is not None and self._ended_by is None and not self.cancelled:
                 self._ended_by = sentence
             self._close_http()
 
@@ -495,14 +497,20 @@ class RemoteResponse(Response):
                         receipt.done = True
                         break
                     assert isinstance(chunk, dict)
-                    for text in receipt.take(chunk, eng.remote):
-                        yield text
+                    capped = receipt.capped_at is not None
+                    texts = receipt.take(chunk, eng.remote)
                     if receipt.error:
                         return
-                    if most is not None and receipt.pieces >= most:
-                        # -n is kept here too: a server that ignores max_tokens (or never stops) is cut off.
-                        receipt.finish = "length"
-                        break
+                    if capped and texts:
+                        receipt.pieces -= len(texts)  # not shown, not counted
+                        break  # past -n: a server that ignores max_tokens is cut off here
+                    for text in texts:
+                        yield text
+                    if most is not None and receipt.pieces >= most and not capped:
+                        # -n is kept here too. The server's last chunks (finish, usage, its record) may follow
+                        # for a moment (CAP_GRACE_SECONDS); more text ends the stream at once.
+                        receipt.capped_at = time.monotonic()
+                        receipt.finish = receipt.finish or "length"
         except _LineTooLong:
             receipt.error = (f"{eng.remote.name} sent a line of more than {format_bytes(MAX_LINE_BYTES)} "
                              "in its reply; the reply was stopped there.")
@@ -515,7 +523,7 @@ class RemoteResponse(Response):
             receipt.error = f"{eng.remote.name} sent a reply that cannot be decompressed ({shorten(exc, 120)})."
         except Exception as exc:
             # Closed by cancel() or the watch from another thread: whatever the reader then meets.
-            if not (self.cancelled or self._ended_by):
+            if not (self.cancelled or self._ended_by or receipt.capped_at is not None):
                 if not isinstance(exc, (httpx.HTTPError, httpx.StreamError, RuntimeError, OSError)):
                     raise
                 receipt.error = describe_http_error(eng.remote, exc, "answering", read)
@@ -577,6 +585,10 @@ class _StallWatch:
         name = self.response.engine.remote.name
         while not self._stop.wait(self.TICK):
             now = time.monotonic()
+            capped = self.receipt.capped_at
+            if capped is not None and now - capped > CAP_GRACE_SECONDS:
+                self.response.end(None)  # -n reached and the server did not end: stopped, not an error
+                return
             if self.deadline_s and now - self.started > self.deadline_s:
                 self.response.end(f"{name} took more than {self.deadline_s:g} s for this reply, so it was stopped "
                                   "there (the reply deadline: --reply-deadline, or the reply_deadline_s setting).")
@@ -688,6 +700,7 @@ class _RemoteReceipt:
         self.error: str | None = None
         self.done = False
         self.t_progress: float | None = None  # time.monotonic() of the last text or thinking (the stall watch)
+        self.capped_at: float | None = None  # when -n was reached on this side
 
     def take(self, chunk: dict[str, Any], remote: Remote | None = None) -> list[str]:
         """The text pieces of one chunk; a chunk whose fields have the wrong types (content as a number,

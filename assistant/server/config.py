@@ -121,14 +121,19 @@ def is_loopback(host: str) -> bool:
 
 def normalize_origin(origin: str) -> str:
     """`scheme://host[:port]` in lower case, as browsers send it; anything else is refused."""
-    parts = urlsplit(origin.strip())
+    wrong = ServerConfigError(f"{origin[:200]!r} is not an origin; write it as a browser sends it, "
+                              "e.g. http://localhost:3000.")
+    try:
+        parts = urlsplit(origin.strip())
+        port = parts.port  # raises ValueError for a port that is not a number from 0 to 65535
+    except ValueError:
+        raise wrong from None
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/") \
             or parts.query or parts.fragment or parts.username:
-        raise ServerConfigError(f"{origin!r} is not an origin; write it as a browser sends it, "
-                                "e.g. http://localhost:3000.")
+        raise wrong
     host = parts.hostname.lower()
     host = f"[{host}]" if ":" in host else host
-    return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")
+    return f"{parts.scheme}://{host}" + (f":{port}" if port else "")
 
 
 def new_api_key() -> str:
