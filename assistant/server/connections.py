@@ -81,6 +81,23 @@ class ConnectionBook:
         return False
 
 
+def connection_limit(wanted: int = TOTAL) -> int:
+    """How many connections this process can hold: TOTAL, within the open-file limit (raised towards its hard
+    limit first: 1,024 is a common default, and each connection is a file)."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        target = wanted + 256 if hard == resource.RLIM_INFINITY else min(hard, wanted + 256)
+        if soft != resource.RLIM_INFINITY and soft < target:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+    except (ImportError, ValueError, OSError):  # Windows, or a limit that cannot be raised
+        return min(wanted, 400)
+    room = soft - 128 if soft != resource.RLIM_INFINITY else wanted  # the model, the history, the logs
+    return max(32, min(wanted, room))
+
+
 def _raw_response(status: int, reason: str, message: str, code: str) -> bytes:
     """A whole HTTP response with an OpenAI-style JSON error, for a connection h11 cannot answer through."""
     body = json.dumps(error_body(status, message, code=code)).encode()

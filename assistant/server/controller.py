@@ -136,7 +136,7 @@ class ServerController:
         import uvicorn
 
         from assistant.server.app import ServerContext, create_app
-        from assistant.server.connections import IDLE_SECONDS, ConnectionBook, guarded_protocol
+        from assistant.server.connections import IDLE_SECONDS, ConnectionBook, connection_limit, guarded_protocol
 
         self.config.check()
         sock = bind(self.config.host, self.config.port)
@@ -146,7 +146,7 @@ class ServerController:
                                 request_log=self.request_log, settings=getattr(self.services, "settings", None),
                                 history=getattr(self.services, "history", None),
                                 default_settings=self._default_settings, load_settings=self._load_settings)
-        self.connections = ConnectionBook()
+        self.connections = ConnectionBook(total=connection_limit())
         uv_config = uvicorn.Config(
             create_app(context), log_config=None, access_log=False,  # our request log; it never holds a key
             # h11, with a head deadline, per-client limits that evict idle connections, and JSON refusals
