@@ -43,10 +43,12 @@ def main(argv=None) -> int:
 
 def _silence_stdout() -> None:
     """Point stdout at /dev/null, so the interpreter's last flush does not fail again on the closed pipe."""
+    if sys.__stdout__ is None:
+        return
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.__stdout__.fileno())
-    except (OSError, AttributeError, ValueError):
+    except (OSError, ValueError):
         pass
 
 
