@@ -312,7 +312,6 @@ class _Reader:
             if key == Keys.Tokenizer.LIST:
                 # llama.cpp aborts the whole process on a vocabulary with a string twice: find it here.
                 seen: set[bytes] = set()
-                longest = 0
                 for i in range(count):
                     self.reserve = reserve + 8 * (count - i - 1)
                     token = self.raw_string(what)
@@ -320,9 +319,8 @@ class _Reader:
                         shown = token.decode("utf-8", errors="replace")
                         raise self.bad(f"its vocabulary lists the token {shown!r} twice")
                     seen.add(token)
-                    longest = max(longest, len(token))
                 self.reserve = reserve
-                return _Array(itype, count, None, longest)
+                return _Array(itype, count, None, max(map(len, seen), default=0))  # one pass in C
             else:
                 for i in range(count):
                     self.reserve = reserve + 8 * (count - i - 1)
