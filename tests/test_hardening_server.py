@@ -54,13 +54,15 @@ def _client(controller: ServerController) -> openai.OpenAI:
 
 def test_a_normal_request_is_answered_while_300_idle_connections_are_open(server):
     controller, model = server
+    client = _client(controller)  # no retries: its kept-alive connection must survive the flood
+    client.chat.completions.create(model=model, messages=HI, max_tokens=2, seed=1)
     idle = []
     try:
         for _ in range(300):
             s = socket.create_connection(("127.0.0.1", _port(controller)))
             idle.append(s)
         t0 = time.monotonic()
-        reply = _client(controller).chat.completions.create(model=model, messages=HI, max_tokens=4, seed=1)
+        reply = client.chat.completions.create(model=model, messages=HI, max_tokens=4, seed=1)
         took = time.monotonic() - t0
         assert reply.choices[0].message.content is not None and took < 20, took
         health = httpx.get(controller.url.replace("/v1", "/health"), timeout=10)

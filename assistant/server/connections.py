@@ -9,9 +9,9 @@ connections that send nothing would lock every client out. Here, instead:
 - after a response, an idle keep-alive connection closes after IDLE_SECONDS (uvicorn's timer);
 - one client address may hold PER_CLIENT connections, and all clients TOTAL: a connection past
   either limit makes room by closing the oldest *idle* connection (one with no request under
-  way), of that address first. Idle connections cost their holder nothing to reopen, so a
-  client flooding the server only evicts its own; a request under way is never cut. Only when
-  every connection is busy is the newcomer refused, with a JSON 503;
+  way), of that address first, and among those one that never carried a request (a flood's)
+  before a kept-alive one that did (a client's pool). A request under way is never cut. Only
+  when every connection is busy is the newcomer refused, with a JSON 503;
 - what uvicorn answers itself (a malformed request) is JSON in OpenAI's format too.
 
 (A request's body is bounded in time by the app: `app._read_body`.)
@@ -72,13 +72,16 @@ class ConnectionBook:
                 del self._by_client[conn.client_address]
 
     def _evict_from(self, conns: OrderedDict[int, GuardedH11Protocol]) -> bool:
-        for conn in list(conns.values()):
-            if conn.idle:
-                self.leave(conn)
-                conn.close_idle()
-                self.evicted += 1
-                return True
-        return False
+        """Close the oldest idle connection that never carried a request (a flood's), else the oldest idle
+        kept-alive one (a client that reconnects); False when every connection has a request under way."""
+        idle = [conn for conn in conns.values() if conn.idle]
+        victim = next((conn for conn in idle if not conn.served), idle[0] if idle else None)
+        if victim is None:
+            return False
+        self.leave(victim)
+        victim.close_idle()
+        self.evicted += 1
+        return True
 
 
 def connection_limit(wanted: int = TOTAL) -> int:
@@ -119,6 +122,7 @@ class GuardedH11Protocol(H11Protocol):
         super().connection_made(transport)
         self._head_timer: asyncio.TimerHandle | None = None
         self._admitted = False
+        self.served = 0  # responses sent on this connection
         self.client_address = self.client[0] if self.client else "?"
         if not self.book.admit(self):
             self.book.refused += 1
@@ -143,6 +147,10 @@ class GuardedH11Protocol(H11Protocol):
         super().data_received(data)
         if self.conn.their_state is not h11.IDLE:
             self._cancel_head_timer()  # the head is in: the app bounds the body
+
+    def on_response_complete(self) -> None:
+        self.served += 1
+        super().on_response_complete()
 
     @property
     def idle(self) -> bool:

@@ -3,6 +3,7 @@
 Its model list is sound (so `assistant remote add` and `chat --remote` get as far as a reply);
 its chat replies are not:
 
+    sound          a short, correct reply (the baseline)
     gzip-bomb      a gzip body that inflates to 2 GB of newlines (a few MB on the wire)
     endless        content events, as fast as the socket takes them, forever
     drip           one content event, then one byte a second inside a line that never ends
@@ -98,6 +99,15 @@ class HostileHandler(BaseHTTPRequestHandler):
             getattr(self, "_reply_" + self.mode.replace("-", "_"))()
         except OSError:
             pass  # the client hung up
+
+    def _reply_sound(self):
+        """A well-behaved reply: the baseline the others are measured against."""
+        self._start()
+        for piece in ("Hello", " there", "."):
+            self._chunk(_event(piece))
+        self._chunk(_event(raw={"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}))
+        self._chunk(b"data: [DONE]\n\n")
+        self.wfile.write(b"0\r\n\r\n")
 
     def _reply_gzip_bomb(self):
         self._start(Content_Encoding="gzip")
