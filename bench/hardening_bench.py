@@ -69,6 +69,11 @@ def remote_cases(base: Path) -> list[tuple[str, dict]]:
         httpd.shutdown()
         httpd.server_close()
         rows.append((label, result))
+    return rows
+
+
+def listing_cases(base: Path) -> list[tuple[str, dict]]:
+    rows = []
     for mode, label in (("sound", "baseline: models list with a sound remote"),
                         ("list-gzip-bomb", "gzip bomb as a model list (models list)")):
         httpd, url = serve(mode)
@@ -169,7 +174,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
-        rows = remote_cases(base) + template_cases(base)
+        rows = remote_cases(base) + template_cases(base) + listing_cases(base)
         if not args.quick:
             rows += model_cases(base)
     if not args.quick:
