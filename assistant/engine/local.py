@@ -272,7 +272,8 @@ class LocalEngine(Engine):
         if bound.refusal is not None:
             return bound.at_least
         return int(self.call(P.COUNT, next(self._ids), messages, doing="counting the tokens of",
-                             timeout=P.RENDER_DEADLINE_SECONDS))
+                             timeout=P.RENDER_DEADLINE_SECONDS,
+                             reading=sum(len(str(m.get("content") or "")) for m in messages)))
 
     def _longest_token(self) -> int:
         """The vocabulary's longest token in bytes (the header's figure), which bounds a token's characters."""
@@ -280,15 +281,19 @@ class LocalEngine(Engine):
         longest = plan.info.longest_token_bytes if plan is not None else None
         return longest or _UNKNOWN_LONGEST_TOKEN
 
-    def call(self, kind: str, *args: Any, doing: str = "working with", timeout: float | None = None) -> Any:
-        """One request with one answer (counting tokens, a benchmark step), under the engine's lock."""
+    def call(self, kind: str, *args: Any, doing: str = "working with", timeout: float | None = None,
+             reading: int | None = None) -> Any:
+        """One request with one answer (counting tokens, a benchmark step), under the engine's lock;
+        `reading`: the characters of conversation it reads (a death for want of memory is then theirs)."""
         with self._lock:
             runner = self._ready_runner()
             try:
                 runner.send((kind, *args))
                 msg = runner.recv(timeout)
+                while msg[0] == P.PROGRESS:  # a tick is not the answer
+                    msg = runner.recv(timeout)
             except RunnerDied:
-                raise self._runner_died(runner, doing) from None
+                raise self._runner_died(runner, doing, reading=reading) from None
             except RunnerTimeout:
                 runner.kill()
                 self._runner_died(runner, doing)
