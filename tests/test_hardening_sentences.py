@@ -39,10 +39,10 @@ def test_history_list_into_head_ends_quietly(tmp_path):
     home = tmp_path / "home"
     home.mkdir()
     with HistoryStore.open(home / "history.db") as store:
-        for i in range(3000):  # more than a pipe's buffer, so the writer meets the closed pipe
-            store.create_conversation(model="m", title=f"conversation number {i} " + "x" * 40)
+        for i in range(800):  # ~90 kB of lines: more than a pipe's buffer, so the writer meets the closed pipe
+            store.create_conversation(model="m", title=f"conversation number {i} " + "x" * 80)
     env = {**os.environ, "ASSISTANT_HOME": str(home), "PYTHONPATH": REPO}
-    proc = subprocess.run(f"'{sys.executable}' -m assistant.cli.main history list -n 3000 | head -1", shell=True,
+    proc = subprocess.run(f"'{sys.executable}' -m assistant.cli.main history list -n 800 | head -1", shell=True,
                           capture_output=True, text=True, env=env, timeout=120)
     assert proc.stdout.count("\n") == 1 and proc.stderr == "", proc.stderr
     log = (home / "logs" / "hearth.log").read_text()
