@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
 from assistant import remotes
@@ -12,7 +11,7 @@ from assistant.cli.common import (add_generation_options, add_model_options, cac
 from assistant.engine import EngineRouter
 from assistant.stats_format import STOPPED_WHILE_THINKING, format_stats_line
 from common.errors import UserError
-from common.terminal import safe_text
+from common.terminal import json_text, safe_text
 
 HELP = """commands: /new  start a new conversation
           /model NAME  switch model (the conversation stays); MODEL@REMOTE for a remote server's
@@ -44,6 +43,9 @@ def _open_history(args):
     return store
 
 
+_STDOUT = object()  # turn()'s default: sys.stdout when the turn runs, not when this module was imported
+
+
 class _Chat:
     """The CLI's side of a conversation: which one it is, and (unsaved) its messages."""
 
@@ -63,8 +65,12 @@ class _Chat:
         return TurnRequest(kind="messages", messages=system + self.messages + [{"role": "user", "content": text}],
                            settings=self.settings, source="cli", save=False)
 
-    def turn(self, text: str, out=sys.stdout) -> dict | None:
-        """One turn, Ctrl-C stopping the reply; the text goes to `out` as it streams (None: nowhere)."""
+    def turn(self, text: str, out=_STDOUT) -> dict | None:
+        """One turn, Ctrl-C stopping the reply; the text goes to `out` as it streams (None: nowhere).
+
+        By default `out` is sys.stdout as it is now: the terminal stream main() installed, which
+        escapes what the model or the server sent, piece by piece."""
+        out = sys.stdout if out is _STDOUT else out
         handle = self.service.submit(self.request(text))
         outcome = None
         thinking = _ThinkingPrinter() if out is not None else None
@@ -96,7 +102,8 @@ class _Chat:
 
 
 class _ThinkingPrinter:
-    """A reasoning model's thinking, dimmed on stderr as it streams: stdout keeps the answer alone."""
+    """A reasoning model's thinking, dimmed on stderr as it streams: stdout keeps the answer alone.
+    Like the answer, it goes through the terminal stream main() installed, which escapes it."""
 
     def __init__(self, stream=None) -> None:
         self.stream = stream
@@ -107,7 +114,7 @@ class _ThinkingPrinter:
         if not self.started:
             self.started = True
             stream.write(dim("Thinking…", stream) + "\n")
-        stream.write(dim(safe_text(text), stream))
+        stream.write(dim(text, stream))  # the installed terminal stream escapes what the model wrote
         stream.flush()
 
     def end(self) -> None:
@@ -175,7 +182,7 @@ def _one_shot(chat: _Chat, prompt: str, as_json: bool) -> int:
         assert stats is not None
         if chat.conversation_id is not None:
             stats["conversation_id"] = chat.conversation_id
-        print(json.dumps(stats, ensure_ascii=False))
+        print(json_text(stats))  # C1 and bidi characters as \u escapes: the same JSON, inert on a terminal
     else:
         stats = chat.turn(prompt)
         print()

@@ -66,6 +66,7 @@ class LoadSettings:
 
 
 DEFAULT_MAX_TOKENS = 2048  # a reply never runs on unbounded by default; 0 or None lifts the limit
+DEFAULT_REPLY_DEADLINE_S = 1800.0  # a remote reply's overall deadline (the `reply_deadline_s` setting)
 
 
 @dataclass
@@ -88,6 +89,8 @@ class GenerationSettings:
     thinking_budget: int | None = None  # at most this many tokens of thinking, then the model answers
     thinking_format: str | None = None  # override the detected format (thinking.FORMATS) or "none"
     grammar: str | None = None  # a GBNF grammar the reply must follow (llama-server's `grammar` field)
+    # Remote replies: the most seconds one may take in all, however the server drips it (0 or None: no limit).
+    reply_deadline_s: float | None = DEFAULT_REPLY_DEADLINE_S
 
     def to_dict(self) -> dict:
         d = asdict(self)
