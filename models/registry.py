@@ -70,6 +70,7 @@ class InstalledModel:
     revision: str | None = None  # the Hub commit the file was downloaded at
     quant: str | None = None
     added_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    projector: str | None = None  # the image projector (mmproj) file it sees images through
 
     @property
     def is_builtin(self) -> bool:

@@ -32,11 +32,12 @@ from assistant.engine.interface import Engine, ModelSummary, Response
 from assistant.engine.settings import GenerationSettings, LoadSettings
 from assistant.engine.supervisor import RunnerDied, RunnerProcess, RunnerTimeout
 from assistant.stats import MemoryStats, ModelRef, ResponseStats, rss_bytes, tps, vram_bytes
-from common.errors import UserError
+from common.errors import ModelFileError, UserError
 from common.formatting import format_bytes
 from common.memory import trim_heap
 from models import fit, registry
 from models.gguf_file import GGUFInfo, read_gguf_info
+from models.projector import ProjectorInfo, find_beside, read_projector_info
 from models.shape import from_gguf
 from models.speed import record_measured_speed
 
@@ -48,6 +49,9 @@ MIN_CTX = 64
 # thread stacks and allocator slack (measured: ~160 MB of address space before a model loads).
 CEILING_BASE_BYTES = 1536 << 20
 CEILING_PER_THREAD_BYTES = 16 << 20
+# Beside a projector: decoding one image of the largest size allowed (50 MP as RGBA, its RGB copy and a
+# resized one) and the decoded images kept between turns.
+IMAGE_DECODE_BYTES = 768 << 20
 
 
 class ModelCrashError(UserError):
@@ -64,6 +68,7 @@ class LoadPlan:
     n_ctx: int
     memory_limit: int | None
     request: dict[str, Any] = field(default_factory=dict)
+    projector: ProjectorInfo | None = None
 
     @property
     def load_deadline(self) -> float:
@@ -84,23 +89,43 @@ def plan_load(entry: registry.InstalledModel, info: GGUFInfo, settings: LoadSett
     else:
         n_ctx = min(train or DEFAULT_MAX_CTX, DEFAULT_MAX_CTX)
     estimate = fit.estimate_memory(from_gguf(info), n_ctx)
+    projector = projector_for(entry)
+    projector_bytes = projector.memory_bytes if projector else 0
     machine = fit.this_machine()
     on_gpu = bool(machine.gpus) and settings.n_gpu_layers != 0
-    if not on_gpu and estimate.total > machine.total_ram:
+    if not on_gpu and estimate.total + projector_bytes > machine.total_ram:
         raise UserError(f"A context of {n_ctx:,} tokens needs about {format_bytes(estimate.total)} of memory for "
                         f"{entry.name} (its KV cache alone {format_bytes(estimate.kv_cache)}), more than this "
                         f"machine's {format_bytes(machine.total_ram)} of RAM; choose a smaller context.")
     threads = settings.resolved_threads()
     memory_limit = (estimate.weights + estimate.kv_cache + estimate.compute + CEILING_BASE_BYTES
                     + threads * CEILING_PER_THREAD_BYTES)
+    if projector is not None:
+        memory_limit += projector.memory_bytes + IMAGE_DECODE_BYTES
     request = {
         "path": entry.path, "name": entry.name, "architecture": info.architecture, "n_ctx": n_ctx,
         "n_threads": threads, "n_gpu_layers": settings.n_gpu_layers, "n_batch": settings.n_batch,
         "chat_format": settings.chat_format, "chat_template": settings.chat_template,
         "catalogue_format": entry.chat_format, "memory_limit": memory_limit,
+        "projector": {"path": str(projector.path), "max_side": projector.max_side} if projector else None,
     }
     return LoadPlan(entry=entry, info=info, settings=settings, n_ctx=n_ctx, memory_limit=memory_limit,
-                    request=request)
+                    request=request, projector=projector)
+
+
+def projector_for(entry: registry.InstalledModel) -> ProjectorInfo | None:
+    """The image projector to load with a model: its own (pulled or imported with it), else for a file of the
+    user's, an `mmproj*.gguf` beside it. A projector named but unusable is a sentence, not a silent blind model."""
+    path = entry.projector
+    if path is None and entry.source == "local" and entry.path:
+        found = find_beside(entry.path)
+        path = str(found) if found else None
+    if path is None:
+        return None
+    try:
+        return read_projector_info(path)
+    except ModelFileError as exc:
+        raise UserError(f"{entry.name} sees images through a projector that cannot be used: {exc}") from None
 
 
 class LocalEngine(Engine):
@@ -189,6 +214,7 @@ class LocalEngine(Engine):
             pid=runner.pid, load_ms=data.get("load_ms"),
             is_base=not data["has_chat_template"] or bool(getattr(entry, "is_base", False)),
             spec=entry.name if entry.source == "starter" or registry.get(entry.name) else entry.path,
+            vision=bool(data.get("vision")), projector=data.get("projector"),
         )
 
     def _remember_crash(self, entry: registry.InstalledModel, sentence: str) -> None:
@@ -220,15 +246,14 @@ class LocalEngine(Engine):
     def chat(self, messages: list[dict], settings: GenerationSettings | None = None, *,
              prefix: str | None = None) -> LocalResponse:
         self._require_summary()
-        return LocalResponse(self, [dict(role=m["role"], content=m["content"]) for m in messages], None,
-                             settings or GenerationSettings(), prefix=prefix)
+        return LocalResponse(self, wire_messages(messages), None, settings or GenerationSettings(), prefix=prefix)
 
     def complete(self, prompt: str, settings: GenerationSettings | None = None) -> LocalResponse:
         self._require_summary()
         return LocalResponse(self, None, prompt, settings or GenerationSettings())
 
     def count_tokens(self, messages: list[dict]) -> int:
-        return int(self.call(P.COUNT, next(self._ids), messages, doing="counting the tokens of",
+        return int(self.call(P.COUNT, next(self._ids), wire_messages(messages), doing="counting the tokens of",
                              timeout=P.RENDER_DEADLINE_SECONDS))
 
     def call(self, kind: str, *args: Any, doing: str = "working with", timeout: float | None = None) -> Any:
@@ -298,6 +323,17 @@ class LocalEngine(Engine):
             self._remember_crash(self._plan.entry, sentence)
         self._summary, self._plan, self._relaunch = None, None, False
         return ModelCrashError(sentence)
+
+
+def wire_messages(messages: list[dict]) -> list[dict]:
+    """Messages as the runner takes them: role and content, and each image as its file's bytes (decoded there)."""
+    out = []
+    for m in messages:
+        msg = {"role": m["role"], "content": m["content"]}
+        if m.get("images"):
+            msg["images"] = [image.wire() if hasattr(image, "wire") else dict(image) for image in m["images"]]
+        out.append(msg)
+    return out
 
 
 class LocalResponse(Response):
@@ -498,6 +534,7 @@ class _Receipt:
             sampling=r.get("sampling") or {**settings.to_dict()},
             chat_format=r.get("chat_format") or (summary.chat_format if summary else None),
             error=self.error or r.get("error"),
+            images=r.get("images") or {},
             transport={"runner_pid": summary.pid if summary else None, "runner_ttft_ms": r.get("ttft_ms"),
                        "received_gen_tps": received, "batches": self.batches,
                        "cpu_other_busy": r.get("cpu_other_busy"), "bookkeeping_ms": r.get("bookkeeping_ms")},

@@ -18,6 +18,8 @@ from assistant.engine.runner import llama_runtime as rt
 class PromptEval:
     n_prompt: int  # tokens in the prompt
     n_cached: int  # of which were already in the KV cache
+    images_encoded: int = 0  # images the projector encoded for this prompt (the others were cached)
+    encode_ms: float = 0.0  # the time those encodes took
 
 
 class DecodeError(RuntimeError):
@@ -50,7 +52,9 @@ class LoadedModel:
         self.n_ctx = C.llama_n_ctx(self.ctx)
         self.n_vocab = C.llama_vocab_n_tokens(self.vocab)
         self.memory = C.llama_get_memory(self.ctx)
-        self.kv_tokens: list[int] = []  # what the KV cache holds, position by position
+        self.projector = None  # a vision.Projector when the model sees images
+        # What the KV cache holds, position by position; an image's positions hold its placeholders (vision.py).
+        self.kv_tokens: list[int] = []
         self._piece_buf = ctypes.create_string_buffer(256)
         self._pieces: dict[int, bytes] = {}  # token -> its bytes (the vocabulary never changes)
         self._eog: dict[int, bool] = {}  # token -> ends a turn
@@ -126,11 +130,13 @@ class LoadedModel:
         return known
 
     # --- Evaluation
-    def eval_prompt(self, tokens: list[int], should_abort=None) -> PromptEval:
+    def eval_prompt(self, tokens: list[int], should_abort=None, images=None) -> PromptEval:
         """Bring the KV cache to `tokens`, evaluating only what is not cached.
 
         `should_abort()` is asked between llama.cpp's micro-batches (its abort callback), so
         a long prompt stops within a fraction of a second of a cancel; raises Cancelled then.
+        `images`: the prompt's image spans by start index (vision.PromptChunks.spans), whose
+        placeholder ids in `tokens` the projector evaluates.
         """
         if not tokens:  # llama.cpp aborts the process on an empty batch
             raise DecodeError("there is nothing to evaluate (an empty prompt)")
@@ -140,19 +146,44 @@ class LoadedModel:
                 break
             n_keep += 1
         n_keep = min(n_keep, len(tokens) - 1)  # the last token must be evaluated for its logits
+        for span in (images or {}).values():
+            if span.start < n_keep < span.start + span.n_pos:
+                n_keep = span.start  # an image is evaluated whole or not at all
         if n_keep < len(self.kv_tokens):
             if not C.llama_memory_seq_rm(self.memory, 0, n_keep, -1):
                 # Some caches cannot drop a tail; start from scratch rather than misuse them.
                 C.llama_memory_clear(self.memory, True)
                 n_keep = 0
         del self.kv_tokens[n_keep:]
-        rest = tokens[n_keep:]
+        result = PromptEval(n_prompt=len(tokens), n_cached=n_keep)
         with self._abort_callback(should_abort):
-            for start in range(0, len(rest), self.n_batch):
-                if should_abort is not None and should_abort():
-                    raise Cancelled()
-                self.decode(rest[start : start + self.n_batch])
-        return PromptEval(n_prompt=len(tokens), n_cached=n_keep)
+            for begin, end, span in _segments(n_keep, len(tokens), images or {}):
+                if span is not None:
+                    if should_abort is not None and should_abort():
+                        raise Cancelled()
+                    result.encode_ms += self._eval_image(span, tokens[begin:end], should_abort)
+                    result.images_encoded += 1
+                    continue
+                for start in range(begin, end, self.n_batch):
+                    if should_abort is not None and should_abort():
+                        raise Cancelled()
+                    self.decode(tokens[start : min(end, start + self.n_batch)])
+        result.encode_ms = round(result.encode_ms, 2)
+        return result
+
+    def _eval_image(self, span, placeholders: list[int], should_abort) -> float:
+        """Encode one image and decode it into the cache at the next position; the encode's milliseconds."""
+        if self.projector is None:
+            raise DecodeError("the prompt holds an image but no image projector is loaded")
+        rc, encode_ms = self.projector.evaluate(span, self.ctx, len(self.kv_tokens), self.n_batch)
+        if rc != 0:
+            C.llama_memory_clear(self.memory, True)  # the cache may hold part of the image: forget it
+            self.kv_tokens.clear()
+            if should_abort is not None and should_abort():
+                raise Cancelled()
+            raise DecodeError(f"the image projector could not encode or decode an image (error {rc})")
+        self.kv_tokens.extend(placeholders)
+        return encode_ms
 
     @contextmanager
     def _abort_callback(self, should_abort):
@@ -201,8 +232,26 @@ class LoadedModel:
         self.kv_tokens.clear()
 
     def close(self) -> None:
+        if self.projector is not None:
+            self.projector.close()
+            self.projector = None
         rt.free(model=self.model, ctx=self.ctx)
         self.model = self.ctx = None
+
+
+def _segments(begin: int, end: int, images: dict):
+    """(start, end, image span or None) runs covering tokens[begin:end]: text runs between the images."""
+    at = begin
+    for start in sorted(s for s in images if s >= begin):
+        if start >= end:
+            break
+        if start > at:
+            yield at, start, None
+        span = images[start]
+        yield start, start + span.n_pos, span
+        at = start + span.n_pos
+    if at < end:
+        yield at, end, None
 
 
 class Sampler:
