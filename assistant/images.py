@@ -40,6 +40,14 @@ _DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(?:;[\w.+-
 class ImageError(UserError):
     """An attachment that cannot be used, with one sentence saying why."""
 
+    code = "invalid_image"
+
+
+class ModelCannotSee(ImageError):
+    """Images were sent to a model that has no image projector."""
+
+    code = "model_cannot_see"
+
 
 @dataclass(frozen=True)
 class ImageAttachment:

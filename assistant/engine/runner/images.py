@@ -54,8 +54,9 @@ class DecodedImage:
     height: int
     rgb: bytes
     source_format: str  # "PNG", "JPEG", ...
-    source_size: tuple[int, int]  # before it was turned upright and shrunk
+    source_size: tuple[int, int]  # as stored, before it was turned upright and shrunk
     animated: bool = False  # only its first frame was used
+    full_size: tuple[int, int] = (0, 0)  # upright, before it was shrunk: the picture's own size
 
 
 def image_label(name: str | None) -> str:
@@ -73,7 +74,8 @@ def decode(data: bytes, *, name: str | None = None, max_side_out: int | None = N
     if len(data) > limits.max_bytes:
         raise ImageRefused(f"{label} is {format_bytes(len(data))}, more than the {format_bytes(limits.max_bytes)} "
                            "an image may be.")
-    Image.MAX_IMAGE_PIXELS = limits.max_pixels  # Pillow's own bomb check, at our limit (we check first anyway)
+    # Pillow's own bomb check stays as a backstop, set above ours: ours names the picture's size in its sentence.
+    Image.MAX_IMAGE_PIXELS = limits.max_side * limits.max_side
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -88,7 +90,10 @@ def decode(data: bytes, *, name: str | None = None, max_side_out: int | None = N
                 # Decode a large JPEG at a reduced scale straight away: less memory, less time.
                 image.draft("RGB", (max_side_out, max_side_out))
             image.load()
+            before = image.size  # a JPEG's draft may have scaled it already
             image = _upright(image, ImageOps)
+            turned = before[0] != before[1] and image.size == (before[1], before[0])
+            full_size = (height, width) if turned else (width, height)
             rgb_image = _to_rgb(image, Image)
             if max_side_out and max(rgb_image.size) > max_side_out:
                 rgb_image.thumbnail((max_side_out, max_side_out), Image.Resampling.BICUBIC)
@@ -110,7 +115,7 @@ def decode(data: bytes, *, name: str | None = None, max_side_out: int | None = N
         raise ImageRefused(f"{label} is damaged or cut short, so it cannot be read ({why}).") from None
     if w < 1 or h < 1 or len(pixels) != w * h * 3:
         raise ImageRefused(f"{label} decoded to no usable pixels.")
-    return DecodedImage(hashlib.sha256(data).hexdigest(), w, h, pixels, fmt, (width, height), animated)
+    return DecodedImage(hashlib.sha256(data).hexdigest(), w, h, pixels, fmt, (width, height), animated, full_size)
 
 
 def _check_size(label: str, width: int, height: int, limits: ImageLimits) -> None:
