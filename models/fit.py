@@ -41,10 +41,11 @@ class MemoryEstimate:
     kv_cache: int
     compute: int
     overhead: int
+    projector: int = 0  # an image projector loaded beside the model: its weights and its compute buffer
 
     @property
     def total(self) -> int:
-        return self.weights + self.kv_cache + self.compute + self.overhead
+        return self.weights + self.kv_cache + self.compute + self.overhead + self.projector
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,7 @@ def context_for(shape: ModelShape, n_ctx: int | None) -> int:
     return max(ctx, 1)
 
 
-def estimate_memory(shape: ModelShape, n_ctx: int | None = None) -> MemoryEstimate:
+def estimate_memory(shape: ModelShape, n_ctx: int | None = None, projector_bytes: int = 0) -> MemoryEstimate:
     ctx = context_for(shape, n_ctx)
     ctx_alloc = (ctx + 255) // 256 * 256  # llama.cpp pads the cache to 256 cells
     kv = (shape.kv_bytes_per_token or 0) * ctx_alloc
@@ -90,7 +91,7 @@ def estimate_memory(shape: ModelShape, n_ctx: int | None = None) -> MemoryEstima
     logits = ubatch * vocab * 4
     attention = ubatch * ctx_alloc * (heads + 1) * 4 + 2 * ubatch * FFN_RATIO * embd * 4
     compute = max(logits, attention) + (4 << 20)
-    return MemoryEstimate(ctx, shape.weight_bytes, kv, compute, RUNTIME_OVERHEAD_BYTES)
+    return MemoryEstimate(ctx, shape.weight_bytes, kv, compute, RUNTIME_OVERHEAD_BYTES, projector_bytes)
 
 
 def this_machine() -> Machine:
@@ -169,5 +170,6 @@ def judge(estimate: MemoryEstimate, machine: Machine | None = None) -> FitVerdic
     return FitVerdict(ram, "RAM", reason, estimate, machine, gpu_verdicts)
 
 
-def fit(shape: ModelShape, n_ctx: int | None = None, machine: Machine | None = None) -> FitVerdict:
-    return judge(estimate_memory(shape, n_ctx), machine)
+def fit(shape: ModelShape, n_ctx: int | None = None, machine: Machine | None = None,
+        projector_bytes: int = 0) -> FitVerdict:
+    return judge(estimate_memory(shape, n_ctx, projector_bytes), machine)

@@ -19,6 +19,14 @@ PROJECTOR_GLOB = "mmproj*.gguf"
 MIN_SIDE, MAX_SIDE = 224, 4096
 
 
+class ProjectorFileError(ModelFileError):
+    """An image projector that cannot be used."""
+
+    def __init__(self, path, reason: str):
+        super().__init__(path, reason)
+        self.args = (f"The image projector {self.path} cannot be used: {reason}.",)
+
+
 @dataclass(frozen=True)
 class ProjectorInfo:
     path: Path
@@ -64,12 +72,15 @@ class ProjectorInfo:
 def read_projector_info(path) -> ProjectorInfo:
     """A projector file's header, checked; ModelFileError when it is not an image projector."""
     p = Path(path).expanduser()
-    info = read_gguf_info(p)
+    try:
+        info = read_gguf_info(p)
+    except ModelFileError as exc:
+        raise ProjectorFileError(p, exc.reason) from None
     meta = info.clip_meta
     if info.architecture != "clip":
-        raise ModelFileError(p, f"it is a {info.architecture} model, not an image projector (mmproj)")
+        raise ProjectorFileError(p, f"it is a {info.architecture} model, not an image projector (mmproj)")
     if meta.get("clip.has_vision_encoder") is not True:
-        raise ModelFileError(p, "it is a projector without a vision encoder, so it cannot read images")
+        raise ProjectorFileError(p, "it is a projector without a vision encoder, so it cannot read images")
     kind = meta.get("clip.projector_type") or meta.get("clip.vision.projector_type")
 
     def count(key: str) -> int | None:
@@ -106,3 +117,23 @@ def find_beside(model_path) -> Path | None:
         return next((n for n in range(len(name), 0, -1) if name[:n] in stem), 0)
 
     return min(found, key=lambda p: (-shared(p), p.stat().st_size, p.name))
+
+
+def estimate_from_size(size_bytes: int) -> int:
+    """A projector's memory known only by its file's size (a catalogue entry not downloaded yet): its weights and
+    a compute buffer of about half their size (approximate; the header, once read, gives `ProjectorInfo.memory_bytes`)."""
+    return size_bytes + min(1 << 30, max(64 << 20, size_bytes // 2))
+
+
+def for_model(path, named: str | None = None) -> ProjectorInfo | None:
+    """The projector a model file sees images through: the one `named` (an error if it cannot be used), else an
+    `mmproj*.gguf` beside it (skipped, not an error, when it cannot be used); None when there is none."""
+    if named:
+        return read_projector_info(named)
+    found = find_beside(path) if path else None
+    if found is None:
+        return None
+    try:
+        return read_projector_info(found)
+    except ModelFileError:
+        return None

@@ -37,7 +37,8 @@ from common.formatting import format_bytes
 from common.memory import trim_heap
 from models import fit, registry
 from models.gguf_file import GGUFInfo, read_gguf_info
-from models.projector import ProjectorInfo, find_beside, read_projector_info
+from models import projector
+from models.projector import ProjectorInfo
 from models.shape import from_gguf
 from models.speed import record_measured_speed
 
@@ -89,8 +90,8 @@ def plan_load(entry: registry.InstalledModel, info: GGUFInfo, settings: LoadSett
     else:
         n_ctx = min(train or DEFAULT_MAX_CTX, DEFAULT_MAX_CTX)
     estimate = fit.estimate_memory(from_gguf(info), n_ctx)
-    projector = projector_for(entry)
-    projector_bytes = projector.memory_bytes if projector else 0
+    vision = projector_for(entry)
+    projector_bytes = vision.memory_bytes if vision else 0
     machine = fit.this_machine()
     on_gpu = bool(machine.gpus) and settings.n_gpu_layers != 0
     if not on_gpu and estimate.total + projector_bytes > machine.total_ram:
@@ -100,32 +101,28 @@ def plan_load(entry: registry.InstalledModel, info: GGUFInfo, settings: LoadSett
     threads = settings.resolved_threads()
     memory_limit = (estimate.weights + estimate.kv_cache + estimate.compute + CEILING_BASE_BYTES
                     + threads * CEILING_PER_THREAD_BYTES)
-    if projector is not None:
-        memory_limit += projector.memory_bytes + IMAGE_DECODE_BYTES
+    if vision is not None:
+        memory_limit += vision.memory_bytes + IMAGE_DECODE_BYTES
     request = {
         "path": entry.path, "name": entry.name, "architecture": info.architecture, "n_ctx": n_ctx,
         "n_threads": threads, "n_gpu_layers": settings.n_gpu_layers, "n_batch": settings.n_batch,
         "chat_format": settings.chat_format, "chat_template": settings.chat_template,
         "catalogue_format": entry.chat_format, "memory_limit": memory_limit,
-        "projector": {"path": str(projector.path), "max_side": projector.max_side} if projector else None,
+        "projector": {"path": str(vision.path), "max_side": vision.max_side} if vision else None,
     }
     return LoadPlan(entry=entry, info=info, settings=settings, n_ctx=n_ctx, memory_limit=memory_limit,
-                    request=request, projector=projector)
+                    request=request, projector=vision)
 
 
 def projector_for(entry: registry.InstalledModel) -> ProjectorInfo | None:
-    """The image projector to load with a model: its own (pulled or imported with it), else for a file of the
-    user's, an `mmproj*.gguf` beside it. A projector named but unusable is a sentence, not a silent blind model."""
-    path = entry.projector
-    if path is None and entry.source == "local" and entry.path:
-        found = find_beside(entry.path)
-        path = str(found) if found else None
-    if path is None:
+    """The image projector to load with a model: its own (pulled or imported with it), else an `mmproj*.gguf`
+    beside its file. A projector it was given but that cannot be used is a sentence, not a silently blind model."""
+    if entry.is_builtin or not entry.path:
         return None
     try:
-        return read_projector_info(path)
+        return projector.for_model(entry.path, entry.projector)
     except ModelFileError as exc:
-        raise UserError(f"{entry.name} sees images through a projector that cannot be used: {exc}") from None
+        raise UserError(f"The image projector of {entry.name} ({exc.path}) cannot be used: {exc.reason}.") from None
 
 
 class LocalEngine(Engine):
