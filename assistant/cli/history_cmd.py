@@ -36,6 +36,9 @@ def add_parser(subparsers) -> None:
     s.add_argument("--format", choices=("md", "json"), help="md (readable) or json (complete, re-importable); "
                    "default: from the -o file's extension, else md")
     s.add_argument("-o", "--output", metavar="FILE", help="write here instead of standard output")
+    s.add_argument("--images", choices=("embed", "files"), default="embed",
+                   help="JSON to a file: images inside it (embed, the default) or as files in a folder beside it "
+                        "(files); Markdown to a file always puts them beside it")
     s.set_defaults(func=cmd_export)
 
     s = sub.add_parser("import", help="import a JSON export (conversations already here are skipped)")
@@ -118,6 +121,17 @@ def cmd_export(args) -> int:
     from assistant.history.export import dumps
 
     fmt = args.format or ("json" if args.output and args.output.lower().endswith(".json") else "md")
+    if args.output and args.output != "-":
+        from assistant.history.image_export import write_export
+
+        with open_store() as store:
+            ids = [store.get_conversation(args.id).id] if args.id is not None else None
+            written = write_export(store, args.output, fmt, ids, images=args.images)
+        n = written.conversations
+        extra = (f", and {written.images} image{'' if written.images == 1 else 's'} to {safe_text(written.images_folder)}"
+                 if written.images else "")
+        print(f"Exported {n} conversation{'' if n == 1 else 's'} to {args.output}{extra}.", file=sys.stderr)
+        return 0
     with open_store() as store:
         ids = [store.get_conversation(args.id).id] if args.id is not None else None
         if fmt == "json":
@@ -143,7 +157,8 @@ def cmd_import(args) -> int:
     # Read within the size limit before anything else: `/dev/zero` or an endless pipe stops at once.
     data = importing.read_stream(sys.stdin.buffer) if args.file == "-" else importing.read_file(args.file)
     with open_store() as store:
-        result = store.import_json(data)
+        # Images exported as files are read from beside the export (never from anywhere else).
+        result = store.import_json(data, folder=None if args.file == "-" else Path(args.file).expanduser().parent)
     n, k = len(result.imported), len(result.skipped)
     msg = f"Imported {n} conversation{'' if n == 1 else 's'}"
     if k:

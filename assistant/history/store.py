@@ -49,7 +49,7 @@ from assistant.history.errors import (
     HistoryReadOnlyError,
     MessageNotFound,
 )
-from assistant.history.export import to_json, to_markdown
+from assistant.history.export import ImageWriter, embedded, to_json, to_markdown
 from assistant.history.notices import Notice, NoticeBoard
 from assistant.history.records import (
     ROLES,
@@ -787,34 +787,47 @@ class HistoryStore:
         return rows
 
     @_recovers
-    def export_markdown(self, ids: list[int] | None = None) -> str:
-        return to_markdown(self._conversations(ids))
+    def export_markdown(self, ids: list[int] | None = None, image_links: dict[str, str] | None = None) -> str:
+        """The conversations to read; `image_links` (SHA-256 -> a path beside the file) shows images as
+        Markdown images (image_export.py writes those files), else by name."""
+        return to_markdown(self._conversations(ids), image_links)
 
     @_recovers
-    def export_json(self, ids: list[int] | None = None) -> dict[str, Any]:
-        """Everything: branches, statuses, stats; with no `ids`, the comparisons (verdicts included) and
-        prompt sets too. `import_json` takes it back losslessly."""
+    def export_json(self, ids: list[int] | None = None, images: ImageWriter | None = None) -> dict[str, Any]:
+        """Everything: branches, statuses, stats, images (embedded unless `images` says otherwise); with no
+        `ids`, the comparisons (verdicts included) and prompt sets too. `import_json` takes it back losslessly."""
+        images = images or embedded(self.image_data)
         if ids is not None:
-            return to_json(self._conversations(ids))
+            return to_json(self._conversations(ids), images=images)
         return to_json(self._conversations(None),
                        comparisons=[_comparisons.comparison_to_json(c)
                                     for c in self.list_comparisons(limit=None, oldest_first=True)],
-                       prompt_sets=[_comparisons.prompt_set_to_json(s) for s in self.prompt_sets()])
+                       prompt_sets=[_comparisons.prompt_set_to_json(s) for s in self.prompt_sets()], images=images)
 
     def import_json(self, data: dict | str | bytes,
-                    limits: importing.ImportLimits = importing.LIMITS) -> ImportResult:
-        """Import an export. Read within `limits`, checked whole first, then written in one
-        transaction: all or nothing. ImportFormatError / ImportLimitError say what is wrong."""
+                    limits: importing.ImportLimits = importing.LIMITS, *, folder: str | os.PathLike | None = None
+                    ) -> ImportResult:
+        """Import an export. Read within `limits`, checked whole first (every image too: its bytes, its
+        SHA-256, its kind), then written in one transaction: all or nothing. `folder`: where the export
+        was, for images exported as files beside it. ImportFormatError / ImportLimitError say what is wrong."""
         doc = importing.parse(data, limits) if isinstance(data, (str, bytes, bytearray)) else data
-        conversations = importing.validate(doc, limits)
+        conversations = importing.validate(doc, limits, folder=Path(folder) if folder is not None else None)
         comparisons, prompt_sets = importing.validate_comparisons(doc, limits)
-        return self._write_import(conversations, comparisons, prompt_sets)
+        images = [i for c in conversations for m in c["messages"] for i in m.get("images") or []]
+        if not images:
+            return self._write_import(conversations, comparisons, prompt_sets)
+        if self.read_only_reason is not None:
+            raise HistoryReadOnlyError(self.read_only_reason)
+        with _images.writing(self.image_files):
+            for image in {i.sha256: i for i in images}.values():
+                self.image_files.ensure(image)
+            return self._write_import(conversations, comparisons, prompt_sets)
 
     @_recovers
     def _write_import(self, conversations: list[dict[str, Any]], comparisons: list[dict[str, Any]] | None = None,
                       prompt_sets: list[dict[str, Any]] | None = None) -> ImportResult:
         with self._write() as conn:
-            result = importing.write(conn, conversations)
+            result = importing.write(conn, conversations, link_images=_images.link)
             result.comparisons, result.comparisons_skipped, result.prompt_sets = _comparisons.write(
                 conn, comparisons or [], prompt_sets or [])
             return result

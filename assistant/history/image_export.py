@@ -1,0 +1,80 @@
+"""Write an export to a file, its images embedded or as files in a folder beside it.
+
+    chat.json                 the export ("file": "chat-images/<sha256>.png" for each image)
+    chat-images/<sha>.png     each image once, its exact bytes
+
+JSON takes either (the user's choice, `images="embed"` or `"files"`); Markdown always links
+files beside it. Everything is written next to its target and renamed into place: a failed
+export leaves no half file, and the images are in place before the file that names them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from assistant.history.export import dumps
+from assistant.history.records import ImageRef
+from assistant.images import MIME_EXTENSIONS
+from common.errors import UserError
+
+IMAGE_MODES = ("embed", "files")
+
+
+@dataclass(frozen=True)
+class ExportWritten:
+    path: Path
+    conversations: int
+    images: int  # image files written beside it (0 when embedded or none)
+    images_folder: Path | None
+
+
+def images_folder_for(path: Path) -> Path:
+    return path.with_name(f"{path.stem}-images")
+
+
+def write_export(store: Any, path: str | os.PathLike, fmt: str, ids: list[int] | None = None,
+                 images: str = "embed") -> ExportWritten:
+    """Export conversations `ids` (None: all) to `path` as "json" or "md"; a UserError sentence if it cannot be."""
+    if images not in IMAGE_MODES:
+        raise UserError(f"Images are exported embedded or as files, not {images!r}.")
+    target = Path(path)
+    folder = images_folder_for(target)
+    beside: dict[str, tuple[ImageRef, str]] = {}  # sha -> (ref, path relative to the export's folder)
+
+    def as_file(ref: ImageRef) -> dict[str, Any]:
+        rel = f"{folder.name}/{ref.sha256}.{MIME_EXTENSIONS.get(ref.mime, 'bin')}"
+        beside.setdefault(ref.sha256, (ref, rel))
+        return {"file": rel}
+
+    if fmt == "json":
+        doc = store.export_json(ids, images=as_file if images == "files" else None)
+        text = dumps(doc)
+        count = len(doc["conversations"])
+    elif fmt == "md":
+        conv_ids = ids if ids is not None else store.conversation_ids()
+        for cid in conv_ids:
+            for m in store.get_conversation(cid).thread:
+                for ref in m.images:
+                    as_file(ref)
+        text = store.export_markdown(conv_ids, image_links={sha: rel for sha, (_, rel) in beside.items()}) + "\n"
+        count = len(conv_ids)
+    else:
+        raise UserError(f"Conversations are exported as json or md, not {fmt!r}.")
+    for ref, rel in beside.values():
+        _write_atomically(target.parent / rel, store.image_data(ref))
+    _write_atomically(target, text.encode("utf-8"))
+    return ExportWritten(target, count, len(beside), folder if beside else None)
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise UserError(f"Cannot write {path}: {exc.strerror or exc}.") from exc
