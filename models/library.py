@@ -265,6 +265,7 @@ def describe_removal(entry: InstalledModel, freed: int) -> str:
 
 
 BASE_MODEL_LABEL = "base model: continues text, does not follow instructions"
+SEES_IMAGES_LABEL = "sees images"
 
 
 @dataclass(frozen=True)

@@ -85,9 +85,6 @@ def add_parser(subparsers) -> None:
     s.set_defaults(func=_with_notices(cmd_fit))
 
 
-SEES_IMAGES = "sees images"
-
-
 def _help(parser) -> int:
     parser.print_help()
     return 2
@@ -144,7 +141,7 @@ def cmd_list(args) -> int:
         name = safe_text(r.name) + (" *" if r.name == _starter_name() else "")
         installed = {"starter": "built in", "hub": "yes", "local": "imported"}.get(r.source, "-") if r.installed else "-"
         size = ("~" if r.size_approx else "") + format_bytes(r.size_bytes)
-        note = "; ".join(x for x in (SEES_IMAGES if r.sees_images else "", r.base_label or "") if x)
+        note = "; ".join(x for x in (library.SEES_IMAGES_LABEL if r.sees_images else "", r.base_label or "") if x)
         if r.problem:
             table.append([name, installed, "?", "?", safe_text(r.quant or "?"), "?", "unusable", "-", note])
             continue

@@ -156,7 +156,7 @@ def _messages(raw: Any, config: ServerConfig) -> list[dict]:
         if images and ROLES[role] != "user":
             raise bad_request(f"'{where}' is a {role} message with an image; only user messages may hold images.",
                               f"{where}.content")
-        message = {"role": ROLES[role], "content": text}
+        message: dict[str, Any] = {"role": ROLES[role], "content": text}
         if images:
             message["images"] = images
         messages.append(message)
@@ -171,7 +171,8 @@ def _content(raw: Any, where: str) -> tuple[str, list]:
     if isinstance(raw, str):
         return _text(raw, where), []
     if isinstance(raw, list):  # content parts: text and images
-        texts, images = [], []
+        texts: list[str] = []
+        images: list[Any] = []
         for j, part in enumerate(raw):
             at = f"{where}[{j}]"
             kind = part.get("type") if isinstance(part, dict) else type(part).__name__

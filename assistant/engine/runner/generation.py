@@ -231,7 +231,8 @@ class PromptBuilder:
 def with_image_markers(messages: list[dict], projector) -> tuple[list[dict], list]:
     """Plain {role, content} messages for the template, each image a marker ahead of its message's text;
     and the images in the order their markers appear."""
-    plain, images = [], []
+    plain: list[dict] = []
+    images: list = []
     for m in messages:
         found = m.get("images") or []
         content = m.get("content") or ""

@@ -8,6 +8,7 @@ thread-safe: the Engine serialises access to it.
 import ctypes
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import llama_cpp.llama_cpp as C
 
@@ -52,7 +53,7 @@ class LoadedModel:
         self.n_ctx = C.llama_n_ctx(self.ctx)
         self.n_vocab = C.llama_vocab_n_tokens(self.vocab)
         self.memory = C.llama_get_memory(self.ctx)
-        self.projector = None  # a vision.Projector when the model sees images
+        self.projector: Any = None  # a vision.Projector when the model sees images
         # What the KV cache holds, position by position; an image's positions hold its placeholders (vision.py).
         self.kv_tokens: list[int] = []
         self._piece_buf = ctypes.create_string_buffer(256)
