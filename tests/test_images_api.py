@@ -147,3 +147,35 @@ def test_a_remote_backend_gets_the_image_parts_as_they_are():
         {"type": "image_url", "image_url": {"url": data_url(image.data)}}, {"type": "text", "text": "What is it?"}]}
     assert openai_message({"role": "user", "content": "plain"}) == {"role": "user", "content": "plain"}
     assert json.dumps(message)  # plain data on the wire
+
+
+def test_another_hearth_as_a_remote_gets_the_images_and_answers_about_them(served, tmp_path):
+    """A remote backend passes image parts on as they are: here to this Hearth's own server, which sees."""
+    from assistant import remotes
+    from assistant.chat_service import ChatService, TurnFinished, TurnRequest
+    from assistant.engine import EngineRouter, GenerationSettings
+    from assistant.history import HistoryStore
+    from assistant.images import attachment
+
+    services, controller, model, _path = served
+    remotes.add("lab", controller.url)
+    remotes.set_key("lab", KEY)
+    before = conversations(services)
+    with HistoryStore.open(tmp_path / "client.db") as history:
+        chat = ChatService(EngineRouter(), history)
+        try:
+            summary = chat.load(f"{model}@lab").result(60)
+            assert summary.vision is None  # only the server knows: it answers, or says why not
+            image = attachment(png_bytes(48, 32), "remote.png")
+            handle = chat.submit(TurnRequest(text="What is this?", images=[image],
+                                             settings=GenerationSettings(max_tokens=3, seed=1)))
+            finished = handle.result(120)
+            assert isinstance(finished, TurnFinished) and finished.stats["stop_reason"] in ("eos", "length")
+            # The server received the picture itself (a data URL) and saved it with the message.
+            served_conv = services.history.get_conversation(services.history.list_conversations(1)[0].id)
+            assert conversations(services) == before + 1
+            assert services.history.image_data(served_conv.messages[0].images[0]) == image.data
+            # And the client kept it too.
+            assert history.get_conversation(finished.conversation_id).messages[0].images[0].sha256 == image.sha256
+        finally:
+            chat.close()
