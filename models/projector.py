@@ -88,7 +88,7 @@ def read_projector_info(path) -> ProjectorInfo:
         return v if isinstance(v, int) and not isinstance(v, bool) and v > 0 else None
 
     return ProjectorInfo(
-        path=p.resolve(), size_bytes=info.size_bytes, weights_bytes=info.tensor_bytes,
+        path=p.absolute(), size_bytes=info.size_bytes, weights_bytes=info.tensor_bytes,
         projector_type=kind if isinstance(kind, str) else "?",
         image_size=count("clip.vision.image_size"), patch_size=count("clip.vision.patch_size"),
         max_pixels=count("clip.vision.image_max_pixels"),

@@ -39,7 +39,7 @@ def ask(engine, messages):
 
 def test_the_projector_beside_the_model_loads_and_its_memory_is_what_llama_cpp_reports(engine, vision_model):
     summary = engine.summary()
-    assert summary.vision is True and summary.projector["path"] == str(vision_model[1].resolve())
+    assert summary.vision is True and summary.projector["path"] == str(vision_model[1].absolute())
     # llama.cpp logs the projector's weights as "model size: N MiB" (two decimals) and its compute buffer.
     header = read_projector_info(vision_model[1])
     assert summary.projector["weights_bytes"] == pytest.approx(header.weights_bytes, rel=0.05)
