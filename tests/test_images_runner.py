@@ -55,8 +55,9 @@ def test_an_image_costs_the_tokens_the_library_counts_its_encode_time_and_the_pr
     # Gemma 3's projector: (64 / 8 / 2)^2 tokens per image, whatever the picture's own size.
     assert record["count"] == 1 and record["tokens"] == TOKENS_PER_IMAGE
     assert record["encode_ms"] > 0 and record["encoded"] == 1 and record["reused"] == 0
-    assert record["projector_bytes"] == engine.summary().projector["bytes"]
+    assert record["projector_bytes"] == engine.summary().projector["bytes"] == stats.memory.projector_bytes
     without = ask(engine, [{"role": "user", "content": "What is this?"}])
+    assert without.images == {} and without.memory.projector_bytes == record["projector_bytes"]  # loaded all the same
     # The image adds its tokens and the projector's markers around them (<start_of_image> ... <end_of_image>).
     assert stats.prompt_tokens - without.prompt_tokens > TOKENS_PER_IMAGE
     # The context meter counts what the prompt will take, image tokens included.

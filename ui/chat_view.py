@@ -63,6 +63,10 @@ def stats_tooltip(stats: dict) -> str:
                     + (f" · dropped {ctx['dropped_messages']} messages" if ctx.get("dropped_messages") else "")),
         ("Backend", f"{backend.get('kind', '–')} · llama-cpp-python {backend.get('llama_cpp_python', '')}"),
     ]
+    if mem.get("projector_bytes"):
+        rows.insert(8, ("Image projector", format_bytes(mem["projector_bytes"])))
+    if format_images_line(stats):
+        rows.insert(3, ("Images", format_images_line(stats)))
     body = "".join(f"<tr><td><b>{k}</b></td><td>&nbsp;{v}</td></tr>" for k, v in rows)
     return f"<table>{body}</table>"
 

@@ -524,7 +524,7 @@ class _Receipt:
                 weights_bytes=mem.get("weights_bytes"), kv_bytes=mem.get("kv_bytes"),
                 compute_bytes=mem.get("compute_bytes"), rss_bytes=mem.get("rss_bytes"),
                 rss_peak_bytes=mem.get("rss_peak_bytes"), vram_bytes=mem.get("vram_bytes"),
-                app_rss_bytes=rss_bytes(),
+                app_rss_bytes=rss_bytes(), projector_bytes=mem.get("projector_bytes"),
             ),
             backend=r.get("backend") or (dict(summary.backend) if summary else {}),
             context=r.get("context") or {},
