@@ -1,9 +1,13 @@
 """The user's preferences: defaults for every conversation, and how the app looks.
 
 Defaults are written in one place: the sampling figures come from
-`GenerationSettings`, the context and threads from `LoadSettings`, so the CLI's
-options, the window's settings and a fresh install all agree. Preferences live in
-the data directory (`settings.json`, see common.settings_store).
+`GenerationSettings`, the context, threads and KV cache from `LoadSettings`, so the
+CLI's options, the window's settings and a fresh install all agree. Preferences live
+in the data directory (`settings.json`, see common.settings_store).
+
+A model may keep its own KV cache type and flash attention setting
+(`MODEL_LOAD_KEY`: {model name: {"kv_cache_type", "flash_attn"}}), which win over the
+defaults whenever that model is loaded (`load_settings(preferences, model)`).
 """
 
 from __future__ import annotations
@@ -17,6 +21,9 @@ from common.settings_store import SettingsStore
 SAMPLING_KEYS = ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "seed", "max_tokens",
                  "stop_on_repetition", "context_policy")
 PREFERENCES_KEY = "defaults"
+# Load settings a model may keep for itself, and where: preferences[MODEL_LOAD_KEY][model name].
+PER_MODEL_LOAD_KEYS = ("kv_cache_type", "flash_attn")
+MODEL_LOAD_KEY = "model_load_settings"
 
 
 def default_preferences() -> dict[str, Any]:
@@ -28,6 +35,7 @@ def default_preferences() -> dict[str, Any]:
         "n_ctx": load.n_ctx or 0,  # 0: the model's own, at most 4096
         "n_threads": load.n_threads or 0,  # 0: the physical cores
         "n_gpu_layers": load.n_gpu_layers, "chat_template": "",
+        "kv_cache_type": load.kv_cache_type, "flash_attn": load.flash_attn, MODEL_LOAD_KEY: {},
         "theme": "system", "stats_line": "always",
     }
 
@@ -60,7 +68,36 @@ def generation_settings(preferences: dict[str, Any], overrides: dict[str, Any] |
     )
 
 
-def load_settings(preferences: dict[str, Any]) -> LoadSettings:
+def model_load_settings(preferences: dict[str, Any], model: str | None) -> dict[str, Any]:
+    """The load settings `model` keeps for itself ({} when none, or when the saved entry is not usable)."""
+    saved = preferences.get(MODEL_LOAD_KEY)
+    own = saved.get(model) if isinstance(saved, dict) and isinstance(model, str) else None
+    return {k: own[k] for k in PER_MODEL_LOAD_KEYS if k in own} if isinstance(own, dict) else {}
+
+
+def set_model_load_settings(store: SettingsStore, model: str, values: dict[str, Any] | None) -> dict[str, Any]:
+    """Keep `values` (cache type, flash attention) as `model`'s own; None or {} forgets them. The new preferences."""
+    preferences = load_preferences(store)
+    saved = preferences.get(MODEL_LOAD_KEY)
+    per_model = dict(saved) if isinstance(saved, dict) else {}
+    own = {k: v for k, v in (values or {}).items() if k in PER_MODEL_LOAD_KEYS and v is not None}
+    if own:
+        per_model[model] = own
+    else:
+        per_model.pop(model, None)
+    preferences[MODEL_LOAD_KEY] = per_model
+    save_preferences(store, preferences)
+    return preferences
+
+
+def load_settings(preferences: dict[str, Any], model: str | None = None) -> LoadSettings:
+    """How to load a model: the defaults, with `model`'s own cache settings on top. A cache value that is not
+    one of the choices (an edited settings.json) is passed on as it is: the engine falls back to the default
+    and says so (`LoadSettings.checked`), so the user learns why their choice did not apply."""
+    base = LoadSettings()
+    cache = {"kv_cache_type": preferences.get("kv_cache_type") or base.kv_cache_type,
+             "flash_attn": preferences.get("flash_attn") or base.flash_attn,
+             **model_load_settings(preferences, model)}
     return LoadSettings(n_ctx=preferences.get("n_ctx") or None, n_threads=preferences.get("n_threads") or None,
                         n_gpu_layers=preferences.get("n_gpu_layers"),
-                        chat_template=preferences.get("chat_template") or None)
+                        chat_template=preferences.get("chat_template") or None, **cache)

@@ -7,8 +7,8 @@ import sys
 
 from assistant import remotes
 from assistant.chat_service import ChatService, TurnFailed, TurnFinished, TurnRequest, TurnText
-from assistant.cli.common import (add_generation_options, add_model_options, ctrl_c_cancels, dim,
-                                  generation_settings, load_settings, show_model_list_notices)
+from assistant.cli.common import (add_generation_options, add_model_options, cache_words, ctrl_c_cancels, dim,
+                                  generation_settings, load_settings, show_load_notices, show_model_list_notices)
 from assistant.engine import EngineRouter
 from assistant.images import ImageAttachment, read_image_file
 from assistant.stats_format import format_images_line, format_stats_line
@@ -127,7 +127,7 @@ def run(args) -> int:
             args.model = f"{args.model}@{remote.name}"
         else:
             _say_if_preparing_starter(args.model)
-        service.load(args.model, load_settings(args)).result()
+        show_load_notices(service.load(args.model, load_settings(args)).result())
         chat.pending_images = images
         if args.prompt is not None:
             return _one_shot(chat, args.prompt, as_json=args.json)
@@ -174,8 +174,9 @@ def _one_shot(chat: _Chat, prompt: str, as_json: bool) -> int:
 def _interactive(chat: _Chat) -> int:
     s = chat.service.summary()
     assert s is not None  # loaded before the loop starts
+    cache = cache_words(s.kv_cache)
     print(dim(f"{safe_text(s.name)} · {s.quant} · {s.n_threads} threads · "
-              f"context {s.n_ctx} · type /help for commands"), file=sys.stderr)
+              f"context {s.n_ctx}{' · ' + cache if cache else ''} · type /help for commands"), file=sys.stderr)
     while True:
         try:
             line = input(">>> ")
@@ -209,7 +210,8 @@ def _command(chat: _Chat, text: str) -> bool:
         print(dim("[new conversation]"), file=sys.stderr)
     elif name == "/model" and rest.strip():
         try:
-            s = chat.service.load(rest.strip(), load_settings(chat.args)).result()
+            s = chat.service.load(rest.strip(), load_settings(chat.args, model=rest.strip())).result()
+            show_load_notices(s)
             print(dim(f"[now using {safe_text(s.name)} · {s.quant}; the conversation stays]"), file=sys.stderr)
         except UserError as exc:
             print(f"error: {safe_text(exc)}", file=sys.stderr)

@@ -6,6 +6,7 @@ import sys
 from contextlib import contextmanager
 
 from assistant.engine import ContextPolicy, GenerationSettings, LoadSettings
+from assistant.engine.settings import FLASH_ATTN_MODES, KV_CACHE_TYPES
 from common.terminal import safe_text
 
 
@@ -37,6 +38,22 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gpu-layers", type=int, help="layers to offload to the GPU (default: all, when the build can)")
     p.add_argument("--chat-format", help="a named chat format (gemma, llama-3, chatml, ...) instead of the model's")
     p.add_argument("--chat-template", metavar="FILE", help="a Jinja chat template file instead of the model's")
+    add_cache_options(p)
+
+
+def add_cache_options(p: argparse.ArgumentParser) -> None:
+    """The KV cache's type and flash attention, as llama-server's -ctk/-ctv and -fa."""
+    p.add_argument("--kv-cache-type", choices=KV_CACHE_TYPES, default=None,
+                   help="KV cache type for K and V: f16 (default), q8_0 (about half the memory) or q4_0 "
+                        "(about a quarter; a quantized cache turns flash attention on)")
+    p.add_argument("--flash-attn", choices=FLASH_ATTN_MODES, default=None,
+                   help="flash attention: auto (default: where the backend supports it), on or off")
+
+
+def cache_settings(args) -> dict:
+    """The cache options given on the command line, as LoadSettings fields (the defaults where left out)."""
+    values = {"kv_cache_type": getattr(args, "kv_cache_type", None), "flash_attn": getattr(args, "flash_attn", None)}
+    return {k: v for k, v in values.items() if v is not None}
 
 
 def _max_tokens(value: str) -> int:
@@ -64,7 +81,35 @@ def add_generation_options(p: argparse.ArgumentParser) -> None:
                    help="when the context is full: stop there, or drop the oldest turns (default)")
 
 
-def load_settings(args) -> LoadSettings:
+def show_load_notices(summary) -> None:
+    """Load settings that could not be used as given (a quantized cache without flash attention, a value
+    from a settings file that is not one of the choices), one line each."""
+    for notice in getattr(summary, "notices", None) or []:
+        print(f"notice: {safe_text(notice)}", file=sys.stderr)
+
+
+def cache_words(kv_cache: dict | None) -> str:
+    """'KV q8_0, flash attention' from a summary's or a record's kv_cache ('' when not known)."""
+    if not isinstance(kv_cache, dict) or not kv_cache.get("type"):
+        return ""
+    fa = kv_cache.get("flash_attn")
+    attention = ", flash attention" if fa is True else ", no flash attention" if fa is False else ""
+    return f"KV {kv_cache['type']}{attention}"
+
+
+def saved_cache_settings(model: str | None) -> dict:
+    """The cache settings `model` keeps for itself (`assistant models set`), {} when none."""
+    if not model:
+        return {}
+    from assistant.preferences import load_preferences, model_load_settings
+    from common.settings_store import SettingsStore
+
+    return model_load_settings(load_preferences(SettingsStore()), model)
+
+
+def load_settings(args, model: str | None = None) -> LoadSettings:
+    """LoadSettings from the options; the cache settings the model keeps for itself where none are given.
+    `model`: the model being loaded, when it is not -m's (a /model switch)."""
     template = None
     if getattr(args, "chat_template", None):
         from common.errors import UserError
@@ -75,7 +120,8 @@ def load_settings(args) -> LoadSettings:
         except OSError as exc:
             raise UserError(f"The chat template file {args.chat_template} cannot be read: {exc.strerror}.") from exc
     return LoadSettings(n_ctx=args.ctx, n_threads=args.threads, n_gpu_layers=args.gpu_layers,
-                        chat_format=args.chat_format, chat_template=template)
+                        chat_format=args.chat_format, chat_template=template,
+                        **{**saved_cache_settings(model or getattr(args, "model", None)), **cache_settings(args)})
 
 
 def generation_settings(args) -> GenerationSettings:

@@ -20,7 +20,9 @@ from typing import Any
 
 from assistant.cli.common import (
     SEARCH_MARKS,
+    add_cache_options,
     add_generation_options,
+    cache_settings,
     ctrl_c_cancels,
     dim,
     generation_settings,
@@ -61,6 +63,7 @@ def add_parser(sub) -> None:
     p.add_argument("-t", "--threads", type=positive_int, help="CPU threads (default: the physical cores)")
     p.add_argument("-c", "--ctx", type=positive_int, help="context length (default: each model's, at most 4096)")
     p.add_argument("--gpu-layers", type=int, help="layers to offload to the GPU (default: all, when the build can)")
+    add_cache_options(p)
     add_generation_options(p)
     p.set_defaults(func=run)
 
@@ -96,7 +99,7 @@ def _open_history():
 def _load_settings(args):
     from assistant.engine import LoadSettings
 
-    return LoadSettings(n_ctx=args.ctx, n_threads=args.threads, n_gpu_layers=args.gpu_layers)
+    return LoadSettings(n_ctx=args.ctx, n_threads=args.threads, n_gpu_layers=args.gpu_layers, **cache_settings(args))
 
 
 # --- Running a comparison ---------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import threading
 import time
 from typing import Any
 
-from assistant.cli.common import show_model_list_notices
+from assistant.cli.common import add_cache_options, cache_settings, show_model_list_notices
 from common.errors import UserError
 from common.formatting import format_byte_rate, format_bytes, format_context, format_params, format_tps
 from common.terminal import safe_text
@@ -77,6 +77,16 @@ def add_parser(subparsers) -> None:
     s = sub.add_parser("rm", help="remove a model; a downloaded one's file is deleted")
     s.add_argument("name")
     s.set_defaults(func=_with_notices(cmd_rm))
+
+    s = sub.add_parser(
+        "set", help="keep a model's own KV cache type and flash attention setting",
+        description="The model then loads with these in chat, serve and the window, "
+        "unless a command's own option says otherwise. --reset forgets them.",
+    )
+    s.add_argument("name")
+    add_cache_options(s)
+    s.add_argument("--reset", action="store_true", help="forget this model's own settings")
+    s.set_defaults(func=_with_notices(cmd_set))
 
     s = sub.add_parser("fit", help="memory and speed estimate for a model, with its parts (reads only its header)")
     s.add_argument("name")
@@ -436,6 +446,28 @@ def cmd_rm(args) -> int:
     entry, freed = library.remove(args.name)
     print(library.describe_removal(entry, freed))
     return 0
+
+
+def cmd_set(args) -> int:
+    from assistant.preferences import model_load_settings, set_model_load_settings
+    from common.settings_store import SettingsStore
+
+    values = cache_settings(args)
+    if not values and not args.reset:
+        raise UserError("Say what to keep: --kv-cache-type f16|q8_0|q4_0 and/or --flash-attn auto|on|off "
+                        "(or --reset to forget).")
+    store = SettingsStore()
+    own = {} if args.reset else {**model_load_settings(_preferences(store), args.name), **values}
+    kept = model_load_settings(set_model_load_settings(store, args.name, own), args.name)
+    words = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in kept.items())
+    print(f"{safe_text(args.name)}: {words or 'the defaults'}.")
+    return 0
+
+
+def _preferences(store):
+    from assistant.preferences import load_preferences
+
+    return load_preferences(store)
 
 
 def cmd_fit(args) -> int:

@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from assistant.cli.common import add_model_options, dim, load_settings, positive_int
+from assistant.cli.common import add_model_options, dim, load_settings, positive_int, show_load_notices
 from assistant.server.config import (DEFAULT_HOST, DEFAULT_PORT, MAX_BODY_BYTES, MAX_MESSAGES, MAX_TOKENS_LIMIT,
                                      MAX_WAITING, ServerConfig, new_api_key)
 from assistant.server.request_log import RequestRecord
@@ -79,6 +79,7 @@ def run(args) -> int:
         controller.prepare()  # a port in use is said now, not after the model has loaded
         print(dim(f"Loading {safe_text(args.model)}…"), file=sys.stderr)
         summary = services.chat.load(args.model, load_settings(args)).result()
+        show_load_notices(summary)
         controller.request_log.subscribe(_print_request)
 
         def ready(url: str) -> None:

@@ -53,6 +53,9 @@ CEILING_PER_THREAD_BYTES = 16 << 20
 # Beside a projector: decoding one image of the largest size allowed (50 MP as RGBA, its RGB copy and a
 # resized one) and the decoded images kept between turns.
 IMAGE_DECODE_BYTES = 768 << 20
+# Context checkpoints (runner/checkpoints.py) may take up to a quarter of the KV estimate, at least this:
+# enough for the few a chat needs, and counted in the ceiling so that saving one never hits it.
+MIN_CHECKPOINT_BUDGET_BYTES = 64 << 20
 
 
 class ModelCrashError(UserError):
@@ -70,6 +73,7 @@ class LoadPlan:
     memory_limit: int | None
     request: dict[str, Any] = field(default_factory=dict)
     projector: ProjectorInfo | None = None
+    notices: list[str] = field(default_factory=list)  # settings that could not be used as given, and why
 
     @property
     def load_deadline(self) -> float:
@@ -79,6 +83,9 @@ class LoadPlan:
 
 def plan_load(entry: registry.InstalledModel, info: GGUFInfo, settings: LoadSettings) -> LoadPlan:
     """Check the context against the model and the machine; size the runner's memory ceiling."""
+    settings, notices = settings.checked()
+    for notice in notices:
+        log.warning("%s: %s", entry.name, notice)
     train = info.context_length
     n_ctx = settings.n_ctx
     if n_ctx is not None:
@@ -89,7 +96,8 @@ def plan_load(entry: registry.InstalledModel, info: GGUFInfo, settings: LoadSett
                             f"({train:,} tokens); choose {train:,} or less.")
     else:
         n_ctx = min(train or DEFAULT_MAX_CTX, DEFAULT_MAX_CTX)
-    estimate = fit.estimate_memory(from_gguf(info), n_ctx)
+    estimate = fit.estimate_memory(from_gguf(info), n_ctx, kv_cache_type=settings.kv_cache_type,
+                                   flash_attn={"on": True, "off": False}.get(settings.flash_attn))
     vision = projector_for(entry)
     projector_bytes = vision.memory_bytes if vision else 0
     machine = fit.this_machine()
@@ -99,7 +107,8 @@ def plan_load(entry: registry.InstalledModel, info: GGUFInfo, settings: LoadSett
                         f"{entry.name} (its KV cache alone {format_bytes(estimate.kv_cache)}), more than this "
                         f"machine's {format_bytes(machine.total_ram)} of RAM; choose a smaller context.")
     threads = settings.resolved_threads()
-    memory_limit = (estimate.weights + estimate.kv_cache + estimate.compute + CEILING_BASE_BYTES
+    checkpoint_budget = max(MIN_CHECKPOINT_BUDGET_BYTES, estimate.kv_cache // 4)
+    memory_limit = (estimate.weights + estimate.kv_cache + estimate.compute + checkpoint_budget + CEILING_BASE_BYTES
                     + threads * CEILING_PER_THREAD_BYTES)
     if vision is not None:
         memory_limit += vision.memory_bytes + IMAGE_DECODE_BYTES
@@ -108,10 +117,12 @@ def plan_load(entry: registry.InstalledModel, info: GGUFInfo, settings: LoadSett
         "n_threads": threads, "n_gpu_layers": settings.n_gpu_layers, "n_batch": settings.n_batch,
         "chat_format": settings.chat_format, "chat_template": settings.chat_template,
         "catalogue_format": entry.chat_format, "memory_limit": memory_limit,
+        "kv_cache_type": settings.kv_cache_type, "flash_attn": settings.flash_attn,
+        "checkpoint_bytes_max": checkpoint_budget,
         "projector": {"path": str(vision.path), "max_side": vision.max_side} if vision else None,
     }
     return LoadPlan(entry=entry, info=info, settings=settings, n_ctx=n_ctx, memory_limit=memory_limit,
-                    request=request, projector=vision)
+                    request=request, projector=vision, notices=notices)
 
 
 def projector_for(entry: registry.InstalledModel) -> ProjectorInfo | None:
@@ -212,6 +223,7 @@ class LocalEngine(Engine):
             is_base=not data["has_chat_template"] or bool(getattr(entry, "is_base", False)),
             spec=entry.name if entry.source == "starter" or registry.get(entry.name) else entry.path,
             vision=bool(data.get("vision")), projector=data.get("projector"),
+            kv_cache=dict(data.get("kv_cache") or {}), notices=list(plan.notices),
         )
 
     def _remember_crash(self, entry: registry.InstalledModel, sentence: str) -> None:
@@ -525,6 +537,7 @@ class _Receipt:
                 compute_bytes=mem.get("compute_bytes"), rss_bytes=mem.get("rss_bytes"),
                 rss_peak_bytes=mem.get("rss_peak_bytes"), vram_bytes=mem.get("vram_bytes"),
                 app_rss_bytes=rss_bytes(), projector_bytes=mem.get("projector_bytes"),
+                checkpoint_bytes=mem.get("checkpoint_bytes"),
             ),
             backend=r.get("backend") or (dict(summary.backend) if summary else {}),
             context=r.get("context") or {},
@@ -535,4 +548,5 @@ class _Receipt:
             transport={"runner_pid": summary.pid if summary else None, "runner_ttft_ms": r.get("ttft_ms"),
                        "received_gen_tps": received, "batches": self.batches,
                        "cpu_other_busy": r.get("cpu_other_busy"), "bookkeeping_ms": r.get("bookkeeping_ms")},
+            kv_cache=r.get("kv_cache") or (dict(summary.kv_cache) if summary else {}),
         )

@@ -54,6 +54,9 @@ class Outcome:
     bookkeeping_ms: float = 0.0
     # Images in the prompt: {"count", "tokens", "encode_ms", "projector_bytes", "encoded", "reused"}.
     images: dict = field(default_factory=dict)
+    # The KV cache as allocated (type, flash attention, window-sized or full sliding-window layers) and its
+    # context checkpoints; "resumed_from": the checkpoint this reply's prompt resumed from, if one was used.
+    kv_cache: dict = field(default_factory=dict)
 
 
 def generate(model: LoadedModel, renderer: ChatRenderer | None, messages: list[dict] | None, prompt: str | None,
@@ -66,6 +69,7 @@ def generate(model: LoadedModel, renderer: ChatRenderer | None, messages: list[d
     s = settings
     out = Outcome(seed=s.seed if s.seed is not None else random.getrandbits(32))
     sampler = None
+    resumed_from = None
     t_first = t_last = None
     bookkeeping = 0.0
     load = CpuLoadMeter()  # other programs' use of the CPU meanwhile: a busy run must not teach the estimates
@@ -89,7 +93,7 @@ def generate(model: LoadedModel, renderer: ChatRenderer | None, messages: list[d
                                           images=chunks.spans if chunks is not None else None)
         finally:
             out.prompt_ms = round((time.perf_counter() - tp) * 1000, 2)
-        out.cached_tokens = evaluated.n_cached
+        out.cached_tokens, resumed_from = evaluated.n_cached, evaluated.restored
         if out.images:
             out.images.update(encode_ms=evaluated.encode_ms, encoded=evaluated.images_encoded,
                               reused=out.images["count"] - evaluated.images_encoded)
@@ -150,6 +154,7 @@ def generate(model: LoadedModel, renderer: ChatRenderer | None, messages: list[d
         out.context = {**out.context, "used_tokens": len(model.kv_tokens)}
         out.cpu_other_busy = round(load.busy_fraction(), 3)
         out.bookkeeping_ms = round(bookkeeping * 1000, 3)
+        out.kv_cache = {**model.kv_cache_record(), "resumed_from": resumed_from}
     return out
 
 

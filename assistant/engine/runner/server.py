@@ -129,7 +129,13 @@ class RunnerServer:
         t0 = time.perf_counter()
         try:
             model = LoadedModel(request["path"], n_ctx=request["n_ctx"], n_threads=request["n_threads"],
-                                n_gpu_layers=n_gpu, n_batch=request["n_batch"])
+                                n_gpu_layers=n_gpu, n_batch=request["n_batch"],
+                                kv_cache_type=request.get("kv_cache_type") or "f16",
+                                flash_attn=request.get("flash_attn") or "auto",
+                                max_checkpoint_bytes=request.get("checkpoint_bytes_max"))
+        except rt.ContextSettingsError as exc:
+            name = request.get("name") or request["path"]
+            raise UserError(f"{name} cannot be loaded with these settings: {exc}.") from exc
         except rt.LlamaLoadError as exc:
             raise UserError(f"The model file {request['path']} cannot be used: {exc}; the file may be damaged "
                             "or need a newer llama.cpp.") from exc
@@ -183,13 +189,14 @@ class RunnerServer:
             "n_ctx": m.n_ctx, "n_ctx_train": m.n_ctx_train(), "n_params": m.n_params(), "n_threads": m.n_threads,
             "n_gpu_layers": m.n_gpu_layers, "chat_format": self.renderer.label if self.renderer else "completion",
             "has_chat_template": bool(m.chat_template()), "backend": backend, "memory": self._memory(),
-            "pid": os.getpid(), "memory_limit": self.memory_limit,
+            "pid": os.getpid(), "memory_limit": self.memory_limit, "kv_cache": m.kv_cache_record(),
             "vision": m.projector is not None, "projector": m.projector.record() if m.projector else None,
         }
 
     def _memory(self) -> dict[str, Any]:
         m = self._require_model()
         return {"weights_bytes": m.weights_bytes(), "kv_bytes": m.buffers.kv, "compute_bytes": m.buffers.compute,
+                "checkpoint_bytes": m.checkpoints.bytes,
                 "rss_bytes": rss_bytes(), "rss_peak_bytes": rss_peak_bytes(), "vram_bytes": vram_bytes(),
                 "projector_bytes": m.projector.memory_bytes if m.projector else None}
 
