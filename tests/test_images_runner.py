@@ -117,3 +117,24 @@ def test_a_model_that_cannot_see_says_so_in_one_sentence(tiny_model_path):
         stats = ask(eng, [{"role": "user", "content": "Look", "images": [attachment(png_bytes(), "x.png")]}])
         assert stats.stop_reason == "error" and re.search(r"cannot see images.*--projector FILE\)\.$", stats.error)
         assert ask(eng, [{"role": "user", "content": "Hello"}]).error is None
+
+
+def test_a_sliding_window_model_keeps_a_follow_up_about_the_image_cached(tmp_path):
+    """Gemma 3's own shape: window-sized caches for its sliding layers, so a follow-up resumes from the cache (or a
+    checkpoint) with the image's positions in it, and the image is not encoded again."""
+    from tests.support.hybrid_gguf import write_tiny_gemma3
+    from tests.support.tiny_vision import write_tiny_projector
+
+    model = write_tiny_gemma3(tmp_path / "gemma3.gguf", sliding_window=32)
+    write_tiny_projector(tmp_path / "mmproj-gemma3.gguf", text_embd=128)
+    with LocalEngine() as eng:
+        summary = eng.load(str(model), LoadSettings(n_ctx=1024, n_threads=1))
+        assert summary.vision and summary.kv_cache.get("swa") == "window"
+        turn = [{"role": "user", "content": "Describe the picture in detail, please. " * 3,
+                 "images": [attachment(png_bytes(40, 40), "a.png")]}]
+        first = ask(eng, turn)
+        assert first.error is None and first.images["encoded"] == 1
+        follow_up = turn + [{"role": "assistant", "content": first.reply}, {"role": "user", "content": "Why?"}]
+        second = ask(eng, follow_up)
+        assert second.error is None and second.images["encoded"] == 0 and second.images["reused"] == 1
+        assert second.cached_tokens >= first.prompt_tokens - 1
