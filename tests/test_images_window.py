@@ -159,3 +159,28 @@ def test_deleting_the_conversation_deletes_its_images(qtbot, window, tmp_path):
     assert [p for p in folder.rglob("*.png")]
     w.sidebar.delete(w.current_id, confirm=False)
     assert not [p for p in folder.rglob("*.png")]
+
+
+def test_the_picker_and_the_manager_mark_models_that_see(qtbot, window, vision_model, monkeypatch):
+    from models import library, speed
+    from models.library import SEES_IMAGES_LABEL
+
+    monkeypatch.setattr(speed, "memory_bandwidth", lambda force=False: 20e9)  # no bandwidth probe
+    monkeypatch.setattr(speed, "bandwidth_curve", lambda threads=None, force=False: speed.BandwidthCurve.flat(20e9))
+    library.import_file(vision_model[0], "seeing")
+    w = window(FakeEngine(), "llama-3.2-1b")
+    w.services.library.refresh_installed()
+    w.model_picker.refresh_installed()
+    qtbot.waitUntil(lambda: w.model_picker.combo.findData("seeing") >= 0, timeout=30_000)
+    qtbot.waitUntil(lambda: not background_busy(), timeout=30_000)
+    combo = w.model_picker.combo
+    assert SEES_IMAGES_LABEL in combo.itemText(combo.findData("seeing"))
+    assert SEES_IMAGES_LABEL not in combo.itemText(combo.findData("starter"))
+    dialog = w.make_model_manager()
+    qtbot.addWidget(dialog)
+    dialog.show()
+    qtbot.waitUntil(lambda: not background_busy(), timeout=30_000)
+    items = {dialog.installed.topLevelItem(i).data(0, Qt.UserRole): dialog.installed.topLevelItem(i)
+             for i in range(dialog.installed.topLevelItemCount())}
+    assert SEES_IMAGES_LABEL in items["seeing"].text(7) and SEES_IMAGES_LABEL not in items["starter"].text(7)
+    dialog.close()
