@@ -97,6 +97,7 @@ def test_json_export_embeds_images_or_puts_them_beside_it_and_both_import_back(s
     store.add_message(conv.id, "assistant", "A red and a blue picture.",
                       stats={"images": {"count": 2, "tokens": 32, "encode_ms": 900.0, "encoded": 2, "reused": 0}})
     out = tmp_path / "out"
+    out.mkdir()
     embedded = write_export(store, out / "chat.json", "json", [conv.id], images="embed")
     assert embedded.images == 0
     doc = json.loads((out / "chat.json").read_text())
@@ -206,3 +207,20 @@ def test_an_older_history_file_gains_the_image_tables(tmp_path):
 
 def test_the_files_live_in_the_data_directory_beside_the_history(store):
     assert store.image_files.folder == Path(store.path).parent / "images"
+
+
+def test_no_file_is_left_behind_by_a_message_that_was_not_saved_or_an_import_that_skipped(store, tmp_path):
+    from assistant.history import ConversationNotFound
+
+    with pytest.raises(ConversationNotFound):
+        store.add_message(999, "user", "look", images=[RED])
+    assert image_files(store) == []
+    conv = store.create_conversation()
+    store.add_message(conv.id, "user", "look", images=[RED])
+    out = tmp_path / "x.json"
+    write_export(store, out, "json")
+    store.delete(conv.id)
+    with HistoryStore.open(tmp_path / "other" / "history.db") as other:
+        assert other.import_json(out.read_bytes()).imported
+        assert other.import_json(out.read_bytes()).skipped  # the second time: already there, nothing new
+        assert image_files(other) == [f"{RED.sha256}.png"]

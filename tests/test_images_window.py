@@ -184,3 +184,25 @@ def test_the_picker_and_the_manager_mark_models_that_see(qtbot, window, vision_m
              for i in range(dialog.installed.topLevelItemCount())}
     assert SEES_IMAGES_LABEL in items["seeing"].text(7) and SEES_IMAGES_LABEL not in items["starter"].text(7)
     dialog.close()
+
+
+def test_export_from_the_window_embeds_images_or_puts_them_beside_the_file(qtbot, window, tmp_path, monkeypatch):
+    import json
+
+    w = window()
+    (tmp_path / "a.png").write_bytes(png_bytes())
+    attach(qtbot, w, [tmp_path / "a.png"])
+    send(qtbot, w, "Look.")
+    out = tmp_path / "out"
+    out.mkdir()
+    for name, chosen in (("inside.json", "JSON, images inside it (*.json)"),
+                         ("beside.json", "JSON, images as files beside it (*.json)")):
+        monkeypatch.setattr("ui.sidebar.QFileDialog.getSaveFileName",
+                            lambda parent, caption, path, filters, name=name, chosen=chosen: (str(out / name), chosen))
+        assert w.sidebar.export(w.current_id, "json") == str(out / name)
+    inside = json.loads((out / "inside.json").read_text())["conversations"][0]["messages"][0]["images"][0]
+    beside = json.loads((out / "beside.json").read_text())["conversations"][0]["messages"][0]["images"][0]
+    assert "data" in inside and (out / beside["file"]).is_file()
+    assert "its images in beside-images" in w.statusBar().currentMessage()
+    assert w.sidebar.export(w.current_id, "md", str(out / "chat.md")) == str(out / "chat.md")
+    assert "](chat-images/" in (out / "chat.md").read_text()

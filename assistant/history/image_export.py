@@ -63,18 +63,21 @@ def write_export(store: Any, path: str | os.PathLike, fmt: str, ids: list[int] |
         count = len(conv_ids)
     else:
         raise UserError(f"Conversations are exported as json or md, not {fmt!r}.")
+    if beside and not target.parent.is_dir():
+        raise UserError(f"Could not write {target}: the folder {target.parent} does not exist.")
     for ref, rel in beside.values():
-        _write_atomically(target.parent / rel, store.image_data(ref))
+        _write_atomically(target.parent / rel, store.image_data(ref), make_folder=True)
     _write_atomically(target, text.encode("utf-8"))
     return ExportWritten(target, count, len(beside), folder if beside else None)
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
+def _write_atomically(path: Path, data: bytes, make_folder: bool = False) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if make_folder:  # the images' folder beside the export, never the export's own
+            path.parent.mkdir(exist_ok=True)
         tmp.write_bytes(data)
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        raise UserError(f"Cannot write {path}: {exc.strerror or exc}.") from exc
+        raise UserError(f"Could not write {path}: {exc.strerror or exc}.") from exc

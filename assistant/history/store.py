@@ -588,10 +588,15 @@ class HistoryStore:
         if self.read_only_reason is not None:
             raise HistoryReadOnlyError(self.read_only_reason)
         with _images.writing(self.image_files):
+            new = self._new_images(images)
             for image in images:
                 self.image_files.ensure(image)
-            return self._insert_message(conversation_id, role, clean_text(content), parent_id, status, stats,
-                                        clean_optional(error), images=images)
+            try:
+                return self._insert_message(conversation_id, role, clean_text(content), parent_id, status, stats,
+                                            clean_optional(error), images=images)
+            except BaseException:
+                self._sweep(new)  # the message was not saved: neither are files only it would have shown
+                raise
 
     @_recovers
     def start_reply(self, conversation_id: int, *, parent_id: int | None = CURRENT_LEAF, role: str = "assistant",
@@ -630,6 +635,25 @@ class HistoryStore:
         except (OSError, ValueError) as exc:
             raise HistoryError(f"The image {ref.name or ref.sha256[:12]} of this conversation cannot be read from "
                                f"{self.image_files.folder} ({getattr(exc, 'strerror', None) or exc}).") from exc
+
+    def _new_images(self, images: list) -> list[tuple[str, str]]:
+        """(sha, mime) of the images the history does not hold yet: the files a failed write must take back."""
+        with self._read() as conn:
+            return [(i.sha256, i.mime) for i in {i.sha256: i for i in images}.values()
+                    if conn.execute("SELECT 1 FROM images WHERE sha256 = ?", (i.sha256,)).fetchone() is None]
+
+    def _sweep(self, candidates: list[tuple[str, str]]) -> None:
+        """Delete those of `candidates` that no message links (we hold the image lock already)."""
+        if not candidates:
+            return
+        with self._lock, self._errors():
+            for sha, mime in candidates:
+                if self.conn.execute("SELECT 1 FROM message_images WHERE sha256 = ? LIMIT 1", (sha,)).fetchone():
+                    continue
+                try:
+                    self.image_files.path_for(sha, mime).unlink(missing_ok=True)
+                except OSError as exc:
+                    log.warning("could not delete the unused image file %s: %s", sha, exc)
 
     @staticmethod
     def _with_images(conn: sqlite3.Connection, messages: list[Message]) -> list[Message]:
@@ -819,9 +843,13 @@ class HistoryStore:
         if self.read_only_reason is not None:
             raise HistoryReadOnlyError(self.read_only_reason)
         with _images.writing(self.image_files):
+            new = self._new_images(images)
             for image in {i.sha256: i for i in images}.values():
                 self.image_files.ensure(image)
-            return self._write_import(conversations, comparisons, prompt_sets)
+            try:
+                return self._write_import(conversations, comparisons, prompt_sets)
+            finally:
+                self._sweep(new)  # files of conversations skipped (already here), or of a failed import
 
     @_recovers
     def _write_import(self, conversations: list[dict[str, Any]], comparisons: list[dict[str, Any]] | None = None,
