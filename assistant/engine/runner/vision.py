@@ -121,7 +121,8 @@ class Projector:
         M = self._M
         n_markers = text.count(self.marker)
         if n_markers != len(images):
-            raise ValueError(f"the chat template kept {n_markers} of the conversation's {len(images)} images")
+            raise ValueError(f"the chat template placed {n_markers} image markers for {len(images)} images (it "
+                             "repeats or drops messages' text)")
         prompt = PromptChunks(tokens=[])
         try:
             for image in images:
