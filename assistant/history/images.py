@@ -79,18 +79,22 @@ class ImageFiles:
             raise OSError(f"the file of image {ref.sha256[:12]}… no longer holds that image")
         return data
 
-    def remove_unlinked(self, conn: sqlite3.Connection, candidates: Iterable[tuple[str, str]]) -> int:
-        """Delete the files of images no message links any more (call after the deleting commit). Returns how many."""
+    def remove_unlinked(self, conn: sqlite3.Connection, candidates: Iterable[tuple[str, str]], *,
+                        held: bool = False) -> int:
+        """Delete the files of `candidates` (sha, mime) that no message links (after the commit that unlinked them;
+        `held`: the caller holds the image lock already). Returns how many."""
+        if not held:
+            with self.locked():
+                return self.remove_unlinked(conn, candidates, held=True)
         removed = 0
-        with self.locked():
-            for sha, mime in set(candidates):
-                if conn.execute("SELECT 1 FROM message_images WHERE sha256 = ? LIMIT 1", (sha,)).fetchone():
-                    continue  # another process linked it meanwhile
-                try:
-                    self.path_for(sha, mime).unlink(missing_ok=True)
-                    removed += 1
-                except OSError as exc:  # a file left behind costs space, never a message
-                    log.warning("could not delete the image file %s: %s", sha, exc)
+        for sha, mime in set(candidates):
+            if conn.execute("SELECT 1 FROM message_images WHERE sha256 = ? LIMIT 1", (sha,)).fetchone():
+                continue  # another process linked it meanwhile
+            try:
+                self.path_for(sha, mime).unlink(missing_ok=True)
+                removed += 1
+            except OSError as exc:  # a file left behind costs space, never a message
+                log.warning("could not delete the image file %s: %s", sha, exc)
         return removed
 
 

@@ -565,8 +565,9 @@ class HistoryStore:
             if not conn.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,)).rowcount:
                 raise ConversationNotFound(conversation_id)
         if unused:  # the last conversation that showed them is gone: so are their files
-            with self._lock, self._errors():
-                self.image_files.remove_unlinked(self.conn, unused)
+            # The image lock first, then the store's: the order a message with images takes them in.
+            with self.image_files.locked():
+                self._sweep(unused)
         return n
 
     # -- messages and the tree -----------------------------------------------------
@@ -643,17 +644,10 @@ class HistoryStore:
                     if conn.execute("SELECT 1 FROM images WHERE sha256 = ?", (i.sha256,)).fetchone() is None]
 
     def _sweep(self, candidates: list[tuple[str, str]]) -> None:
-        """Delete those of `candidates` that no message links (we hold the image lock already)."""
-        if not candidates:
-            return
-        with self._lock, self._errors():
-            for sha, mime in candidates:
-                if self.conn.execute("SELECT 1 FROM message_images WHERE sha256 = ? LIMIT 1", (sha,)).fetchone():
-                    continue
-                try:
-                    self.image_files.path_for(sha, mime).unlink(missing_ok=True)
-                except OSError as exc:
-                    log.warning("could not delete the unused image file %s: %s", sha, exc)
+        """Delete those of `candidates` that no message links (the caller holds the image lock)."""
+        if candidates:
+            with self._lock, self._errors():
+                self.image_files.remove_unlinked(self.conn, candidates, held=True)
 
     @staticmethod
     def _with_images(conn: sqlite3.Connection, messages: list[Message]) -> list[Message]:
