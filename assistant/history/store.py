@@ -566,8 +566,13 @@ class HistoryStore:
                 raise ConversationNotFound(conversation_id)
         if unused:  # the last conversation that showed them is gone: so are their files
             # The image lock first, then the store's: the order a message with images takes them in.
-            with self.image_files.locked():
-                self._sweep(unused)
+            from filelock import Timeout
+
+            try:
+                with self.image_files.locked():
+                    self._sweep(unused)
+            except (Timeout, OSError) as exc:  # the conversation is deleted; a file left behind costs only space
+                log.warning("could not delete the images of conversation %s: %s", conversation_id, exc)
         return n
 
     # -- messages and the tree -----------------------------------------------------
