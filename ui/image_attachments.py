@@ -121,6 +121,7 @@ class ImageViewer(QDialog):
         super().__init__(parent)
         self.setWindowTitle(name or "Image")
         self.setObjectName("imageViewer")
+        self.setAttribute(Qt.WA_DeleteOnClose)
         layout = QVBoxLayout(self)
         self.picture = QLabel("Preparing the image…")
         self.picture.setAlignment(Qt.AlignCenter)
