@@ -66,11 +66,13 @@ def test_attach_send_see_thumbnails_the_cost_and_a_larger_view(qtbot, window, tm
     assert attach(qtbot, w, [tmp_path / "0.png", tmp_path / "1.png"]) == 2
     tray = w.input.tray
     assert tray.isVisible() and [i.width for i in tray.images] == [48, 48]
+    assert [i.name for i in tray.images] == ["0.png", "1.png"]  # as added, whichever check finished first
     assert all(not b.icon().isNull() for b in tray._widgets.values())
     send(qtbot, w, "Compare these.")
     assert not tray.images and not tray.isVisible()
     user, reply = list(w.chat.widgets.values())[-2:]
     assert user.images is not None and len(user.images.buttons) == 2
+    assert [b.accessibleName() for b in user.images.buttons] == ["Image 0.png", "Image 1.png"]
     qtbot.waitUntil(lambda: all(not b.icon().isNull() for b in user.images.buttons), timeout=30_000)
     assert reply.stats_label.text().splitlines()[-1].startswith(f"2 images · {2 * TOKENS_PER_IMAGE} tokens · ")
     # A click shows it larger, drawn by the image check.
@@ -113,8 +115,9 @@ def test_the_meter_counts_image_tokens_before_sending(qtbot, window, tmp_path):
     counts = []
     w.bridge.tokenCount.connect(lambda used, limit: counts.append(used))
     w.input.edit.setPlainText("What is this?")
-    qtbot.waitUntil(lambda: bool(counts), timeout=30_000)
-    without = counts[-1]
+    without = w.services.chat.run_on_engine(
+        lambda engine: engine.count_tokens([{"role": "user", "content": "What is this?"}])).result(30)
+    qtbot.waitUntil(lambda: bool(counts) and counts[-1] == without, timeout=30_000)
     (tmp_path / "a.png").write_bytes(png_bytes())
     attach(qtbot, w, [tmp_path / "a.png"])
     qtbot.waitUntil(lambda: counts[-1] > without, timeout=30_000)

@@ -196,10 +196,15 @@ class AttachmentTray(QWidget):
         self.problem.setStyleSheet("color: #d9534f;")
         self.problem.hide()
         outer.addWidget(self.problem)
-        self.images: list[ImageAttachment] = []
-        self._widgets: dict[str, QWidget] = {}
+        self._checked: dict[str, ImageAttachment] = {}  # checked images by SHA-256
+        self._widgets: dict[str, QWidget] = {}  # by SHA-256, in the order they were added
         self.checking = 0
         self.setVisible(False)
+
+    @property
+    def images(self) -> list[ImageAttachment]:
+        """The checked images, in the order they were added (checks may finish in another order)."""
+        return [self._checked[sha] for sha in self._widgets if sha in self._checked]
 
     # --- adding
     def choose_files(self) -> None:
@@ -278,7 +283,7 @@ class AttachmentTray(QWidget):
 
     def _added(self, item: CheckedImage, button: ImageButton) -> None:
         image = item.image
-        self.images.append(image)
+        self._checked[image.sha256] = image
         button.show_pixmap(THUMBNAILS.get(image.sha256))
         button.clicked.connect(lambda _=False: ImageViewer(lambda: image, image.name, self.window()).open())
         remove = QToolButton(button)
@@ -295,7 +300,7 @@ class AttachmentTray(QWidget):
 
     # --- the rest
     def remove(self, sha256: str) -> None:
-        self.images = [i for i in self.images if i.sha256 != sha256]
+        self._checked.pop(sha256, None)
         self._drop_widget(sha256)
         self.changed.emit()
 
@@ -303,15 +308,16 @@ class AttachmentTray(QWidget):
         widget = self._widgets.pop(sha256, None)
         if widget is not None:
             self.row.removeWidget(widget)
+            widget.hide()  # gone at once, not when the event loop next deletes it
             widget.deleteLater()
         self.setVisible(bool(self._widgets) or self.problem.isVisible())
 
     def take(self) -> list[ImageAttachment]:
         """The checked images, for the message being sent; the tray empties."""
-        images = list(self.images)
+        images = self.images
         for sha in list(self._widgets):
             self._drop_widget(sha)
-        self.images = []
+        self._checked = {}
         self.problem.hide()
         self.setVisible(False)
         return images
