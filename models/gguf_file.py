@@ -136,6 +136,9 @@ class GGUFInfo:
     kv_heads_per_layer: tuple[int, ...] = ()
     # An image projector's (architecture "clip") own entries, scalars only: models/projector.py reads them.
     clip_meta: dict[str, object] = field(default_factory=dict, compare=False, hash=False)
+    # The longest token in the vocabulary, in bytes as the file stores it: no token stands for more characters
+    # of text, so characters / this is a lower bound on a text's tokens (counted without the tokenizer).
+    longest_token_bytes: int | None = None
 
     @property
     def kv_bytes_per_token(self) -> int | None:
@@ -219,6 +222,7 @@ class _Array(NamedTuple):
     item_type: GGUFValueType
     length: int
     values: tuple | None  # None when not decoded (long, or strings)
+    longest: int = 0  # for an array of strings: the longest, in bytes
 
 
 class _Tensor(NamedTuple):
@@ -317,6 +321,8 @@ class _Reader:
                         shown = token.decode("utf-8", errors="replace")
                         raise self.bad(f"its vocabulary lists the token {shown!r} twice")
                     seen.add(token)
+                self.reserve = reserve
+                return _Array(itype, count, None, max(map(len, seen), default=0))  # one pass in C
             else:
                 for i in range(count):
                     self.reserve = reserve + 8 * (count - i - 1)
@@ -518,6 +524,7 @@ def _info(meta, tensors, arch, r: _Reader, path, version, data_offset) -> GGUFIn
         kv_heads_per_layer=kv_heads if kv_heads and len(kv_heads) > 1 else (),
         clip_meta={k: v for k, v in meta.items() if k.startswith("clip.") and isinstance(v, (bool, int, float, str))}
         if arch == "clip" else {},
+        longest_token_bytes=tokens.longest or None if isinstance(tokens, _Array) else None,
     )
 
 

@@ -288,8 +288,9 @@ class Sidebar(QWidget):
             images = "files" if "as files" in (chosen or "") else images
         if not path:
             return None
-        try:
-            written = write_export(self.history, path, fmt, [conv_id], images=images)
+        try:  # never over a FIFO, socket or device; a folder gets the file inside it
+            written = write_export(self.history, path, fmt, [conv_id], images=images,
+                                   name_in_folder=self.default_export_path(conv_id, fmt).name)
         except UserError as exc:
             sentence = str(exc)
             log.warning("%s", sentence)
@@ -297,6 +298,7 @@ class Sidebar(QWidget):
                 QMessageBox.warning(self, "Export", sentence)
             self.notify.emit(sentence)
             return None
+        path = str(written.path)
         extra = f", its images in {written.images_folder.name}" if written.images_folder else ""
         self.notify.emit(f"Exported to {path}{extra}")
         return path

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
 from assistant import remotes
@@ -13,7 +12,7 @@ from assistant.engine import EngineRouter
 from assistant.images import ImageAttachment, read_image_file
 from assistant.stats_format import format_images_line, format_stats_line
 from common.errors import UserError
-from common.terminal import safe_text
+from common.terminal import json_text, safe_text
 
 HELP = """commands: /new  start a new conversation
           /image FILE  attach an image to your next message (a model that sees images reads it)
@@ -47,6 +46,9 @@ def _open_history(args):
     return store
 
 
+_STDOUT = object()  # turn()'s default: sys.stdout when the turn runs, not when this module was imported
+
+
 class _Chat:
     """The CLI's side of a conversation: which one it is, and (unsaved) its messages."""
 
@@ -75,8 +77,12 @@ class _Chat:
         return TurnRequest(kind="messages", messages=system + self.messages + [message],
                            settings=self.settings, source="cli", save=False)
 
-    def turn(self, text: str, out=sys.stdout, images: list[ImageAttachment] | None = None) -> dict | None:
-        """One turn, Ctrl-C stopping the reply; the text goes to `out` as it streams (None: nowhere)."""
+    def turn(self, text: str, out=_STDOUT, images: list[ImageAttachment] | None = None) -> dict | None:
+        """One turn, Ctrl-C stopping the reply; the text goes to `out` as it streams (None: nowhere).
+
+        By default `out` is sys.stdout as it is now: the terminal stream main() installed, which
+        escapes what the model or the server sent, piece by piece."""
+        out = sys.stdout if out is _STDOUT else out
         handle = self.service.submit(self.request(text, images))
         outcome = None
         with ctrl_c_cancels(handle.cancel):
@@ -163,7 +169,7 @@ def _one_shot(chat: _Chat, prompt: str, as_json: bool) -> int:
         assert stats is not None
         if chat.conversation_id is not None:
             stats["conversation_id"] = chat.conversation_id
-        print(json.dumps(stats, ensure_ascii=False))
+        print(json_text(stats))  # C1 and bidi characters as \u escapes: the same JSON, inert on a terminal
     else:
         stats = chat.turn(prompt, images=chat.take_images())
         print()

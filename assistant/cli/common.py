@@ -7,19 +7,19 @@ from contextlib import contextmanager
 
 from assistant.engine import ContextPolicy, GenerationSettings, LoadSettings
 from assistant.engine.settings import FLASH_ATTN_MODES, KV_CACHE_TYPES
-from common.terminal import safe_text
+from common.terminal import safe_text, style_marks, styled
 
 
 # Search matches are marked with two private-use characters, which pass through safe_text untouched,
-# and only then turned into bold (** when not a terminal): the escapes are ours alone.
+# and only then turned into bold (** when not a terminal): the styling is the app's alone.
 SEARCH_MARKS = ("\ue000", "\ue001")
 
 
 def terminal_snippet(snippet: str) -> str:
     """A search hit's snippet on one line, escaped for the terminal, its matches in bold."""
-    bold = ("\x1b[1m", "\x1b[0m") if sys.stdout.isatty() else ("**", "**")
     text = safe_text(" ".join(snippet.split()))
-    return text.replace(SEARCH_MARKS[0], bold[0]).replace(SEARCH_MARKS[1], bold[1])
+    on, off = style_marks("bold", sys.stdout) or ("**", "**")
+    return text.replace(SEARCH_MARKS[0], on).replace(SEARCH_MARKS[1], off)
 
 
 def positive_int(value: str) -> int:
@@ -79,6 +79,31 @@ def add_generation_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--context-policy", choices=["stop", "drop-oldest"],
                    default=d.context_policy.value.replace("_", "-"),
                    help="when the context is full: stop there, or drop the oldest turns (default)")
+    p.add_argument("--reply-deadline", type=_seconds, metavar="SECONDS",
+                   help="a remote server's reply is stopped after this many seconds in all, however it trickles in "
+                        f"(default: the reply_deadline_s setting, else {d.reply_deadline_s:g}; 0 lifts the limit)")
+
+
+def _seconds(value: str) -> float:
+    try:
+        n = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError("must be a number of seconds") from None
+    if not 0 <= n <= 7 * 24 * 3600:  # also refuses nan and inf
+        raise argparse.ArgumentTypeError("must be from 0 (no limit) to 604800 seconds (a week)")
+    return n
+
+
+def saved_preferences() -> dict:
+    """The user's saved defaults (settings.json), checked; what was wrong in the file is said on stderr."""
+    from assistant.preferences import load_preferences
+    from common.settings_store import SettingsStore
+
+    store = SettingsStore()
+    preferences = load_preferences(store)
+    for notice in store.take_notices():
+        print(f"notice: {safe_text(notice)}", file=sys.stderr)
+    return preferences
 
 
 def show_load_notices(summary) -> None:
@@ -112,13 +137,12 @@ def load_settings(args, model: str | None = None) -> LoadSettings:
     `model`: the model being loaded, when it is not -m's (a /model switch)."""
     template = None
     if getattr(args, "chat_template", None):
-        from common.errors import UserError
+        from assistant.preferences import MAX_TEMPLATE_CHARS
+        from common.user_files import read_text
 
-        try:
-            with open(args.chat_template, encoding="utf-8") as f:
-                template = f.read()
-        except OSError as exc:
-            raise UserError(f"The chat template file {args.chat_template} cannot be read: {exc.strerror}.") from exc
+        # Only a regular file, and at most 1 MiB (real templates are a few kB): /dev/zero, a FIFO or a
+        # 300 MB file named by mistake is one sentence at once.
+        template = read_text(args.chat_template, MAX_TEMPLATE_CHARS, "The chat template file")
     return LoadSettings(n_ctx=args.ctx, n_threads=args.threads, n_gpu_layers=args.gpu_layers,
                         chat_format=args.chat_format, chat_template=template,
                         **{**saved_cache_settings(model or getattr(args, "model", None)), **cache_settings(args)})
@@ -130,6 +154,8 @@ def generation_settings(args) -> GenerationSettings:
         temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
         repeat_penalty=args.repeat_penalty, seed=args.seed,
         context_policy=ContextPolicy(args.context_policy.replace("-", "_")),
+        reply_deadline_s=(args.reply_deadline if getattr(args, "reply_deadline", None) is not None
+                          else saved_preferences()["reply_deadline_s"]),
     )
 
 
@@ -147,8 +173,8 @@ def ctrl_c_cancels(cancel):
 
 
 def dim(text: str, stream=None) -> str:
-    stream = stream if stream is not None else sys.stderr  # looked up now: tests and pipes replace it
-    return f"\033[2m{text}\033[0m" if stream.isatty() else text
+    """`text` dimmed on a terminal (the app's own styling: common.terminal turns it into SGR there)."""
+    return styled(text, "dim", stream if stream is not None else sys.stderr)  # looked up now: tests replace it
 
 
 def show_model_list_notices() -> None:

@@ -13,7 +13,6 @@ The first word decides: one of the actions above, or else the words are the prom
 from __future__ import annotations
 
 import argparse
-import json
 import queue
 import sys
 from typing import Any
@@ -30,7 +29,7 @@ from assistant.cli.common import (
     terminal_snippet,
 )
 from common.errors import UserError
-from common.terminal import safe_text
+from common.terminal import json_text, safe_text
 
 ACTIONS = ("sets", "list", "show", "search", "again", "verdict", "best", "summary")
 VERDICT_WORDS = {"good": "good", "good-enough": "good", "yes": "good", "not-good": "not_good", "not_good": "not_good",
@@ -145,7 +144,7 @@ def _compare(args, prompts: list[str] | None, rerun_of: Any = None) -> int:
         if history is not None:
             history.close()
     if args.json:
-        print(json.dumps(_records(result), ensure_ascii=False))
+        print(json_text(_records(result)))
     else:
         _report(result)
     failed = any(a is not None and not a.ok for row in result.answers for a in row)

@@ -17,7 +17,7 @@ from typing import Any
 from assistant.cli.common import add_cache_options, cache_settings, show_model_list_notices
 from common.errors import UserError
 from common.formatting import format_byte_rate, format_bytes, format_context, format_params, format_tps
-from common.terminal import safe_text
+from common.terminal import raw_stream, safe_text
 
 
 def add_parser(subparsers) -> None:
@@ -182,18 +182,27 @@ def cmd_list(args) -> int:
 def _print_remote_models() -> None:
     """The models of each remote server, beside the local ones, named as `-m` takes them (MODEL@REMOTE)."""
     from assistant import remotes
-    from assistant.engine.remote import RemoteEngine
+    from assistant.engine.remote import LISTING_SECONDS, RemoteEngine
 
     servers = remotes.list_remotes()
     if not servers:
         return
     print()
     print("On remote servers (chat with -m MODEL@REMOTE):")
-    for remote in servers:
-        try:
-            offered = RemoteEngine(remote, remotes.get_key(remote.name)).list_models()
+
+    def ask(remote: remotes.Remote) -> list[str] | UserError:
+        try:  # a short wait: a listing must not hang on a dead server (`remote test NAME` waits longer)
+            return RemoteEngine(remote, remotes.get_key(remote.name)).list_models(timeout=LISTING_SECONDS)
         except UserError as exc:
-            print(f"  {remote.name}: {safe_text(exc)}")
+            return exc
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(8, len(servers))) as pool:  # all at once: the slowest sets the wait
+        answers = list(pool.map(ask, servers))
+    for remote, offered in zip(servers, answers):
+        if isinstance(offered, UserError):
+            print(f"  {remote.name}: {safe_text(offered)}")
             continue
         if not offered:
             print(f"  {remote.name}: offers no models")
@@ -354,8 +363,9 @@ class _ProgressBar:
                 if self.bar is None:
                     from tqdm import tqdm
 
+                    # tqdm redraws with CRs: it writes under the terminal stream, its label escaped here.
                     self.bar = tqdm(total=total, initial=done, unit="B", unit_scale=True, unit_divisor=1000,
-                                    desc=self.label, file=sys.stderr, dynamic_ncols=True)
+                                    desc=safe_text(self.label), file=raw_stream(sys.stderr), dynamic_ncols=True)
                 self.bar.update(done - self.bar.n)
                 return
             tenth = int(10 * done / total) if total else 0

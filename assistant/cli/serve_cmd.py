@@ -75,6 +75,7 @@ def run(args) -> int:
     config = config_from_args(args)  # an unsafe address is refused before anything loads
     services = AppServices.open()
     try:
+        _say_settings_notices(services.settings)
         controller = ServerController(services, config, load_settings=lambda: load_settings(args))
         controller.prepare()  # a port in use is said now, not after the model has loaded
         print(dim(f"Loading {safe_text(args.model)}…"), file=sys.stderr)
@@ -95,6 +96,17 @@ def run(args) -> int:
         services.close()  # the model's process ends with the server
     print(dim("Stopped."), file=sys.stderr)
     return 0
+
+
+def _say_settings_notices(store) -> None:
+    """Wrong values in settings.json (the defaults every API request uses) are said once, at start."""
+    from assistant.preferences import load_preferences
+    from assistant.server.config import saved_settings
+
+    load_preferences(store)
+    saved_settings(store)
+    for notice in store.take_notices():
+        print(f"notice: {safe_text(notice)}", file=sys.stderr)
 
 
 def _print_request(record: RequestRecord) -> None:

@@ -66,6 +66,7 @@ class LoadSettings:
 
 
 DEFAULT_MAX_TOKENS = 2048  # a reply never runs on unbounded by default; 0 or None lifts the limit
+DEFAULT_REPLY_DEADLINE_S = 1800.0  # a remote reply's overall deadline (the `reply_deadline_s` setting)
 
 
 @dataclass
@@ -82,6 +83,8 @@ class GenerationSettings:
     stop: list[str] | None = None  # extra stop strings (API clients send them)
     stop_on_repetition: bool = True  # end a degenerate loop with stop reason "repetition"
     ignore_eos: bool = False  # benchmarks only: generate exactly max_tokens
+    # Remote replies: the most seconds one may take in all, however the server drips it (0 or None: no limit).
+    reply_deadline_s: float | None = DEFAULT_REPLY_DEADLINE_S
 
     def to_dict(self) -> dict:
         d = asdict(self)

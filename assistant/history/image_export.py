@@ -11,6 +11,7 @@ export leaves no half file, and the images are in place before the file that nam
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from assistant.history.export import dumps
 from assistant.history.records import ImageRef
 from assistant.images import MIME_EXTENSIONS
 from common.errors import UserError
+from common.user_files import UserFileError, write_text
 
 IMAGE_MODES = ("embed", "files")
 
@@ -36,11 +38,16 @@ def images_folder_for(path: Path) -> Path:
 
 
 def write_export(store: Any, path: str | os.PathLike, fmt: str, ids: list[int] | None = None,
-                 images: str = "embed") -> ExportWritten:
-    """Export conversations `ids` (None: all) to `path` as "json" or "md"; a UserError sentence if it cannot be."""
+                 images: str = "embed", *, name_in_folder: str | None = None) -> ExportWritten:
+    """Export conversations `ids` (None: all) to `path` as "json" or "md"; a UserError sentence if it cannot be.
+
+    A folder at `path` gets the file inside it, named `name_in_folder`; the file itself is written as
+    `common.user_files.write_text` writes (never over a FIFO, socket or device; atomically)."""
     if images not in IMAGE_MODES:
         raise UserError(f"Images are exported embedded or as files, not {images!r}.")
     target = Path(path)
+    if target.is_dir() and name_in_folder is not None:
+        target = target / name_in_folder
     folder = images_folder_for(target)
     beside: dict[str, tuple[ImageRef, str]] = {}  # sha -> (ref, path relative to the export's folder)
 
@@ -63,21 +70,28 @@ def write_export(store: Any, path: str | os.PathLike, fmt: str, ids: list[int] |
         count = len(conv_ids)
     else:
         raise UserError(f"Conversations are exported as json or md, not {fmt!r}.")
-    if beside and not target.parent.is_dir():
-        raise UserError(f"Could not write {target}: the folder {target.parent} does not exist.")
-    for ref, rel in beside.values():
-        _write_atomically(target.parent / rel, store.image_data(ref), make_folder=True)
-    _write_atomically(target, text.encode("utf-8"))
-    return ExportWritten(target, count, len(beside), folder if beside else None)
+    if beside:
+        if not target.parent.is_dir():
+            raise UserFileError(f"Cannot write {target}: the folder {target.parent} does not exist.")
+        for ref, rel in beside.values():
+            _write_image(target.parent / rel, store.image_data(ref))
+    written = write_text(target, text, name_in_folder=name_in_folder)  # the images are in place before it
+    return ExportWritten(written, count, len(beside), folder if beside else None)
 
 
-def _write_atomically(path: Path, data: bytes, make_folder: bool = False) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+def _write_image(path: Path, data: bytes) -> None:
+    """One image file beside the export, in its own folder; never over anything but a regular file."""
     try:
-        if make_folder:  # the images' folder beside the export, never the export's own
-            path.parent.mkdir(exist_ok=True)
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        path.parent.mkdir(exist_ok=True)
+        if path.is_symlink() or (path.exists() and not path.is_file()):
+            raise UserFileError(f"{path} is not a regular file, so it was not replaced.")
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise UserError(f"Could not write {path}: {exc.strerror or exc}.") from exc
+        raise UserFileError(f"Cannot write {path}: {exc.strerror or exc}.") from exc

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from assistant.engine.runner.chat_template import ChatRenderer, RenderedPrompt, render_safely
-from assistant.engine.runner.context_fit import FittedPrompt, fit_conversation
+from assistant.engine.runner.context_fit import FittedPrompt, fit_conversation, reply_reserve
 from assistant.engine.runner.llama_model import Cancelled, DecodeError, LoadedModel, Sampler
 from assistant.engine.runner.repetition import RepetitionGuard
 from assistant.engine.runner.text_stream import TextStream
@@ -183,8 +183,7 @@ def _fit(model: LoadedModel, renderer: ChatRenderer | None, messages: list[dict]
         return replace(rendered, text=rendered.text + prefix) if prefix else rendered
 
     fitted = fit_conversation(messages or [], render=render, tokenize=tokenize, n_ctx=model.n_ctx,
-                              policy=s.context_policy,
-                              reply_reserve=min(s.max_tokens or 256, model.n_ctx // 4))
+                              policy=s.context_policy, reply_reserve=reply_reserve(s.max_tokens, model.n_ctx))
     if s.stop:
         fitted.stop = list(fitted.stop) + [x for x in s.stop if x]
     return fitted

@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
+import traceback
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from typing import Any
 
@@ -26,6 +30,7 @@ from assistant.engine.settings import GenerationSettings
 from assistant.stats import rss_bytes, rss_peak_bytes, vram_bytes
 from common.errors import UserError
 from common.formatting import format_bytes
+from common.terminal import shorten
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +54,8 @@ class RunnerServer:
         self._shutdown = False
         self._last_poll = 0.0
         self.images = DecodedImages()  # decoded pixels by SHA-256, so a follow-up turn does not decode again
+        self._send_lock = threading.Lock()  # the load's heartbeat thread sends too
+        self._last_sent = time.monotonic()
 
     # --- The loop
     def serve(self) -> None:
@@ -73,8 +80,11 @@ class RunnerServer:
                 self._send((P.ERROR, "The model's process ran out of the memory it is allowed "
                                      f"({self._limit_words()})."))
             except Exception as exc:
-                log.exception("request %r failed", kind)
-                self._send((P.ERROR, f"The model's process hit an unexpected error ({type(exc).__name__}: {exc})."))
+                # The traceback, and the message cut short: an exception may carry megabytes of a template's text.
+                log.error("request %r failed: %s: %s\n%s", kind, type(exc).__name__, shorten(exc, 2000),
+                          "".join(traceback.format_tb(exc.__traceback__)))
+                self._send((P.ERROR, f"The model's process hit an unexpected error ({type(exc).__name__}: "
+                                     f"{shorten(exc, 300)})."))
         self._close_model()
 
     def _next(self):
@@ -87,9 +97,36 @@ class RunnerServer:
 
     def _send(self, msg) -> None:
         try:
-            self.conn.send(msg)
+            with self._send_lock:
+                self.conn.send(msg)
+                self._last_sent = time.monotonic()
         except (BrokenPipeError, OSError):
             raise _Shutdown() from None
+
+    def _tick(self) -> None:
+        """Tell the app this process is still at work, if it has heard nothing for PROGRESS_SECONDS."""
+        if time.monotonic() - self._last_sent >= P.PROGRESS_SECONDS:
+            self._send((P.PROGRESS,))
+
+    @contextmanager
+    def _heartbeat(self) -> Iterator[None]:
+        """Ticks from a thread while the main thread is in C code that calls nothing back (loading)."""
+        done = threading.Event()
+
+        def beat() -> None:
+            while not done.wait(P.PROGRESS_SECONDS / 2):
+                try:
+                    self._tick()
+                except _Shutdown:
+                    return
+
+        thread = threading.Thread(target=beat, name="runner-heartbeat", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            thread.join()
 
     def should_stop(self) -> bool:
         """Has the app asked to stop the reply in flight?
@@ -103,6 +140,8 @@ class RunnerServer:
         if now - self._last_poll < POLL_INTERVAL_SECONDS:
             return False
         self._last_poll = now
+        # Asked between llama.cpp's graph nodes and once per token: the natural place to say "still working".
+        self._tick()
         try:
             while self.conn.poll():
                 msg = self.conn.recv()
@@ -127,29 +166,31 @@ class RunnerServer:
             # GPU drivers reserve large address ranges: the ceiling is for CPU runs only.
             self.memory_limit = set_memory_ceiling(request.get("memory_limit"))
         t0 = time.perf_counter()
-        try:
-            model = LoadedModel(request["path"], n_ctx=request["n_ctx"], n_threads=request["n_threads"],
-                                n_gpu_layers=n_gpu, n_batch=request["n_batch"],
-                                kv_cache_type=request.get("kv_cache_type") or "f16",
-                                flash_attn=request.get("flash_attn") or "auto",
-                                max_checkpoint_bytes=request.get("checkpoint_bytes_max"))
-        except rt.ContextSettingsError as exc:
-            name = request.get("name") or request["path"]
-            raise UserError(f"{name} cannot be loaded with these settings: {exc}.") from exc
-        except rt.LlamaLoadError as exc:
-            raise UserError(f"The model file {request['path']} cannot be used: {exc}; the file may be damaged "
-                            "or need a newer llama.cpp.") from exc
-        try:
-            if request.get("projector"):
-                self._load_projector(model, request["projector"], use_gpu=bool(n_gpu) and rt.supports_gpu_offload())
-            renderer = self._renderer(model, request)
-            if renderer is not None:
-                rendered = render_safely(renderer, _PROBE)
-                if not model.tokenize(rendered.text, rendered.add_bos):
-                    raise TemplateRefused("The model's chat template renders a conversation as no tokens at all.")
-        except BaseException:
-            model.close()
-            raise
+        with self._heartbeat():
+            try:
+                model = LoadedModel(request["path"], n_ctx=request["n_ctx"], n_threads=request["n_threads"],
+                                    n_gpu_layers=n_gpu, n_batch=request["n_batch"],
+                                    kv_cache_type=request.get("kv_cache_type") or "f16",
+                                    flash_attn=request.get("flash_attn") or "auto",
+                                    max_checkpoint_bytes=request.get("checkpoint_bytes_max"))
+            except rt.ContextSettingsError as exc:
+                name = request.get("name") or request["path"]
+                raise UserError(f"{name} cannot be loaded with these settings: {exc}.") from exc
+            except rt.LlamaLoadError as exc:
+                raise UserError(f"The model file {request['path']} cannot be used: {exc}; the file may be damaged "
+                                "or need a newer llama.cpp.") from exc
+            try:
+                if request.get("projector"):
+                    self._load_projector(model, request["projector"],
+                                         use_gpu=bool(n_gpu) and rt.supports_gpu_offload())
+                renderer = self._renderer(model, request)
+                if renderer is not None:
+                    rendered = render_safely(renderer, _PROBE)
+                    if not model.tokenize(rendered.text, rendered.add_bos):
+                        raise TemplateRefused("The model's chat template renders a conversation as no tokens at all.")
+            except BaseException:
+                model.close()
+                raise
         self.model, self.renderer = model, renderer
         summary = self._summary()
         summary["load_ms"] = round((time.perf_counter() - t0) * 1000, 1)
