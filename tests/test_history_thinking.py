@@ -119,7 +119,7 @@ def test_an_m007_history_upgrades_and_keeps_its_replies(tmp_path):
     db.conn.commit()
     db.conn.close()
     with HistoryStore.open(path) as s:
-        assert s.migrated == ["m008_reply_thinking", "m009_thinking_search"]
+        assert s.migrated == ["m008_images", "m009_reply_thinking", "m010_thinking_search"]
         msg = s.get_conversation(1).messages[0]
         assert msg.content == "an old reply about wombats" and msg.thinking is None
         assert s.search("wombats", thinking=True)[0].message_id == msg.id

@@ -65,6 +65,7 @@ class _Model:
     """What _fit asks of a model: tokens (one per character here) and a context size."""
 
     n_ctx = 100_000
+    projector = None  # sees no images
 
     def tokenize(self, text, add_bos):
         return list(range(len(text) + 1))
@@ -77,7 +78,7 @@ def test_off_appends_the_empty_block_to_the_prompt(fmt, suffix):
     template = tm.template(fmt)
     renderer = ChatRenderer(source="gguf", template=template, bos_token="<s>", eos_token="</s>")
     s = GenerationSettings(thinking="off")
-    fitted = _fit(_Model(), renderer, CHAT, None, s, None, plan(s, fmt, template))
+    fitted = _fit(_Model(), renderer, CHAT, None, s, None, plan=plan(s, fmt, template))
     assert fitted.text.endswith(suffix) and not opens_thinking(fmt, fitted.text)
 
 
@@ -85,7 +86,7 @@ def test_a_continued_reply_starts_after_closed_thinking():
     template = tm.template("think_tags")
     renderer = ChatRenderer(source="gguf", template=template, bos_token="<s>", eos_token="</s>")
     s = GenerationSettings()
-    fitted = _fit(_Model(), renderer, CHAT, None, s, "The answer is", plan(s, "think_tags", template))
+    fitted = _fit(_Model(), renderer, CHAT, None, s, "The answer is", plan=plan(s, "think_tags", template))
     assert fitted.text.endswith("<think>\n\n</think>\n\nThe answer is")
 
 

@@ -51,7 +51,7 @@ COMPARISON_INDEXES = (
     SearchIndex("comparison_answers_fts", "comparison_answers", "content", "word", "m007_comparisons"),
 )
 # A reply's thinking (m009): searched only when asked.
-THINKING_INDEX = SearchIndex("messages_thinking_fts", "messages", "thinking", "word", "m009_thinking_search")
+THINKING_INDEX = SearchIndex("messages_thinking_fts", "messages", "thinking", "word", "m010_thinking_search")
 ALL_INDEXES = (*WORD_INDEXES, TRIGRAM_INDEX, *COMPARISON_INDEXES, THINKING_INDEX)
 
 

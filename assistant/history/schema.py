@@ -28,7 +28,7 @@ FTS_TOKENIZE = indexes.WORD_TOKENIZE
 # Migrations that only add a search index. A file that cannot be written (a
 # read-only folder, a full disk) is read without them: search falls back to
 # scanning, everything else works.
-INDEX_ONLY = frozenset({"m006_substring_search", "m009_thinking_search"})
+INDEX_ONLY = frozenset({"m006_substring_search", "m010_thinking_search"})
 
 # How long an open waits for another process that is upgrading the file. Longer
 # than the busy timeout of ordinary writes: adding an index to a large history
@@ -219,14 +219,40 @@ def m007_comparisons(db: Database) -> None:
 
 
 @MIGRATIONS()
-def m008_reply_thinking(db: Database) -> None:
+def m008_images(db: Database) -> None:
+    # Images shown in messages. The bytes are files named by their SHA-256 in the data directory
+    # (history/images.py), written once however many messages show them; these rows say what each
+    # file is and which messages show it, in order. A message and its links are one transaction.
+    db.execute("""
+        CREATE TABLE images (
+            sha256 TEXT PRIMARY KEY,
+            mime TEXT NOT NULL,
+            size_bytes INTEGER NOT NULL,
+            width INTEGER,
+            height INTEGER,
+            name TEXT,                 -- the name it was first attached under
+            created_at TEXT NOT NULL
+        )""")
+    db.execute("""
+        CREATE TABLE message_images (
+            message_id INTEGER NOT NULL REFERENCES messages(id),
+            position INTEGER NOT NULL,
+            sha256 TEXT NOT NULL REFERENCES images(sha256),
+            name TEXT,
+            PRIMARY KEY (message_id, position)
+        )""")
+    db.execute("CREATE INDEX message_images_by_image ON message_images(sha256)")
+
+
+@MIGRATIONS()
+def m009_reply_thinking(db: Database) -> None:
     # A reasoning model's thinking, kept with its reply but apart from it: `content` stays the
     # answer (what is sent back to the model, exported as the reply, found by plain search).
     db.execute("ALTER TABLE messages ADD COLUMN thinking TEXT")
 
 
 @MIGRATIONS()
-def m009_thinking_search(db: Database) -> None:
+def m010_thinking_search(db: Database) -> None:
     # Search finds thinking only when asked (`history search --thinking`): its own word index,
     # so plain search ranks answers exactly as before.
     indexes.create(db.conn, indexes.THINKING_INDEX)

@@ -20,6 +20,7 @@ from assistant.engine.runner.context_fit import FittedPrompt, fit_conversation, 
 from assistant.engine.runner.llama_model import Cancelled, DecodeError, GrammarError, LoadedModel, Sampler
 from assistant.engine.runner.repetition import RepetitionGuard
 from assistant.engine.runner.text_stream import TextStream
+from assistant.engine.runner.vision import PromptChunks
 from assistant.engine.settings import GenerationSettings
 from assistant.engine.thinking import ANSWER, THINKING, ThinkingParser
 from common.errors import UserError
@@ -61,6 +62,8 @@ class Outcome:
     thinking_budget: int | None = None  # the budget this reply had
     thinking_closed_by_budget: bool = False  # the runner closed the thinking at the budget
     thinking_unfinished: bool = False  # the reply ended inside its thinking
+    # Images in the prompt: {"count", "tokens", "encode_ms", "projector_bytes", "encoded", "reused"}.
+    images: dict = field(default_factory=dict)
     # The KV cache as allocated (type, flash attention, window-sized or full sliding-window layers) and its
     # context checkpoints; "resumed_from": the checkpoint this reply's prompt resumed from, if one was used.
     kv_cache: dict = field(default_factory=dict)
@@ -86,10 +89,16 @@ def generate(model: LoadedModel, renderer: ChatRenderer | None, messages: list[d
     plan = (thinking_controls.plan(s, thinking_format, renderer.template) if renderer is not None
             else thinking_controls.ThinkingPlan(format=None))
     reading: _ThinkingReader | None = None
+    builder = PromptBuilder(model, renderer)
     try:
-        fitted = _fit(model, renderer, messages, prompt, s, prefix, plan)
+        fitted = _fit(model, renderer, messages, prompt, s, prefix, builder, plan)
         out.context = fitted.info
         out.prompt_tokens = len(fitted.tokens)
+        chunks = builder.chunks
+        if chunks is not None and chunks.spans:
+            out.images = {"count": len(chunks.spans), "tokens": chunks.image_tokens, "encode_ms": 0.0,
+                          "projector_bytes": model.projector.memory_bytes if model.projector else None,
+                          "encoded": 0, "reused": 0}
         sink.rendered(out.prompt_tokens)
         if not fitted.fits:
             out.stop_reason = "context_full"
@@ -98,10 +107,14 @@ def generate(model: LoadedModel, renderer: ChatRenderer | None, messages: list[d
         opening = _reply_opening(model, plan, fitted) if model.checkpoints.limit > 0 else None
         tp = time.perf_counter()
         try:
-            evaluated = model.eval_prompt(fitted.tokens, should_abort=sink.should_stop, checkpoint_at=opening)
+            evaluated = model.eval_prompt(fitted.tokens, should_abort=sink.should_stop, checkpoint_at=opening,
+                                          images=chunks.spans if chunks is not None else None)
         finally:
             out.prompt_ms = round((time.perf_counter() - tp) * 1000, 2)
         out.cached_tokens, resumed_from = evaluated.n_cached, evaluated.restored
+        if out.images:
+            out.images.update(encode_ms=evaluated.encode_ms, encoded=evaluated.images_encoded,
+                              reused=out.images["count"] - evaluated.images_encoded)
         sampler = Sampler(model, s, out.seed)
         stream = TextStream(fitted.stop)
         stop_ids = model.stop_tokens(fitted.stop)
@@ -160,6 +173,7 @@ def generate(model: LoadedModel, renderer: ChatRenderer | None, messages: list[d
     except (DecodeError, GrammarError, UserError) as exc:
         out.stop_reason, out.error = "error", str(exc)
     finally:
+        builder.close()
         if sampler is not None:
             sampler.close()
         end = time.perf_counter()
@@ -188,7 +202,7 @@ def _reply_opening(model: LoadedModel, plan: thinking_controls.ThinkingPlan, fit
 
 
 def _fit(model: LoadedModel, renderer: ChatRenderer | None, messages: list[dict] | None, prompt: str | None,
-         s: GenerationSettings, prefix: str | None = None,
+         s: GenerationSettings, prefix: str | None = None, builder: PromptBuilder | None = None,
          plan: thinking_controls.ThinkingPlan | None = None) -> FittedPrompt:
     if renderer is None:
         tokens = model.tokenize(prompt or "", add_bos=True)
@@ -201,8 +215,10 @@ def _fit(model: LoadedModel, renderer: ChatRenderer | None, messages: list[dict]
                                " Shorten it or raise the context length.")
         return FittedPrompt(tokens=tokens, stop=list(s.stop or []), messages=[], fits=fits, info=info)
 
+    builder = builder or PromptBuilder(model, renderer)
+
     def tokenize(text: str, add_bos: bool) -> list[int]:
-        tokens = model.tokenize(text, add_bos)
+        tokens = builder.tokenize(text, add_bos)
         _require_tokens(tokens, "The model's chat template renders this conversation as no tokens at all.")
         return tokens
 
@@ -210,7 +226,7 @@ def _fit(model: LoadedModel, renderer: ChatRenderer | None, messages: list[dict]
 
     def render(msgs: list[dict]) -> RenderedPrompt:
         msgs = thinking_controls.with_system_note(msgs, plan.system_note)
-        rendered = render_safely(renderer, msgs, template_kwargs=plan.template_kwargs)
+        rendered = builder.render(msgs, plan.template_kwargs)
         text = rendered.text
         if plan.format and (plan.close_prompt or prefix):
             # Thinking off without a template switch, or a continued reply (its thinking is over):
@@ -223,6 +239,74 @@ def _fit(model: LoadedModel, renderer: ChatRenderer | None, messages: list[dict]
     if s.stop:
         fitted.stop = list(fitted.stop) + [x for x in s.stop if x]
     return fitted
+
+
+class PromptBuilder:
+    """Renders messages and tokenizes the result, images included.
+
+    A message's `images` (DecodedImage, decoded by the server) become the projector's markers ahead of
+    its text; tokenizing a text with markers gives text tokens and image placeholders (vision.py), and
+    `chunks` keeps the last such split, whose image spans the prompt's evaluation needs.
+    """
+
+    def __init__(self, model: LoadedModel, renderer: ChatRenderer | None) -> None:
+        self.model = model
+        self.renderer = renderer
+        self.chunks: PromptChunks | None = None
+        self._images: list = []
+
+    def render(self, messages: list[dict], template_kwargs: dict | None = None) -> RenderedPrompt:
+        """`template_kwargs`: what the template reads besides the messages (enable_thinking, reasoning_effort)."""
+        assert self.renderer is not None
+        plain, self._images = with_image_markers(messages, self.model.projector)
+        return render_safely(self.renderer, plain, template_kwargs=template_kwargs)
+
+    def tokenize(self, text: str, add_bos: bool) -> list[int]:
+        self.close()
+        projector = self.model.projector
+        if not self._images or projector is None:
+            return self.model.tokenize(text, add_bos)
+        try:
+            self.chunks = projector.tokenize(text, self._images, add_bos)
+        except ValueError as exc:
+            raise UserError(f"The images could not be placed in the prompt: {exc}.") from None
+        return self.chunks.tokens
+
+    def count(self, messages: list[dict]) -> int:
+        rendered = self.render(messages)
+        try:
+            return len(self.tokenize(rendered.text, rendered.add_bos))
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self.chunks is not None:
+            self.chunks.close()
+            self.chunks = None
+
+
+def with_image_markers(messages: list[dict], projector) -> tuple[list[dict], list]:
+    """Plain {role, content} messages for the template, each image a marker ahead of its message's text;
+    and the images in the order their markers appear."""
+    plain: list[dict] = []
+    images: list = []
+    for m in messages:
+        found = m.get("images") or []
+        content = m.get("content") or ""
+        if found:
+            if projector is None:
+                raise UserError(CANNOT_SEE)
+            content = "".join(projector.marker for _ in found) + ("\n" + content if content else "")
+            images.extend(found)
+        message = {"role": m["role"], "content": content}
+        if m.get("reasoning_content"):  # a reply's thinking: the template keeps it or drops it
+            message["reasoning_content"] = m["reasoning_content"]
+        plain.append(message)
+    return plain, images
+
+
+CANNOT_SEE = ("This model cannot see images: no image projector (mmproj file) is loaded with it. Choose a model "
+              "marked as seeing images, or import this one with its projector (--projector FILE).")
 
 
 def _require_tokens(tokens: list[int], reason: str) -> None:
