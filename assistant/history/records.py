@@ -77,8 +77,8 @@ class Message:
     stats: dict[str, Any] | None = None
     error: str | None = None
     uid: str = ""
-    thinking: str | None = None  # a reasoning model's thinking before this reply (content is the answer)
     images: list[ImageRef] = field(default_factory=list)
+    thinking: str | None = None  # a reasoning model's thinking before this reply (content is the answer)
 
 
 @dataclass

@@ -97,7 +97,7 @@ _insert_stats = columns.insert_stats
 def _message(row: tuple) -> Message:
     mid, cid, parent, role, content, status, created, updated, record, error, uid, thinking = row
     return Message(mid, cid, parent, role, content, status, created, updated,
-                   json.loads(record) if record is not None else None, error, uid, thinking)
+                   json.loads(record) if record is not None else None, error, uid, thinking=thinking)
 
 
 @dataclass
