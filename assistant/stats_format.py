@@ -63,6 +63,9 @@ def format_stats_line(stats: dict[str, Any] | None) -> str:
     vram = _num(memory.get("vram_bytes"))
     if vram:
         parts.append(f"{format_bytes(vram)} VRAM")
+    draft = draft_words(stats.get("draft"))
+    if draft:
+        parts.append(draft)
     model = stats.get("model")
     if isinstance(model, dict):
         name = " ".join(x for x in (model_label(model), model.get("quant")) if x)
@@ -74,3 +77,15 @@ def format_stats_line(stats: dict[str, Any] | None) -> str:
     if stop and stop not in ("stop", "eos"):  # say why only when it was not the natural end
         parts.append(STOP_WORDS.get(stop, f"stopped: {stop}"))
     return SEP.join(parts)
+
+
+def draft_words(draft: Any) -> str:
+    """A reply's drafting in a few words: "draft 71% accepted" ('' without drafting)."""
+    if not isinstance(draft, dict):
+        return ""
+    if draft.get("error"):
+        return "draft not loaded"
+    drafted, accepted = _num(draft.get("drafted")), _num(draft.get("accepted"))
+    if not drafted or accepted is None:
+        return "draft paused" if draft.get("paused") else "nothing drafted"
+    return f"draft {round(100 * accepted / drafted)}% accepted" + (" (paused)" if draft.get("paused") else "")

@@ -7,7 +7,7 @@ import sys
 
 from assistant import remotes
 from assistant.chat_service import ChatService, TurnFailed, TurnFinished, TurnRequest, TurnText
-from assistant.cli.common import (add_generation_options, add_model_options, ctrl_c_cancels, dim,
+from assistant.cli.common import (add_generation_options, add_model_options, ctrl_c_cancels, dim, draft_words,
                                   generation_settings, load_settings, show_model_list_notices)
 from assistant.engine import EngineRouter
 from assistant.stats_format import format_stats_line
@@ -109,12 +109,18 @@ def run(args) -> int:
             args.model = f"{args.model}@{remote.name}"
         else:
             _say_if_preparing_starter(args.model)
-        service.load(args.model, load_settings(args)).result()
+        _say_draft_notice(service.load(args.model, load_settings(args)).result())
         if args.prompt is not None:
             return _one_shot(chat, args.prompt, as_json=args.json)
         return _interactive(chat)
     finally:
         service.close()
+
+
+def _say_draft_notice(summary) -> None:
+    _, notice = draft_words(summary)
+    if notice:
+        print(f"notice: {safe_text(notice)}", file=sys.stderr)
 
 
 def _say_if_preparing_starter(spec: str) -> None:
@@ -152,8 +158,9 @@ def _one_shot(chat: _Chat, prompt: str, as_json: bool) -> int:
 def _interactive(chat: _Chat) -> int:
     s = chat.service.summary()
     assert s is not None  # loaded before the loop starts
-    print(dim(f"{safe_text(s.name)} · {s.quant} · {s.n_threads} threads · "
-              f"context {s.n_ctx} · type /help for commands"), file=sys.stderr)
+    drafting, _ = draft_words(s)
+    print(dim(f"{safe_text(s.name)} · {s.quant} · {s.n_threads} threads · context {s.n_ctx} · "
+              + (f"{safe_text(drafting)} · " if drafting else "") + "type /help for commands"), file=sys.stderr)
     while True:
         try:
             line = input(">>> ")
@@ -188,6 +195,7 @@ def _command(chat: _Chat, text: str) -> bool:
         try:
             s = chat.service.load(rest.strip(), load_settings(chat.args)).result()
             print(dim(f"[now using {safe_text(s.name)} · {s.quant}; the conversation stays]"), file=sys.stderr)
+            _say_draft_notice(s)
         except UserError as exc:
             print(f"error: {safe_text(exc)}", file=sys.stderr)
     elif name in ("/help", "/?"):

@@ -28,6 +28,7 @@ from typing import Any
 
 from assistant.engine import crash_registry
 from assistant.engine import protocol as P
+from assistant.engine.draft_plan import DraftPlan, plan_draft
 from assistant.engine.interface import Engine, ModelSummary, Response
 from assistant.engine.settings import GenerationSettings, LoadSettings
 from assistant.engine.supervisor import RunnerDied, RunnerProcess, RunnerTimeout
@@ -54,6 +55,19 @@ class ModelCrashError(UserError):
     """llama.cpp ended the model's process (abort, crash, out of memory)."""
 
 
+class _CrashedWithDraft(ModelCrashError):
+    """A load with a draft model crashed: the model or its draft may be to blame."""
+
+
+def _draft_summary(plan: LoadPlan, loaded: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What the summary says of drafting: the runner's account, or the app's reason for leaving the draft out."""
+    if loaded:
+        return dict(loaded)
+    if plan.draft.notice:
+        return {"kind": "model", "model": plan.settings.draft, "error": plan.draft.notice}
+    return None
+
+
 @dataclass
 class LoadPlan:
     """Everything needed to start a runner on one model: checked before any process starts."""
@@ -64,6 +78,15 @@ class LoadPlan:
     n_ctx: int
     memory_limit: int | None
     request: dict[str, Any] = field(default_factory=dict)
+    draft: DraftPlan = field(default_factory=DraftPlan)  # the draft model or prompt lookup beside it, if any
+
+    def without_draft(self, notice: str) -> LoadPlan:
+        """The same load with the draft left out (it crashed the load), saying why."""
+        request = {k: v for k, v in self.request.items() if k != "draft"}
+        if self.memory_limit is not None:
+            request["memory_limit"] = self.memory_limit - self.draft.extra_bytes
+        return LoadPlan(entry=self.entry, info=self.info, settings=self.settings, n_ctx=self.n_ctx,
+                        memory_limit=request.get("memory_limit"), request=request, draft=DraftPlan(notice=notice))
 
     @property
     def load_deadline(self) -> float:
@@ -84,23 +107,31 @@ def plan_load(entry: registry.InstalledModel, info: GGUFInfo, settings: LoadSett
     else:
         n_ctx = min(train or DEFAULT_MAX_CTX, DEFAULT_MAX_CTX)
     estimate = fit.estimate_memory(from_gguf(info), n_ctx)
+    draft = plan_draft(settings.draft, n_ctx, draft_max=settings.draft_max, adaptive=not settings.draft_always,
+                       target_path=entry.path)
     machine = fit.this_machine()
     on_gpu = bool(machine.gpus) and settings.n_gpu_layers != 0
+    if not on_gpu and draft.extra_bytes and estimate.total + draft.extra_bytes > machine.total_ram:
+        draft = DraftPlan(notice=f"With its draft model, {entry.name} would need about "
+                                 f"{format_bytes(estimate.total + draft.extra_bytes)} of memory, more than this "
+                                 f"machine's {format_bytes(machine.total_ram)}; it loads without drafting.")
     if not on_gpu and estimate.total > machine.total_ram:
         raise UserError(f"A context of {n_ctx:,} tokens needs about {format_bytes(estimate.total)} of memory for "
                         f"{entry.name} (its KV cache alone {format_bytes(estimate.kv_cache)}), more than this "
                         f"machine's {format_bytes(machine.total_ram)} of RAM; choose a smaller context.")
     threads = settings.resolved_threads()
     memory_limit = (estimate.weights + estimate.kv_cache + estimate.compute + CEILING_BASE_BYTES
-                    + threads * CEILING_PER_THREAD_BYTES)
+                    + threads * CEILING_PER_THREAD_BYTES + draft.extra_bytes)
     request = {
         "path": entry.path, "name": entry.name, "architecture": info.architecture, "n_ctx": n_ctx,
         "n_threads": threads, "n_gpu_layers": settings.n_gpu_layers, "n_batch": settings.n_batch,
         "chat_format": settings.chat_format, "chat_template": settings.chat_template,
         "catalogue_format": entry.chat_format, "memory_limit": memory_limit,
     }
+    if draft.request:
+        request["draft"] = draft.request
     return LoadPlan(entry=entry, info=info, settings=settings, n_ctx=n_ctx, memory_limit=memory_limit,
-                    request=request)
+                    request=request, draft=draft)
 
 
 class LocalEngine(Engine):
@@ -130,7 +161,10 @@ class LocalEngine(Engine):
             previous = self._plan if self._summary is not None else None
             self._end_runner()
             try:
-                self._summary = self._start(plan)
+                try:
+                    self._summary = self._start(plan)
+                except _CrashedWithDraft as crash:
+                    plan = self._load_without_draft(plan, crash)
                 self._plan = plan
             except UserError:
                 self._summary, self._plan = None, None
@@ -138,6 +172,19 @@ class LocalEngine(Engine):
                     self._restore(previous)  # keep the user chatting on what they had
                 raise
             return self._summary
+
+    def _load_without_draft(self, plan: LoadPlan, crash: _CrashedWithDraft) -> LoadPlan:
+        """A load with a draft model crashed: load the model alone. If that works, the draft was the cause
+        (remembered, so it is not opened again on its own); if not, the model is, as for any crash."""
+        draft = plan.draft.request or {}
+        sentence = (f"The draft model {draft.get('name')} crashed the model's process while loading, so "
+                    f"{plan.entry.name} was loaded without it.")
+        alone = plan.without_draft(sentence)
+        self._summary = self._start(alone)
+        log.warning("%s (%s)", sentence, crash)
+        if draft.get("path") and draft.get("path") != plan.entry.path:
+            crash_registry.remember(draft["path"], str(crash))
+        return alone
 
     def _restore(self, previous: LoadPlan) -> None:
         try:
@@ -162,6 +209,8 @@ class LocalEngine(Engine):
             if self._load_cancelled:
                 raise UserError(f"Loading {name} was cancelled.") from None
             sentence = death.describe(name, "loading", plan.memory_limit)
+            if plan.draft.is_model and not death.killed_by_app:
+                raise _CrashedWithDraft(sentence) from None  # which of the two files? load() tries the model alone
             self._remember_crash(plan.entry, sentence)
             raise ModelCrashError(sentence) from None
         except RunnerTimeout:
@@ -189,6 +238,7 @@ class LocalEngine(Engine):
             pid=runner.pid, load_ms=data.get("load_ms"),
             is_base=not data["has_chat_template"] or bool(getattr(entry, "is_base", False)),
             spec=entry.name if entry.source == "starter" or registry.get(entry.name) else entry.path,
+            draft=_draft_summary(plan, data.get("draft")),
         )
 
     def _remember_crash(self, entry: registry.InstalledModel, sentence: str) -> None:
@@ -422,6 +472,8 @@ class LocalResponse(Response):
         st = self.stats
         if summary is None or st is None or st.completion_tokens < 16 or not st.gen_tps:
             return
+        if st.draft and st.draft.get("drafted"):  # drafted tokens come faster than the model's own speed
+            return
         try:
             record_measured_speed(Path(summary.path), st.gen_tps, st.n_threads or 1,
                                   cpu_busy_fraction=st.transport.get("cpu_other_busy"))
@@ -492,6 +544,7 @@ class _Receipt:
                 compute_bytes=mem.get("compute_bytes"), rss_bytes=mem.get("rss_bytes"),
                 rss_peak_bytes=mem.get("rss_peak_bytes"), vram_bytes=mem.get("vram_bytes"),
                 app_rss_bytes=rss_bytes(),
+                draft_bytes=_draft_bytes(mem),
             ),
             backend=r.get("backend") or (dict(summary.backend) if summary else {}),
             context=r.get("context") or {},
@@ -501,4 +554,19 @@ class _Receipt:
             transport={"runner_pid": summary.pid if summary else None, "runner_ttft_ms": r.get("ttft_ms"),
                        "received_gen_tps": received, "batches": self.batches,
                        "cpu_other_busy": r.get("cpu_other_busy"), "bookkeeping_ms": r.get("bookkeeping_ms")},
+            draft=r.get("draft") or _draft_refusal(summary),
         )
+
+
+def _draft_bytes(memory: dict[str, Any]) -> int | None:
+    """The draft model's weights, KV cache and compute buffer in the model's process (None without one)."""
+    parts = [memory.get(k) for k in ("draft_weights_bytes", "draft_kv_bytes", "draft_compute_bytes")]
+    return sum(p for p in parts if p) if any(parts) else None
+
+
+def _draft_refusal(summary: ModelSummary | None) -> dict[str, Any] | None:
+    """A draft asked for but left out at load: each reply's record says so (drafted nothing)."""
+    draft = summary.draft if summary is not None else None
+    if draft and draft.get("error"):
+        return {**draft, "drafted": 0, "accepted": 0}
+    return None

@@ -1,0 +1,68 @@
+"""The app's half of speculative decoding: which draft to load beside a model, and what it costs.
+
+Checked before any process starts, like the model itself: the draft's name resolves
+to an installed file, its header reads, it has not crashed the runner before, and
+its weights, KV cache and compute buffer are added to the memory the load needs. A
+draft that fails any check is left out with one sentence; the model loads anyway.
+The runner checks what only llama.cpp can (the vocabularies match) the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from assistant.engine import crash_registry
+from common.errors import UserError
+from models import fit, registry
+from models.gguf_file import read_gguf_info
+from models.shape import from_gguf
+
+OFF = ("", "off", "none", "no")
+LOOKUP = "lookup"
+
+
+@dataclass
+class DraftPlan:
+    request: dict[str, Any] | None = None  # what the runner gets: {"kind", "path", "name", "draft_max", "adaptive"}
+    notice: str | None = None  # why the draft asked for is left out (one sentence)
+    memory: fit.MemoryEstimate | None = None  # the draft model's own share (no runtime overhead: one process)
+
+    @property
+    def extra_bytes(self) -> int:
+        m = self.memory
+        return m.weights + m.kv_cache + m.compute if m else 0
+
+    @property
+    def is_model(self) -> bool:
+        return bool(self.request and self.request.get("kind") == "model")
+
+
+def plan_draft(spec: str | None, n_ctx: int, *, draft_max: int = 8, adaptive: bool = True,
+               target_path: str | None = None) -> DraftPlan:
+    """What `--draft SPEC` means for a load at `n_ctx` tokens of context."""
+    if spec is None or spec.strip().lower() in OFF:
+        return DraftPlan()
+    base = {"draft_max": max(1, int(draft_max)), "adaptive": adaptive}
+    if spec.strip().lower() == LOOKUP:
+        return DraftPlan(request={"kind": "lookup", **base})
+    try:
+        entry = registry.resolve(spec)
+        info = read_gguf_info(entry.path)
+    except UserError as exc:
+        return DraftPlan(notice=f"The draft model {spec} cannot be used ({str(exc).rstrip('.')}); replies go on "
+                                "without drafting.")
+    if crash_registry.crash_record(entry.path, entry.sha256) and entry.path != target_path:
+        return DraftPlan(notice=f"The draft model {entry.name} crashed the model's process before, so it was left "
+                                "out; replies go on without drafting.")
+    memory = fit.estimate_memory(from_gguf(info), n_ctx)
+    return DraftPlan(request={"kind": "model", "path": entry.path, "name": entry.name, **base}, memory=memory)
+
+
+def drafts_for(name: str) -> list[str]:
+    """Installed catalogue models that can draft for the catalogue model `name`, smallest first."""
+    entry = registry.catalogue_entry(name)
+    if entry is None or not entry.drafts:
+        return []
+    installed = {m.name for m in registry.list_installed()}
+    return [d for d in entry.drafts if d in installed]
