@@ -50,7 +50,8 @@ def plan_draft(spec: str | None, n_ctx: int, *, draft_max: int = 8, adaptive: bo
         entry = registry.resolve(spec)
         info = read_gguf_info(entry.path)
     except UserError as exc:
-        return DraftPlan(notice=f"The draft model {spec} cannot be used ({str(exc).rstrip('.')}); replies go on "
+        why = str(exc).rstrip(".")
+        return DraftPlan(notice=f"The draft model {spec} was left out: {why[:1].lower()}{why[1:]}; replies go on "
                                 "without drafting.")
     if crash_registry.crash_record(entry.path, entry.sha256) and entry.path != target_path:
         return DraftPlan(notice=f"The draft model {entry.name} crashed the model's process before, so it was left "
