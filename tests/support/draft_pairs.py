@@ -67,7 +67,7 @@ def write_agreeing_pair(folder, *, n_layers: int = 2, extra_layers: int = 4, see
 
 
 def write_random_agreeing_pair(folder, draft_params: float, target_params: float, *, quant: str = "Q4_K_M",
-                               seed: int = 0) -> tuple[Path, Path]:
+                               seed: int = 0, n_ctx: int = 4096) -> tuple[Path, Path]:
     """A realistic size pair (e.g. 1B drafting for 3B) that always agrees: the target is the draft widened in
     depth with layers that change nothing, so it reads `target_params` worth of weights per token."""
     shape = plan_random_llama(int(draft_params))
@@ -75,7 +75,8 @@ def write_random_agreeing_pair(folder, draft_params: float, target_params: float
     per_layer = _llama_params(n_layers=1, **one) - _llama_params(n_layers=0, **one)
     extra = max(1, round((target_params - draft_params) / per_layer))
     layers = shape.pop("n_layers")
-    return write_agreeing_pair(folder, n_layers=layers, extra_layers=extra, seed=seed, quant=quant, **shape)
+    return write_agreeing_pair(folder, n_layers=layers, extra_layers=extra, seed=seed, quant=quant, n_ctx=n_ctx,
+                               **shape)
 
 
 def write_never_draft(path, *, seed: int, quant: str = "F32", **shape) -> Path:

@@ -42,6 +42,11 @@ class Costs:
     t_draft_measured: float | None = None
     draft_ratio: float = 0.0  # before a draft step is measured: its cost as a share of t_plain (the size ratio)
     beta: float = PRIOR_BETA
+    verify_batches: int = 0  # how many verify batches beta has learnt from
+
+    @property
+    def measured(self) -> bool:
+        return self.t_plain is not None and self.verify_batches >= 2  # one batch may have met a busy moment
 
     @property
     def t_draft(self) -> float:
@@ -110,7 +115,8 @@ class DraftController:
         c = self.costs
         if c.t_plain and k > 0:
             beta = max(0.0, (seconds / c.t_plain - 1.0) / k)
-            c.beta = (1 - _EMA) * c.beta + _EMA * beta
+            c.beta = beta if c.verify_batches == 0 else (1 - _EMA) * c.beta + _EMA * beta
+            c.verify_batches += 1
 
     # --- Decisions
     @property
@@ -140,7 +146,8 @@ class DraftController:
         if self._probing:  # back from a pause: one round to look again, whatever the past says
             self._probing = False
             return k
-        if gain < 1.0 and self.rounds >= MIN_ROUNDS:
+        hopeless = self.costs.measured and self.costs.speedup(1.0, k) < 1.0  # even drafts always kept would lose
+        if gain < 1.0 and (self.rounds >= MIN_ROUNDS or hopeless):
             self._pause(n_emitted)
             return 0
         return k
