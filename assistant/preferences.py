@@ -28,6 +28,9 @@ def default_preferences() -> dict[str, Any]:
         "n_ctx": load.n_ctx or 0,  # 0: the model's own, at most 4096
         "n_threads": load.n_threads or 0,  # 0: the physical cores
         "n_gpu_layers": load.n_gpu_layers, "chat_template": "",
+        # Speculative decoding: "auto" drafts with a smaller installed size of the model's family when the
+        # catalogue pairs one (drafting pauses itself when it does not pay), "lookup" or "off".
+        "draft": "auto",
         "theme": "system", "stats_line": "always",
     }
 
@@ -63,4 +66,5 @@ def generation_settings(preferences: dict[str, Any], overrides: dict[str, Any] |
 def load_settings(preferences: dict[str, Any]) -> LoadSettings:
     return LoadSettings(n_ctx=preferences.get("n_ctx") or None, n_threads=preferences.get("n_threads") or None,
                         n_gpu_layers=preferences.get("n_gpu_layers"),
-                        chat_template=preferences.get("chat_template") or None)
+                        chat_template=preferences.get("chat_template") or None,
+                        draft=preferences.get("draft") or None)

@@ -15,11 +15,13 @@ from typing import Any
 from assistant.engine import crash_registry
 from common.errors import UserError
 from models import fit, registry
+from models.draft_gain import TYPICAL_ACCEPTANCE, expected_speedup
 from models.gguf_file import read_gguf_info
 from models.shape import from_gguf
 
 OFF = ("", "off", "none", "no")
 LOOKUP = "lookup"
+AUTO = "auto"  # the smallest installed catalogue size that can draft for the model, if any (the window's default)
 
 
 @dataclass
@@ -39,10 +41,15 @@ class DraftPlan:
 
 
 def plan_draft(spec: str | None, n_ctx: int, *, draft_max: int = 8, adaptive: bool = True,
-               target_path: str | None = None) -> DraftPlan:
+               target_path: str | None = None, target_name: str | None = None) -> DraftPlan:
     """What `--draft SPEC` means for a load at `n_ctx` tokens of context."""
     if spec is None or spec.strip().lower() in OFF:
         return DraftPlan()
+    if spec.strip().lower() == AUTO:
+        found = drafts_for(target_name) if target_name else []
+        if not found:
+            return DraftPlan()  # nothing installed drafts for it: no drafting, nothing to say
+        spec = found[0]
     base = {"draft_max": max(1, int(draft_max)), "adaptive": adaptive}
     if spec.strip().lower() == LOOKUP:
         return DraftPlan(request={"kind": "lookup", **base})
@@ -67,3 +74,49 @@ def drafts_for(name: str) -> list[str]:
         return []
     installed = {m.name for m in registry.list_installed()}
     return [d for d in entry.drafts if d in installed]
+
+
+@dataclass(frozen=True)
+class DraftOffer:
+    """A draft the window can offer for a model: both installed, with the gain to expect."""
+
+    model: str
+    draft: str
+    speedup: float  # expected, at a typical acceptance (models.draft_gain)
+    draft_bytes: int
+
+    @property
+    def sentence(self) -> str:
+        from common.formatting import format_bytes
+
+        return (f"{self.draft} can draft for {self.model}: about {self.speedup:.1f}× faster replies expected "
+                f"(if about {100 * TYPICAL_ACCEPTANCE:.0f}% of its drafts are kept), for "
+                f"{format_bytes(self.draft_bytes)} more memory.")
+
+
+def draft_offer(name: str | None) -> DraftOffer | None:
+    """The draft the window offers for the installed model `name`, or None when no size of its family is
+    installed to draft for it (or the pair would not pay even at a typical acceptance)."""
+    if not name:
+        return None
+    found = drafts_for(name)
+    if not found:
+        return None
+    target, draft = registry.get(name), registry.get(found[0])
+    target_size = _file_size(target.path) if target else 0
+    draft_size = _file_size(draft.path) if draft else 0
+    if not target_size or not draft_size:
+        return None
+    speedup, _ = expected_speedup(draft_size, target_size)
+    if speedup <= 1.0:
+        return None
+    return DraftOffer(model=name, draft=found[0], speedup=speedup, draft_bytes=draft_size)
+
+
+def _file_size(path: str | None) -> int:
+    import os
+
+    try:
+        return os.path.getsize(path) if path else 0
+    except OSError:
+        return 0

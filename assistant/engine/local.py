@@ -108,7 +108,7 @@ def plan_load(entry: registry.InstalledModel, info: GGUFInfo, settings: LoadSett
         n_ctx = min(train or DEFAULT_MAX_CTX, DEFAULT_MAX_CTX)
     estimate = fit.estimate_memory(from_gguf(info), n_ctx)
     draft = plan_draft(settings.draft, n_ctx, draft_max=settings.draft_max, adaptive=not settings.draft_always,
-                       target_path=entry.path)
+                       target_path=entry.path, target_name=entry.name)
     machine = fit.this_machine()
     on_gpu = bool(machine.gpus) and settings.n_gpu_layers != 0
     if not on_gpu and draft.extra_bytes and estimate.total + draft.extra_bytes > machine.total_ram:

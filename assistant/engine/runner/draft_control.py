@@ -19,19 +19,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from models.draft_gain import expected_tokens
+
 PRIOR_ACCEPTANCE = 0.6  # what a same-family pair typically reaches; weighs as PRIOR_WEIGHT tokens
 PRIOR_WEIGHT = 2.0
 PRIOR_BETA = 0.15  # a verify batch's extra cost per token, as a share of a plain step
 MIN_ROUNDS = 2  # rounds before the acceptance so far may pause drafting
 FIRST_PAUSE_TOKENS = 64  # a paused reply probes again after this many tokens, then twice as many...
 _EMA = 0.3
-
-
-def expected_tokens(a: float, k: int) -> float:
-    """Tokens one round yields: accepted drafts plus the target's own token at the end."""
-    if a >= 1.0:
-        return k + 1.0
-    return (1.0 - a ** (k + 1)) / (1.0 - a)
 
 
 @dataclass
