@@ -101,8 +101,11 @@ def stream(args) -> dict:
     finally:
         engine.close()
     row = result["stream"][0]
+    app_cpu = f"{100 * row['app_cpu']:.2f}%" if row.get("app_cpu") is not None else "?"
+    book = f"{100 * row['bookkeeping']:.2f}%" if row.get("bookkeeping") is not None else "?"
     print(f"stream  {args.model}, {row['tokens']} tokens: native {row['native_tps']:.1f}, stream "
-          f"{row['stream_tps']:.1f} tok/s, ratio {row['ratio']:.3f} (median of {row['runs']} alternating pairs)")
+          f"{row['stream_tps']:.1f} tok/s, ratio {row['ratio']:.3f} (median of {row['runs']} alternating pairs); "
+          f"the app's CPU {app_cpu} of a core, the runner's own per-token work {book} of the time")
     return result
 
 

@@ -184,13 +184,15 @@ def _print(results: list[dict], *, as_json: bool) -> None:
     streams = [(name, row) for name, r in zip(names, done, strict=True) for row in r.get("stream", [])]
     if streams:
         print()
-        print(f"{'model':<{width}}  {'stream':>7}{'native':>10}{'app':>10}{'ratio':>8}{'bookkeeping':>13}")
+        print(f"{'model':<{width}}  {'stream':>7}{'native':>10}{'app':>10}{'ratio':>8}{'bookkeeping':>13}{'app CPU':>9}")
         for name, row in streams:
-            book = row.get("bookkeeping")
+            book, app_cpu = row.get("bookkeeping"), row.get("app_cpu")
             print(f"{name:<{width}}  {row['tokens']:>7}{row['native_tps']:10.1f}{row['stream_tps']:10.1f}"
-                  f"{row['ratio']:8.3f}{(f'{100 * book:.2f}%' if book is not None else '-'):>13}")
+                  f"{row['ratio']:8.3f}{(f'{100 * book:.2f}%' if book is not None else '-'):>13}"
+                  f"{(f'{100 * app_cpu:.2f}%' if app_cpu is not None else '-'):>9}")
         print("(bookkeeping: the share of the generation time the stream spent on its own per-token work, "
-              "measured in the runner; the ratio also carries this machine's noise)")
+              "measured in the runner; app CPU: the app process's CPU time while it streamed, as a share of one "
+              "core; the ratio also carries this machine's noise)")
     for name, r in zip(names, done, strict=True):
         proc = r.get("process") or {}
         if proc.get("ttft_overhead_ms") is not None:

@@ -31,6 +31,7 @@ from assistant.engine import protocol as P
 from assistant.engine.draft_plan import DraftPlan, plan_draft
 from assistant.engine.interface import Engine, ModelSummary, Response
 from assistant.engine.settings import GenerationSettings, LoadSettings
+from assistant.engine.stream_priority import yielding_to_the_runner
 from assistant.engine.supervisor import RunnerDied, RunnerProcess, RunnerTimeout
 from assistant.stats import MemoryStats, ModelRef, ResponseStats, rss_bytes, tps, vram_bytes
 from common.errors import UserError
@@ -394,7 +395,8 @@ class LocalResponse(Response):
                 return
             eng._current = self
             try:
-                yield from self._exchange(runner, receipt)
+                with yielding_to_the_runner():  # its wake-ups must not preempt llama.cpp's threads
+                    yield from self._exchange(runner, receipt)
             finally:
                 eng._current = None
                 if self._watchdog is not None:
