@@ -57,7 +57,7 @@ class DraftPair:
 
 def _quiet(row: dict[str, Any], cores: int) -> bool:
     busy = row.get("cpu_other_busy")
-    threads = row.get("n_threads") if isinstance(row.get("n_threads"), int) else cores
+    threads = row["n_threads"] if isinstance(row.get("n_threads"), int) else cores
     return not isinstance(busy, (int, float)) or is_quiet(float(busy), threads, cores)
 
 

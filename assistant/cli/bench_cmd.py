@@ -88,8 +88,7 @@ def _run_draft(args) -> int:
     specs = args.model or ["starter"]
     if len(specs) > 1:
         raise UserError("--draft compares one model with and without its draft; name one model with -m.")
-    settings = load_settings(args)
-    settings.n_ctx = max(settings.n_ctx or 0, args.tokens + 512)
+    settings = load_settings(args)  # the context: -c, else the model's own up to 4,096 (prompts and replies fit)
     engine = LocalEngine()
     stop = {"asked": False}
 

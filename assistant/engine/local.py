@@ -163,29 +163,29 @@ class LocalEngine(Engine):
             self._end_runner()
             try:
                 try:
-                    self._summary = self._start(plan)
+                    summary = self._start(plan)
                 except _CrashedWithDraft as crash:
-                    plan = self._load_without_draft(plan, crash)
-                self._plan = plan
+                    plan, summary = self._load_without_draft(plan, crash)
+                self._summary, self._plan = summary, plan
             except UserError:
                 self._summary, self._plan = None, None
                 if previous is not None and previous.entry.path != plan.entry.path:
                     self._restore(previous)  # keep the user chatting on what they had
                 raise
-            return self._summary
+            return summary
 
-    def _load_without_draft(self, plan: LoadPlan, crash: _CrashedWithDraft) -> LoadPlan:
+    def _load_without_draft(self, plan: LoadPlan, crash: _CrashedWithDraft) -> tuple[LoadPlan, ModelSummary]:
         """A load with a draft model crashed: load the model alone. If that works, the draft was the cause
         (remembered, so it is not opened again on its own); if not, the model is, as for any crash."""
         draft = plan.draft.request or {}
         sentence = (f"The draft model {draft.get('name')} crashed the model's process while loading, so "
                     f"{plan.entry.name} was loaded without it.")
         alone = plan.without_draft(sentence)
-        self._summary = self._start(alone)
+        summary = self._start(alone)
         log.warning("%s (%s)", sentence, crash)
         if draft.get("path") and draft.get("path") != plan.entry.path:
             crash_registry.remember(draft["path"], str(crash))
-        return alone
+        return alone, summary
 
     def _restore(self, previous: LoadPlan) -> None:
         try:

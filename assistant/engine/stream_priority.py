@@ -23,14 +23,15 @@ log = logging.getLogger(__name__)
 @contextmanager
 def yielding_to_the_runner() -> Iterator[None]:
     """The calling thread runs as SCHED_BATCH inside the block (when it ran under the default policy)."""
-    batch = getattr(os, "SCHED_BATCH", None)
-    other = getattr(os, "SCHED_OTHER", None)
+    if not hasattr(os, "SCHED_BATCH"):  # not Linux
+        yield
+        return
     try:
-        before = os.sched_getscheduler(0) if batch is not None else None
-        if before != other or before is None:  # not Linux, or a policy someone chose on purpose: leave it
+        before = os.sched_getscheduler(0)
+        if before != os.SCHED_OTHER:  # a policy someone chose on purpose: leave it
             yield
             return
-        os.sched_setscheduler(0, batch, os.sched_param(0))
+        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
     except (OSError, AttributeError) as exc:
         log.debug("cannot lower the reader's wake-up priority: %s", exc)
         yield

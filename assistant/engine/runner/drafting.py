@@ -26,7 +26,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import llama_cpp.llama_cpp as C
 
@@ -108,7 +108,7 @@ class LookupDrafter:
     """Prompt lookup: drafts are what followed the same n-gram earlier in the conversation."""
 
     kind = "lookup"
-    name = None
+    name: str | None = None
 
     def __init__(self) -> None:
         self.index: NgramIndex | None = None
@@ -143,7 +143,7 @@ class ModelDrafter:
         self.target_vocab = target_vocab
         self._greedy = C.llama_sampler_init_greedy()
         self.settings: GenerationSettings | None = None
-        self.rng = None
+        self.rng: Any = None  # numpy's Generator, with temperature
 
     def begin(self, settings: GenerationSettings, rng) -> None:
         self.settings, self.rng = settings, rng
@@ -243,7 +243,7 @@ class Speculator:
         self.settings = settings
         self.should_stop = should_stop
         self.stochastic = settings.temperature > 0
-        self.rng = None
+        self.rng: Any = None
         if self.stochastic:
             import numpy as np
 
@@ -332,8 +332,8 @@ def load_drafting(target: LoadedModel, request: dict, load: dict) -> tuple[Draft
     adaptive = bool(request.get("adaptive", True))
     if request.get("kind") == "lookup":
         return DraftSetup(LookupDrafter(), draft_max, adaptive), None
-    name = request.get("name") or request.get("path")
-    target_name = load.get("name") or "the model"
+    name = str(request.get("name") or request.get("path"))
+    target_name = str(load.get("name") or "the model")
     from assistant.engine.runner import llama_runtime as rt
 
     try:

@@ -8,6 +8,7 @@ thread-safe: the Engine serialises access to it.
 import ctypes
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import llama_cpp.llama_cpp as C
 
@@ -55,7 +56,7 @@ class LoadedModel:
         self._pieces: dict[int, bytes] = {}  # token -> its bytes (the vocabulary never changes)
         self._eog: dict[int, bool] = {}  # token -> ends a turn
         self._one = (C.llama_token * 1)()
-        self._batch = None  # the verify batch (speculative decoding), made on first use
+        self._batch: Any = None  # the verify batch (speculative decoding), made on first use
         self._batch_cap = 0
 
     # --- Metadata
