@@ -66,6 +66,9 @@ def format_stats_line(stats: dict[str, Any] | None) -> str:
     draft = draft_words(stats.get("draft"))
     if draft:
         parts.append(draft)
+    kv_cache = stats.get("kv_cache")
+    if isinstance(kv_cache, dict) and kv_cache.get("type") not in (None, "f16"):  # the default goes unsaid
+        parts.append(f"KV {str(kv_cache['type'])[:8]}")
     model = stats.get("model")
     if isinstance(model, dict):
         name = " ".join(x for x in (model_label(model), model.get("quant")) if x)

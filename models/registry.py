@@ -22,6 +22,7 @@ installed name, or a path to a .gguf file.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -530,6 +531,16 @@ def resolve(spec: str) -> InstalledModel:
     if found:
         return found
     path = Path(spec).expanduser()
+    if path.is_symlink():
+        try:
+            os.stat(path)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:  # Path.exists() says False for a loop, which reads as "missing"
+                raise ModelNotFoundError(f"{path} is a symbolic link that leads back to itself (a loop), not a "
+                                         "model file; point it at a .gguf file.") from None
+            if exc.errno == errno.ENOENT:
+                raise ModelNotFoundError(f"{path} is a symbolic link to {os.readlink(path)}, which does not "
+                                         "exist.") from None
     if path.suffix.lower() == ".gguf" or path.exists():
         if not path.exists():
             if "/" in spec and not spec.startswith((".", "/", "~")):

@@ -339,10 +339,10 @@ class MainWindow(QMainWindow):
     def load_model(self, spec: str, load_settings: LoadSettings | None = None, *, automatic: bool = False) -> None:
         """Load a model; `automatic` for one the user did not pick just now (the last one, at start-up)."""
         self._automatic_load = automatic
-        self.bridge.load(spec, load_settings or self._load_settings(), automatic=automatic)
+        self.bridge.load(spec, load_settings or self._load_settings(spec), automatic=automatic)
 
-    def _load_settings(self) -> LoadSettings:
-        return load_settings(self.defaults)
+    def _load_settings(self, model: str | None = None) -> LoadSettings:
+        return load_settings(self.defaults, model)  # with the model's own cache settings, when it has them
 
     def _load_started(self, name: str) -> None:
         self.load_progress.show()

@@ -209,6 +209,19 @@ class SettingsDialog(QDialog):
             self.gpu_layers = _int("GPU layers (-1 all)", -1, 999, -1 if value is None else value, -1)
             self.gpu_layers.setSpecialValueText("All")
             form.addRow("GPU layers", self.gpu_layers)
+        self.kv_cache_type = _named(QComboBox(), "KV cache type")
+        for label, value in (("f16 (full precision)", "f16"), ("q8_0 (about half the memory)", "q8_0"),
+                             ("q4_0 (about a quarter)", "q4_0")):
+            self.kv_cache_type.addItem(label, value)
+        self.kv_cache_type.setCurrentIndex(max(0, self.kv_cache_type.findData(self.defaults.get("kv_cache_type"))))
+        self.kv_cache_type.setToolTip("How the context's keys and values are stored. q8_0 halves the KV cache with "
+                                      "little loss; a quantized cache turns flash attention on.")
+        self.flash_attn = _named(QComboBox(), "Flash attention")
+        for label, value in (("Auto (where the hardware supports it)", "auto"), ("On", "on"), ("Off", "off")):
+            self.flash_attn.addItem(label, value)
+        self.flash_attn.setCurrentIndex(max(0, self.flash_attn.findData(self.defaults.get("flash_attn"))))
+        form.addRow("KV cache", self.kv_cache_type)
+        form.addRow("Flash attention", self.flash_attn)
         self.template = _named(QPlainTextEdit(_text(self.defaults.get("chat_template"))), "Chat template override")
         self.template.setPlaceholderText("Leave empty to use the model's own template (Jinja, sandboxed)")
         self.template.setMaximumHeight(90)
@@ -269,6 +282,7 @@ class SettingsDialog(QDialog):
         defaults = dict(self.defaults)
         defaults.update(system_prompt=self.system.toPlainText().strip(), n_ctx=self.n_ctx.value(),
                         n_threads=self.n_threads.value(), chat_template=self.template.toPlainText().strip(),
+                        kv_cache_type=self.kv_cache_type.currentData(), flash_attn=self.flash_attn.currentData(),
                         theme=self.theme.currentData(), stats_line=self.stats_line.currentData(),
                         draft=self.draft.currentData())
         if self.gpu_layers is not None:

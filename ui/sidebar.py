@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 )
 
 from common.errors import UserError
+from common.user_files import write_text
 from ui.icons import icon
 
 log = logging.getLogger(__name__)
@@ -285,11 +286,10 @@ class Sidebar(QWidget):
             return None
         data = (self.history.export_markdown([conv_id]) if fmt == "md"
                 else json.dumps(self.history.export_json([conv_id]), ensure_ascii=False, indent=2))
-        try:
-            with open(path, "w", encoding="utf-8") as f:
-                f.write(data)
-        except OSError as exc:
-            sentence = f"Could not write {path}: {exc.strerror or exc}."
+        try:  # never over a FIFO, socket or device; a folder gets the file inside it
+            path = str(write_text(Path(path), data, name_in_folder=self.default_export_path(conv_id, fmt).name))
+        except UserError as exc:
+            sentence = str(exc)
             log.warning("%s", sentence)
             if asked:
                 QMessageBox.warning(self, "Export", sentence)

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
 from assistant import remotes
 from assistant.chat_service import ChatService, TurnFailed, TurnFinished, TurnRequest, TurnText
-from assistant.cli.common import (add_generation_options, add_model_options, ctrl_c_cancels, dim, draft_words,
-                                  generation_settings, load_settings, show_model_list_notices)
+from assistant.cli.common import (add_generation_options, add_model_options, cache_words, ctrl_c_cancels, dim,
+                                  draft_words, generation_settings, load_settings, show_load_notices,
+                                  show_model_list_notices)
 from assistant.engine import EngineRouter
 from assistant.stats_format import format_stats_line
 from common.errors import UserError
-from common.terminal import safe_text
+from common.terminal import json_text, safe_text
 
 HELP = """commands: /new  start a new conversation
           /model NAME  switch model (the conversation stays); MODEL@REMOTE for a remote server's
@@ -43,6 +43,9 @@ def _open_history(args):
     return store
 
 
+_STDOUT = object()  # turn()'s default: sys.stdout when the turn runs, not when this module was imported
+
+
 class _Chat:
     """The CLI's side of a conversation: which one it is, and (unsaved) its messages."""
 
@@ -62,8 +65,12 @@ class _Chat:
         return TurnRequest(kind="messages", messages=system + self.messages + [{"role": "user", "content": text}],
                            settings=self.settings, source="cli", save=False)
 
-    def turn(self, text: str, out=sys.stdout) -> dict | None:
-        """One turn, Ctrl-C stopping the reply; the text goes to `out` as it streams (None: nowhere)."""
+    def turn(self, text: str, out=_STDOUT) -> dict | None:
+        """One turn, Ctrl-C stopping the reply; the text goes to `out` as it streams (None: nowhere).
+
+        By default `out` is sys.stdout as it is now: the terminal stream main() installed, which
+        escapes what the model or the server sent, piece by piece."""
+        out = sys.stdout if out is _STDOUT else out
         handle = self.service.submit(self.request(text))
         outcome = None
         with ctrl_c_cancels(handle.cancel):
@@ -109,7 +116,9 @@ def run(args) -> int:
             args.model = f"{args.model}@{remote.name}"
         else:
             _say_if_preparing_starter(args.model)
-        _say_draft_notice(service.load(args.model, load_settings(args)).result())
+        summary = service.load(args.model, load_settings(args)).result()
+        show_load_notices(summary)
+        _say_draft_notice(summary)
         if args.prompt is not None:
             return _one_shot(chat, args.prompt, as_json=args.json)
         return _interactive(chat)
@@ -147,7 +156,7 @@ def _one_shot(chat: _Chat, prompt: str, as_json: bool) -> int:
         assert stats is not None
         if chat.conversation_id is not None:
             stats["conversation_id"] = chat.conversation_id
-        print(json.dumps(stats, ensure_ascii=False))
+        print(json_text(stats))  # C1 and bidi characters as \u escapes: the same JSON, inert on a terminal
     else:
         stats = chat.turn(prompt)
         print()
@@ -158,9 +167,11 @@ def _one_shot(chat: _Chat, prompt: str, as_json: bool) -> int:
 def _interactive(chat: _Chat) -> int:
     s = chat.service.summary()
     assert s is not None  # loaded before the loop starts
+    cache = cache_words(s.kv_cache)
     drafting, _ = draft_words(s)
-    print(dim(f"{safe_text(s.name)} · {s.quant} · {s.n_threads} threads · context {s.n_ctx} · "
-              + (f"{safe_text(drafting)} · " if drafting else "") + "type /help for commands"), file=sys.stderr)
+    print(dim(f"{safe_text(s.name)} · {s.quant} · {s.n_threads} threads · "
+              f"context {s.n_ctx}{' · ' + cache if cache else ''}"
+              + (f" · {safe_text(drafting)}" if drafting else "") + " · type /help for commands"), file=sys.stderr)
     while True:
         try:
             line = input(">>> ")
@@ -193,7 +204,8 @@ def _command(chat: _Chat, text: str) -> bool:
         print(dim("[new conversation]"), file=sys.stderr)
     elif name == "/model" and rest.strip():
         try:
-            s = chat.service.load(rest.strip(), load_settings(chat.args)).result()
+            s = chat.service.load(rest.strip(), load_settings(chat.args, model=rest.strip())).result()
+            show_load_notices(s)
             print(dim(f"[now using {safe_text(s.name)} · {s.quant}; the conversation stays]"), file=sys.stderr)
             _say_draft_notice(s)
         except UserError as exc:

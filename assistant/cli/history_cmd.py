@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import sys
+import time
 from pathlib import Path
 
 from assistant.cli.common import SEARCH_MARKS, terminal_snippet
 from common.errors import UserError
-from common.terminal import safe_text
+from common.terminal import raw_stream, safe_text
+from common.user_files import file_name, write_text
 
 
 def add_parser(subparsers) -> None:
@@ -120,6 +121,10 @@ def cmd_export(args) -> int:
     fmt = args.format or ("json" if args.output and args.output.lower().endswith(".json") else "md")
     with open_store() as store:
         ids = [store.get_conversation(args.id).id] if args.id is not None else None
+        if ids:  # a folder as -o gets the file inside it, named after the conversation
+            name = file_name(store.get_conversation(ids[0]).display_title, f"conversation-{ids[0]}")
+        else:
+            name = f"hearth-history-{time.strftime('%Y-%m-%d')}"
         if fmt == "json":
             doc = store.export_json(ids)
             text = dumps(doc)
@@ -129,11 +134,12 @@ def cmd_export(args) -> int:
             text = store.export_markdown(ids) + "\n"
             count = len(ids)
     if not args.output or args.output == "-":
-        # On a terminal, escapes in titles or replies must not act; a pipe gets the data as it is.
-        sys.stdout.write(safe_text(text, keep_newlines=True) if sys.stdout.isatty() else text)
+        # On a terminal, escapes in titles or replies must not act (the terminal stream escapes them);
+        # a pipe or a file gets the data as it is: an export is data.
+        (sys.stdout if sys.stdout.isatty() else raw_stream(sys.stdout)).write(text)
         return 0
-    _write_atomically(Path(args.output), text)
-    print(f"Exported {count} conversation{'' if count == 1 else 's'} to {args.output}.", file=sys.stderr)
+    written = write_text(Path(args.output).expanduser(), text, name_in_folder=f"{name}.{fmt}")
+    print(f"Exported {count} conversation{'' if count == 1 else 's'} to {safe_text(written)}.", file=sys.stderr)
     return 0
 
 
@@ -192,14 +198,3 @@ def cmd_dismiss(args) -> int:
     for notice in gone:
         print(f"Dismissed notice {notice.id}: {safe_text(notice.text)}")
     return 0
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    """Write next to the target and rename: a failed export never leaves half a file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise UserError(f"Cannot write {path}: {exc.strerror or exc}.") from exc

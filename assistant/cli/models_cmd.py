@@ -14,10 +14,10 @@ import threading
 import time
 from typing import Any
 
-from assistant.cli.common import show_model_list_notices
+from assistant.cli.common import add_cache_options, cache_settings, show_model_list_notices
 from common.errors import UserError
 from common.formatting import format_byte_rate, format_bytes, format_context, format_params, format_tps
-from common.terminal import safe_text
+from common.terminal import raw_stream, safe_text
 
 
 def add_parser(subparsers) -> None:
@@ -75,6 +75,16 @@ def add_parser(subparsers) -> None:
     s = sub.add_parser("rm", help="remove a model; a downloaded one's file is deleted")
     s.add_argument("name")
     s.set_defaults(func=_with_notices(cmd_rm))
+
+    s = sub.add_parser(
+        "set", help="keep a model's own KV cache type and flash attention setting",
+        description="The model then loads with these in chat, serve and the window, "
+        "unless a command's own option says otherwise. --reset forgets them.",
+    )
+    s.add_argument("name")
+    add_cache_options(s)
+    s.add_argument("--reset", action="store_true", help="forget this model's own settings")
+    s.set_defaults(func=_with_notices(cmd_set))
 
     s = sub.add_parser("fit", help="memory and speed estimate for a model, with its parts (reads only its header)")
     s.add_argument("name")
@@ -172,18 +182,27 @@ def cmd_list(args) -> int:
 def _print_remote_models() -> None:
     """The models of each remote server, beside the local ones, named as `-m` takes them (MODEL@REMOTE)."""
     from assistant import remotes
-    from assistant.engine.remote import RemoteEngine
+    from assistant.engine.remote import LISTING_SECONDS, RemoteEngine
 
     servers = remotes.list_remotes()
     if not servers:
         return
     print()
     print("On remote servers (chat with -m MODEL@REMOTE):")
-    for remote in servers:
-        try:
-            offered = RemoteEngine(remote, remotes.get_key(remote.name)).list_models()
+
+    def ask(remote: remotes.Remote) -> list[str] | UserError:
+        try:  # a short wait: a listing must not hang on a dead server (`remote test NAME` waits longer)
+            return RemoteEngine(remote, remotes.get_key(remote.name)).list_models(timeout=LISTING_SECONDS)
         except UserError as exc:
-            print(f"  {remote.name}: {safe_text(exc)}")
+            return exc
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(8, len(servers))) as pool:  # all at once: the slowest sets the wait
+        answers = list(pool.map(ask, servers))
+    for remote, offered in zip(servers, answers):
+        if isinstance(offered, UserError):
+            print(f"  {remote.name}: {safe_text(offered)}")
             continue
         if not offered:
             print(f"  {remote.name}: offers no models")
@@ -344,8 +363,9 @@ class _ProgressBar:
                 if self.bar is None:
                     from tqdm import tqdm
 
+                    # tqdm redraws with CRs: it writes under the terminal stream, its label escaped here.
                     self.bar = tqdm(total=total, initial=done, unit="B", unit_scale=True, unit_divisor=1000,
-                                    desc=self.label, file=sys.stderr, dynamic_ncols=True)
+                                    desc=safe_text(self.label), file=raw_stream(sys.stderr), dynamic_ncols=True)
                 self.bar.update(done - self.bar.n)
                 return
             tenth = int(10 * done / total) if total else 0
@@ -451,6 +471,26 @@ def _with_draft(report, draft_name: str | None):
                        compute=e.compute + draft.compute)
     parts = {"name": draft_name, "weights": draft.weights, "kv_cache": draft.kv_cache, "compute": draft.compute}
     return replace(report, verdict=fit.judge(combined, report.verdict.machine)), parts
+def cmd_set(args) -> int:
+    from assistant.preferences import model_load_settings, set_model_load_settings
+    from common.settings_store import SettingsStore
+
+    values = cache_settings(args)
+    if not values and not args.reset:
+        raise UserError("Say what to keep: --kv-cache-type f16|q8_0|q4_0 and/or --flash-attn auto|on|off "
+                        "(or --reset to forget).")
+    store = SettingsStore()
+    own = {} if args.reset else {**model_load_settings(_preferences(store), args.name), **values}
+    kept = model_load_settings(set_model_load_settings(store, args.name, own), args.name)
+    words = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in kept.items())
+    print(f"{safe_text(args.name)}: {words or 'the defaults'}.")
+    return 0
+
+
+def _preferences(store):
+    from assistant.preferences import load_preferences
+
+    return load_preferences(store)
 
 
 def cmd_fit(args) -> int:

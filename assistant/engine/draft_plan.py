@@ -21,6 +21,7 @@ from models.shape import from_gguf
 
 OFF = ("", "off", "none", "no")
 LOOKUP = "lookup"
+CHECKPOINT_FLOOR_BYTES = 16 << 20
 AUTO = "auto"  # the smallest installed catalogue size that can draft for the model, if any (the window's default)
 
 
@@ -29,11 +30,12 @@ class DraftPlan:
     request: dict[str, Any] | None = None  # what the runner gets: {"kind", "path", "name", "draft_max", "adaptive"}
     notice: str | None = None  # why the draft asked for is left out (one sentence)
     memory: fit.MemoryEstimate | None = None  # the draft model's own share (no runtime overhead: one process)
+    checkpoint_bytes: int = 0  # the most its context checkpoints may hold
 
     @property
     def extra_bytes(self) -> int:
         m = self.memory
-        return m.weights + m.kv_cache + m.compute if m else 0
+        return m.weights + m.kv_cache + m.compute + self.checkpoint_bytes if m else 0
 
     @property
     def is_model(self) -> bool:
@@ -41,7 +43,8 @@ class DraftPlan:
 
 
 def plan_draft(spec: str | None, n_ctx: int, *, draft_max: int = 8, adaptive: bool = True,
-               target_path: str | None = None, target_name: str | None = None) -> DraftPlan:
+               target_path: str | None = None, target_name: str | None = None, kv_cache_type: str = "f16",
+               flash_attn: bool | None = None) -> DraftPlan:
     """What `--draft SPEC` means for a load at `n_ctx` tokens of context."""
     if spec is None or spec.strip().lower() in OFF:
         return DraftPlan()
@@ -63,8 +66,11 @@ def plan_draft(spec: str | None, n_ctx: int, *, draft_max: int = 8, adaptive: bo
     if crash_registry.crash_record(entry.path, entry.sha256) and entry.path != target_path:
         return DraftPlan(notice=f"The draft model {entry.name} crashed the model's process before, so it was left "
                                 "out; replies go on without drafting.")
-    memory = fit.estimate_memory(from_gguf(info), n_ctx)
-    return DraftPlan(request={"kind": "model", "path": entry.path, "name": entry.name, **base}, memory=memory)
+    memory = fit.estimate_memory(from_gguf(info), n_ctx, kv_cache_type=kv_cache_type, flash_attn=flash_attn)
+    # Its own context checkpoints (a sliding-window draft keeps them, as the model does): a quarter of its cache.
+    checkpoints = max(CHECKPOINT_FLOOR_BYTES, memory.kv_cache // 4)
+    return DraftPlan(request={"kind": "model", "path": entry.path, "name": entry.name,
+                              "checkpoint_bytes_max": checkpoints, **base}, memory=memory, checkpoint_bytes=checkpoints)
 
 
 def drafts_for(name: str) -> list[str]:

@@ -340,8 +340,15 @@ def load_drafting(target: LoadedModel, request: dict, load: dict) -> tuple[Draft
         if not target.can_roll_back():
             raise DraftRefused(f"{target_name} keeps a recurrent state that cannot take back rejected drafts, so "
                                "it cannot use a draft model; replies go on without drafting.")
+        # The draft's cache is of the same type and attention as the target's, and of the same length.
         draft = LoadedModel(request["path"], n_ctx=target.n_ctx, n_threads=target.n_threads,
-                            n_gpu_layers=target.n_gpu_layers, n_batch=target.n_batch)
+                            n_gpu_layers=target.n_gpu_layers, n_batch=target.n_batch,
+                            kv_cache_type=load.get("kv_cache_type") or "f16",
+                            flash_attn=load.get("flash_attn") or "auto",
+                            max_checkpoint_bytes=request.get("checkpoint_bytes_max"))
+    except rt.ContextSettingsError as exc:
+        return None, _refusal(name, f"The draft model {name} cannot be loaded with these settings ({exc}); replies "
+                                    "go on without drafting.")
     except rt.LlamaLoadError as exc:
         return None, _refusal(name, f"The draft model {name} could not be loaded ({exc}); replies go on without "
                                     "drafting.")

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Protocol
 
 from assistant.engine.runner.chat_template import ChatRenderer, RenderedPrompt, render_safely
-from assistant.engine.runner.context_fit import FittedPrompt, fit_conversation
+from assistant.engine.runner.context_fit import FittedPrompt, fit_conversation, reply_reserve
 from assistant.engine.runner.llama_model import Cancelled, DecodeError, LoadedModel, Sampler
 from assistant.engine.runner.repetition import RepetitionGuard
 from assistant.engine.runner.text_stream import TextStream
@@ -57,6 +57,9 @@ class Outcome:
     bookkeeping_ms: float = 0.0
     # Speculative decoding: {"kind", "model", "drafted", "accepted", "paused", "break_even"}; None without it.
     draft: dict | None = None
+    # The KV cache as allocated (type, flash attention, window-sized or full sliding-window layers) and its
+    # context checkpoints; "resumed_from": the checkpoint this reply's prompt resumed from, if one was used.
+    kv_cache: dict = field(default_factory=dict)
 
 
 def generate(model: LoadedModel, renderer: ChatRenderer | None, messages: list[dict] | None, prompt: str | None,
@@ -73,6 +76,7 @@ def generate(model: LoadedModel, renderer: ChatRenderer | None, messages: list[d
     out = Outcome(seed=s.seed if s.seed is not None else random.getrandbits(32))
     sampler = None
     speculator = None
+    resumed_from = None
     t_first = t_last = None
     bookkeeping = 0.0
     load = CpuLoadMeter()  # other programs' use of the CPU meanwhile: a busy run must not teach the estimates
@@ -89,7 +93,7 @@ def generate(model: LoadedModel, renderer: ChatRenderer | None, messages: list[d
             evaluated = model.eval_prompt(fitted.tokens, should_abort=sink.should_stop)
         finally:
             out.prompt_ms = round((time.perf_counter() - tp) * 1000, 2)
-        out.cached_tokens = evaluated.n_cached
+        out.cached_tokens, resumed_from = evaluated.n_cached, evaluated.restored
         sampler = Sampler(model, s, out.seed)
         stream = TextStream(fitted.stop)
         stop_ids = model.stop_tokens(fitted.stop)
@@ -157,6 +161,7 @@ def generate(model: LoadedModel, renderer: ChatRenderer | None, messages: list[d
         out.context = {**out.context, "used_tokens": len(model.kv_tokens)}
         out.cpu_other_busy = round(load.busy_fraction(), 3)
         out.bookkeeping_ms = round(bookkeeping * 1000, 3)
+        out.kv_cache = {**model.kv_cache_record(), "resumed_from": resumed_from}
     return out
 
 
@@ -183,8 +188,7 @@ def _fit(model: LoadedModel, renderer: ChatRenderer | None, messages: list[dict]
         return replace(rendered, text=rendered.text + prefix) if prefix else rendered
 
     fitted = fit_conversation(messages or [], render=render, tokenize=tokenize, n_ctx=model.n_ctx,
-                              policy=s.context_policy,
-                              reply_reserve=min(s.max_tokens or 256, model.n_ctx // 4))
+                              policy=s.context_policy, reply_reserve=reply_reserve(s.max_tokens, model.n_ctx))
     if s.stop:
         fitted.stop = list(fitted.stop) + [x for x in s.stop if x]
     return fitted

@@ -1,7 +1,9 @@
 """One loaded model and its context: tokens in, tokens out, KV cache bookkeeping.
 
 `LoadedModel` keeps a list of the tokens that sit in the KV cache, so a new
-prompt only evaluates what differs from the last one (`eval_prompt`). It is not
+prompt only evaluates what differs from the last one (`eval_prompt`). Where part
+of the cache cannot be rolled back (window-sized sliding-window caches, recurrent
+state) it resumes from a context checkpoint (`checkpoints.Checkpoints`). It is not
 thread-safe: the Engine serialises access to it.
 """
 
@@ -13,12 +15,14 @@ from typing import Any
 import llama_cpp.llama_cpp as C
 
 from assistant.engine.runner import llama_runtime as rt
+from assistant.engine.runner.checkpoints import DEFAULT_LIMIT, Checkpoints
 
 
 @dataclass
 class PromptEval:
     n_prompt: int  # tokens in the prompt
     n_cached: int  # of which were already in the KV cache
+    restored: int | None = None  # resumed from the checkpoint after this many tokens
 
 
 class DecodeError(RuntimeError):
@@ -33,11 +37,19 @@ _ABORTED = 2  # llama_decode's return code when the abort callback said stop
 
 
 class LoadedModel:
-    def __init__(self, path: str, *, n_ctx: int, n_threads: int, n_gpu_layers: int, n_batch: int):
+    def __init__(self, path: str, *, n_ctx: int, n_threads: int, n_gpu_layers: int, n_batch: int,
+                 kv_cache_type: str = "f16", flash_attn: str = "auto", swa_full: bool = False,
+                 max_checkpoints: int = DEFAULT_LIMIT, max_checkpoint_bytes: int | None = None):
         mark = rt.log_mark()
         self.model = rt.load_model(path, n_gpu_layers)
+        context_mark = rt.log_mark()
         try:
-            self.ctx = rt.new_context(self.model, n_ctx=n_ctx, n_batch=n_batch, n_threads=n_threads)
+            self.ctx = rt.new_context(self.model, n_ctx=n_ctx, n_batch=n_batch, n_threads=n_threads,
+                                      kv_cache_type=kv_cache_type, flash_attn=flash_attn, swa_full=swa_full)
+        except rt.LlamaLoadError as exc:
+            rt.free(model=self.model)
+            reason = rt.context_error(rt.log_since(context_mark))
+            raise (rt.ContextSettingsError(reason) if reason else exc) from None
         except Exception:
             rt.free(model=self.model)
             raise
@@ -51,6 +63,17 @@ class LoadedModel:
         self.n_ctx = C.llama_n_ctx(self.ctx)
         self.n_vocab = C.llama_vocab_n_tokens(self.vocab)
         self.memory = C.llama_get_memory(self.ctx)
+        self.n_ubatch = C.llama_n_ubatch(self.ctx)
+        self.n_swa = int(C.llama_model_n_swa(self.model))
+        self.window = self.n_swa > 0 and not swa_full  # sliding-window layers keep only their window
+        self.recurrent = bool(C.llama_model_is_recurrent(self.model) or C.llama_model_is_hybrid(self.model))
+        # Only caches that cannot be cut back at any position need checkpoints; a plain KV cache never pays for them.
+        self.checkpoints = Checkpoints(self.ctx, max_checkpoints if (self.window or self.recurrent) else 0,
+                                       max_checkpoint_bytes)
+        self.kv_cache = {"type": kv_cache_type, "flash_attn": rt.flash_attn_used(rt.log_since(context_mark)),
+                         "flash_attn_setting": flash_attn,
+                         "swa": ("window" if self.window else "full") if self.n_swa > 0 else None,
+                         "recurrent": self.recurrent}
         self.kv_tokens: list[int] = []  # what the KV cache holds, position by position
         self._piece_buf = ctypes.create_string_buffer(256)
         self._pieces: dict[int, bytes] = {}  # token -> its bytes (the vocabulary never changes)
@@ -129,33 +152,55 @@ class LoadedModel:
         return known
 
     # --- Evaluation
-    def eval_prompt(self, tokens: list[int], should_abort=None) -> PromptEval:
+    def eval_prompt(self, tokens: list[int], should_abort=None, *, checkpoints: bool = True) -> PromptEval:
         """Bring the KV cache to `tokens`, evaluating only what is not cached.
 
         `should_abort()` is asked between llama.cpp's micro-batches (its abort callback), so
         a long prompt stops within a fraction of a second of a cancel; raises Cancelled then.
+        `checkpoints` False evaluates without saving any (a benchmark of llama.cpp's own speed).
         """
         if not tokens:  # llama.cpp aborts the process on an empty batch
             raise DecodeError("there is nothing to evaluate (an empty prompt)")
-        n_keep = 0
+        shared = 0
         for a, b in zip(self.kv_tokens, tokens):
             if a != b:
                 break
-            n_keep += 1
-        n_keep = min(n_keep, len(tokens) - 1)  # the last token must be evaluated for its logits
+            shared += 1
+        n_keep = min(shared, len(tokens) - 1)  # the last token must be evaluated for its logits
+        restored = None
         if n_keep < len(self.kv_tokens):
-            if not C.llama_memory_seq_rm(self.memory, 0, n_keep, -1):
-                # Some caches cannot drop a tail; start from scratch rather than misuse them.
-                C.llama_memory_clear(self.memory, True)
-                n_keep = 0
-        del self.kv_tokens[n_keep:]
-        rest = tokens[n_keep:]
+            n_keep, restored = self._cut_back(n_keep)
+        self.checkpoints.forget_after(shared)
+        saves = self.checkpoints.points(n_keep, len(tokens), self.n_ubatch) if checkpoints else set()
+        ends = sorted({*range(n_keep + self.n_batch, len(tokens), self.n_batch), *saves, len(tokens)})
+        start = n_keep
         with self._abort_callback(should_abort):
-            for start in range(0, len(rest), self.n_batch):
+            for end in ends:
                 if should_abort is not None and should_abort():
                     raise Cancelled()
-                self.decode(rest[start : start + self.n_batch])
-        return PromptEval(n_prompt=len(tokens), n_cached=n_keep)
+                if start in saves:
+                    self.checkpoints.save(start)
+                self.decode(tokens[start:end])
+                start = end
+        return PromptEval(n_prompt=len(tokens), n_cached=n_keep, restored=restored)
+
+    def _cut_back(self, n_keep: int) -> tuple[int, int | None]:
+        """Drop the cache past its first `n_keep` tokens. Returns (tokens kept, the checkpoint resumed
+        from or None): fewer than `n_keep` where part of the cache cannot go back that far."""
+        window_holds = not self.window or (
+            C.llama_memory_seq_pos_min(self.memory, 0) <= max(0, n_keep - self.n_swa))
+        # A recurrent state refuses a partial cut (llama.cpp leaves it untouched then).
+        if window_holds and C.llama_memory_seq_rm(self.memory, 0, n_keep, -1):
+            del self.kv_tokens[n_keep:]
+            return n_keep, None
+        restored = self.checkpoints.restore(n_keep)
+        if restored is not None and C.llama_memory_seq_rm(self.memory, 0, restored, -1):
+            del self.kv_tokens[restored:]
+            return restored, restored
+        # Nothing to resume from: start from scratch rather than misuse the cache.
+        C.llama_memory_clear(self.memory, True)
+        self.kv_tokens.clear()
+        return 0, None
 
     @contextmanager
     def _abort_callback(self, should_abort):
@@ -195,6 +240,7 @@ class LoadedModel:
             # The cache may now hold part of the batch; forget it rather than guess.
             C.llama_memory_clear(self.memory, True)
             self.kv_tokens.clear()
+            self.checkpoints.clear()
             if rc == _ABORTED:
                 raise Cancelled()
             raise DecodeError(f"llama_decode returned {rc}")
@@ -202,6 +248,11 @@ class LoadedModel:
     def reset_cache(self) -> None:
         C.llama_memory_clear(self.memory, True)
         self.kv_tokens.clear()
+        self.checkpoints.clear()
+
+    def kv_cache_record(self) -> dict:
+        """The cache as allocated and its checkpoints now, for the statistics record."""
+        return {**self.kv_cache, **self.checkpoints.record()}
 
     # --- Speculative decoding: a batch with logits at every position, and taking tokens back
     def decode_all(self, tokens: list[int]) -> None:
@@ -234,19 +285,23 @@ class LoadedModel:
         """Forget everything in the cache after the first `n` tokens (rejected drafts)."""
         if n >= len(self.kv_tokens):
             return
+        # A window-sized sliding-window cache takes back its newest cells too: the cells a verify batch
+        # overwrote were outside the window of every later token already.
         if not C.llama_memory_seq_rm(self.memory, 0, n, -1):
             self.reset_cache()
             raise DecodeError("the model's cache cannot take back drafted tokens")
         del self.kv_tokens[n:]
+        self.checkpoints.forget_after(n)
 
     def can_roll_back(self) -> bool:
         """Whether the cache can drop its last tokens: not so for recurrent state (Mamba, hybrids)."""
-        return not (C.llama_model_is_recurrent(self.model) or C.llama_model_is_hybrid(self.model))
+        return not self.recurrent
 
     def close(self) -> None:
         if self._batch is not None:
             C.llama_batch_free(self._batch)
             self._batch = None
+        self.checkpoints.clear()
         rt.free(model=self.model, ctx=self.ctx)
         self.model = self.ctx = None
 

@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
+import traceback
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from typing import Any
 
@@ -26,6 +30,7 @@ from assistant.engine.settings import GenerationSettings
 from assistant.stats import rss_bytes, rss_peak_bytes, vram_bytes
 from common.errors import UserError
 from common.formatting import format_bytes
+from common.terminal import shorten
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +55,8 @@ class RunnerServer:
         self._cancelled = False
         self._shutdown = False
         self._last_poll = 0.0
+        self._send_lock = threading.Lock()  # the load's heartbeat thread sends too
+        self._last_sent = time.monotonic()
 
     # --- The loop
     def serve(self) -> None:
@@ -74,8 +81,11 @@ class RunnerServer:
                 self._send((P.ERROR, "The model's process ran out of the memory it is allowed "
                                      f"({self._limit_words()})."))
             except Exception as exc:
-                log.exception("request %r failed", kind)
-                self._send((P.ERROR, f"The model's process hit an unexpected error ({type(exc).__name__}: {exc})."))
+                # The traceback, and the message cut short: an exception may carry megabytes of a template's text.
+                log.error("request %r failed: %s: %s\n%s", kind, type(exc).__name__, shorten(exc, 2000),
+                          "".join(traceback.format_tb(exc.__traceback__)))
+                self._send((P.ERROR, f"The model's process hit an unexpected error ({type(exc).__name__}: "
+                                     f"{shorten(exc, 300)})."))
         self._close_model()
 
     def _next(self):
@@ -88,9 +98,36 @@ class RunnerServer:
 
     def _send(self, msg) -> None:
         try:
-            self.conn.send(msg)
+            with self._send_lock:
+                self.conn.send(msg)
+                self._last_sent = time.monotonic()
         except (BrokenPipeError, OSError):
             raise _Shutdown() from None
+
+    def _tick(self) -> None:
+        """Tell the app this process is still at work, if it has heard nothing for PROGRESS_SECONDS."""
+        if time.monotonic() - self._last_sent >= P.PROGRESS_SECONDS:
+            self._send((P.PROGRESS,))
+
+    @contextmanager
+    def _heartbeat(self) -> Iterator[None]:
+        """Ticks from a thread while the main thread is in C code that calls nothing back (loading)."""
+        done = threading.Event()
+
+        def beat() -> None:
+            while not done.wait(P.PROGRESS_SECONDS / 2):
+                try:
+                    self._tick()
+                except _Shutdown:
+                    return
+
+        thread = threading.Thread(target=beat, name="runner-heartbeat", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            thread.join()
 
     def should_stop(self) -> bool:
         """Has the app asked to stop the reply in flight?
@@ -104,6 +141,8 @@ class RunnerServer:
         if now - self._last_poll < POLL_INTERVAL_SECONDS:
             return False
         self._last_poll = now
+        # Asked between llama.cpp's graph nodes and once per token: the natural place to say "still working".
+        self._tick()
         try:
             while self.conn.poll():
                 msg = self.conn.recv()
@@ -128,24 +167,31 @@ class RunnerServer:
             # GPU drivers reserve large address ranges: the ceiling is for CPU runs only.
             self.memory_limit = set_memory_ceiling(request.get("memory_limit"))
         t0 = time.perf_counter()
-        try:
-            model = LoadedModel(request["path"], n_ctx=request["n_ctx"], n_threads=request["n_threads"],
-                                n_gpu_layers=n_gpu, n_batch=request["n_batch"])
-        except rt.LlamaLoadError as exc:
-            raise UserError(f"The model file {request['path']} cannot be used: {exc}; the file may be damaged "
-                            "or need a newer llama.cpp.") from exc
-        try:
-            renderer = self._renderer(model, request)
-            if renderer is not None:
-                rendered = render_safely(renderer, _PROBE)
-                if not model.tokenize(rendered.text, rendered.add_bos):
-                    raise TemplateRefused("The model's chat template renders a conversation as no tokens at all.")
-        except BaseException:
-            model.close()
-            raise
+        with self._heartbeat():
+            try:
+                model = LoadedModel(request["path"], n_ctx=request["n_ctx"], n_threads=request["n_threads"],
+                                    n_gpu_layers=n_gpu, n_batch=request["n_batch"],
+                                    kv_cache_type=request.get("kv_cache_type") or "f16",
+                                    flash_attn=request.get("flash_attn") or "auto",
+                                    max_checkpoint_bytes=request.get("checkpoint_bytes_max"))
+            except rt.ContextSettingsError as exc:
+                name = request.get("name") or request["path"]
+                raise UserError(f"{name} cannot be loaded with these settings: {exc}.") from exc
+            except rt.LlamaLoadError as exc:
+                raise UserError(f"The model file {request['path']} cannot be used: {exc}; the file may be damaged "
+                                "or need a newer llama.cpp.") from exc
+            try:
+                renderer = self._renderer(model, request)
+                if renderer is not None:
+                    rendered = render_safely(renderer, _PROBE)
+                    if not model.tokenize(rendered.text, rendered.add_bos):
+                        raise TemplateRefused("The model's chat template renders a conversation as no tokens at all.")
+            except BaseException:
+                model.close()
+                raise
+            if request.get("draft"):  # a draft that cannot be used leaves the model loaded, with a sentence
+                self.drafting, self.draft_error = load_drafting(model, request["draft"], request)
         self.model, self.renderer = model, renderer
-        if request.get("draft"):
-            self.drafting, self.draft_error = load_drafting(model, request["draft"], request)
         summary = self._summary()
         summary["load_ms"] = round((time.perf_counter() - t0) * 1000, 1)
         self._send((P.LOADED, summary))
@@ -172,7 +218,8 @@ class RunnerServer:
             "n_ctx": m.n_ctx, "n_ctx_train": m.n_ctx_train(), "n_params": m.n_params(), "n_threads": m.n_threads,
             "n_gpu_layers": m.n_gpu_layers, "chat_format": self.renderer.label if self.renderer else "completion",
             "has_chat_template": bool(m.chat_template()), "backend": backend, "memory": self._memory(),
-            "pid": os.getpid(), "memory_limit": self.memory_limit, "draft": self._draft_summary(),
+            "pid": os.getpid(), "memory_limit": self.memory_limit, "kv_cache": m.kv_cache_record(),
+            "draft": self._draft_summary(),
         }
 
     def _draft_summary(self) -> dict[str, Any] | None:
@@ -183,6 +230,7 @@ class RunnerServer:
     def _memory(self) -> dict[str, Any]:
         m = self._require_model()
         memory = {"weights_bytes": m.weights_bytes(), "kv_bytes": m.buffers.kv, "compute_bytes": m.buffers.compute,
+                  "checkpoint_bytes": m.checkpoints.bytes,
                   "rss_bytes": rss_bytes(), "rss_peak_bytes": rss_peak_bytes(), "vram_bytes": vram_bytes()}
         if self.drafting is not None:  # the draft model's share of the process (in its RSS too)
             memory.update({f"draft_{k}": v for k, v in self.drafting.memory().items()})
