@@ -234,3 +234,18 @@ def test_models_fit_adds_the_draft_models_memory(tmp_path, tiny_model_path):
     d = both["draft"]
     assert both["memory"]["total"] == alone["memory"]["total"] + d["weights"] + d["kv_cache"] + d["compute"]
     assert both["memory"]["weights"] == 2 * alone["memory"]["weights"]
+
+
+def test_the_settings_dialog_offers_drafting_and_lets_it_be_turned_off(qtbot):
+    from ui.settings_dialog import DEFAULTS, SettingsDialog
+
+    offer = "llama3.2-1b can draft for llama3.1-8b: about 1.9× faster replies expected."
+    dialog = SettingsDialog(dict(DEFAULTS), gpu=False, draft_offer=offer)
+    qtbot.addWidget(dialog)
+    assert dialog.draft.currentData() == "auto" and dialog.draft_offer.text() == offer
+    assert not dialog.draft_offer.isHidden()
+    dialog.draft.setCurrentIndex(dialog.draft.findData("off"))
+    assert dialog.result_settings()[0]["draft"] == "off"
+    plain = SettingsDialog(dict(DEFAULTS), gpu=False)
+    qtbot.addWidget(plain)
+    assert plain.draft_offer.isHidden()  # nothing installed drafts for the model: no offer
