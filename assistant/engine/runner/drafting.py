@@ -112,9 +112,11 @@ class LookupDrafter:
 
     def __init__(self) -> None:
         self.index: NgramIndex | None = None
+        self.stochastic = False
 
     def begin(self, settings: GenerationSettings, rng) -> None:
         self.index = None
+        self.stochastic = settings.temperature > 0
 
     def propose(self, kv, pending, k, recent, should_stop) -> Proposal:
         index = self.index
@@ -123,9 +125,11 @@ class LookupDrafter:
         else:
             index.extend(kv[len(index.tokens):])
         index.append(pending)
+        tokens = index.draft(k)
+        if not self.stochastic:  # greedy compares tokens: no distributions needed
+            return Proposal(tokens=tokens)
         from assistant.engine.runner.spec_sampling import point_mass
 
-        tokens = index.draft(k)
         return Proposal(tokens=tokens, dists=[point_mass(t) for t in tokens])
 
     def close(self) -> None:
