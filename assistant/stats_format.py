@@ -92,3 +92,22 @@ def draft_words(draft: Any) -> str:
     if not drafted or accepted is None:
         return "draft paused" if draft.get("paused") else "nothing drafted"
     return f"draft {round(100 * accepted / drafted)}% accepted" + (" (paused)" if draft.get("paused") else "")
+def format_images_line(stats: dict[str, Any] | None) -> str:
+    """What the prompt's images cost: '2 images · 512 tokens · 0.9 s to encode' ('' without images)."""
+    images = stats.get("images") if isinstance(stats, dict) else None
+    if not isinstance(images, dict):
+        return ""
+    count = _num(images.get("count"))
+    if not count:
+        return ""
+    parts = [f"{int(count)} image{'' if count == 1 else 's'}"]
+    tokens = _num(images.get("tokens"))
+    if tokens is not None:
+        parts.append(f"{int(tokens)} token{'' if tokens == 1 else 's'}")
+    encoded = _num(images.get("encoded"))
+    ms = _num(images.get("encode_ms"))
+    if encoded == 0 and _num(images.get("reused")):
+        parts.append("reused from the cache")
+    elif ms is not None:
+        parts.append(f"{ms / 1000:.1f} s to encode" if ms >= 100 else f"{ms:.0f} ms to encode")
+    return SEP.join(parts)

@@ -41,10 +41,11 @@ class MemoryEstimate:
     kv_cache: int
     compute: int
     overhead: int
+    projector: int = 0  # an image projector loaded beside the model: its weights and its compute buffer
 
     @property
     def total(self) -> int:
-        return self.weights + self.kv_cache + self.compute + self.overhead
+        return self.weights + self.kv_cache + self.compute + self.overhead + self.projector
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,8 @@ def kv_type_factor(kv_cache_type: str) -> float:
 
 
 def estimate_memory(shape: ModelShape, n_ctx: int | None = None, *, kv_cache_type: str = "f16",
-                    swa_full: bool = False, flash_attn: bool | None = None, n_ubatch: int = N_UBATCH) -> MemoryEstimate:
+                    swa_full: bool = False, flash_attn: bool | None = None, n_ubatch: int = N_UBATCH,
+                    projector_bytes: int = 0) -> MemoryEstimate:
     # swa_full and flash_attn are part of the signature the sliding-window-aware estimate takes; this
     # estimate counts every layer's cache at full size either way.
     ctx = context_for(shape, n_ctx)
@@ -102,7 +104,7 @@ def estimate_memory(shape: ModelShape, n_ctx: int | None = None, *, kv_cache_typ
     logits = ubatch * vocab * 4
     attention = ubatch * ctx_alloc * (heads + 1) * 4 + 2 * ubatch * FFN_RATIO * embd * 4
     compute = max(logits, attention) + (4 << 20)
-    return MemoryEstimate(ctx, shape.weight_bytes, kv, compute, RUNTIME_OVERHEAD_BYTES)
+    return MemoryEstimate(ctx, shape.weight_bytes, kv, compute, RUNTIME_OVERHEAD_BYTES, projector_bytes)
 
 
 def this_machine() -> Machine:
@@ -181,5 +183,6 @@ def judge(estimate: MemoryEstimate, machine: Machine | None = None) -> FitVerdic
     return FitVerdict(ram, "RAM", reason, estimate, machine, gpu_verdicts)
 
 
-def fit(shape: ModelShape, n_ctx: int | None = None, machine: Machine | None = None) -> FitVerdict:
-    return judge(estimate_memory(shape, n_ctx), machine)
+def fit(shape: ModelShape, n_ctx: int | None = None, machine: Machine | None = None,
+        projector_bytes: int = 0) -> FitVerdict:
+    return judge(estimate_memory(shape, n_ctx, projector_bytes=projector_bytes), machine)

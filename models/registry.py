@@ -36,7 +36,7 @@ from pathlib import Path
 from common.errors import ModelNotFoundError, UserError
 from common.paths import models_dir
 from common.terminal import safe_text
-from models import atomic_file, catalogue, hub, starter
+from models import atomic_file, catalogue, hub, projector, starter
 from models.catalogue import CatalogueEntry
 
 log = logging.getLogger(__name__)
@@ -71,6 +71,7 @@ class InstalledModel:
     revision: str | None = None  # the Hub commit the file was downloaded at
     quant: str | None = None
     added_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    projector: str | None = None  # the image projector (mmproj) file it sees images through
 
     @property
     def is_builtin(self) -> bool:
@@ -314,10 +315,11 @@ def cached_hub_models(taken: dict[str, InstalledModel] | None = None) -> list[In
                 continue
             blob = Path(os.path.realpath(path)).name
             listed = catalogue.entry_for_hub_file(repo, rel)
+            beside = projector.find_beside(path) if listed is not None and listed.projector else None
             entry = InstalledModel(
                 name=name, path=str(path), source="hub", repo=repo, filename=rel,
                 sha256=blob if _SHA256_RE.match(blob) else None, revision=commit, quant=quant,
-                chat_format=listed.chat_format if listed else None,
+                chat_format=listed.chat_format if listed else None, projector=str(beside) if beside else None,
             )
             taken[name] = entry
             found.append(entry)

@@ -34,7 +34,7 @@ from models import catalogue, fit
 from models import download_manager as dm
 from models.catalogue import CatalogueEntry
 from models.labels import short_label
-from models.library import BASE_MODEL_LABEL
+from models.library import BASE_MODEL_LABEL, SEES_IMAGES_LABEL
 from ui.downloads import DownloadsPage
 from ui.library_bridge import LibraryBridge
 from ui.library_widgets import button, message_style, tree, verdict_icon, verdict_words
@@ -176,7 +176,8 @@ class ModelManager(QDialog):
         return page
 
     def _catalogue_item(self, entry: CatalogueEntry, label: str, size: str) -> QTreeWidgetItem:
-        note = BASE_MODEL_LABEL if entry.is_base else ""
+        note = "; ".join(x for x in (SEES_IMAGES_LABEL if entry.sees_images else "",
+                                     BASE_MODEL_LABEL if entry.is_base else "") if x)
         item = QTreeWidgetItem([label, entry.quant, size, format_params(entry.params), "…", "…", "", note])
         item.setData(0, ROLE, entry)
         if note:
@@ -494,9 +495,11 @@ class ModelManager(QDialog):
                 fit_text = verdict_words(r.verdict)
                 speed = format_tps(r.tokens_per_s, estimate=not r.speed_measured) if r.tokens_per_s else "?"
             is_base = r.is_base if r is not None else bool(entry and entry.is_base)
+            sees = r.sees_images if r is not None else bool(m.projector or (entry and entry.sees_images))
             item = QTreeWidgetItem([m.name + (" (loaded)" if m.name == loaded else ""), label,
                                     SOURCE_WORDS.get(m.source, m.source), quant or "", size, fit_text, speed,
-                                    BASE_MODEL_LABEL if is_base else ""])
+                                    "; ".join(x for x in (SEES_IMAGES_LABEL if sees else "",
+                                                          BASE_MODEL_LABEL if is_base else "") if x)])
             item.setData(0, ROLE, m.name)
             if r is not None:
                 item.setIcon(5, verdict_icon(r.verdict))

@@ -6,7 +6,6 @@ snippets with the match highlighted. The list picks up conversations other proce
 """
 
 import html
-import json
 import logging
 import re
 from pathlib import Path
@@ -28,7 +27,6 @@ from PySide6.QtWidgets import (
 )
 
 from common.errors import UserError
-from common.user_files import write_text
 from ui.icons import icon
 
 log = logging.getLogger(__name__)
@@ -276,18 +274,23 @@ class Sidebar(QWidget):
         folder = QStandardPaths.writableLocation(QStandardPaths.DocumentsLocation) or str(Path.home())
         return Path(folder) / f"{_file_name(conv.display_title, conv_id)}.{fmt}"
 
-    def export(self, conv_id: int, fmt: str, path: str | None = None) -> str | None:
+    def export(self, conv_id: int, fmt: str, path: str | None = None, images: str = "embed") -> str | None:
+        """Export one conversation. Its images: in a JSON file (`images` "embed") or as files in a folder beside
+        it ("files", the second choice of the save dialog); a Markdown file always links files beside it."""
+        from assistant.history.image_export import write_export
+
         asked = path is None
         if path is None:
-            suffix = "Markdown (*.md)" if fmt == "md" else "JSON (*.json)"
-            path, _ = QFileDialog.getSaveFileName(self, "Export conversation",
-                                                  str(self.default_export_path(conv_id, fmt)), suffix)
+            filters = (["Markdown, images beside it (*.md)"] if fmt == "md" else
+                       ["JSON, images inside it (*.json)", "JSON, images as files beside it (*.json)"])
+            path, chosen = QFileDialog.getSaveFileName(self, "Export conversation",
+                                                       str(self.default_export_path(conv_id, fmt)), ";;".join(filters))
+            images = "files" if "as files" in (chosen or "") else images
         if not path:
             return None
-        data = (self.history.export_markdown([conv_id]) if fmt == "md"
-                else json.dumps(self.history.export_json([conv_id]), ensure_ascii=False, indent=2))
         try:  # never over a FIFO, socket or device; a folder gets the file inside it
-            path = str(write_text(Path(path), data, name_in_folder=self.default_export_path(conv_id, fmt).name))
+            written = write_export(self.history, path, fmt, [conv_id], images=images,
+                                   name_in_folder=self.default_export_path(conv_id, fmt).name)
         except UserError as exc:
             sentence = str(exc)
             log.warning("%s", sentence)
@@ -295,7 +298,9 @@ class Sidebar(QWidget):
                 QMessageBox.warning(self, "Export", sentence)
             self.notify.emit(sentence)
             return None
-        self.notify.emit(f"Exported to {path}")
+        path = str(written.path)
+        extra = f", its images in {written.images_folder.name}" if written.images_folder else ""
+        self.notify.emit(f"Exported to {path}{extra}")
         return path
 
     def confirm_delete(self, title: str) -> bool:

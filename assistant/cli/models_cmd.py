@@ -70,6 +70,8 @@ def add_parser(subparsers) -> None:
     s = sub.add_parser("import", help="register a .gguf file that is already on disk (it is not copied)")
     s.add_argument("path")
     s.add_argument("--name", help="the name to use it by (default: the file name without .gguf)")
+    s.add_argument("--projector", metavar="FILE",
+                   help="the image projector (mmproj .gguf) it sees images through (default: an mmproj*.gguf beside it)")
     s.set_defaults(func=_with_notices(cmd_import))
 
     s = sub.add_parser("rm", help="remove a model; a downloaded one's file is deleted")
@@ -151,7 +153,7 @@ def cmd_list(args) -> int:
         name = safe_text(r.name) + (" *" if r.name == _starter_name() else "")
         installed = {"starter": "built in", "hub": "yes", "local": "imported"}.get(r.source, "-") if r.installed else "-"
         size = ("~" if r.size_approx else "") + format_bytes(r.size_bytes)
-        note = r.base_label or ""  # after the last column: a base model says so on its own line
+        note = "; ".join(x for x in (library.SEES_IMAGES_LABEL if r.sees_images else "", r.base_label or "") if x)
         if r.problem:
             table.append([name, installed, "?", "?", safe_text(r.quant or "?"), "?", "unusable", "-", note])
             continue
@@ -443,8 +445,10 @@ def cmd_downloads_discard(args) -> int:
 def cmd_import(args) -> int:
     from models import library
 
-    m = library.import_file(args.path, args.name)
+    m = library.import_file(args.path, args.name, projector_file=args.projector)
     print(f"Imported {safe_text(m.path)} as {safe_text(m.name)} (not copied): assistant chat -m {safe_text(m.name)}")
+    if m.projector:
+        print(f"It sees images through {safe_text(m.projector)}: assistant chat -m {safe_text(m.name)} --image FILE")
     return 0
 
 
@@ -505,7 +509,8 @@ def cmd_fit(args) -> int:
             "name": report.name, "shape_from": report.shape_from, "verdict": v.verdict, "where": v.where,
             "reason": v.reason, "n_ctx": e.n_ctx,
             "memory": {"weights": e.weights, "kv_cache": e.kv_cache, "compute": e.compute,
-                       "overhead": e.overhead, "total": e.total},
+                       "overhead": e.overhead, "projector": e.projector, "total": e.total},
+            "projector_from": report.projector,
             "machine": {"total_ram": v.machine.total_ram, "available_ram": v.machine.available_ram,
                         "gpus": [g.__dict__ for g in v.machine.gpus]},
             "model": {"architecture": s.architecture, "quant": s.quant, "size_bytes": s.size_bytes,
@@ -525,6 +530,8 @@ def cmd_fit(args) -> int:
     print(f"  KV cache         {format_bytes(e.kv_cache):>10}   (f16, every layer)")
     print(f"  compute buffer   {format_bytes(e.compute):>10}")
     print(f"  app and runtime  {format_bytes(e.overhead):>10}")
+    if e.projector:
+        print(f"  image projector  {format_bytes(e.projector):>10}   (it sees images; from {safe_text(report.projector)})")
     if draft:
         print(f"  draft {safe_text(draft['name'])}: weights {format_bytes(draft['weights'])}, KV cache "
               f"{format_bytes(draft['kv_cache'])}, compute {format_bytes(draft['compute'])}")

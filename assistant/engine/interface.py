@@ -49,6 +49,9 @@ class ModelSummary:
     # Speculative decoding: {"kind": "model"|"lookup", "model", "draft_max", weights/kv/compute bytes}, or
     # {"kind", "model", "error": sentence} when the draft asked for was left out; None without drafting.
     draft: dict[str, Any] | None = None
+    # Whether it sees images: True with a projector loaded, False without; None when not known (a remote model).
+    vision: bool | None = False
+    projector: dict[str, Any] | None = None  # the projector loaded with it: path, weights/compute bytes
     # The KV cache as allocated: type, flash attention used, sliding-window caches, checkpoints (see the stats record)
     kv_cache: dict[str, Any] = field(default_factory=dict)
     notices: list[str] = field(default_factory=list)  # load settings that could not be used as given, and why

@@ -35,11 +35,13 @@ from assistant.engine.settings import ContextPolicy, GenerationSettings, LoadSet
 from assistant.engine.stream_priority import yielding_to_the_runner
 from assistant.engine.supervisor import RunnerDied, RunnerProcess, RunnerTimeout
 from assistant.stats import MemoryStats, ModelRef, ResponseStats, rss_bytes, tps, vram_bytes
-from common.errors import UserError
+from common.errors import ModelFileError, UserError
 from common.formatting import format_bytes
 from common.memory import trim_heap
 from models import fit, registry
 from models.gguf_file import GGUFInfo, read_gguf_info
+from models import projector
+from models.projector import ProjectorInfo
 from models.shape import from_gguf
 from models.speed import record_measured_speed
 
@@ -51,6 +53,9 @@ MIN_CTX = 64
 # thread stacks and allocator slack (measured: ~160 MB of address space before a model loads).
 CEILING_BASE_BYTES = 1536 << 20
 CEILING_PER_THREAD_BYTES = 16 << 20
+# Beside a projector: decoding one image of the largest size allowed (50 MP as RGBA, its RGB copy and a
+# resized one) and the decoded images kept between turns.
+IMAGE_DECODE_BYTES = 768 << 20
 # Context checkpoints (runner/checkpoints.py) may take up to a quarter of the KV estimate, at least this:
 # enough for the few a chat needs, and counted in the ceiling so that saving one never hits it.
 MIN_CHECKPOINT_BUDGET_BYTES = 64 << 20
@@ -94,6 +99,7 @@ class LoadPlan:
     n_ctx: int
     memory_limit: int | None
     request: dict[str, Any] = field(default_factory=dict)
+    projector: ProjectorInfo | None = None
     notices: list[str] = field(default_factory=list)  # settings that could not be used as given, and why
     draft: DraftPlan = field(default_factory=DraftPlan)  # the draft model or prompt lookup beside it, if any
 
@@ -103,8 +109,8 @@ class LoadPlan:
         if self.memory_limit is not None:
             request["memory_limit"] = self.memory_limit - self.draft.extra_bytes
         return LoadPlan(entry=self.entry, info=self.info, settings=self.settings, n_ctx=self.n_ctx,
-                        memory_limit=request.get("memory_limit"), request=request, notices=list(self.notices),
-                        draft=DraftPlan(notice=notice))
+                        memory_limit=request.get("memory_limit"), request=request, projector=self.projector,
+                        notices=list(self.notices), draft=DraftPlan(notice=notice))
 
     @property
     def load_deadline(self) -> float:
@@ -132,13 +138,16 @@ def plan_load(entry: registry.InstalledModel, info: GGUFInfo, settings: LoadSett
     draft = plan_draft(settings.draft, n_ctx, draft_max=settings.draft_max, adaptive=not settings.draft_always,
                        target_path=entry.path, target_name=entry.name, kv_cache_type=settings.kv_cache_type,
                        flash_attn={"on": True, "off": False}.get(settings.flash_attn))
+    vision = projector_for(entry)
+    projector_bytes = vision.memory_bytes if vision else 0
     machine = fit.this_machine()
     on_gpu = bool(machine.gpus) and settings.n_gpu_layers != 0
-    if not on_gpu and draft.extra_bytes and estimate.total + draft.extra_bytes > machine.total_ram:
+    if not on_gpu and draft.extra_bytes and estimate.total + projector_bytes + draft.extra_bytes > machine.total_ram:
         draft = DraftPlan(notice=f"With its draft model, {entry.name} would need about "
-                                 f"{format_bytes(estimate.total + draft.extra_bytes)} of memory, more than this "
-                                 f"machine's {format_bytes(machine.total_ram)}; it loads without drafting.")
-    if not on_gpu and estimate.total > machine.total_ram:
+                                 f"{format_bytes(estimate.total + projector_bytes + draft.extra_bytes)} of memory, "
+                                 f"more than this machine's {format_bytes(machine.total_ram)}; it loads without "
+                                 "drafting.")
+    if not on_gpu and estimate.total + projector_bytes > machine.total_ram:
         raise UserError(f"A context of {n_ctx:,} tokens needs about {format_bytes(estimate.total)} of memory for "
                         f"{entry.name} (its KV cache alone {format_bytes(estimate.kv_cache)}), more than this "
                         f"machine's {format_bytes(machine.total_ram)} of RAM; choose a smaller context.")
@@ -146,6 +155,8 @@ def plan_load(entry: registry.InstalledModel, info: GGUFInfo, settings: LoadSett
     checkpoint_budget = max(MIN_CHECKPOINT_BUDGET_BYTES, estimate.kv_cache // 4)
     memory_limit = (estimate.weights + estimate.kv_cache + estimate.compute + checkpoint_budget + CEILING_BASE_BYTES
                     + threads * CEILING_PER_THREAD_BYTES + draft.extra_bytes)
+    if vision is not None:
+        memory_limit += vision.memory_bytes + IMAGE_DECODE_BYTES
     request = {
         "path": entry.path, "name": entry.name, "architecture": info.architecture, "n_ctx": n_ctx,
         "n_threads": threads, "n_gpu_layers": settings.n_gpu_layers, "n_batch": settings.n_batch,
@@ -153,11 +164,23 @@ def plan_load(entry: registry.InstalledModel, info: GGUFInfo, settings: LoadSett
         "catalogue_format": entry.chat_format, "memory_limit": memory_limit,
         "kv_cache_type": settings.kv_cache_type, "flash_attn": settings.flash_attn,
         "checkpoint_bytes_max": checkpoint_budget,
+        "projector": {"path": str(vision.path), "max_side": vision.max_side} if vision else None,
     }
     if draft.request:
         request["draft"] = draft.request
     return LoadPlan(entry=entry, info=info, settings=settings, n_ctx=n_ctx, memory_limit=memory_limit,
-                    request=request, notices=notices, draft=draft)
+                    request=request, projector=vision, notices=notices, draft=draft)
+
+
+def projector_for(entry: registry.InstalledModel) -> ProjectorInfo | None:
+    """The image projector to load with a model: its own (pulled or imported with it), else an `mmproj*.gguf`
+    beside its file. A projector it was given but that cannot be used is a sentence, not a silently blind model."""
+    if entry.is_builtin or not entry.path:
+        return None
+    try:
+        return projector.for_model(entry.path, entry.projector)
+    except ModelFileError as exc:
+        raise UserError(f"The image projector of {entry.name} ({exc.path}) cannot be used: {exc.reason}.") from None
 
 
 class LocalEngine(Engine):
@@ -288,6 +311,7 @@ class LocalEngine(Engine):
             pid=runner.pid, load_ms=data.get("load_ms"),
             is_base=not data["has_chat_template"] or bool(getattr(entry, "is_base", False)),
             spec=entry.name if entry.source == "starter" or registry.get(entry.name) else entry.path,
+            vision=bool(data.get("vision")), projector=data.get("projector"),
             kv_cache=dict(data.get("kv_cache") or {}), notices=list(plan.notices),
             draft=_draft_summary(plan, data.get("draft")),
         )
@@ -321,8 +345,7 @@ class LocalEngine(Engine):
     def chat(self, messages: list[dict], settings: GenerationSettings | None = None, *,
              prefix: str | None = None) -> LocalResponse:
         self._require_summary()
-        return LocalResponse(self, [dict(role=m["role"], content=m["content"]) for m in messages], None,
-                             settings or GenerationSettings(), prefix=prefix)
+        return LocalResponse(self, wire_messages(messages), None, settings or GenerationSettings(), prefix=prefix)
 
     def complete(self, prompt: str, settings: GenerationSettings | None = None) -> LocalResponse:
         self._require_summary()
@@ -336,7 +359,7 @@ class LocalEngine(Engine):
                        longest_token=self._longest_token())
         if bound.refusal is not None:
             return bound.at_least
-        return int(self.call(P.COUNT, next(self._ids), messages, doing="counting the tokens of",
+        return int(self.call(P.COUNT, next(self._ids), wire_messages(messages), doing="counting the tokens of",
                              timeout=P.RENDER_DEADLINE_SECONDS,
                              reading=sum(len(str(m.get("content") or "")) for m in messages)))
 
@@ -428,6 +451,17 @@ class LocalEngine(Engine):
             self._remember_crash(self._plan.entry, sentence)
         self._summary, self._plan, self._relaunch = None, None, False
         return ModelCrashError(sentence)
+
+
+def wire_messages(messages: list[dict]) -> list[dict]:
+    """Messages as the runner takes them: role and content, and each image as its file's bytes (decoded there)."""
+    out = []
+    for m in messages:
+        msg = {"role": m["role"], "content": m["content"]}
+        if m.get("images"):
+            msg["images"] = [image.wire() if hasattr(image, "wire") else dict(image) for image in m["images"]]
+        out.append(msg)
+    return out
 
 
 class LocalResponse(Response):
@@ -693,14 +727,15 @@ class _Receipt:
                 weights_bytes=mem.get("weights_bytes"), kv_bytes=mem.get("kv_bytes"),
                 compute_bytes=mem.get("compute_bytes"), rss_bytes=mem.get("rss_bytes"),
                 rss_peak_bytes=mem.get("rss_peak_bytes"), vram_bytes=mem.get("vram_bytes"),
-                app_rss_bytes=rss_bytes(), checkpoint_bytes=mem.get("checkpoint_bytes"),
-                draft_bytes=_draft_bytes(mem),
+                app_rss_bytes=rss_bytes(), projector_bytes=mem.get("projector_bytes"),
+                checkpoint_bytes=mem.get("checkpoint_bytes"), draft_bytes=_draft_bytes(mem),
             ),
             backend=r.get("backend") or (dict(summary.backend) if summary else {}),
             context=self.context(r),
             sampling=r.get("sampling") or {**settings.to_dict()},
             chat_format=r.get("chat_format") or (summary.chat_format if summary else None),
             error=self.error or r.get("error"),
+            images=r.get("images") or {},
             transport={"runner_pid": summary.pid if summary else None, "runner_ttft_ms": r.get("ttft_ms"),
                        "received_gen_tps": received, "batches": self.batches,
                        "cpu_other_busy": r.get("cpu_other_busy"), "bookkeeping_ms": r.get("bookkeeping_ms")},

@@ -328,7 +328,7 @@ class RemoteEngine(Engine):
             chat_format="server", has_chat_template=True,
             backend={"kind": "remote", "host": self.remote.host, "software": info.get("software"),
                      "version": info.get("version"), "remote": self.remote.name},
-            memory={}, kind="remote",
+            memory={}, kind="remote", vision=None,  # only the server knows; an image it cannot take is its 400
             remote={"name": self.remote.name, "url": self.remote.url, "host": self.remote.host, "model": model,
                     "software": info.get("software"), "version": info.get("version")},
             spec=f"{model}@{self.remote.name}")
@@ -349,7 +349,7 @@ class RemoteEngine(Engine):
     def chat(self, messages: list[dict], settings: GenerationSettings | None = None, *,
              prefix: str | None = None) -> RemoteResponse:
         self.model  # noqa: B018 - raises when nothing is selected
-        messages = [dict(role=m["role"], content=m["content"]) for m in messages]
+        messages = [openai_message(m) for m in messages]
         if prefix:  # llama-server (and others) continue a trailing assistant message
             messages.append({"role": "assistant", "content": prefix})
         return RemoteResponse(self, messages, None, settings or GenerationSettings())
@@ -361,7 +361,7 @@ class RemoteEngine(Engine):
     def count_tokens(self, messages: list[dict]) -> int:
         """The exact count where the server can give it (llama-server: its chat template, then its
         tokenizer), else an estimate of about four characters a token: servers share no way to count a chat."""
-        if self._server.get("software") == "llama.cpp":
+        if self._server.get("software") == "llama.cpp" and not any(m.get("images") for m in messages):
             exact = self._count_on_llama_server(messages)
             if exact is not None:
                 return exact
@@ -397,6 +397,17 @@ class RemoteEngine(Engine):
         current = self._current
         if current is not None:
             current.cancel()
+
+
+def openai_message(m: dict) -> dict:
+    """A message as OpenAI's API takes it: its images as `image_url` parts with data URLs, ahead of its text."""
+    images = m.get("images")
+    if not images:
+        return {"role": m["role"], "content": m["content"]}
+    parts: list[dict[str, Any]] = [{"type": "image_url", "image_url": {"url": image.data_url()}} for image in images]
+    if m["content"]:
+        parts.append({"type": "text", "text": m["content"]})
+    return {"role": m["role"], "content": parts}
 
 
 def _software_from(headers: httpx.Headers, body: str) -> str | None:

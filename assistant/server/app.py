@@ -283,6 +283,8 @@ class _Exchange:
             elif isinstance(event, ModelFailed):
                 self.model_failed = event.sentence
             elif isinstance(event, TurnFailed):
+                if event.code in ("invalid_image", "model_cannot_see") and not self.client_gone:
+                    raise ApiError(400, event.sentence, code=event.code, param="messages")
                 raise self._failure(event.sentence)
             elif isinstance(event, TurnFinished):  # cannot finish before it starts; be safe all the same
                 raise ApiError(500, "The reply ended before it started.", code="internal_error")

@@ -26,7 +26,9 @@ DEFAULT_HOST = "127.0.0.1"
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 
 # Limits: generous for a person's tools, small enough that one client cannot exhaust the machine.
-MAX_BODY_BYTES = 4 << 20  # 4 MiB of JSON is ~1M tokens of text, far beyond any local context
+# 4 MiB of JSON is ~1M tokens of text, far beyond any local context; images come as base64 data URLs
+# (a 20 MB photo is 27 MB of text), so a request may be as large as one of those and its words.
+MAX_BODY_BYTES = 32 << 20
 MAX_MESSAGES = 1024
 MAX_TOKENS_LIMIT = 8192  # a larger max_tokens is lowered to this (and to the context)
 MAX_WAITING = 16  # API requests waiting for the model beyond this answer 429

@@ -126,6 +126,8 @@ class LookupDrafter:
             index.extend(kv[len(index.tokens):])
         index.append(pending)
         tokens = index.draft(k)
+        if tokens and min(tokens) < 0:  # an image's placeholders (vision.py) are positions, not tokens to draft
+            tokens = tokens[:next(i for i, t in enumerate(tokens) if t < 0)]
         if not self.stochastic:  # greedy compares tokens: no distributions needed
             return Proposal(tokens=tokens)
         from assistant.engine.runner.spec_sampling import point_mass
@@ -255,6 +257,10 @@ class Speculator:
         self.recent: list[int] = []  # the reply's tokens so far: the repetition penalty's window
         self._from_round = False  # the pending token came out of the last round (already in `recent`)
         setup.drafter.begin(settings, self.rng)
+        if setup.drafter.kind == "model" and target.kv_tokens and min(target.kv_tokens) < 0:
+            # An image in the prompt: its positions hold the projector's embeddings, which a draft model of
+            # another width cannot read. This reply goes without the draft (prompt lookup still works).
+            controller.stop()
 
     def step(self, token: int, n_emitted: int, room: int) -> list[int]:
         """Decode `token` (emitted, not yet in the cache). Returns the verified tokens that follow it, all but

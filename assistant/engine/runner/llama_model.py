@@ -23,6 +23,8 @@ class PromptEval:
     n_prompt: int  # tokens in the prompt
     n_cached: int  # of which were already in the KV cache
     restored: int | None = None  # resumed from the checkpoint after this many tokens
+    images_encoded: int = 0  # images the projector encoded for this prompt (the others were cached)
+    encode_ms: float = 0.0  # the time those encodes took
 
 
 class DecodeError(RuntimeError):
@@ -63,6 +65,7 @@ class LoadedModel:
         self.n_ctx = C.llama_n_ctx(self.ctx)
         self.n_vocab = C.llama_vocab_n_tokens(self.vocab)
         self.memory = C.llama_get_memory(self.ctx)
+        self.projector: Any = None  # a vision.Projector when the model sees images
         self.n_ubatch = C.llama_n_ubatch(self.ctx)
         self.n_swa = int(C.llama_model_n_swa(self.model))
         self.window = self.n_swa > 0 and not swa_full  # sliding-window layers keep only their window
@@ -74,7 +77,8 @@ class LoadedModel:
                          "flash_attn_setting": flash_attn,
                          "swa": ("window" if self.window else "full") if self.n_swa > 0 else None,
                          "recurrent": self.recurrent}
-        self.kv_tokens: list[int] = []  # what the KV cache holds, position by position
+        # What the KV cache holds, position by position; an image's positions hold its placeholders (vision.py).
+        self.kv_tokens: list[int] = []
         self._piece_buf = ctypes.create_string_buffer(256)
         self._pieces: dict[int, bytes] = {}  # token -> its bytes (the vocabulary never changes)
         self._eog: dict[int, bool] = {}  # token -> ends a turn
@@ -152,12 +156,15 @@ class LoadedModel:
         return known
 
     # --- Evaluation
-    def eval_prompt(self, tokens: list[int], should_abort=None, *, checkpoints: bool = True) -> PromptEval:
+    def eval_prompt(self, tokens: list[int], should_abort=None, *, checkpoints: bool = True,
+                    images=None) -> PromptEval:
         """Bring the KV cache to `tokens`, evaluating only what is not cached.
 
         `should_abort()` is asked between llama.cpp's micro-batches (its abort callback), so
         a long prompt stops within a fraction of a second of a cancel; raises Cancelled then.
         `checkpoints` False evaluates without saving any (a benchmark of llama.cpp's own speed).
+        `images`: the prompt's image spans by start index (vision.PromptChunks.spans), whose
+        placeholder ids in `tokens` the projector evaluates, each whole.
         """
         if not tokens:  # llama.cpp aborts the process on an empty batch
             raise DecodeError("there is nothing to evaluate (an empty prompt)")
@@ -167,12 +174,22 @@ class LoadedModel:
                 break
             shared += 1
         n_keep = min(shared, len(tokens) - 1)  # the last token must be evaluated for its logits
+        images = images or {}
+        for span in images.values():
+            if span.start < n_keep < span.start + span.n_pos:
+                n_keep = span.start  # an image is evaluated whole or not at all
         restored = None
         if n_keep < len(self.kv_tokens):
             n_keep, restored = self._cut_back(n_keep)
         self.checkpoints.forget_after(shared)
         saves = self.checkpoints.points(n_keep, len(tokens), self.n_ubatch) if checkpoints else set()
-        ends = sorted({*range(n_keep + self.n_batch, len(tokens), self.n_batch), *saves, len(tokens)})
+        # An image's positions are evaluated in one go: no batch end or checkpoint falls inside one.
+        inside = {p for span in images.values() for p in range(span.start + 1, span.start + span.n_pos)}
+        saves = {p for p in saves if p not in inside}
+        edges = {p for span in images.values() for p in (span.start, span.start + span.n_pos) if p > n_keep}
+        ends = sorted({*range(n_keep + self.n_batch, len(tokens), self.n_batch), *saves, *edges, len(tokens)}
+                      - inside)
+        result = PromptEval(n_prompt=len(tokens), n_cached=n_keep, restored=restored)
         start = n_keep
         with self._abort_callback(should_abort):
             for end in ends:
@@ -180,9 +197,29 @@ class LoadedModel:
                     raise Cancelled()
                 if start in saves:
                     self.checkpoints.save(start)
-                self.decode(tokens[start:end])
+                if start in images:
+                    result.encode_ms += self._eval_image(images[start], tokens[start:end], should_abort)
+                    result.images_encoded += 1
+                else:
+                    self.decode(tokens[start:end])
                 start = end
-        return PromptEval(n_prompt=len(tokens), n_cached=n_keep, restored=restored)
+        result.encode_ms = round(result.encode_ms, 2)
+        return result
+
+    def _eval_image(self, span, placeholders: list[int], should_abort) -> float:
+        """Encode one image and decode it into the cache at the next position; the encode's milliseconds."""
+        if self.projector is None:
+            raise DecodeError("the prompt holds an image but no image projector is loaded")
+        rc, encode_ms = self.projector.evaluate(span, self.ctx, len(self.kv_tokens), self.n_batch)
+        if rc != 0:
+            C.llama_memory_clear(self.memory, True)  # the cache may hold part of the image: forget it
+            self.kv_tokens.clear()
+            self.checkpoints.clear()
+            if should_abort is not None and should_abort():
+                raise Cancelled()
+            raise DecodeError(f"the image projector could not encode or decode an image (error {rc})")
+        self.kv_tokens.extend(placeholders)
+        return encode_ms
 
     def _cut_back(self, n_keep: int) -> tuple[int, int | None]:
         """Drop the cache past its first `n_keep` tokens. Returns (tokens kept, the checkpoint resumed
@@ -301,6 +338,9 @@ class LoadedModel:
         if self._batch is not None:
             C.llama_batch_free(self._batch)
             self._batch = None
+        if self.projector is not None:
+            self.projector.close()
+            self.projector = None
         self.checkpoints.clear()
         rt.free(model=self.model, ctx=self.ctx)
         self.model = self.ctx = None

@@ -44,6 +44,11 @@ def _install_log_sink() -> None:
     C.llama_log_set(_log_sink, ctypes.c_void_p(0))
 
 
+def log_callback():
+    """The C log callback that captures llama.cpp's lines, for the libraries beside it (libmtmd) to log into."""
+    return _log_sink
+
+
 def log_mark() -> int:
     with _log_lock:
         return len(_log_lines)

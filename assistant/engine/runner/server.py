@@ -23,7 +23,8 @@ from assistant.engine.runner import llama_runtime as rt
 from assistant.engine.runner import native_bench
 from assistant.engine.runner.chat_template import ChatRenderer, TemplateRefused, choose_renderer, render_safely
 from assistant.engine.runner.drafting import DraftSetup, load_drafting
-from assistant.engine.runner.generation import generate
+from assistant.engine.runner.generation import CANNOT_SEE, PromptBuilder, generate
+from assistant.engine.runner.image_cache import DecodedImages
 from assistant.engine.runner.limits import TimeLimitExceeded, set_memory_ceiling, time_limit
 from assistant.engine.runner.llama_model import LoadedModel
 from assistant.engine.settings import GenerationSettings
@@ -55,6 +56,7 @@ class RunnerServer:
         self._cancelled = False
         self._shutdown = False
         self._last_poll = 0.0
+        self.images = DecodedImages()  # decoded pixels by SHA-256, so a follow-up turn does not decode again
         self._send_lock = threading.Lock()  # the load's heartbeat thread sends too
         self._last_sent = time.monotonic()
 
@@ -181,6 +183,9 @@ class RunnerServer:
                 raise UserError(f"The model file {request['path']} cannot be used: {exc}; the file may be damaged "
                                 "or need a newer llama.cpp.") from exc
             try:
+                if request.get("projector"):
+                    self._load_projector(model, request["projector"],
+                                         use_gpu=bool(n_gpu) and rt.supports_gpu_offload())
                 renderer = self._renderer(model, request)
                 if renderer is not None:
                     rendered = render_safely(renderer, _PROBE)
@@ -195,6 +200,18 @@ class RunnerServer:
         summary = self._summary()
         summary["load_ms"] = round((time.perf_counter() - t0) * 1000, 1)
         self._send((P.LOADED, summary))
+
+    @staticmethod
+    def _load_projector(model: LoadedModel, projector: dict[str, Any], *, use_gpu: bool) -> None:
+        from assistant.engine.runner.vision import Projector, ProjectorLoadError
+
+        try:
+            model.projector = Projector(projector["path"], model, n_threads=model.n_threads, use_gpu=use_gpu,
+                                        max_side=projector.get("max_side"))
+        except ProjectorLoadError as exc:
+            raise UserError(f"The image projector {projector['path']} cannot be used: {exc}.") from None
+        except OSError as exc:  # the library itself is missing from this build of llama-cpp-python
+            raise UserError(f"This build of llama.cpp cannot load image projectors ({exc}).") from None
 
     def _renderer(self, model: LoadedModel, request: dict[str, Any]) -> ChatRenderer | None:
         bos, eos = model.bos_eos_text()
@@ -220,6 +237,7 @@ class RunnerServer:
             "has_chat_template": bool(m.chat_template()), "backend": backend, "memory": self._memory(),
             "pid": os.getpid(), "memory_limit": self.memory_limit, "kv_cache": m.kv_cache_record(),
             "draft": self._draft_summary(),
+            "vision": m.projector is not None, "projector": m.projector.record() if m.projector else None,
         }
 
     def _draft_summary(self) -> dict[str, Any] | None:
@@ -231,7 +249,8 @@ class RunnerServer:
         m = self._require_model()
         memory = {"weights_bytes": m.weights_bytes(), "kv_bytes": m.buffers.kv, "compute_bytes": m.buffers.compute,
                   "checkpoint_bytes": m.checkpoints.bytes,
-                  "rss_bytes": rss_bytes(), "rss_peak_bytes": rss_peak_bytes(), "vram_bytes": vram_bytes()}
+                  "rss_bytes": rss_bytes(), "rss_peak_bytes": rss_peak_bytes(), "vram_bytes": vram_bytes(),
+                  "projector_bytes": m.projector.memory_bytes if m.projector else None}
         if self.drafting is not None:  # the draft model's share of the process (in its RSS too)
             memory.update({f"draft_{k}": v for k, v in self.drafting.memory().items()})
         return memory
@@ -267,6 +286,8 @@ class RunnerServer:
         gen = GenerationSettings.from_dict(settings)
         if messages is not None and self.renderer is None:
             raise UserError("This model has no chat template; use text completion.")
+        if messages is not None:
+            messages = self._with_decoded_images(model, messages)
         self._request_id, self._cancelled, self._last_poll = request_id, False, 0.0
         sink = _PipeSink(self)
         try:
@@ -290,8 +311,21 @@ class RunnerServer:
         model = self._require_model()
         if self.renderer is None:
             raise UserError("This model has no chat template; use text completion.")
-        rendered = render_safely(self.renderer, messages)
-        self._send((P.RESULT, len(model.tokenize(rendered.text, rendered.add_bos))))
+        messages = self._with_decoded_images(model, messages)
+        self._send((P.RESULT, PromptBuilder(model, self.renderer).count(messages)))
+
+    def _with_decoded_images(self, model: LoadedModel, messages: list[dict]) -> list[dict]:
+        """The messages with each image's file decoded into pixels here, in this process (images.py)."""
+        if not any(m.get("images") for m in messages):
+            return messages
+        if model.projector is None:
+            raise UserError(CANNOT_SEE)
+        out = []
+        for m in messages:
+            if m.get("images"):
+                m = {**m, "images": [self.images.get(image, model.projector.max_side) for image in m["images"]]}
+            out.append(m)
+        return out
 
     # --- Benchmarks (the native baseline runs here, next to the model)
     def _on_bench_pp(self, n_tokens: int) -> None:
