@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import random
 import time
+from collections import deque
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from assistant.engine.runner.chat_template import ChatRenderer, RenderedPrompt, render_safely
 from assistant.engine.runner.context_fit import FittedPrompt, fit_conversation, reply_reserve
@@ -23,6 +24,9 @@ from assistant.engine.runner.vision import PromptChunks
 from assistant.engine.settings import GenerationSettings
 from common.errors import UserError
 from models.speed import CpuLoadMeter
+
+if TYPE_CHECKING:
+    from assistant.engine.runner.drafting import DraftSetup
 
 
 class Sink(Protocol):
@@ -52,6 +56,8 @@ class Outcome:
     # Time this loop spent per reply on what the benchmark's native loop does not do (text, stop
     # strings, the loop guard, the sink): the app's own cost per token, free of the machine's noise.
     bookkeeping_ms: float = 0.0
+    # Speculative decoding: {"kind", "model", "drafted", "accepted", "paused", "break_even"}; None without it.
+    draft: dict | None = None
     # Images in the prompt: {"count", "tokens", "encode_ms", "projector_bytes", "encoded", "reused"}.
     images: dict = field(default_factory=dict)
     # The KV cache as allocated (type, flash attention, window-sized or full sliding-window layers) and its
@@ -60,15 +66,19 @@ class Outcome:
 
 
 def generate(model: LoadedModel, renderer: ChatRenderer | None, messages: list[dict] | None, prompt: str | None,
-             settings: GenerationSettings, sink: Sink, *, t_request: float, prefix: str | None = None) -> Outcome:
+             settings: GenerationSettings, sink: Sink, *, t_request: float, prefix: str | None = None,
+             drafting: DraftSetup | None = None) -> Outcome:
     """Generate one reply; `renderer` None with `prompt` set means text completion (no template).
 
     `prefix`: the reply's start, already written (a stopped reply being continued): it follows the
     rendered prompt, so the model goes on from it; only new text reaches the sink.
+    `drafting`: a draft model or prompt lookup (drafting.py): where the loop would decode one token it
+    lets the speculator decode it with verified drafts after it, which the loop then emits one by one.
     """
     s = settings
     out = Outcome(seed=s.seed if s.seed is not None else random.getrandbits(32))
     sampler = None
+    speculator = None
     resumed_from = None
     t_first = t_last = None
     bookkeeping = 0.0
@@ -101,11 +111,14 @@ def generate(model: LoadedModel, renderer: ChatRenderer | None, messages: list[d
         stream = TextStream(fitted.stop)
         stop_ids = model.stop_tokens(fitted.stop)
         guard = RepetitionGuard() if s.stop_on_repetition else None
+        if drafting is not None and s.use_draft:
+            speculator = drafting.start(model, sampler, s, out.seed, sink.should_stop)
+        verified: deque[int] = deque()  # tokens a draft round verified: all but the last already in the cache
         while True:
             if sink.should_stop():
                 out.stop_reason = "stopped"
                 break
-            token = sampler.sample()
+            token = verified.popleft() if verified else sampler.sample()
             now = time.perf_counter()
             if not s.ignore_eos and (model.is_eog(token) or token in stop_ids):
                 out.stop_reason = "eos"
@@ -128,13 +141,19 @@ def generate(model: LoadedModel, renderer: ChatRenderer | None, messages: list[d
             if s.max_tokens and n_out >= s.max_tokens:
                 out.stop_reason = "length"
                 break
-            if len(model.kv_tokens) >= model.n_ctx:
+            if len(model.kv_tokens) - len(verified) >= model.n_ctx:  # as if the verified tokens came one by one
                 out.stop_reason = "context_full"
                 out.context = {**out.context, "applied": True,
                                "message": f"The reply reached the end of the context ({model.n_ctx} tokens)."}
                 break
             bookkeeping += time.perf_counter() - now
-            model.decode_one(token)
+            if verified:
+                continue  # this token is in the cache already
+            if speculator is not None:
+                room = (s.max_tokens - n_out) if s.max_tokens else model.n_ctx
+                verified.extend(speculator.step(token, n_out, room))
+            else:
+                model.decode_one(token)
         tail = stream.flush()
         if tail:
             sink.text(tail, out.completion_tokens)
@@ -145,6 +164,8 @@ def generate(model: LoadedModel, renderer: ChatRenderer | None, messages: list[d
         out.stop_reason, out.error = "error", str(exc)
     finally:
         builder.close()
+        if speculator is not None:
+            out.draft = speculator.record()
         if sampler is not None:
             sampler.close()
         end = time.perf_counter()
