@@ -60,6 +60,7 @@ RULES: dict[str, Setting] = {
     "thinking_effort": Setting(str, choices=EFFORTS, optional=True),
     "thinking_budget": Setting(int, 0, 10_000_000, optional=True),
     "thinking_format": Setting(str, choices=(*THINKING_FORMATS, THINKING_NONE), optional=True),
+    "draft": Setting(str, choices=("auto", "lookup", "off")),  # speculative decoding (the window's choices)
 }
 
 
@@ -72,6 +73,9 @@ def default_preferences() -> dict[str, Any]:
         "n_ctx": load.n_ctx or 0,  # 0: the model's own, at most 4096
         "n_threads": load.n_threads or 0,  # 0: the physical cores
         "n_gpu_layers": load.n_gpu_layers, "chat_template": "",
+        # Speculative decoding: "auto" drafts with a smaller installed size of the model's family when the
+        # catalogue pairs one (drafting pauses itself when it does not pay), "lookup" or "off".
+        "draft": "auto",
         "kv_cache_type": load.kv_cache_type, "flash_attn": load.flash_attn, MODEL_LOAD_KEY: {},
         "theme": "system", "stats_line": "always",
         "reply_deadline_s": g.reply_deadline_s or 0.0,  # remote replies: the most seconds one may take
@@ -164,4 +168,5 @@ def load_settings(preferences: dict[str, Any], model: str | None = None) -> Load
              **model_load_settings(preferences, model)}
     return LoadSettings(n_ctx=preferences.get("n_ctx") or None, n_threads=preferences.get("n_threads") or None,
                         n_gpu_layers=preferences.get("n_gpu_layers"),
-                        chat_template=preferences.get("chat_template") or None, **cache)
+                        chat_template=preferences.get("chat_template") or None,
+                        draft=preferences.get("draft") or None, **cache)

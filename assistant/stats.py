@@ -39,6 +39,7 @@ class MemoryStats:
     rss_peak_bytes: int | None  # the model's process, its peak
     vram_bytes: int | None  # GPU memory the model's process holds (NVML)
     app_rss_bytes: int | None = None  # the app's own process, apart from the model's
+    draft_bytes: int | None = None  # a draft model's weights, KV cache and compute buffer (in rss_bytes too)
     projector_bytes: int | None = None  # an image projector loaded with the model: weights and compute buffer
     checkpoint_bytes: int | None = None  # context checkpoints the model's process keeps (see runner/checkpoints.py)
 

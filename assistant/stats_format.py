@@ -72,6 +72,9 @@ def format_stats_line(stats: dict[str, Any] | None) -> str:
     vram = _num(memory.get("vram_bytes"))
     if vram:
         parts.append(f"{format_bytes(vram)} VRAM")
+    draft = draft_words(stats.get("draft"))
+    if draft:
+        parts.append(draft)
     kv_cache = stats.get("kv_cache")
     if isinstance(kv_cache, dict) and kv_cache.get("type") not in (None, "f16"):  # the default goes unsaid
         parts.append(f"KV {str(kv_cache['type'])[:8]}")
@@ -88,6 +91,16 @@ def format_stats_line(stats: dict[str, Any] | None) -> str:
     return SEP.join(parts)
 
 
+def draft_words(draft: Any) -> str:
+    """A reply's drafting in a few words: "draft 71% accepted" ('' without drafting)."""
+    if not isinstance(draft, dict):
+        return ""
+    if draft.get("error"):
+        return "draft not loaded"
+    drafted, accepted = _num(draft.get("drafted")), _num(draft.get("accepted"))
+    if not drafted or accepted is None:
+        return "draft paused" if draft.get("paused") else "nothing drafted"
+    return f"draft {round(100 * accepted / drafted)}% accepted" + (" (paused)" if draft.get("paused") else "")
 def format_images_line(stats: dict[str, Any] | None) -> str:
     """What the prompt's images cost: '2 images · 512 tokens · 0.9 s to encode' ('' without images)."""
     images = stats.get("images") if isinstance(stats, dict) else None

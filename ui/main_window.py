@@ -358,6 +358,9 @@ class MainWindow(QMainWindow):
         self.model = _summary_dict(summary)
         self.base_notice.show_for(self.model)
         self._update_status()
+        draft_error = (self.model.get("draft") or {}).get("error")
+        if draft_error:  # the model loaded; the draft asked for did not: say why, once
+            self.statusBar().showMessage(draft_error, 20_000)
         self._count_draft(self.input.edit.toPlainText())
 
     def _load_failed(self, event) -> None:
@@ -654,7 +657,18 @@ class MainWindow(QMainWindow):
     def make_settings_dialog(self) -> SettingsDialog:
         conv = self.history.get_conversation(self.current_id) if self.current_id else None
         return SettingsDialog(self.defaults, conv.settings if conv else None,
-                              gpu=bool(self.model.get("gpu_offload")), parent=self)
+                              gpu=bool(self.model.get("gpu_offload")), draft_offer=self._draft_offer(), parent=self)
+
+    def _draft_offer(self) -> str | None:
+        """For the loaded model: the installed size of its family that can draft for it, with the gain to expect."""
+        from assistant.engine.draft_plan import draft_offer
+
+        try:
+            offer = draft_offer(self.model.get("name")) if self.model else None
+        except UserError as exc:  # the installed list cannot be read just now: no offer, no harm
+            log.warning("draft offer: %s", exc)
+            return None
+        return offer.sentence if offer else None
 
     def open_settings(self) -> None:
         """The defaults for new chats; the view you were on stays."""
@@ -726,7 +740,11 @@ class MainWindow(QMainWindow):
     def _update_status(self) -> None:
         m = self.model
         if m:
-            self.status_model.setText(f"{m.get('name')} · {m.get('quant')}")
+            draft = m.get("draft") or {}
+            drafting = ("" if not draft or draft.get("error") else
+                        " · draft: prompt lookup" if draft.get("kind") == "lookup" else f" · draft: {draft.get('model')}")
+            self.status_model.setText(f"{m.get('name')} · {m.get('quant')}{drafting}")
+            self.status_model.setToolTip(draft.get("error") or "")
             self.status_threads.setText(f"{m.get('n_threads')} threads")
             self.status_backend.setText(m.get("backend", "CPU"))
         else:

@@ -7,7 +7,8 @@ import sys
 from assistant import remotes
 from assistant.chat_service import ChatService, TurnFailed, TurnFinished, TurnRequest, TurnText
 from assistant.cli.common import (add_generation_options, add_model_options, cache_words, ctrl_c_cancels, dim,
-                                  generation_settings, load_settings, show_load_notices, show_model_list_notices)
+                                  draft_words, generation_settings, load_settings, show_load_notices,
+                                  show_model_list_notices)
 from assistant.engine import EngineRouter
 from assistant.images import ImageAttachment, read_image_file
 from assistant.stats_format import STOPPED_WHILE_THINKING, format_images_line, format_stats_line
@@ -166,13 +167,21 @@ def run(args) -> int:
             args.model = f"{args.model}@{remote.name}"
         else:
             _say_if_preparing_starter(args.model)
-        show_load_notices(service.load(args.model, load_settings(args)).result())
+        summary = service.load(args.model, load_settings(args)).result()
+        show_load_notices(summary)
+        _say_draft_notice(summary)
         chat.pending_images = images
         if args.prompt is not None:
             return _one_shot(chat, args.prompt, as_json=args.json)
         return _interactive(chat)
     finally:
         service.close()
+
+
+def _say_draft_notice(summary) -> None:
+    _, notice = draft_words(summary)
+    if notice:
+        print(f"notice: {safe_text(notice)}", file=sys.stderr)
 
 
 def _say_if_preparing_starter(spec: str) -> None:
@@ -216,8 +225,10 @@ def _interactive(chat: _Chat) -> int:
     s = chat.service.summary()
     assert s is not None  # loaded before the loop starts
     cache = cache_words(s.kv_cache)
+    drafting, _ = draft_words(s)
     print(dim(f"{safe_text(s.name)} · {s.quant} · {s.n_threads} threads · "
-              f"context {s.n_ctx}{' · ' + cache if cache else ''} · type /help for commands"), file=sys.stderr)
+              f"context {s.n_ctx}{' · ' + cache if cache else ''}"
+              + (f" · {safe_text(drafting)}" if drafting else "") + " · type /help for commands"), file=sys.stderr)
     while True:
         try:
             line = input(">>> ")
@@ -254,6 +265,7 @@ def _command(chat: _Chat, text: str) -> bool:
             s = chat.service.load(rest.strip(), load_settings(chat.args, model=rest.strip())).result()
             show_load_notices(s)
             print(dim(f"[now using {safe_text(s.name)} · {s.quant}; the conversation stays]"), file=sys.stderr)
+            _say_draft_notice(s)
         except UserError as exc:
             print(f"error: {safe_text(exc)}", file=sys.stderr)
     elif name == "/image" and rest.strip():

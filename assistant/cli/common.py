@@ -38,6 +38,12 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gpu-layers", type=int, help="layers to offload to the GPU (default: all, when the build can)")
     p.add_argument("--chat-format", help="a named chat format (gemma, llama-3, chatml, ...) instead of the model's")
     p.add_argument("--chat-template", metavar="FILE", help="a Jinja chat template file instead of the model's")
+    p.add_argument("--draft", metavar="MODEL|lookup|off",
+                   help="speculative decoding: a smaller model of the same family drafts and the model checks "
+                        "(an installed name or a .gguf path), or 'lookup' drafts from the conversation itself "
+                        "(default: off); drafting pauses itself when it does not pay")
+    p.add_argument("--draft-max", type=positive_int, default=LoadSettings().draft_max, metavar="N",
+                   help=f"tokens drafted at most per round (default {LoadSettings().draft_max})")
     add_cache_options(p)
 
 
@@ -163,8 +169,21 @@ def load_settings(args, model: str | None = None) -> LoadSettings:
         # 300 MB file named by mistake is one sentence at once.
         template = read_text(args.chat_template, MAX_TEMPLATE_CHARS, "The chat template file")
     return LoadSettings(n_ctx=args.ctx, n_threads=args.threads, n_gpu_layers=args.gpu_layers,
-                        chat_format=args.chat_format, chat_template=template,
+                        chat_format=args.chat_format, chat_template=template, draft=getattr(args, "draft", None),
+                        draft_max=getattr(args, "draft_max", None) or LoadSettings().draft_max,
                         **{**saved_cache_settings(model or getattr(args, "model", None)), **cache_settings(args)})
+
+
+def draft_words(summary) -> tuple[str | None, str | None]:
+    """(what drafts for the loaded model, for its status line; why a draft asked for was left out)."""
+    draft = getattr(summary, "draft", None) or {}
+    if draft.get("error"):
+        return None, str(draft["error"])
+    if draft.get("kind") == "lookup":
+        return f"draft: prompt lookup (up to {draft.get('draft_max')})", None
+    if draft.get("kind") == "model":
+        return f"draft: {draft.get('model')} (up to {draft.get('draft_max')})", None
+    return None, None
 
 
 def generation_settings(args) -> GenerationSettings:

@@ -91,6 +91,8 @@ def add_parser(subparsers) -> None:
     s = sub.add_parser("fit", help="memory and speed estimate for a model, with its parts (reads only its header)")
     s.add_argument("name")
     s.add_argument("--ctx", type=int, help="context length (default: 4096, or the model's if less)")
+    s.add_argument("--draft", metavar="MODEL", help="a draft model loaded beside it (speculative decoding): its "
+                                                    "weights, KV cache and compute buffer are added")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=_with_notices(cmd_fit))
 
@@ -458,6 +460,21 @@ def cmd_rm(args) -> int:
     return 0
 
 
+def _with_draft(report, draft_name: str | None):
+    """(the report, the draft's parts): a draft model's share added to a fit report (same context, same
+    process: no second overhead), the verdict judged again on the sum; (report, None) without one."""
+    if not draft_name:
+        return report, None
+    from dataclasses import replace
+
+    from models import fit, library
+
+    draft = library.fit_report(draft_name, report.verdict.estimate.n_ctx).verdict.estimate
+    e = report.verdict.estimate
+    combined = replace(e, weights=e.weights + draft.weights, kv_cache=e.kv_cache + draft.kv_cache,
+                       compute=e.compute + draft.compute)
+    parts = {"name": draft_name, "weights": draft.weights, "kv_cache": draft.kv_cache, "compute": draft.compute}
+    return replace(report, verdict=fit.judge(combined, report.verdict.machine)), parts
 def cmd_set(args) -> int:
     from assistant.preferences import model_load_settings, set_model_load_settings
     from common.settings_store import SettingsStore
@@ -485,6 +502,7 @@ def cmd_fit(args) -> int:
 
     t0 = time.monotonic()
     report = library.fit_report(args.name, args.ctx)
+    report, draft = _with_draft(report, getattr(args, "draft", None))
     v, e, s = report.verdict, report.verdict.estimate, report.shape
     if args.json:
         print(json.dumps({
@@ -500,6 +518,7 @@ def cmd_fit(args) -> int:
                       "context_length": s.context_length, "bytes_per_token": s.bytes_per_token},
             "tokens_per_s": report.speed.tokens_per_s if report.speed else None,
             "speed_measured": bool(report.speed and report.speed.measured),
+            "draft": draft,
         }, indent=2))
         return 0
     print(f"{safe_text(report.name)}: {safe_text(s.architecture)}, {format_params(s.n_params)} parameters, "
@@ -513,6 +532,9 @@ def cmd_fit(args) -> int:
     print(f"  app and runtime  {format_bytes(e.overhead):>10}")
     if e.projector:
         print(f"  image projector  {format_bytes(e.projector):>10}   (it sees images; from {safe_text(report.projector)})")
+    if draft:
+        print(f"  draft {safe_text(draft['name'])}: weights {format_bytes(draft['weights'])}, KV cache "
+              f"{format_bytes(draft['kv_cache'])}, compute {format_bytes(draft['compute'])}")
     print(f"  total            {format_bytes(e.total):>10}")
     print(f"Verdict: {v.verdict}. {safe_text(v.reason)}")
     for name, verdict in v.gpu_verdicts:

@@ -53,6 +53,9 @@ class ModelSummary:
     remote: dict[str, Any] | None = None  # for remote models: the server's name, host, software
     spec: str | None = None  # what to pass to load() to load it again (an installed name, or the file's path)
     thinking: str | None = None  # how the model marks its thinking (thinking.FORMATS), None: it does not think
+    # Speculative decoding: {"kind": "model"|"lookup", "model", "draft_max", weights/kv/compute bytes}, or
+    # {"kind", "model", "error": sentence} when the draft asked for was left out; None without drafting.
+    draft: dict[str, Any] | None = None
     # Whether it sees images: True with a projector loaded, False without; None when not known (a remote model).
     vision: bool | None = False
     projector: dict[str, Any] | None = None  # the projector loaded with it: path, weights/compute bytes

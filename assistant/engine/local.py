@@ -28,10 +28,12 @@ from typing import Any
 
 from assistant.engine import crash_registry
 from assistant.engine import protocol as P
+from assistant.engine.draft_plan import DraftPlan, plan_draft
 from assistant.engine.interface import Engine, ModelSummary, Response
 from assistant.engine.runner.context_fit import least_tokens, prefit, reply_reserve
 from assistant.engine.settings import ContextPolicy, GenerationSettings, LoadSettings
 from assistant.engine.thinking import ANSWER, Piece
+from assistant.engine.stream_priority import yielding_to_the_runner
 from assistant.engine.supervisor import RunnerDied, RunnerProcess, RunnerTimeout
 from assistant.stats import MemoryStats, ModelRef, ResponseStats, rss_bytes, tps, vram_bytes
 from common.errors import ModelFileError, UserError
@@ -75,6 +77,19 @@ class _Stalled(Exception):
     """The runner sent nothing, not even a progress tick, for STALL_SECONDS."""
 
 
+class _CrashedWithDraft(ModelCrashError):
+    """A load with a draft model crashed: the model or its draft may be to blame."""
+
+
+def _draft_summary(plan: LoadPlan, loaded: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What the summary says of drafting: the runner's account, or the app's reason for leaving the draft out."""
+    if loaded:
+        return dict(loaded)
+    if plan.draft.notice:
+        return {"kind": "model", "model": plan.settings.draft, "error": plan.draft.notice}
+    return None
+
+
 @dataclass
 class LoadPlan:
     """Everything needed to start a runner on one model: checked before any process starts."""
@@ -87,6 +102,16 @@ class LoadPlan:
     request: dict[str, Any] = field(default_factory=dict)
     projector: ProjectorInfo | None = None
     notices: list[str] = field(default_factory=list)  # settings that could not be used as given, and why
+    draft: DraftPlan = field(default_factory=DraftPlan)  # the draft model or prompt lookup beside it, if any
+
+    def without_draft(self, notice: str) -> LoadPlan:
+        """The same load with the draft left out (it crashed the load), saying why."""
+        request = {k: v for k, v in self.request.items() if k != "draft"}
+        if self.memory_limit is not None:
+            request["memory_limit"] = self.memory_limit - self.draft.extra_bytes
+        return LoadPlan(entry=self.entry, info=self.info, settings=self.settings, n_ctx=self.n_ctx,
+                        memory_limit=request.get("memory_limit"), request=request, projector=self.projector,
+                        notices=list(self.notices), draft=DraftPlan(notice=notice))
 
     @property
     def load_deadline(self) -> float:
@@ -111,10 +136,18 @@ def plan_load(entry: registry.InstalledModel, info: GGUFInfo, settings: LoadSett
         n_ctx = min(train or DEFAULT_MAX_CTX, DEFAULT_MAX_CTX)
     estimate = fit.estimate_memory(from_gguf(info), n_ctx, kv_cache_type=settings.kv_cache_type,
                                    flash_attn={"on": True, "off": False}.get(settings.flash_attn))
+    draft = plan_draft(settings.draft, n_ctx, draft_max=settings.draft_max, adaptive=not settings.draft_always,
+                       target_path=entry.path, target_name=entry.name, kv_cache_type=settings.kv_cache_type,
+                       flash_attn={"on": True, "off": False}.get(settings.flash_attn))
     vision = projector_for(entry)
     projector_bytes = vision.memory_bytes if vision else 0
     machine = fit.this_machine()
     on_gpu = bool(machine.gpus) and settings.n_gpu_layers != 0
+    if not on_gpu and draft.extra_bytes and estimate.total + projector_bytes + draft.extra_bytes > machine.total_ram:
+        draft = DraftPlan(notice=f"With its draft model, {entry.name} would need about "
+                                 f"{format_bytes(estimate.total + projector_bytes + draft.extra_bytes)} of memory, "
+                                 f"more than this machine's {format_bytes(machine.total_ram)}; it loads without "
+                                 "drafting.")
     if not on_gpu and estimate.total + projector_bytes > machine.total_ram:
         raise UserError(f"A context of {n_ctx:,} tokens needs about {format_bytes(estimate.total)} of memory for "
                         f"{entry.name} (its KV cache alone {format_bytes(estimate.kv_cache)}), more than this "
@@ -122,7 +155,7 @@ def plan_load(entry: registry.InstalledModel, info: GGUFInfo, settings: LoadSett
     threads = settings.resolved_threads()
     checkpoint_budget = max(MIN_CHECKPOINT_BUDGET_BYTES, estimate.kv_cache // 4)
     memory_limit = (estimate.weights + estimate.kv_cache + estimate.compute + checkpoint_budget + CEILING_BASE_BYTES
-                    + threads * CEILING_PER_THREAD_BYTES)
+                    + threads * CEILING_PER_THREAD_BYTES + draft.extra_bytes)
     if vision is not None:
         memory_limit += vision.memory_bytes + IMAGE_DECODE_BYTES
     request = {
@@ -135,8 +168,10 @@ def plan_load(entry: registry.InstalledModel, info: GGUFInfo, settings: LoadSett
         "checkpoint_bytes_max": checkpoint_budget,
         "projector": {"path": str(vision.path), "max_side": vision.max_side} if vision else None,
     }
+    if draft.request:
+        request["draft"] = draft.request
     return LoadPlan(entry=entry, info=info, settings=settings, n_ctx=n_ctx, memory_limit=memory_limit,
-                    request=request, projector=vision, notices=notices)
+                    request=request, projector=vision, notices=notices, draft=draft)
 
 
 def projector_for(entry: registry.InstalledModel) -> ProjectorInfo | None:
@@ -186,14 +221,30 @@ class LocalEngine(Engine):
             previous = self._plan if self._summary is not None else None
             self._end_runner()
             try:
-                self._summary = self._start(plan)
-                self._plan = plan
+                try:
+                    summary = self._start(plan)
+                except _CrashedWithDraft as crash:
+                    plan, summary = self._load_without_draft(plan, crash)
+                self._summary, self._plan = summary, plan
             except UserError:
                 self._summary, self._plan = None, None
                 if previous is not None and previous.entry.path != plan.entry.path:
                     self._restore(previous)  # keep the user chatting on what they had
                 raise
-            return self._summary
+            return summary
+
+    def _load_without_draft(self, plan: LoadPlan, crash: _CrashedWithDraft) -> tuple[LoadPlan, ModelSummary]:
+        """A load with a draft model crashed: load the model alone. If that works, the draft was the cause
+        (remembered, so it is not opened again on its own); if not, the model is, as for any crash."""
+        draft = plan.draft.request or {}
+        sentence = (f"The draft model {draft.get('name')} crashed the model's process while loading, so "
+                    f"{plan.entry.name} was loaded without it.")
+        alone = plan.without_draft(sentence)
+        summary = self._start(alone)
+        log.warning("%s (%s)", sentence, crash)
+        if draft.get("path") and draft.get("path") != plan.entry.path:
+            crash_registry.remember(draft["path"], str(crash))
+        return alone, summary
 
     def _restore(self, previous: LoadPlan) -> None:
         try:
@@ -224,6 +275,8 @@ class LocalEngine(Engine):
             if self._load_cancelled:
                 raise UserError(f"Loading {name} was cancelled.") from None
             sentence = death.describe(name, "loading", plan.memory_limit)
+            if plan.draft.is_model and not death.killed_by_app:
+                raise _CrashedWithDraft(sentence) from None  # which of the two files? load() tries the model alone
             self._remember_crash(plan.entry, sentence)
             raise ModelCrashError(sentence) from None
         except RunnerTimeout:
@@ -272,6 +325,7 @@ class LocalEngine(Engine):
             thinking=data.get("thinking"),
             vision=bool(data.get("vision")), projector=data.get("projector"),
             kv_cache=dict(data.get("kv_cache") or {}), notices=list(plan.notices),
+            draft=_draft_summary(plan, data.get("draft")),
         )
 
     def _remember_crash(self, entry: registry.InstalledModel, sentence: str) -> None:
@@ -470,7 +524,8 @@ class LocalResponse(Response):
                 return
             eng._current = self
             try:
-                yield from self._exchange(runner, receipt)
+                with yielding_to_the_runner():  # its wake-ups must not preempt llama.cpp's threads
+                    yield from self._exchange(runner, receipt)
             finally:
                 eng._current = None
                 if self._watchdog is not None:
@@ -599,6 +654,8 @@ class LocalResponse(Response):
         st = self.stats
         if summary is None or st is None or st.completion_tokens < 16 or not st.gen_tps:
             return
+        if st.draft and st.draft.get("drafted"):  # drafted tokens come faster than the model's own speed
+            return
         try:
             record_measured_speed(Path(summary.path), st.gen_tps, st.n_threads or 1,
                                   cpu_busy_fraction=st.transport.get("cpu_other_busy"))
@@ -691,7 +748,7 @@ class _Receipt:
                 compute_bytes=mem.get("compute_bytes"), rss_bytes=mem.get("rss_bytes"),
                 rss_peak_bytes=mem.get("rss_peak_bytes"), vram_bytes=mem.get("vram_bytes"),
                 app_rss_bytes=rss_bytes(), projector_bytes=mem.get("projector_bytes"),
-                checkpoint_bytes=mem.get("checkpoint_bytes"),
+                checkpoint_bytes=mem.get("checkpoint_bytes"), draft_bytes=_draft_bytes(mem),
             ),
             backend=r.get("backend") or (dict(summary.backend) if summary else {}),
             context=self.context(r),
@@ -708,4 +765,19 @@ class _Receipt:
             thinking_unfinished=bool(r.get("thinking_unfinished")) and thinking is not None,
             thinking_closed_by_budget=bool(r.get("thinking_closed_by_budget")),
             kv_cache=r.get("kv_cache") or (dict(summary.kv_cache) if summary else {}),
+            draft=r.get("draft") or _draft_refusal(summary),
         )
+
+
+def _draft_bytes(memory: dict[str, Any]) -> int | None:
+    """The draft model's weights, KV cache and compute buffer in the model's process (None without one)."""
+    parts = [memory.get(k) for k in ("draft_weights_bytes", "draft_kv_bytes", "draft_compute_bytes")]
+    return sum(p for p in parts if p) if any(parts) else None
+
+
+def _draft_refusal(summary: ModelSummary | None) -> dict[str, Any] | None:
+    """A draft asked for but left out at load: each reply's record says so (drafted nothing)."""
+    draft = summary.draft if summary is not None else None
+    if draft and draft.get("error"):
+        return {**draft, "drafted": 0, "accepted": 0}
+    return None

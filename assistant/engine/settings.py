@@ -38,6 +38,12 @@ class LoadSettings:
     n_batch: int = 512
     chat_format: str | None = None  # a llama-cpp-python format name, overriding the GGUF's template
     chat_template: str | None = None  # a Jinja template, overriding both
+    # Speculative decoding: None or "off", "lookup" (prompt lookup), or a draft model (an installed name or a
+    # path) of the same vocabulary; draft_max caps the tokens drafted a round. draft_always keeps drafting
+    # when it does not pay (measurements of the floor only: by default drafting pauses itself then).
+    draft: str | None = None
+    draft_max: int = 8
+    draft_always: bool = False
     kv_cache_type: str = DEFAULT_KV_CACHE_TYPE  # one of KV_CACHE_TYPES
     flash_attn: str = DEFAULT_FLASH_ATTN  # one of FLASH_ATTN_MODES
 
@@ -89,6 +95,7 @@ class GenerationSettings:
     thinking_budget: int | None = None  # at most this many tokens of thinking, then the model answers
     thinking_format: str | None = None  # override the detected format (thinking.FORMATS) or "none"
     grammar: str | None = None  # a GBNF grammar the reply must follow (llama-server's `grammar` field)
+    use_draft: bool = True  # draft with the loaded draft model or prompt lookup, if any (benchmarks turn it off)
     # Remote replies: the most seconds one may take in all, however the server drips it (0 or None: no limit).
     reply_deadline_s: float | None = DEFAULT_REPLY_DEADLINE_S
 

@@ -802,6 +802,27 @@ class HistoryStore:
             return out
 
     @_recovers
+    def draft_history(self) -> list[dict[str, Any]]:
+        """Per-reply generation speed with what drafted it, oldest first, for the drafting statistics:
+        `model`, `gen_tps`, `completion_tokens`, `created_at`, and from the record `draft` (the dict, or
+        None), `cpu_other_busy` and `n_threads`. Remote replies are left out (the server drafts, or not)."""
+        sql = ("SELECT created_at, model, gen_tps, completion_tokens, "
+               "CASE WHEN json_valid(record) THEN json_extract(record, '$.draft', '$.transport.kind', "
+               "'$.transport.cpu_other_busy', '$.n_threads') END FROM stats ORDER BY created_at")
+        with self._read() as conn:
+            out = []
+            for created_at, model, gen_tps, completion_tokens, extra in conn.execute(sql).fetchall():
+                draft, kind, busy, threads = json.loads(extra) if extra else [None] * 4
+                if kind == "remote":
+                    continue
+                if isinstance(draft, str):  # json_extract gives a nested object as JSON text
+                    draft = json.loads(draft)
+                out.append({"created_at": created_at, "model": model, "gen_tps": gen_tps,
+                            "completion_tokens": completion_tokens, "draft": draft if isinstance(draft, dict) else None,
+                            "cpu_other_busy": busy, "n_threads": threads})
+            return out
+
+    @_recovers
     def save_benchmark(self, result: dict[str, Any]) -> int:
         """Save one model's benchmark (what `run_benchmark` returns, plus `memory`); returns its id."""
         if not isinstance(result, dict):

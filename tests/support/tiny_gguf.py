@@ -211,6 +211,7 @@ def write_tiny_llama(
     duplicate_token: bool = False,
     special_tokens: list[tuple[str, TokenType]] | None = None,
     eos_token: str | None = None,
+    transform=None,
 ) -> Path:
     """Write a random-weight llama model that llama.cpp loads; return its path.
 
@@ -222,6 +223,8 @@ def write_tiny_llama(
     key stands for the architecture. `duplicate_token` makes two vocabulary entries the same string.
     `special_tokens` adds whole tokens (see build_vocab); `eos_token` names one of them as the end of
     sequence (default `</s>`).
+    `transform(name, data) -> data` may replace a tensor's data (same shape and dtype) as it is written:
+    related models for speculative decoding (tests/support/draft_pairs.py).
     """
     if quant not in QUANTS:
         raise ValueError(f"quant must be one of {', '.join(QUANTS)}")
@@ -284,8 +287,11 @@ def write_tiny_llama(
     w.write_kv_data_to_file()
     w.write_ti_data_to_file()
     rng = np.random.default_rng(seed)
-    for _tname, shape, qtype in plan:
-        w.write_tensor_data(_random_tensor(rng, shape, qtype))
+    for tname, shape, qtype in plan:
+        data = _random_tensor(rng, shape, qtype)
+        if transform is not None:
+            data = transform(tname, data)
+        w.write_tensor_data(data)
     w.close()
     return path
 

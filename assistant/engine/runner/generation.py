@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import random
 import time
+from collections import deque
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from assistant.engine import thinking, thinking_controls
 from assistant.engine.runner.chat_template import ChatRenderer, RenderedPrompt, render_safely
@@ -25,6 +26,9 @@ from assistant.engine.settings import GenerationSettings
 from assistant.engine.thinking import ANSWER, THINKING, ThinkingParser
 from common.errors import UserError
 from models.speed import CpuLoadMeter
+
+if TYPE_CHECKING:
+    from assistant.engine.runner.drafting import DraftSetup
 
 
 class Sink(Protocol):
@@ -62,6 +66,8 @@ class Outcome:
     thinking_budget: int | None = None  # the budget this reply had
     thinking_closed_by_budget: bool = False  # the runner closed the thinking at the budget
     thinking_unfinished: bool = False  # the reply ended inside its thinking
+    # Speculative decoding: {"kind", "model", "drafted", "accepted", "paused", "break_even"}; None without it.
+    draft: dict | None = None
     # Images in the prompt: {"count", "tokens", "encode_ms", "projector_bytes", "encoded", "reused"}.
     images: dict = field(default_factory=dict)
     # The KV cache as allocated (type, flash attention, window-sized or full sliding-window layers) and its
@@ -71,17 +77,20 @@ class Outcome:
 
 def generate(model: LoadedModel, renderer: ChatRenderer | None, messages: list[dict] | None, prompt: str | None,
              settings: GenerationSettings, sink: Sink, *, t_request: float, prefix: str | None = None,
-             thinking_format: str | None = None) -> Outcome:
+             thinking_format: str | None = None, drafting: DraftSetup | None = None) -> Outcome:
     """Generate one reply; `renderer` None with `prompt` set means text completion (no template).
 
     `prefix`: the reply's start, already written (a stopped reply being continued): it follows the
     rendered prompt, so the model goes on from it; only new text reaches the sink.
     `thinking_format`: the model's detected thinking format (thinking.detect_format); the settings
     may override it. Thinking and answer reach the sink as pieces of their own kind.
+    `drafting`: a draft model or prompt lookup (drafting.py): where the loop would decode one token it
+    lets the speculator decode it with verified drafts after it, which the loop then emits one by one.
     """
     s = settings
     out = Outcome(seed=s.seed if s.seed is not None else random.getrandbits(32))
     sampler = None
+    speculator = None
     resumed_from = None
     t_first = t_last = None
     bookkeeping = 0.0
@@ -121,11 +130,15 @@ def generate(model: LoadedModel, renderer: ChatRenderer | None, messages: list[d
         guard = RepetitionGuard() if s.stop_on_repetition else None
         reading = _ThinkingReader(model, plan, fitted.text, sink, continuing=bool(prefix))
         out.thinking_format, out.thinking_budget = reading.format, reading.budget
+        if drafting is not None and s.use_draft:
+            speculator = drafting.start(model, sampler, s, out.seed, sink.should_stop)
+        verified: deque[int] = deque()  # tokens a draft round verified: all but the last already in the cache
         while True:
             if sink.should_stop():
                 out.stop_reason = "stopped"
                 break
-            if reading.over_budget():
+            # The budget is checked between draft rounds only: verified tokens already sit in the cache.
+            if not verified and reading.over_budget():
                 # The budget is spent: the model's own closing delimiter goes into the context, then it answers.
                 closing = reading.closing_tokens()
                 if len(model.kv_tokens) + len(closing) >= model.n_ctx:
@@ -134,10 +147,10 @@ def generate(model: LoadedModel, renderer: ChatRenderer | None, messages: list[d
                 for tok in closing:
                     out.completion_tokens += 1
                     reading.take(tok, stream.feed(reading.bytes_of(tok)), out.completion_tokens, time.perf_counter())
-                model.decode(closing)
+                model.decode(closing)  # a drafter catches up from the target's tokens
                 out.thinking_closed_by_budget = True
                 continue
-            token = sampler.sample()
+            token = verified.popleft() if verified else sampler.sample()
             now = time.perf_counter()
             if not s.ignore_eos and (model.is_eog(token) or token in stop_ids):
                 out.stop_reason = "eos"
@@ -159,13 +172,19 @@ def generate(model: LoadedModel, renderer: ChatRenderer | None, messages: list[d
             if s.max_tokens and n_out >= s.max_tokens:
                 out.stop_reason = "length"
                 break
-            if len(model.kv_tokens) >= model.n_ctx:
+            if len(model.kv_tokens) - len(verified) >= model.n_ctx:  # as if the verified tokens came one by one
                 out.stop_reason = "context_full"
                 out.context = {**out.context, "applied": True,
                                "message": f"The reply reached the end of the context ({model.n_ctx} tokens)."}
                 break
             bookkeeping += time.perf_counter() - now
-            model.decode_one(token)
+            if verified:
+                continue  # this token is in the cache already
+            if speculator is not None:
+                room = (s.max_tokens - n_out) if s.max_tokens else model.n_ctx
+                verified.extend(speculator.step(token, n_out, room))
+            else:
+                model.decode_one(token)
         reading.finish(stream.flush(), out.completion_tokens)
         sink.flush()  # the last batch leaves now, before any bookkeeping: it must not arrive late
     except Cancelled:
@@ -174,6 +193,8 @@ def generate(model: LoadedModel, renderer: ChatRenderer | None, messages: list[d
         out.stop_reason, out.error = "error", str(exc)
     finally:
         builder.close()
+        if speculator is not None:
+            out.draft = speculator.record()
         if sampler is not None:
             sampler.close()
         end = time.perf_counter()

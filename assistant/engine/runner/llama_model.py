@@ -88,6 +88,8 @@ class LoadedModel:
         self._pieces: dict[int, bytes] = {}  # token -> its bytes (the vocabulary never changes)
         self._eog: dict[int, bool] = {}  # token -> ends a turn
         self._one = (C.llama_token * 1)()
+        self._batch: Any = None  # the verify batch (speculative decoding), made on first use
+        self._batch_cap = 0
 
     # --- Metadata
     def weights_bytes(self) -> int:
@@ -311,7 +313,53 @@ class LoadedModel:
         """The cache as allocated and its checkpoints now, for the statistics record."""
         return {**self.kv_cache, **self.checkpoints.record()}
 
+    # --- Speculative decoding: a batch with logits at every position, and taking tokens back
+    def decode_all(self, tokens: list[int]) -> None:
+        """Decode `tokens` after the cache with logits for every one of them (a verify batch):
+        `logits(i)` is then the distribution after tokens[i]."""
+        n = len(tokens)
+        if n > self._batch_cap:
+            if self._batch is not None:
+                C.llama_batch_free(self._batch)
+            self._batch, self._batch_cap = C.llama_batch_init(n, 0, 1), n
+        b = self._batch
+        pos0 = len(self.kv_tokens)
+        for i, token in enumerate(tokens):
+            b.token[i] = token
+            b.pos[i] = pos0 + i
+            b.n_seq_id[i] = 1
+            b.seq_id[i][0] = 0
+            b.logits[i] = 1
+        b.n_tokens = n
+        self._check(C.llama_decode(self.ctx, b))
+        self.kv_tokens.extend(tokens)
+
+    def logits(self, idx: int = -1):
+        """The logits after the output at `idx` of the last batch, as a numpy view (valid until the next decode)."""
+        import numpy as np
+
+        return np.ctypeslib.as_array(C.llama_get_logits_ith(self.ctx, idx), shape=(self.n_vocab,))
+
+    def truncate(self, n: int) -> None:
+        """Forget everything in the cache after the first `n` tokens (rejected drafts)."""
+        if n >= len(self.kv_tokens):
+            return
+        # A window-sized sliding-window cache takes back its newest cells too: the cells a verify batch
+        # overwrote were outside the window of every later token already.
+        if not C.llama_memory_seq_rm(self.memory, 0, n, -1):
+            self.reset_cache()
+            raise DecodeError("the model's cache cannot take back drafted tokens")
+        del self.kv_tokens[n:]
+        self.checkpoints.forget_after(n)
+
+    def can_roll_back(self) -> bool:
+        """Whether the cache can drop its last tokens: not so for recurrent state (Mamba, hybrids)."""
+        return not self.recurrent
+
     def close(self) -> None:
+        if self._batch is not None:
+            C.llama_batch_free(self._batch)
+            self._batch = None
         if self.projector is not None:
             self.projector.close()
             self.projector = None
@@ -355,6 +403,14 @@ class Sampler:
 
     def sample(self) -> int:
         return C.llama_sampler_sample(self.ptr, self.ctx, -1)
+
+    def sample_at(self, idx: int) -> int:
+        """Sample from the logits of output `idx` of the last batch (a verify batch's positions)."""
+        return C.llama_sampler_sample(self.ptr, self.ctx, idx)
+
+    def accept(self, token: int) -> None:
+        """Tell the chain a token chosen outside it (speculative sampling), so its penalties stay in step."""
+        C.llama_sampler_accept(self.ptr, token)
 
     def close(self) -> None:
         if self.ptr:

@@ -23,6 +23,7 @@ from assistant.engine import thinking
 from assistant.engine.runner import llama_runtime as rt
 from assistant.engine.runner import native_bench
 from assistant.engine.runner.chat_template import ChatRenderer, TemplateRefused, choose_renderer, render_safely
+from assistant.engine.runner.drafting import DraftSetup, load_drafting
 from assistant.engine.runner.generation import CANNOT_SEE, PromptBuilder, generate
 from assistant.engine.runner.image_cache import DecodedImages
 from assistant.engine.runner.limits import TimeLimitExceeded, set_memory_ceiling, time_limit
@@ -35,7 +36,7 @@ from common.terminal import shorten
 
 log = logging.getLogger(__name__)
 
-POLL_INTERVAL_SECONDS = 0.001
+POLL_INTERVAL_SECONDS = 0.005  # a cancel is seen within 5 ms: one select() per token at most on a fast model
 _PROBE = [{"role": "system", "content": "You are a helpful assistant."}, {"role": "user", "content": "Hello"}]
 
 
@@ -49,6 +50,8 @@ class RunnerServer:
         self.model: LoadedModel | None = None
         self.renderer: ChatRenderer | None = None
         self.thinking_format: str | None = None  # how this model marks its thinking (thinking.detect_format)
+        self.drafting: DraftSetup | None = None  # a draft model or prompt lookup, when asked for
+        self.draft_error: dict[str, Any] | None = None  # the draft asked for but refused: kind, model, error
         self.memory_limit: int | None = None
         self._pending: deque = deque()  # requests read while a reply was running
         self._request_id: int | None = None  # the reply in flight, which a cancel must name
@@ -133,8 +136,8 @@ class RunnerServer:
     def should_stop(self) -> bool:
         """Has the app asked to stop the reply in flight?
 
-        Asked once per token; the pipe is looked at most once a millisecond (a fast model makes
-        several tokens a millisecond, and the app shows nothing produced after its stop anyway).
+        Asked once per token; the pipe is looked at most once every POLL_INTERVAL_SECONDS (a small model
+        makes several tokens a millisecond, and the app shows nothing produced after its stop anyway).
         """
         if self._cancelled:
             return True
@@ -193,6 +196,8 @@ class RunnerServer:
             except BaseException:
                 model.close()
                 raise
+            if request.get("draft"):  # a draft that cannot be used leaves the model loaded, with a sentence
+                self.drafting, self.draft_error = load_drafting(model, request["draft"], request)
         self.model, self.renderer = model, renderer
         self.thinking_format = thinking.detect_format(
             renderer.template if renderer is not None else None, request.get("architecture"),
@@ -236,16 +241,25 @@ class RunnerServer:
             "n_gpu_layers": m.n_gpu_layers, "chat_format": self.renderer.label if self.renderer else "completion",
             "has_chat_template": bool(m.chat_template()), "backend": backend, "memory": self._memory(),
             "pid": os.getpid(), "memory_limit": self.memory_limit, "kv_cache": m.kv_cache_record(),
+            "draft": self._draft_summary(),
             "vision": m.projector is not None, "projector": m.projector.record() if m.projector else None,
             "thinking": self.thinking_format,
         }
 
+    def _draft_summary(self) -> dict[str, Any] | None:
+        if self.drafting is not None:
+            return {**self.drafting.describe(), **self.drafting.memory()}
+        return dict(self.draft_error) if self.draft_error else None
+
     def _memory(self) -> dict[str, Any]:
         m = self._require_model()
-        return {"weights_bytes": m.weights_bytes(), "kv_bytes": m.buffers.kv, "compute_bytes": m.buffers.compute,
-                "checkpoint_bytes": m.checkpoints.bytes,
-                "rss_bytes": rss_bytes(), "rss_peak_bytes": rss_peak_bytes(), "vram_bytes": vram_bytes(),
-                "projector_bytes": m.projector.memory_bytes if m.projector else None}
+        memory = {"weights_bytes": m.weights_bytes(), "kv_bytes": m.buffers.kv, "compute_bytes": m.buffers.compute,
+                  "checkpoint_bytes": m.checkpoints.bytes,
+                  "rss_bytes": rss_bytes(), "rss_peak_bytes": rss_peak_bytes(), "vram_bytes": vram_bytes(),
+                  "projector_bytes": m.projector.memory_bytes if m.projector else None}
+        if self.drafting is not None:  # the draft model's share of the process (in its RSS too)
+            memory.update({f"draft_{k}": v for k, v in self.drafting.memory().items()})
+        return memory
 
     def _require_model(self) -> LoadedModel:
         if self.model is None:
@@ -253,6 +267,10 @@ class RunnerServer:
         return self.model
 
     def _close_model(self) -> None:
+        if self.drafting is not None:
+            self.drafting.close()
+            self.drafting = None
+        self.draft_error = None
         if self.model is not None:
             self.model.close()
             self.model = None
@@ -281,7 +299,10 @@ class RunnerServer:
         sink = _PipeSink(self)
         try:
             outcome = generate(model, self.renderer if messages is not None else None, messages, prompt, gen, sink,
-                               t_request=t_request, prefix=prefix, thinking_format=self.thinking_format)
+                               t_request=t_request, prefix=prefix, thinking_format=self.thinking_format,
+                               drafting=self.drafting)
+            if outcome.draft is None and self.draft_error:
+                outcome.draft = {**self.draft_error, "drafted": 0, "accepted": 0}
             sink.flush()
             record = asdict(outcome)
             record.update(memory=self._memory(), n_ctx=model.n_ctx, n_threads=model.n_threads,
