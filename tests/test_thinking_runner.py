@@ -165,3 +165,19 @@ def test_a_hybrid_model_resumes_turn_2_where_the_reply_began(tmp_path, thinking)
     markup = 2 if thinking == "on" else 6  # "<think>\n" or "<think>\n\n</think>\n\n", a newline a token here
     assert second.stats["kv_cache"]["resumed_from"] == first.stats["prompt_tokens"] - markup
     assert second.stats["cached_tokens"] == first.stats["prompt_tokens"] - markup
+
+
+def test_the_budget_closes_the_thinking_between_draft_rounds(models, service):
+    """With prompt lookup drafting (verified tokens arrive a round at a time, already in the cache), the
+    budget closes the thinking after the round that crossed it, and the reply goes on answering."""
+    service.load(str(models["think_tags"]), LoadSettings(n_ctx=2048, n_threads=1, draft="lookup", draft_max=4,
+                                                         draft_always=True)).result(120)
+    settings = GenerationSettings(max_tokens=60, temperature=0, grammar="root ::= [a-z ]+", thinking_budget=16,
+                                  stop_on_repetition=False)
+    texts, done = turn(service, "Think long.", settings)
+    stats = done.stats
+    assert stats["draft"]["kind"] == "lookup" and stats["draft"]["drafted"] > 0
+    assert stats["thinking_closed_by_budget"] and 16 <= stats["thinking_tokens"] <= 16 + 4 + 5
+    assert stats["answer_tokens"] == 60 - stats["thinking_tokens"] and stats["reply"].strip()
+    kinds = [t.kind for t in texts]
+    assert "thinking" not in kinds[kinds.index("answer"):]
