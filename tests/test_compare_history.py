@@ -322,4 +322,4 @@ def test_a_speed_measured_on_a_busy_cpu_says_so():
     quiet["transport"] = {"runner_pid": 1, "cpu_other_busy": 0.0}
     busy = _stats(**SMALL) | {"n_threads": 2}
     busy["transport"] = {"runner_pid": 2, "cpu_other_busy": 0.9}
-    assert dict(figure_table([quiet, busy]))["tok/s"] == ["60 tok/s", "60 tok/s (busy)"]
+    assert dict(figure_table([quiet, busy]))["tok/s"] == ["60 tok/s", "60 tok/s (busy CPU)"]

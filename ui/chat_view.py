@@ -18,8 +18,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from assistant.busy import BUSY_MARK, is_busy
 from assistant.stats_format import format_stats_line, model_label
-from common.formatting import format_bytes, format_tps
+from common.formatting import format_bytes, format_count, format_tps
 from ui.icons import icon
 from ui.input_box import MessageEdit
 from ui.markdown_render import MarkdownRenderer
@@ -63,6 +64,11 @@ def stats_tooltip(stats: dict) -> str:
                     + (f" · dropped {ctx['dropped_messages']} messages" if ctx.get("dropped_messages") else "")),
         ("Backend", f"{backend.get('kind', '–')} · llama-cpp-python {backend.get('llama_cpp_python', '')}"),
     ]
+    share = (stats.get("transport") or {}).get("cpu_other_busy") if isinstance(stats.get("transport"), dict) else None
+    if isinstance(share, (int, float)) and not isinstance(share, bool):
+        verdict = (f"{BUSY_MARK}: not this model's speed, left out of its figures" if is_busy(stats)
+                   else "quiet: this model's speed")
+        rows.append(("Other programs", f"{share:.0%} of the CPU · {verdict}"))
     body = "".join(f"<tr><td><b>{k}</b></td><td>&nbsp;{v}</td></tr>" for k, v in rows)
     return f"<table>{body}</table>"
 
@@ -351,12 +357,31 @@ class ChatView(QScrollArea):
         self._thread: list = []
         self._shown_from = 0
         self._anchor_from_bottom: int | None = None
+        self._held: int | None = None  # a scroll position kept while the view grows (hold_position)
         self._scrolling = False  # the view moves itself: not a reader's scroll
 
     def set_dark(self, dark: bool) -> None:
         self.renderer = MarkdownRenderer(dark=dark)
 
+    def hold_position(self) -> None:
+        """Something under the view is about to go (the base-model notice): the view grows at its bottom.
+        What is on screen stays where it is (a button you were about to press does not slide away) until
+        the next message or thread; the column keeps room below it instead."""
+        self._held = self.verticalScrollBar().value()
+
+    def _release(self) -> None:
+        if self._held is not None:
+            self._held = None
+            self._inner.setMinimumHeight(0)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        super().resizeEvent(event)
+        if self._held is not None:
+            self._inner.setMinimumHeight(self._held + self.viewport().height())
+            self._keep_in_view(0, self.verticalScrollBar().maximum())
+
     def clear(self) -> None:
+        self._release()
         for w in self.widgets.values():
             # Out of the layout now; deleteLater alone waits for the event loop to come round.
             self._layout.removeWidget(w)
@@ -408,10 +433,11 @@ class ChatView(QScrollArea):
         self._anchor_from_bottom = None
 
     def _update_more_button(self) -> None:
-        self.more_button.setText(f"Show {self._shown_from} earlier messages")
+        self.more_button.setText(f"Show {format_count(self._shown_from, 'earlier message')}")
         self.more_button.setVisible(self._shown_from > 0)
 
     def add_message(self, message, siblings=None) -> MessageWidget:
+        self._release()
         widget = self._make_widget(message, siblings)
         self._layout.insertWidget(self._layout.count() - 1, widget)
         return widget
@@ -472,7 +498,9 @@ class ChatView(QScrollArea):
         bar = self.verticalScrollBar()
         self._scrolling = True
         try:
-            if self._anchor_from_bottom is not None:  # older messages were added above
+            if self._held is not None:  # the view grew under a reader: what they see stays put
+                bar.setValue(self._held)
+            elif self._anchor_from_bottom is not None:  # older messages were added above
                 bar.setValue(maximum - self._anchor_from_bottom)
             elif self._follow:
                 bar.setValue(self._target(maximum))
