@@ -81,6 +81,7 @@ class InputBox(QWidget):
         text = self.edit.toPlainText().strip()
         if text:
             self.edit.clear()
+            self._draft_timer.stop()  # the sent text's count comes with its reply: no draft to count
             self.sendRequested.emit(text)
 
     def _button(self) -> None:
