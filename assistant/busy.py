@@ -23,6 +23,7 @@ from models.speed import is_quiet
 BUSY_MARK = "busy CPU"
 BUSY_NOTE = ("busy CPU: other programs used the CPU during that run, so its speed is below what this machine "
              "gives; it is not used as the model's speed")
+BUSY_TIP = BUSY_NOTE[0].upper() + BUSY_NOTE[1:]  # the same, as a tooltip's sentence
 
 
 def _share(value: Any) -> float | None:

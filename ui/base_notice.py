@@ -40,7 +40,7 @@ class BaseModelNotice(QFrame):
         self.apply_icons()
         row.addWidget(self.info_icon)
         self.label = QLabel()
-        self.label.setWordWrap(False)
+        self.label.setWordWrap(True)  # a narrow window wraps it: its width never widens the chat page
         self.label.setAccessibleName("Base model")
         row.addWidget(self.label, 1)
         self.switch_button = QPushButton()

@@ -26,6 +26,7 @@ from ui.input_box import MessageEdit
 from ui.markdown_render import MarkdownRenderer
 
 RENDER_INTERVAL_MS = 80
+COLUMN_MARGIN = 12  # px above the first message and below the last
 PAGE = 80  # messages built at a time: a 500-message thread opens at once, older pages on request
 STATUS_NOTES = {"stopped": "stopped", "interrupted": "interrupted: the app closed before this reply finished",
                 "error": "error", "streaming": "…"}
@@ -333,7 +334,7 @@ class ChatView(QScrollArea):
         self._inner = _Column()
         self._inner.setObjectName("chatColumn")
         self._layout = QVBoxLayout(self._inner)
-        self._layout.setContentsMargins(16, 12, 16, 12)
+        self._layout.setContentsMargins(16, COLUMN_MARGIN, 16, COLUMN_MARGIN)
         self._layout.setSpacing(10)
         self._layout.addStretch(1)
         self.setWidget(self._inner)
@@ -372,12 +373,19 @@ class ChatView(QScrollArea):
     def _release(self) -> None:
         if self._held is not None:
             self._held = None
-            self._inner.setMinimumHeight(0)
+            self._room_below(0)
+
+    def _room_below(self, extra: int) -> None:
+        """Blank room under the last message (the messages themselves keep their heights)."""
+        m = self._layout.contentsMargins()
+        self._layout.setContentsMargins(m.left(), m.top(), m.right(), COLUMN_MARGIN + extra)
 
     def resizeEvent(self, event) -> None:  # noqa: N802 - Qt's name
         super().resizeEvent(event)
         if self._held is not None:
-            self._inner.setMinimumHeight(self._held + self.viewport().height())
+            self._room_below(0)
+            natural = self._inner.heightForWidth(self.viewport().width())
+            self._room_below(max(0, self._held + self.viewport().height() - natural))
             self._keep_in_view(0, self.verticalScrollBar().maximum())
 
     def clear(self) -> None:

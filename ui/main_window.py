@@ -598,6 +598,8 @@ class MainWindow(QMainWindow):
 
             self.benchmarks = BenchmarkBridge(self.services.stats, self)
             self.stats_view = StatsView(self.services.stats, self.benchmarks, load_settings=self._load_settings)
+            # A model installed (or removed) meanwhile is in the Benchmarks list at once, no Refresh needed.
+            self.library.installedChanged.connect(lambda _index: self.stats_view.refresh_models())
             self.pages.addWidget(self.stats_view)
         if index == 1:
             self.stats_view.refresh()

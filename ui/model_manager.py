@@ -556,7 +556,10 @@ class ModelManager(QDialog):
                 item.setToolTip(5, plain_tooltip(r.problem or r.fit_reason or ""))
                 item.setToolTip(6, MEASURED_TIP if r.speed_measured else ESTIMATED_TIP)
             item.setToolTip(0, plain_tooltip(f"{m.name}\n{m.path}"))
-            item.setToolTip(1, plain_tooltip(label))
+            can = ability_words(entry)
+            item.setToolTip(1, plain_tooltip(label + (f"\nIt {can.replace(' · ', ' and ')}." if can else "")))
+            if can:
+                item.setIcon(1, abilities_icon(entry))
             self.installed.addTopLevelItem(item)
             if m.name == selected:
                 item.setSelected(True)

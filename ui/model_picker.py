@@ -27,7 +27,7 @@ from collections.abc import Callable
 
 from PySide6.QtCore import QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QStandardItemModel
-from PySide6.QtWidgets import (QButtonGroup, QComboBox, QHBoxLayout, QLabel, QMessageBox, QProgressBar, QSizePolicy,
+from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QMessageBox, QProgressBar, QSizePolicy,
                                QStyle, QStyleOptionComboBox, QStylePainter, QToolButton, QWidget)
 
 from assistant.library_service import HubStatus, RemoteModels
@@ -42,7 +42,7 @@ from ui.error_text import readable
 from ui.icons import icon
 from ui.library_bridge import LibraryBridge
 from ui.library_widgets import error_text_style, verdict_icon, verdict_words
-from ui.model_marks import abilities, abilities_pixmap, ability_words, params_text
+from ui.model_marks import abilities, abilities_pixmap, ability_words, ladder_text, params_text
 from ui.plain_text import plain_label, plain_tooltip
 from ui.workers import run_in_background
 
@@ -192,8 +192,8 @@ class ModelPicker(QWidget):
         # The loaded size stands out in every theme (Fusion's dark "checked" shade is faint).
         self.sizes.setStyleSheet("QToolButton:checked { border: 2px solid palette(highlight); border-radius: 3px;"
                                  " background: palette(base); padding: 1px 3px; }")
-        self.size_group = QButtonGroup(self)
-        self.size_group.setExclusive(False)  # checked by hand: a press does not switch until the load is done
+        # No QButtonGroup: Qt takes Tab away from every button of a group but the checked one, and then
+        # the other sizes could not be reached by keyboard. Each is checked by hand (when its load is done).
         layout.addWidget(self.sizes)
 
         self.download_bar = QProgressBar()
@@ -367,7 +367,6 @@ class ModelPicker(QWidget):
         family = catalogue.family_of(entry) if entry else None
         if family is None or self.family is None or family.id != self.family.id:
             for button in self.size_buttons.values():
-                self.size_group.removeButton(button)
                 button.deleteLater()
             self.size_buttons.clear()
             self.family = family
@@ -376,7 +375,6 @@ class ModelPicker(QWidget):
                 # Its final width from the start: the figures arrive later and never widen it.
                 button.setMinimumWidth(button.sizeHint().width())
                 button.clicked.connect(lambda _checked=False, e=size: self._size_pressed(e))
-                self.size_group.addButton(button)
                 self.sizes_layout.addWidget(button)
                 self.size_buttons[size.base_name] = button
         self.sizes.setVisible(family is not None)
@@ -443,7 +441,8 @@ class ModelPicker(QWidget):
         if base:
             text = f"{text} · base model" if text else "base model"
         self.family_label.setText(text)
-        self.family_label.setToolTip(BASE_MODEL_LABEL if base else "")
+        ladder = f"{family_name(self.family.sizes[0])}: {ladder_text(self.family)}" if self.family is not None else ""
+        self.family_label.setToolTip("\n".join(x for x in (ladder, BASE_MODEL_LABEL if base else "") if x))
         self.family_label.setAccessibleDescription(BASE_MODEL_LABEL if base else "")
 
     def _update_sizes(self) -> None:

@@ -44,7 +44,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from assistant.busy import BUSY_MARK, BUSY_NOTE, benchmark_is_busy
+from assistant.busy import BUSY_MARK, BUSY_TIP, benchmark_is_busy
 from assistant.stats_series import METRICS, StatsSnapshot
 from common.errors import UserError
 from common.formatting import format_byte_rate, format_bytes, format_count, format_number
@@ -495,7 +495,7 @@ class StatsView(QWidget):
                                                  BUSY_MARK if busy else None) if x)
                     cell = _Cell(text or "–", (row.get("backend") or "", value or 0))
                     if busy:
-                        cell.setToolTip(BUSY_NOTE.capitalize())
+                        cell.setToolTip(BUSY_TIP)
                 elif key == "created_at":
                     cell = _Cell(_local_time(value), value)
                 elif show is not None:
@@ -512,7 +512,7 @@ class StatsView(QWidget):
                     # Shown, marked: below what this machine gives, so never read as the model's speed.
                     cell.setText(f"{cell.text()} ({BUSY_MARK})")
                     cell.setIcon(icon("warning"))
-                    cell.setToolTip(f"{cell.toolTip()}\n{BUSY_NOTE.capitalize()}".strip())
+                    cell.setToolTip(f"{cell.toolTip()}\n{BUSY_TIP}".strip())
                 if key == "model":
                     cell.setToolTip(plain_tooltip("\n".join(str(v) for v in (row.get("model"), row.get("model_file"))
                                                             if v)))
@@ -521,6 +521,10 @@ class StatsView(QWidget):
                 self.table.setItem(i, j, cell)
         self.table.setSortingEnabled(True)
         self.table_empty.setVisible(not rows)
+
+    def refresh_models(self) -> None:
+        """The installed models again (the library says the list changed), keeping what was checked."""
+        self._fill_models()
 
     def _fill_models(self) -> None:
         """The installed models, keeping what was checked."""
