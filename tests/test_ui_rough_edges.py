@@ -282,7 +282,7 @@ def test_a_finished_download_offers_load_now(qtbot, make_window):
     loads = []
     dialog._load_model = loads.append
     dialog._download_finished(done)
-    assert dialog.message_action.isVisible() and dialog.message_action.text() == "&Load now"
+    assert dialog.message_action.isVisible() and dialog.message_action.text() == "Load &now"
     dialog.message_action.click()
     assert loads == ["gemma3-1b"]
 

@@ -717,7 +717,7 @@ class ModelManager(QDialog):
     def _download_finished(self, info: dm.DownloadInfo) -> None:
         name = info.installed_as or info.name
         self.show_message(f"{info.label} is downloaded and installed as {name}.", error=False,
-                          action=("&Load now", f"Load {info.label} now", lambda: self._load(name)))
+                          action=("Load &now", f"Load {info.label} now", lambda: self._load(name)))
         self._download_changed(info)
 
     def _downloads_counted(self, total: int) -> None:

@@ -294,12 +294,10 @@ class ConversationSettingsDialog(QDialog):
         self.system.setMaximumHeight(140)
         self.system.setToolTip("What the model is told before the conversation, for this chat only. It applies "
                                "from the next reply on.")
-        form = QFormLayout()
-        form.addRow("System prompt", self.system)
-        layout.addLayout(form)
         merged = {**{k: self.defaults.get(k) for k in SAMPLING_KEYS},
                   **{k: v for k, v in self.settings.items() if k in SAMPLING_KEYS}}
         self.sampling = SamplingForm(merged)
+        self.sampling.layout().insertRow(0, "System prompt", self.system)  # one form: the labels line up
         self._start = self.sampling.values()
         layout.addWidget(self.sampling)
         self.status = QLabel()
