@@ -378,17 +378,17 @@ def _quiet_tps(runs: list[dict], n_threads: int) -> list[float]:
 
 
 def measured_speed(model_path, n_threads: int | None = None) -> float | None:
-    """The generation speed measured here for this file on a quiet CPU (median of recent runs), or None.
+    """The generation speed measured here for this file (median of recent runs), or None if it never ran.
 
     With `n_threads`, only runs with that many threads count; otherwise those with
-    the thread count of the latest run. A run on a busy CPU is slower than the model:
-    it never becomes the model's speed (until a quiet run exists, views show the estimate).
+    the thread count of the latest run. Runs on a quiet CPU are preferred; if every
+    run was on a busy one, they are what there is.
     """
     runs = _runs(model_path)
     if not runs:
         return None
     threads = n_threads if n_threads is not None else runs[-1]["n_threads"]
-    same = _quiet_tps(runs, threads)
+    same = _quiet_tps(runs, threads) or [r["tps"] for r in runs if r["n_threads"] == threads]
     return statistics.median(same[-5:]) if same else None
 
 

@@ -64,6 +64,10 @@ def chip_speed(window, name: str) -> str:
     return window.model_picker.size_buttons[name].text().split("\n")[1]
 
 
+# The data side (models.speed.measured_speed: quiet runs only, `busy_speed` beside it) is the catalogue
+# and speed branch's; until it is merged, a busy run is still what measured_speed falls back to.
+@pytest.mark.skipif(not hasattr(speed, "busy_speed"), reason="needs the quiet-only models.speed.measured_speed "
+                                                              "(models18's branch)")
 def test_a_busy_reply_never_becomes_the_listed_speed_and_a_later_quiet_one_does(
         qtbot, tmp_path, windows, medium_model_path):  # noqa: F811
     registry.register(InstalledModel(name="gemma3-1b", path=str(medium_model_path), source="hub", repo=REPO,
@@ -109,6 +113,7 @@ def test_the_sizes_have_their_final_width_before_their_figures_arrive(qtbot, tmp
         return build(fresh)
 
     service.table = slow_table
+    window.set_theme("light")  # the app's style sheet, as it runs: its padding is part of the width
     window.resize(1400, 900)
     window.show()
     with qtbot.waitSignal(window.bridge.modelLoaded, timeout=10_000):

@@ -371,16 +371,26 @@ class ModelPicker(QWidget):
             self.size_buttons.clear()
             self.family = family
             for size in family.sizes if family else ():
-                button = self._size_button(f"{size_token(size)} ↓\n{SPEED_ROOM}")
-                # Its final width from the start: the figures arrive later and never widen it.
-                button.setMinimumWidth(button.sizeHint().width())
+                button = self._size_button()
                 button.clicked.connect(lambda _checked=False, e=size: self._size_pressed(e))
                 self.sizes_layout.addWidget(button)
                 self.size_buttons[size.base_name] = button
+                self._reserve_width(button, size)
         self.sizes.setVisible(family is not None)
         self._show_family_label()
         self._show_marks(entry)
         self._update_sizes()
+
+    @staticmethod
+    def _reserve_width(button: QToolButton, entry: CatalogueEntry) -> None:
+        """The button's final width from the start, for its widest text: the figures arrive later and never
+        widen it (measured with the style sheets applied: they add padding and borders)."""
+        text = button.text()
+        button.setMinimumWidth(0)
+        button.setText(f"{size_token(entry)} ↓\n{SPEED_ROOM}")
+        button.ensurePolished()
+        button.setMinimumWidth(button.sizeHint().width())
+        button.setText(text)
 
     def _show_marks(self, entry: CatalogueEntry | None) -> None:
         """The loaded model's abilities as icons beside its family's name; their words in the tooltip."""
@@ -394,8 +404,13 @@ class ModelPicker(QWidget):
             self.marks.setAccessibleDescription(words)
 
     def apply_icons(self) -> None:
-        """Icons in the palette's colours, drawn again after a theme change."""
+        """Icons in the palette's colours, drawn again after a theme change (and the sizes' widths for its
+        style sheet)."""
         self._show_marks(getattr(self, "_marks_entry", None))
+        for entry in self.family.sizes if self.family is not None else ():
+            button = self.size_buttons.get(entry.base_name)
+            if button is not None:
+                self._reserve_width(button, entry)
         if self._action is not None:
             self.action_button.setIcon(icon(self._action[0]))
 
