@@ -14,7 +14,7 @@ from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import (QAbstractButton, QAbstractItemView, QAbstractSpinBox, QApplication, QComboBox,
                                QFileDialog, QLineEdit, QMessageBox, QProgressBar, QTabBar, QWidget)
 
-from models import download, registry, speed
+from models import catalogue, download, registry, speed
 from models import download_manager as dm
 from models.library import BASE_MODEL_LABEL
 from models.registry import InstalledModel
@@ -24,6 +24,7 @@ from tests.support.tiny_gguf import write_tiny_llama
 from tests.support.window import open_window
 from ui.model_manager import (CAT_FIT, CAT_NOTE, CAT_PARAMS, CAT_SIZE, CAT_SPEED, CAT_STATUS, CATALOGUE_TAB,
                               DOWNLOADS_TAB, INSTALLED_TAB, REMOTES_TAB, ModelManager)
+from ui.model_marks import ladder_text
 from ui.workers import background_busy
 
 REPO = "ggml-org/gemma-3-1b-it-GGUF"  # the catalogue's Gemma 3 1B, served with a small random model
@@ -252,9 +253,13 @@ def test_the_manager_lists_the_catalogue_families_with_fit_and_speed(qtbot, make
     window = make_window()
     dialog = open_manager(qtbot, window)
     families = [dialog.catalogue.topLevelItem(i).text(0) for i in range(dialog.catalogue.topLevelItemCount())]
-    # Each family with its ladder of sizes.
-    assert families[0] == "SmolLM2 (Hugging Face)   135M · 360M · 1.7B"
-    assert families[1].startswith("Gemma 3 (Google)   270M · 1B") and len(families) >= 5
+    # Each family with its ladder of sizes; today's families first, the older ones after them.
+    def older(family):
+        return any(e.older for e in family.sizes)
+
+    assert families == [f"{f.label}   {ladder_text(f)}" + ("   (older)" if older(f) else "")
+                        for f in sorted(catalogue.families(), key=older)] and len(families) >= 5
+    assert "SmolLM2 (Hugging Face)   135M · 360M · 1.7B" in families
     starter = dialog.catalogue_items["starter"]
     assert starter.text(CAT_STATUS) == "Built in, loaded" and starter.text(CAT_SIZE) == "98.4 MB"
     assert starter.text(CAT_NOTE) == ""
