@@ -123,7 +123,8 @@ def test_picker_shows_the_family_sizes_with_verdicts_and_switches_to_an_installe
     texts = [b.text() for b in picker.size_buttons.values()]
     assert [t.split()[0] for t in texts] == ["270M", "1B", "4B", "12B"]  # size over speed, on two lines
     assert picker.family_label.text() == "Gemma 3 · base model"
-    assert shown(picker.family_label.toolTip()) == BASE_MODEL_LABEL
+    tip = shown(picker.family_label.toolTip())  # the family's ladder, and what a base model is
+    assert tip.startswith("Gemma 3: 270M · 1B · 4B") and tip.endswith(f"\n{BASE_MODEL_LABEL}")
     assert all("tok/s" in t for t in texts) and "↓" in texts[2] and "↓" not in texts[1]
     for button in picker.size_buttons.values():
         assert any(v in button.accessibleName() for v in VERDICTS) and "tok/s" in button.accessibleName()
@@ -233,9 +234,11 @@ def test_a_failed_download_from_the_picker_is_said_once_in_its_line(qtbot, make_
     with qtbot.waitSignal(window.library.downloadFailed, timeout=20_000):
         picker.download_prompt.button(QMessageBox.StandardButton.Yes).click()
     qtbot.wait(20)
-    # The reason in the toolbar's own line, and Retry beside it.
-    assert picker.status_label.text().startswith("Download of Gemma 3 1B failed: the download was damaged")
-    assert picker.status_label.accessibleDescription().endswith("(its checksum did not match), so it was deleted.")
+    # The reason in the toolbar's own line (cut to the room there is), and Retry beside it.
+    said = picker.status_label.full_text
+    assert said == ("Download of Gemma 3 1B failed: the download was damaged (its checksum did not match), so it "
+                    "was deleted.")
+    assert said.startswith(picker.status_label.text().removesuffix("…")) and picker.status_label.accessibleDescription() == said
     assert "Download it again" in shown(picker.status_label.toolTip())
     assert picker.action_button.isVisible() and picker.action_button.text() == "Retry"
     assert QApplication.activeModalWidget() is None  # no box on top of it

@@ -457,7 +457,7 @@ class ModelPicker(QWidget):
             text = f"{text} · base model" if text else "base model"
         self.family_label.setText(text)
         ladder = f"{family_name(self.family.sizes[0])}: {ladder_text(self.family)}" if self.family is not None else ""
-        self.family_label.setToolTip("\n".join(x for x in (ladder, BASE_MODEL_LABEL if base else "") if x))
+        self.family_label.setToolTip(plain_tooltip("\n".join(x for x in (ladder, BASE_MODEL_LABEL if base else "") if x)))
         self.family_label.setAccessibleDescription(BASE_MODEL_LABEL if base else "")
 
     def _update_sizes(self) -> None:
