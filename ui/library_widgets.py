@@ -69,6 +69,16 @@ class _Padded(QStyledItemDelegate):
         return QSize(hint.width() + 18, max(hint.height(), option.fontMetrics.height() + 6))
 
 
+class NaturalIcons(_Padded):
+    """A column whose icons are drawn at their own size (marks side by side), not squeezed into the view's."""
+
+    def initStyleOption(self, option, index) -> None:  # noqa: N802 - Qt's name
+        super().initStyleOption(option, index)
+        sizes = option.icon.availableSizes() if not option.icon.isNull() else []
+        if sizes:
+            option.decorationSize = sizes[0]
+
+
 def tree(name: str, headers: list[str], stretch: int = 0) -> QTreeWidget:
     """A table of models or servers: column `stretch` takes the room left, the others fit their contents.
 

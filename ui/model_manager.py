@@ -42,7 +42,7 @@ from models.labels import short_label
 from models.library import BASE_MODEL_LABEL
 from ui.downloads import DownloadsPage
 from ui.library_bridge import LibraryBridge
-from ui.library_widgets import button, message_style, tree, verdict_icon, verdict_words
+from ui.library_widgets import NaturalIcons, button, message_style, tree, verdict_icon, verdict_words
 from ui.model_marks import abilities_icon, ability_words, ladder_text, params_text
 from ui.plain_text import plain_label, plain_tooltip
 from ui.remote_servers import RemoteServersPage
@@ -159,6 +159,7 @@ class ModelManager(QDialog):
         v.addWidget(intro)
         self.catalogue = tree("Catalogue", ["Model", "Quant", "Size", "Parameters", "Can", "Fit", "Speed", "Status",
                                             "Note"], stretch=CAT_NOTE)
+        self.catalogue.setItemDelegateForColumn(CAT_CAN, NaturalIcons(self.catalogue))
         self.catalogue.headerItem().setToolTip(CAT_CAN, "What the model does beyond text: thinks before it answers, "
                                                         "sees images")
         self.catalogue.itemSelectionChanged.connect(self._catalogue_selection)
@@ -264,6 +265,7 @@ class ModelManager(QDialog):
         self.installed = tree("Installed models", ["Name", "Model", "Source", "Quant", "Size", "Fit", "Speed", "Note"],
                               stretch=7)
         self.installed.setRootIsDecorated(False)
+        self.installed.setItemDelegateForColumn(1, NaturalIcons(self.installed))
         self.installed.itemSelectionChanged.connect(self._installed_selection)
         self.installed.itemActivated.connect(lambda item, _col: self.load_installed())
         v.addWidget(self.installed, 1)
