@@ -376,12 +376,18 @@ def test_the_continue_button_stays_put_when_the_base_model_notice_goes(qtbot, ma
     for text in ("First", "Second"):
         send(qtbot, window, text)
     window.base_notice.show_for({"is_base": True, "name": "gemma3-270m-base"})
-    qtbot.wait(50)
     window.chat.show_newest()
-    qtbot.wait(50)
     reply = window.chat.newest()
-    assert reply.continue_button is not None and reply.continue_button.isVisible()
-    before = reply.continue_button.mapTo(window, QPoint(0, 0))
+    assert reply.continue_button is not None
+    positions = []
+
+    def settled():  # the replies' last renders and the view's own moves are done
+        positions.append(reply.continue_button.mapTo(window, QPoint(0, 0)))
+        return len(positions) > 3 and len(set(positions[-3:])) == 1
+
+    qtbot.waitUntil(settled, timeout=5000)
+    assert reply.continue_button.isVisible()
+    before = positions[-1]
     window.base_notice.show_for({"name": "starter"})  # an instruction model loaded: the notice goes
     qtbot.wait(50)
     assert window.base_notice.isHidden()
