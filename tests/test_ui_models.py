@@ -392,6 +392,7 @@ def test_cancel_stops_and_deletes_the_partial_file(qtbot, make_window, gemma_rep
     assert len(partials(hub_env)) == 1 and "gemma3-1b" in dm.load_records()
     with qtbot.waitSignal(window.library.downloadCancelled, timeout=5000):
         dialog.downloads.rows["gemma3-1b"].cancel_button.click()
+    qtbot.waitUntil(lambda: dialog.downloads.rows == {}, timeout=5000)  # "removed" follows "cancelled", queued
     assert partials(hub_env) == [] and not (hub_env / "hub" / "models--ggml-org--gemma-3-1b-it-GGUF").exists()
     assert manager.get("gemma3-1b") is None and dialog.downloads.rows == {} and dm.load_records() == {}
     assert registry.get("gemma3-1b") is None

@@ -475,3 +475,16 @@ def test_no_window_module_calls_a_history_write(qtbot, make_window):
     page.new_set()
     assert saved and page.sets_combo.currentData() == "daily" and "(2 prompts)" in page.status.text()
     assert [s.name for s in page.compare.prompt_sets.all()] == ["daily"]
+
+
+def test_the_picker_and_its_sizes_stay_on_the_toolbar_at_700_by_500(qtbot, make_window):
+    window = make_window(size=(700, 500), model="gemma3-270m-base")  # a family of four sizes
+    qtbot.wait(50)
+    picker = window.model_picker
+    assert picker.isVisible() and picker.combo.isVisible()  # not sent to the toolbar's overflow
+    assert all(b.isVisible() for b in picker.size_buttons.values()) and len(picker.size_buttons) == 4
+    assert picker.mapTo(window, QPoint(picker.width(), 0)).x() <= window.width()
+    assert not picker.family_label.isVisible() and "Gemma 3" in next(iter(picker.size_buttons.values())).toolTip()
+    window.resize(1400, 900)  # room again: the family's name and the whole name box come back
+    qtbot.wait(50)
+    assert picker.family_label.isVisible() and picker.family_label.text() == "Gemma 3 · base model"

@@ -51,6 +51,7 @@ from ui.workers import wait_for_background
 
 log = logging.getLogger(__name__)
 NARROW = 900  # below this width the sidebar folds away and the toolbar shows icons only
+TOOLBAR_ROOM = 220  # px of the top toolbar besides the picker: the sidebar button, the load bar, margins
 LAST_CONVERSATION = "last_conversation"
 
 
@@ -221,6 +222,7 @@ class MainWindow(QMainWindow):
     def _make_model_picker(self) -> ModelPicker:
         picker = ModelPicker(self.library, self.bridge, open_manager=self.open_model_manager)
         picker.modelRequested.connect(self.load_model)
+        picker.sizesChanged.connect(lambda: QTimer.singleShot(0, self, self.fit_toolbar))
         return picker
 
     def button_for(self, action: QAction):
@@ -330,6 +332,11 @@ class MainWindow(QMainWindow):
         """Labels while they fit; icons only (with tooltips) when they would not. The top toolbar
         keeps its height: only the sidebar button's label goes."""
         self.toolbar.setToolButtonStyle(Qt.ToolButtonTextBesideIcon)
+        # A narrow window: the picker's name box and family name give way (and the load bar narrows), so the
+        # picker and its sizes stay on the toolbar rather than going to its overflow.
+        compact = self.model_picker.full_width() + TOOLBAR_ROOM > self.width()
+        self.model_picker.set_compact(compact)
+        self.load_progress.setMaximumWidth(60 if compact else 120)
         if self.width() < NARROW or self.toolbar.sizeHint().width() > self.width():
             self.toolbar.setToolButtonStyle(Qt.ToolButtonIconOnly)
         self.rail.setToolButtonStyle(Qt.ToolButtonTextUnderIcon)

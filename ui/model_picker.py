@@ -47,6 +47,7 @@ from ui.plain_text import plain_label, plain_tooltip
 from ui.workers import run_in_background
 
 MANAGE = "\x00manage"
+NAME_CHARS, COMPACT_NAME_CHARS = 24, 12  # the name box's width in characters; in a narrow window
 SPEED_ROOM = "~888 tok/s"  # the widest speed a size button is sized for from the start
 STATUS_WIDTH = 640  # px: the status line's longest text in the toolbar
 REFIGURE_AFTER_MS = 4000  # after the last reply, once the chat is idle: measure speeds into the table again
@@ -123,6 +124,7 @@ class ElidedLabel(QLabel):
 
 class ModelPicker(QWidget):
     modelRequested = Signal(str)  # a spec to load: an installed name, or MODEL@REMOTE
+    sizesChanged = Signal()  # another family's sizes: the picker's width changed (the window fits its toolbar)
 
     def __init__(self, library: LibraryBridge, chat: ChatBridge, open_manager: Callable[[], None],
                  parent: QWidget | None = None):
@@ -167,7 +169,7 @@ class ModelPicker(QWidget):
         self.combo.setAccessibleName("Model")
         self.combo.setAccessibleDescription("The loaded model; choose another installed or remote model to load it")
         self.combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.combo.setMinimumContentsLength(24)  # one width, whatever the name: long names are elided
+        self.combo.setMinimumContentsLength(NAME_CHARS)  # one width, whatever the name: long names are elided
         self.combo.view().setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self.combo.view().setMinimumWidth(420)
         self.combo.activated.connect(self._combo_activated)
@@ -190,8 +192,11 @@ class ModelPicker(QWidget):
         self.sizes_layout.setContentsMargins(0, 0, 0, 0)
         self.sizes_layout.setSpacing(2)
         # The loaded size stands out in every theme (Fusion's dark "checked" shade is faint).
-        self.sizes.setStyleSheet("QToolButton:checked { border: 2px solid palette(highlight); border-radius: 3px;"
-                                 " background: palette(base); padding: 1px 3px; }")
+        # The toolbar's roomy padding is for its labelled buttons; the sizes keep a slim one, so a family of
+        # four still fits a 900 px window beside the name box.
+        self.sizes.setStyleSheet("QToolButton { padding: 1px 4px; border: 2px solid transparent; border-radius: 3px; }"
+                                 "QToolButton:checked { border: 2px solid palette(highlight);"
+                                 " background: palette(base); }")
         # No QButtonGroup: Qt takes Tab away from every button of a group but the checked one, and then
         # the other sizes could not be reached by keyboard. Each is checked by hand (when its load is done).
         layout.addWidget(self.sizes)
@@ -380,6 +385,23 @@ class ModelPicker(QWidget):
         self._show_family_label()
         self._show_marks(entry)
         self._update_sizes()
+        self.sizesChanged.emit()
+
+    def set_compact(self, compact: bool) -> None:
+        """A narrow window: the name box takes less room (the name elided, whole in its tooltip) and the family's
+        name goes (each size's tooltip says it), so the picker, its sizes included, stays on the toolbar."""
+        self.compact = compact
+        self.combo.setMinimumContentsLength(COMPACT_NAME_CHARS if compact else NAME_CHARS)
+        self.combo.setFixedWidth(self.combo.sizeHint().width())  # its minimum size hint is cached: set it so
+        self.family_label.setVisible(not compact)
+
+    def full_width(self) -> int:
+        """The picker's width when not compact (what fit_toolbar weighs against the window's)."""
+        hint = self.sizeHint().width()
+        if not getattr(self, "compact", False):
+            return hint
+        name = self.combo.fontMetrics().horizontalAdvance("x") * (NAME_CHARS - COMPACT_NAME_CHARS)
+        return hint + name + self.family_label.sizeHint().width() + self.layout().spacing()
 
     @staticmethod
     def _reserve_width(button: QToolButton, entry: CatalogueEntry) -> None:
