@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from assistant.engine import Engine, GenerationSettings, LoadSettings, ModelSummary, Response
+from assistant.images import MAX_IMAGES_PER_MESSAGE, ImageError
 from assistant.session import ChatSession
 from common.errors import UserError
 
@@ -57,6 +58,7 @@ class TurnRequest:
     save: bool = True  # kept in the history (API turns only when the user chose so)
     source: str = "window"  # who asked: window, cli, api, compare
     client: str | None = None  # e.g. an API client's address, for the request log
+    images: list | None = None  # kind "send": the message's images (assistant.images.ImageAttachment)
 
 
 _PAST = {"regenerate": "regenerated", "edit": "edited", "continue": "continued"}
@@ -112,6 +114,7 @@ class TurnFailed:
     source: str
     conversation_id: int | None
     sentence: str
+    code: str | None = None  # what the request got wrong, when it did: "invalid_image", "model_cannot_see"
 
 
 @dataclass(frozen=True)
@@ -397,7 +400,8 @@ class ChatService:
                 raise UserError("No model is loaded yet; choose one first.")
             session, stream = self._start(req)
         except UserError as exc:
-            self._emit(TurnFailed(turn.id, req.source, turn.conversation_id, str(exc)), turn)
+            self._emit(TurnFailed(turn.id, req.source, turn.conversation_id, str(exc),
+                                  getattr(exc, "code", None) if isinstance(exc, ImageError) else None), turn)
             return
         except Exception as exc:
             log.exception("a %s turn could not start", req.kind)
@@ -437,12 +441,24 @@ class ChatService:
             rest = [m for m in req.messages or [] if m["role"] != "system"]
             if not rest or rest[-1]["role"] != "user":
                 raise UserError("The conversation must end with a user message.")
-            session.messages = [dict(role=m["role"], content=m["content"]) for m in rest[:-1]]
+            # Every image of the request is checked at once, before anything is saved.
+            for m in rest:
+                if len(m.get("images") or []) > MAX_IMAGES_PER_MESSAGE:
+                    session.check_images(m["images"])  # says so
+            checked = {i.sha256: i for i in session.check_images(
+                [i for m in rest for i in m.get("images") or []], per_message=False)}
+            session.messages = []
+            for m in rest:
+                message = {"role": m["role"], "content": m["content"]}
+                if m.get("images"):
+                    message["images"] = [checked[i.sha256] for i in m["images"]]
+                session.messages.append(message)
+            last = session.messages.pop()
             if history is not None:
                 session._ensure_conversation()
                 for m in session.messages:  # an API client's earlier turns, saved as the conversation's start
-                    history.add_message(session.conversation_id, m["role"], m["content"])
-            return session, session.send(rest[-1]["content"])
+                    history.add_message(session.conversation_id, m["role"], m["content"], images=m.get("images"))
+            return session, session.send(last["content"], last.get("images"))
         if req.kind == "complete":
             session = ChatSession(self.engine, settings=settings, history=history)
             return session, session.complete(req.text or "")
@@ -453,7 +469,7 @@ class ChatService:
             if req.conversation_id is None and req.conversation_settings:
                 session.conversation_settings = dict(req.conversation_settings)
             session.settings = settings
-            stream = session.send(req.text or "")
+            stream = session.send(req.text or "", req.images)
         elif req.kind in ("regenerate", "edit", "continue"):
             if history is None or req.message_id is None:
                 raise UserError(f"Only a saved message can be {_PAST[req.kind]}.")

@@ -322,7 +322,7 @@ class LibraryService:
 
     def remote_models(self, fresh: bool = False) -> RemoteModels:
         """Every remote server's models, asked in parallel (network: slow); kept a minute."""
-        from assistant.engine.remote import RemoteEngine
+        from assistant.engine.remote import LISTING_SECONDS, RemoteEngine
 
         with self._lock:
             cached = self._remote_models
@@ -332,7 +332,8 @@ class LibraryService:
 
         def ask(remote: remotes.Remote) -> tuple[remotes.Remote, list[str] | str]:
             try:
-                return remote, RemoteEngine(remote, remotes.get_key(remote.name)).list_models()
+                # a listing beside others: a dead server gets a short wait (`remote test` waits longer)
+                return remote, RemoteEngine(remote, remotes.get_key(remote.name)).list_models(timeout=LISTING_SECONDS)
             except UserError as exc:
                 return remote, str(exc)
 

@@ -90,12 +90,12 @@ def remote_choices() -> tuple[list[ModelChoice], list[str]]:
 
     Talks to the servers: call it off the UI thread.
     """
-    from assistant.engine.remote import RemoteEngine
+    from assistant.engine.remote import LISTING_SECONDS, RemoteEngine
 
     choices, problems = [], []
     for remote in remotes.list_remotes():
-        try:
-            offered = RemoteEngine(remote, remotes.get_key(remote.name)).list_models()
+        try:  # a listing beside others: a dead server gets a short wait
+            offered = RemoteEngine(remote, remotes.get_key(remote.name)).list_models(timeout=LISTING_SECONDS)
         except UserError as exc:
             problems.append(str(exc))
             continue

@@ -1,22 +1,57 @@
 """The user's preferences: defaults for every conversation, and how the app looks.
 
 Defaults are written in one place: the sampling figures come from
-`GenerationSettings`, the context and threads from `LoadSettings`, so the CLI's
-options, the window's settings and a fresh install all agree. Preferences live in
-the data directory (`settings.json`, see common.settings_store).
+`GenerationSettings`, the context, threads and KV cache from `LoadSettings`, so the
+CLI's options, the window's settings and a fresh install all agree. Preferences live
+in the data directory (`settings.json`, see common.settings_store).
+
+A model may keep its own KV cache type and flash attention setting
+(`MODEL_LOAD_KEY`: {model name: {"kv_cache_type", "flash_attn"}}), which win over the
+defaults whenever that model is loaded (`load_settings(preferences, model)`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import logging
+
 from assistant.engine.settings import ContextPolicy, GenerationSettings, LoadSettings
-from common.settings_store import SettingsStore
+from common.settings_store import Setting, SettingsStore
+
+log = logging.getLogger(__name__)
 
 # The sampling keys a conversation may override; everything else is app-wide.
 SAMPLING_KEYS = ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "seed", "max_tokens",
                  "stop_on_repetition", "context_policy")
 PREFERENCES_KEY = "defaults"
+# Load settings a model may keep for itself, and where: preferences[MODEL_LOAD_KEY][model name].
+PER_MODEL_LOAD_KEYS = ("kv_cache_type", "flash_attn")
+MODEL_LOAD_KEY = "model_load_settings"
+MAX_TEMPLATE_CHARS = 1 << 20  # the same bound as a --chat-template file: real templates are a few kB
+
+# What each preference may hold, checked when it is read (settings.json may be edited by hand, and a
+# conversation's own settings may come from an imported file): anything else is replaced by the default.
+RULES: dict[str, Setting] = {
+    "system_prompt": Setting(str, optional=True, max_chars=1 << 20),
+    "temperature": Setting(float, 0.0, 100.0),
+    "top_p": Setting(float, 0.0, 1.0),
+    "top_k": Setting(int, 0, 1_000_000),
+    "min_p": Setting(float, 0.0, 1.0),
+    "repeat_penalty": Setting(float, 0.0, 100.0),
+    "seed": Setting(int, 0, 2**32 - 1, optional=True),  # llama.cpp's seed is 32 bits
+    "max_tokens": Setting(int, 0, 10_000_000, optional=True),
+    "stop_on_repetition": Setting(bool),
+    "context_policy": Setting(str, choices=tuple(p.value for p in ContextPolicy)),
+    "n_ctx": Setting(int, 0, 1 << 24, optional=True),
+    "n_threads": Setting(int, 0, 4096, optional=True),
+    "n_gpu_layers": Setting(int, -1, 1 << 20, optional=True),
+    "chat_template": Setting(str, optional=True, max_chars=MAX_TEMPLATE_CHARS),
+    "theme": Setting(str, choices=("system", "light", "dark")),
+    "stats_line": Setting(str, choices=("always", "hover", "never")),
+    "reply_deadline_s": Setting(float, 0.0, 7 * 24 * 3600.0),  # 0: no overall deadline
+    "draft": Setting(str, choices=("auto", "lookup", "off")),  # speculative decoding (the window's choices)
+}
 
 
 def default_preferences() -> dict[str, Any]:
@@ -28,14 +63,39 @@ def default_preferences() -> dict[str, Any]:
         "n_ctx": load.n_ctx or 0,  # 0: the model's own, at most 4096
         "n_threads": load.n_threads or 0,  # 0: the physical cores
         "n_gpu_layers": load.n_gpu_layers, "chat_template": "",
+        # Speculative decoding: "auto" drafts with a smaller installed size of the model's family when the
+        # catalogue pairs one (drafting pauses itself when it does not pay), "lookup" or "off".
+        "draft": "auto",
+        "kv_cache_type": load.kv_cache_type, "flash_attn": load.flash_attn, MODEL_LOAD_KEY: {},
         "theme": "system", "stats_line": "always",
+        "reply_deadline_s": g.reply_deadline_s or 0.0,  # remote replies: the most seconds one may take
     }
 
 
 def load_preferences(store: SettingsStore) -> dict[str, Any]:
+    """The saved preferences over their defaults, each checked: a wrong type or an impossible value is
+    replaced by the default, with a notice naming the file (SettingsStore.take_notices)."""
     defaults = default_preferences()
     saved = store.get(PREFERENCES_KEY) or {}
-    return {**defaults, **{k: v for k, v in saved.items() if k in defaults}} if isinstance(saved, dict) else defaults
+    if not isinstance(saved, dict):
+        return defaults
+    known = {k: v for k, v in saved.items() if k in defaults}
+    return {**defaults, **store.checked(known, RULES, defaults, PREFERENCES_KEY)}
+
+
+def checked_overrides(overrides: dict[str, Any] | None) -> dict[str, Any]:
+    """A conversation's own sampling settings, without the values no model could use (logged, left out)."""
+    clean = {}
+    for key, value in (overrides or {}).items():
+        if key not in SAMPLING_KEYS:
+            continue
+        ok, normalized = RULES[key].normalized(value)
+        if ok:
+            clean[key] = normalized
+        else:
+            log.warning("a conversation's setting %s is %.60r, not %s; the default is used", key, value,
+                        RULES[key].describe())
+    return clean
 
 
 def save_preferences(store: SettingsStore, preferences: dict[str, Any]) -> None:
@@ -44,9 +104,9 @@ def save_preferences(store: SettingsStore, preferences: dict[str, Any]) -> None:
 
 def generation_settings(preferences: dict[str, Any], overrides: dict[str, Any] | None = None) -> GenerationSettings:
     """A conversation's sampling: the defaults, with the conversation's own overrides on top."""
-    merged = {**{k: preferences.get(k) for k in SAMPLING_KEYS},
-              **{k: v for k, v in (overrides or {}).items() if k in SAMPLING_KEYS}}
+    merged = {**{k: preferences.get(k) for k in SAMPLING_KEYS}, **checked_overrides(overrides)}
     base = GenerationSettings()
+    deadline = preferences.get("reply_deadline_s")
     return GenerationSettings(
         temperature=float(merged["temperature"] if merged["temperature"] is not None else base.temperature),
         top_p=float(merged["top_p"] if merged["top_p"] is not None else base.top_p),
@@ -57,10 +117,41 @@ def generation_settings(preferences: dict[str, Any], overrides: dict[str, Any] |
         max_tokens=merged["max_tokens"] or None,
         stop_on_repetition=bool(merged["stop_on_repetition"]) if merged["stop_on_repetition"] is not None else True,
         context_policy=ContextPolicy(merged["context_policy"] or base.context_policy.value),
+        reply_deadline_s=base.reply_deadline_s if deadline is None else float(deadline),
     )
 
 
-def load_settings(preferences: dict[str, Any]) -> LoadSettings:
+def model_load_settings(preferences: dict[str, Any], model: str | None) -> dict[str, Any]:
+    """The load settings `model` keeps for itself ({} when none, or when the saved entry is not usable)."""
+    saved = preferences.get(MODEL_LOAD_KEY)
+    own = saved.get(model) if isinstance(saved, dict) and isinstance(model, str) else None
+    return {k: own[k] for k in PER_MODEL_LOAD_KEYS if k in own} if isinstance(own, dict) else {}
+
+
+def set_model_load_settings(store: SettingsStore, model: str, values: dict[str, Any] | None) -> dict[str, Any]:
+    """Keep `values` (cache type, flash attention) as `model`'s own; None or {} forgets them. The new preferences."""
+    preferences = load_preferences(store)
+    saved = preferences.get(MODEL_LOAD_KEY)
+    per_model = dict(saved) if isinstance(saved, dict) else {}
+    own = {k: v for k, v in (values or {}).items() if k in PER_MODEL_LOAD_KEYS and v is not None}
+    if own:
+        per_model[model] = own
+    else:
+        per_model.pop(model, None)
+    preferences[MODEL_LOAD_KEY] = per_model
+    save_preferences(store, preferences)
+    return preferences
+
+
+def load_settings(preferences: dict[str, Any], model: str | None = None) -> LoadSettings:
+    """How to load a model: the defaults, with `model`'s own cache settings on top. A cache value that is not
+    one of the choices (an edited settings.json) is passed on as it is: the engine falls back to the default
+    and says so (`LoadSettings.checked`), so the user learns why their choice did not apply."""
+    base = LoadSettings()
+    cache = {"kv_cache_type": preferences.get("kv_cache_type") or base.kv_cache_type,
+             "flash_attn": preferences.get("flash_attn") or base.flash_attn,
+             **model_load_settings(preferences, model)}
     return LoadSettings(n_ctx=preferences.get("n_ctx") or None, n_threads=preferences.get("n_threads") or None,
                         n_gpu_layers=preferences.get("n_gpu_layers"),
-                        chat_template=preferences.get("chat_template") or None)
+                        chat_template=preferences.get("chat_template") or None,
+                        draft=preferences.get("draft") or None, **cache)

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from assistant.engine import Engine, GenerationSettings, Response
+from assistant.images import MAX_IMAGES_PER_MESSAGE, ImageAttachment, ImageError, ModelCannotSee
 from common.errors import UserError
 
 
@@ -43,28 +44,62 @@ class ChatSession:
         self.conversation_id = conv.id
         self.system_prompt = conv.system_prompt
         thread = [m for m in conv.thread if m.role != "system"]
-        self.messages = [{"role": m.role, "content": m.content} for m in thread]
+        self.messages = [self._from_history(m) for m in thread]
         self.leaf_id = thread[-1].id if thread else None
+
+    def _from_history(self, m) -> dict:
+        """A saved message as the engine takes it, its images read back from the history's files."""
+        out = {"role": m.role, "content": m.content}
+        refs = getattr(m, "images", None)
+        if refs:
+            out["images"] = [ImageAttachment(self.history.image_data(r), r.sha256, r.mime, r.name, r.width, r.height)
+                             for r in refs]
+        return out
 
     def prompt_messages(self) -> list[dict]:
         system = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
         return system + self.messages
 
     # --- A turn: each call saves what the user wrote at once and returns the reply's stream
-    def send(self, text: str) -> Iterator[str]:
+    def send(self, text: str, images: list[ImageAttachment] | None = None) -> Iterator[str]:
         """Add the user's message and stream the reply. `self.last_response` has its stats.
 
         With a history store the user's message is saved before generation starts, and
         the reply is saved as it grows (marked `streaming`), then finished with its stats.
+        Images are checked first (the model must see, each file must decode): a bad one is a
+        UserError sentence and nothing is saved.
         """
-        self.messages.append({"role": "user", "content": text})
+        images = self.check_images(images)
+        message: dict = {"role": "user", "content": text}
+        if images:
+            message["images"] = images
         saver = None
         self.user_message = None
         if self.history is not None:
             self._ensure_conversation()
-            self.user_message = self.history.add_message(self.conversation_id, "user", text)
+            self.user_message = self.history.add_message(self.conversation_id, "user", text, images=images or None)
             saver = self.history.start_reply(self.conversation_id, parent_id=self.user_message.id)
+        self.messages.append(message)
         return self._stream(saver)
+
+    def check_images(self, images: list[ImageAttachment] | None, *, per_message: bool = True) -> list[ImageAttachment]:
+        """The images, each decoded once in a process of its own; a sentence for the first that cannot be used,
+        or when the loaded model cannot see."""
+        if not images:
+            return []
+        if per_message and len(images) > MAX_IMAGES_PER_MESSAGE:
+            raise ImageError(f"A message may hold at most {MAX_IMAGES_PER_MESSAGE} images; this one has {len(images)}.")
+        summary = self.engine.summary()
+        if summary is not None and summary.vision is False:
+            raise ModelCannotSee(f"{summary.name} cannot see images: it has no image projector. Choose a model marked "
+                                 "as seeing images, or send the message without them.")
+        unchecked = [i for i in images if i.width is None]
+        if unchecked:
+            from assistant.engine.image_check import check_images
+
+            checked = {c.image.sha256: c.image for c in check_images(unchecked)}
+            images = [checked.get(i.sha256, i) if i.width is None else i for i in images]
+        return list(images)
 
     def complete(self, text: str) -> Iterator[str]:
         """Text completion, no chat template: the reply continues `text` (base models).
@@ -120,7 +155,7 @@ class ChatSession:
         path = self.history.branch_path(leaf_id)
         self.conversation_id = path[-1].conversation_id
         thread = [m for m in path if m.role != "system"]
-        self.messages = [{"role": m.role, "content": m.content} for m in thread]
+        self.messages = [self._from_history(m) for m in thread]
         self.leaf_id = thread[-1].id if thread else None
         self._note_model()
 

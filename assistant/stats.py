@@ -39,6 +39,9 @@ class MemoryStats:
     rss_peak_bytes: int | None  # the model's process, its peak
     vram_bytes: int | None  # GPU memory the model's process holds (NVML)
     app_rss_bytes: int | None = None  # the app's own process, apart from the model's
+    draft_bytes: int | None = None  # a draft model's weights, KV cache and compute buffer (in rss_bytes too)
+    projector_bytes: int | None = None  # an image projector loaded with the model: weights and compute buffer
+    checkpoint_bytes: int | None = None  # context checkpoints the model's process keeps (see runner/checkpoints.py)
 
 
 @dataclass
@@ -75,7 +78,9 @@ class ResponseStats:
     images: dict = field(default_factory=dict)
     # Speculative decoding: {"kind": "model"|"lookup", "model", "drafted", "accepted"}; None without drafting.
     draft: dict | None = None
-    # The KV cache as allocated: {"type": "f16"|"q8_0"|"q4_0", "flash_attn": bool, "swa": "window"|"full"|None}.
+    # The KV cache as allocated: {"type": "f16"|"q8_0"|"q4_0", "flash_attn": bool, "swa": "window"|"full"|None};
+    # from the runner also "flash_attn_setting", "recurrent", "checkpoints", "checkpoint_bytes", "max_checkpoints",
+    # "resumed_from" (the checkpoint this reply's prompt resumed from).
     kv_cache: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:

@@ -67,6 +67,12 @@ def format_stats_line(stats: dict[str, Any] | None) -> str:
     vram = _num(memory.get("vram_bytes"))
     if vram:
         parts.append(f"{format_bytes(vram)} VRAM")
+    draft = draft_words(stats.get("draft"))
+    if draft:
+        parts.append(draft)
+    kv_cache = stats.get("kv_cache")
+    if isinstance(kv_cache, dict) and kv_cache.get("type") not in (None, "f16"):  # the default goes unsaid
+        parts.append(f"KV {str(kv_cache['type'])[:8]}")
     model = stats.get("model")
     if isinstance(model, dict):
         name = " ".join(x for x in (model_label(model), model.get("quant")) if x)
@@ -77,4 +83,35 @@ def format_stats_line(stats: dict[str, Any] | None) -> str:
     stop = stats.get("stop_reason")
     if stop and stop not in ("stop", "eos"):  # say why only when it was not the natural end
         parts.append(STOP_WORDS.get(stop, f"stopped: {stop}"))
+    return SEP.join(parts)
+
+
+def draft_words(draft: Any) -> str:
+    """A reply's drafting in a few words: "draft 71% accepted" ('' without drafting)."""
+    if not isinstance(draft, dict):
+        return ""
+    if draft.get("error"):
+        return "draft not loaded"
+    drafted, accepted = _num(draft.get("drafted")), _num(draft.get("accepted"))
+    if not drafted or accepted is None:
+        return "draft paused" if draft.get("paused") else "nothing drafted"
+    return f"draft {round(100 * accepted / drafted)}% accepted" + (" (paused)" if draft.get("paused") else "")
+def format_images_line(stats: dict[str, Any] | None) -> str:
+    """What the prompt's images cost: '2 images · 512 tokens · 0.9 s to encode' ('' without images)."""
+    images = stats.get("images") if isinstance(stats, dict) else None
+    if not isinstance(images, dict):
+        return ""
+    count = _num(images.get("count"))
+    if not count:
+        return ""
+    parts = [f"{int(count)} image{'' if count == 1 else 's'}"]
+    tokens = _num(images.get("tokens"))
+    if tokens is not None:
+        parts.append(f"{int(tokens)} token{'' if tokens == 1 else 's'}")
+    encoded = _num(images.get("encoded"))
+    ms = _num(images.get("encode_ms"))
+    if encoded == 0 and _num(images.get("reused")):
+        parts.append("reused from the cache")
+    elif ms is not None:
+        parts.append(f"{ms / 1000:.1f} s to encode" if ms >= 100 else f"{ms:.0f} ms to encode")
     return SEP.join(parts)

@@ -30,6 +30,7 @@ from typing import Any
 
 from assistant.chat_service import ChatService
 from assistant.compare_summary import PairSummary, pair_summaries
+from assistant.draft_stats import DraftPair, draft_pairs
 from assistant.engine import Engine, LoadSettings
 from assistant.engine.benchmark import run_benchmark
 from assistant.stats_series import StatsSnapshot, build_snapshot
@@ -127,6 +128,13 @@ class StatsService:
         if history is None or not hasattr(history, "list_comparisons"):
             return []
         return pair_summaries(history.list_comparisons(limit=None))[:limit]
+
+    def draft_pairs(self, limit: int = 5) -> list[DraftPair]:
+        """Per model and draft: acceptance, and the speed with and without drafting (the history's replies)."""
+        history = self.history
+        if history is None or not hasattr(history, "draft_history"):
+            return []
+        return draft_pairs(history.draft_history())[:limit]
 
     def benchmark_candidates(self) -> list[BenchmarkCandidate]:
         """The installed models, each with its file's size or why it has none."""

@@ -30,6 +30,15 @@ def debug_enabled() -> bool:
     return os.environ.get("ASSISTANT_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
 
 
+class _QuietFileHandler(logging.handlers.RotatingFileHandler):
+    """The log file, which may stop taking records (a full disk): then they are lost, quietly. Logging's own
+    default prints a traceback on stderr for each one, over whatever sentence the user should be reading."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if debug_enabled():
+            super().handleError(record)
+
+
 def setup_logging() -> Path | None:
     """Send the app's log records to the rotating file (and the terminal when debugging).
 
@@ -42,7 +51,7 @@ def setup_logging() -> Path | None:
     try:
         path = logs_dir() / LOG_NAME
         if str(path) not in _configured:
-            handler = logging.handlers.RotatingFileHandler(path, maxBytes=2_000_000, backupCount=3, encoding="utf-8")
+            handler = _QuietFileHandler(path, maxBytes=2_000_000, backupCount=3, encoding="utf-8")
             handler.setFormatter(logging.Formatter(_FORMAT))
             root.addHandler(handler)
             _configured.add(str(path))

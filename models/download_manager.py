@@ -571,7 +571,7 @@ class DownloadManager:
         try:
             if repo and sha:
                 download.discard_partial(repo, sha)
-            elif repo and before is not None:  # not known by hash: the partial files this pull created
+            if repo and before is not None:  # the partial files this pull created (its projector's too)
                 for p in download.partial_downloads():
                     if p.repo_id == repo and p.etag not in before:
                         download.discard_partial(p.repo_id, p.etag)

@@ -41,10 +41,11 @@ class MemoryEstimate:
     kv_cache: int
     compute: int
     overhead: int
+    projector: int = 0  # an image projector loaded beside the model: its weights and its compute buffer
 
     @property
     def total(self) -> int:
-        return self.weights + self.kv_cache + self.compute + self.overhead
+        return self.weights + self.kv_cache + self.compute + self.overhead + self.projector
 
 
 @dataclass(frozen=True)
@@ -79,18 +80,31 @@ def context_for(shape: ModelShape, n_ctx: int | None) -> int:
     return max(ctx, 1)
 
 
-def estimate_memory(shape: ModelShape, n_ctx: int | None = None) -> MemoryEstimate:
+def kv_type_factor(kv_cache_type: str) -> float:
+    """Bytes of a KV cache of this type over the f16 cache's (q8_0: 34 bytes per 32 values against 64)."""
+    from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
+
+    kind = GGMLQuantizationType[kv_cache_type.upper()]
+    block, type_size = GGML_QUANT_SIZES[kind]
+    return type_size / block / 2
+
+
+def estimate_memory(shape: ModelShape, n_ctx: int | None = None, *, kv_cache_type: str = "f16",
+                    swa_full: bool = False, flash_attn: bool | None = None, n_ubatch: int = N_UBATCH,
+                    projector_bytes: int = 0) -> MemoryEstimate:
+    # swa_full and flash_attn are part of the signature the sliding-window-aware estimate takes; this
+    # estimate counts every layer's cache at full size either way.
     ctx = context_for(shape, n_ctx)
     ctx_alloc = (ctx + 255) // 256 * 256  # llama.cpp pads the cache to 256 cells
-    kv = (shape.kv_bytes_per_token or 0) * ctx_alloc
-    ubatch = min(N_UBATCH, ctx_alloc)
+    kv = int((shape.kv_bytes_per_token or 0) * ctx_alloc * kv_type_factor(kv_cache_type))
+    ubatch = min(n_ubatch, ctx_alloc)
     vocab = shape.vocab_size or 32000
     heads = shape.n_heads or 32
     embd = shape.embedding_length or 4096
     logits = ubatch * vocab * 4
     attention = ubatch * ctx_alloc * (heads + 1) * 4 + 2 * ubatch * FFN_RATIO * embd * 4
     compute = max(logits, attention) + (4 << 20)
-    return MemoryEstimate(ctx, shape.weight_bytes, kv, compute, RUNTIME_OVERHEAD_BYTES)
+    return MemoryEstimate(ctx, shape.weight_bytes, kv, compute, RUNTIME_OVERHEAD_BYTES, projector_bytes)
 
 
 def this_machine() -> Machine:
@@ -169,5 +183,6 @@ def judge(estimate: MemoryEstimate, machine: Machine | None = None) -> FitVerdic
     return FitVerdict(ram, "RAM", reason, estimate, machine, gpu_verdicts)
 
 
-def fit(shape: ModelShape, n_ctx: int | None = None, machine: Machine | None = None) -> FitVerdict:
-    return judge(estimate_memory(shape, n_ctx), machine)
+def fit(shape: ModelShape, n_ctx: int | None = None, machine: Machine | None = None,
+        projector_bytes: int = 0) -> FitVerdict:
+    return judge(estimate_memory(shape, n_ctx, projector_bytes=projector_bytes), machine)

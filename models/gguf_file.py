@@ -25,7 +25,7 @@ import re
 import stat
 import struct
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
@@ -134,6 +134,11 @@ class GGUFInfo:
     data_offset: int  # where the weights start: the header's size, padding included
     # Set only where the file gives KV heads per layer (hybrid models, with 0 for non-attention layers).
     kv_heads_per_layer: tuple[int, ...] = ()
+    # An image projector's (architecture "clip") own entries, scalars only: models/projector.py reads them.
+    clip_meta: dict[str, object] = field(default_factory=dict, compare=False, hash=False)
+    # The longest token in the vocabulary, in bytes as the file stores it: no token stands for more characters
+    # of text, so characters / this is a lower bound on a text's tokens (counted without the tokenizer).
+    longest_token_bytes: int | None = None
 
     @property
     def kv_bytes_per_token(self) -> int | None:
@@ -217,6 +222,7 @@ class _Array(NamedTuple):
     item_type: GGUFValueType
     length: int
     values: tuple | None  # None when not decoded (long, or strings)
+    longest: int = 0  # for an array of strings: the longest, in bytes
 
 
 class _Tensor(NamedTuple):
@@ -315,6 +321,8 @@ class _Reader:
                         shown = token.decode("utf-8", errors="replace")
                         raise self.bad(f"its vocabulary lists the token {shown!r} twice")
                     seen.add(token)
+                self.reserve = reserve
+                return _Array(itype, count, None, max(map(len, seen), default=0))  # one pass in C
             else:
                 for i in range(count):
                     self.reserve = reserve + 8 * (count - i - 1)
@@ -514,6 +522,9 @@ def _info(meta, tensors, arch, r: _Reader, path, version, data_offset) -> GGUFIn
         data_offset=data_offset,
         # never expanded to n_layers entries: a hostile block count would make that tuple huge
         kv_heads_per_layer=kv_heads if kv_heads and len(kv_heads) > 1 else (),
+        clip_meta={k: v for k, v in meta.items() if k.startswith("clip.") and isinstance(v, (bool, int, float, str))}
+        if arch == "clip" else {},
+        longest_token_bytes=tokens.longest or None if isinstance(tokens, _Array) else None,
     )
 
 

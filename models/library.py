@@ -16,7 +16,7 @@ from pathlib import Path
 
 from common.errors import ModelFileError, ModelNotFoundError, UserError
 from common.terminal import safe_text
-from models import catalogue, download, fit, hub, registry, repo_path, speed, starter
+from models import catalogue, download, fit, hub, projector, registry, repo_path, speed, starter
 from models.catalogue import CatalogueEntry
 from models.download import ProgressCallback
 from models.gguf_file import read_gguf_info
@@ -129,6 +129,7 @@ def pull(
         # The file list and the file disagree: the repo changed between the two requests.
         raise UserError(f"{plan.filename} changed on the Hub while it was being pulled; pull it again.")
     info = read_gguf_info(result.path)  # the published file must also be a model llama.cpp can load
+    projector_path = _pull_projector(target, on_progress, cancel, offset=result.size)
     entry = InstalledModel(
         name=plan.name,
         path=str(result.path),
@@ -139,8 +140,29 @@ def pull(
         sha256=result.sha256,
         revision=result.commit,
         quant=hub.quant_of_filename(plan.filename) or info.quant,
+        projector=str(projector_path) if projector_path else None,
     )
     return registry.register(entry), result
+
+
+def _pull_projector(target: PullTarget, on_progress: ProgressCallback | None, cancel: threading.Event | None,
+                    offset: int) -> Path | None:
+    """A catalogue size that sees images: its projector, downloaded (verified, resumable) like the model itself.
+
+    Progress continues from the model's bytes (`offset`), so one bar covers both files."""
+    entry = target.entry
+    if entry is None or entry.projector is None:
+        return None
+    total_extra = entry.projector.size_bytes
+
+    def progress(done: int, total: int, rate: float, eta: float | None) -> None:
+        if on_progress is not None:
+            on_progress(offset + done, offset + max(total, total_extra), rate, eta)
+
+    result = download.download(target.repo_id, entry.projector.file, revision=target.revision,
+                               on_progress=progress, cancel=cancel)
+    projector.read_projector_info(result.path)  # it must be a projector llama.cpp can load, like the model
+    return result.path
 
 
 _NAME_UNSAFE = re.compile(r"[^\w.+-]+")
@@ -159,15 +181,22 @@ def import_name(info, path: Path) -> str:
     return "imported"
 
 
-def import_file(path, name: str | None = None, *, by_model_name: bool = False) -> InstalledModel:
+def import_file(path, name: str | None = None, *, by_model_name: bool = False,
+                projector_file=None) -> InstalledModel:
     """Register a .gguf that is already on disk, in place (no copy).
 
     With no `name`, the file's name without .gguf (the model's own name with
     `by_model_name`, as the window names imports: `import_name`), or the next free
     `name-2`… if another file has it; a `name` given and taken by another file is refused.
+    `projector_file`: the image projector (mmproj) it sees images through; without it, one beside
+    the file (`mmproj*.gguf`) is taken when there is one.
     """
     p = Path(path).expanduser()
     info = read_gguf_info(p)  # refuses a missing, broken or non-GGUF file with a clear reason
+    if info.architecture == "clip":
+        raise UserError(f"{safe_text(p)} is an image projector (mmproj), not a model; import the model with "
+                        "--projector FILE instead.")
+    vision = projector.for_model(p, str(projector_file) if projector_file else None)
     p = p.resolve()
     chosen = name or (import_name(info, p) if by_model_name else p.stem)
     if registry.is_reserved_name(chosen):
@@ -176,7 +205,8 @@ def import_file(path, name: str | None = None, *, by_model_name: bool = False) -
                 f"{safe_text(repr(name))} is the name of a built-in, catalogue or Hub model; choose another with --name."
             )
         chosen = f"{chosen}-imported"
-    entry = InstalledModel(name=chosen, path=str(p), source="local", quant=info.quant)
+    entry = InstalledModel(name=chosen, path=str(p), source="local", quant=info.quant,
+                           projector=str(vision.path) if vision else None)
     try:
         return registry.add(entry, free_name=name is None)
     except registry.NameTakenError as exc:
@@ -210,6 +240,9 @@ def remove(name: str) -> tuple[InstalledModel, int]:
         ]
         if not shared:
             freed = download.delete_cached(path)
+    if entry.source == "hub" and entry.projector and download.in_cache(Path(entry.projector)):
+        if not any(m.name != name and m.projector == entry.projector for m in registry.list_installed()):
+            freed += download.delete_cached(Path(entry.projector))
     registry.unregister(name)
     return entry, freed
 
@@ -232,6 +265,7 @@ def describe_removal(entry: InstalledModel, freed: int) -> str:
 
 
 BASE_MODEL_LABEL = "base model: continues text, does not follow instructions"
+SEES_IMAGES_LABEL = "sees images"
 
 
 @dataclass(frozen=True)
@@ -254,6 +288,8 @@ class ModelRow:
     problem: str | None = None  # why an installed file cannot be used
     is_base: bool = False  # continues text, does not follow instructions (see is_base_model)
     catalogue_name: str | None = None  # the catalogue entry it is ("gemma3-1b:Q8_0"), if it is one
+    sees_images: bool = False  # has an image projector (installed: found; catalogue: the repo publishes one)
+    projector_bytes: int = 0  # the projector's memory, counted in the verdict
 
     @property
     def is_starter(self) -> bool:
@@ -373,27 +409,46 @@ def list_models(n_ctx: int | None = None, include_catalogue: bool = True, *, ind
                                  None, None, None, None, False, str(exc), is_base_model(entry, None, m.chat_format),
                                  entry.name if entry else None))
             continue
-        verdict = fit.fit(shape, n_ctx, machine)
+        projector_bytes = installed_projector_bytes(m, entry, path)
+        verdict = fit.fit(shape, n_ctx, machine, projector_bytes=projector_bytes)
         fig = speed.speed_for(path, shape, calib=calib)
         rows.append(ModelRow(
             m.name, label, family, True, m.source, str(path) if path else m.path, shape.size_bytes, False,
             shape.n_params, shape.quant, shape.context_length, verdict.verdict, verdict.reason,
             fig.tokens_per_s if fig else None, bool(fig and fig.measured), None,
             is_base_model(entry, info, m.chat_format), entry.name if entry else None,
+            projector_bytes > 0, projector_bytes,
         ))
     if include_catalogue:
         for entry in catalogue.entries():
             if entry.name in covered or entry.is_starter:
                 continue
             shape = from_catalogue(entry)
-            verdict = fit.fit(shape, n_ctx, machine)
+            projector_bytes = projector.estimate_from_size(entry.projector.size_bytes) if entry.projector else 0
+            verdict = fit.fit(shape, n_ctx, machine, projector_bytes=projector_bytes)
             fig = speed.estimate_speed(shape, calib=calib)
             rows.append(ModelRow(
                 entry.name, entry.label, entry.family, False, "catalogue", None, entry.size_bytes,
                 entry.size_approx, entry.params, entry.quant, entry.context_length, verdict.verdict,
                 verdict.reason, fig.tokens_per_s, False, None, entry.is_base, entry.name,
+                entry.sees_images, projector_bytes,
             ))
     return rows
+
+
+def installed_projector_bytes(m: InstalledModel, entry: CatalogueEntry | None, path: Path | None) -> int:
+    """The memory of the projector an installed model sees images through (0: it sees none)."""
+    if m.is_builtin:
+        return 0
+    try:
+        found = projector.for_model(path or m.path, m.projector)
+    except ModelFileError:
+        found = None  # the model's row says what is wrong when it is loaded
+    if found is not None:
+        return found.memory_bytes
+    if entry is not None and entry.projector is not None and m.projector:
+        return projector.estimate_from_size(entry.projector.size_bytes)
+    return 0
 
 
 @dataclass(frozen=True)
@@ -403,19 +458,26 @@ class FitReport:
     verdict: fit.FitVerdict
     speed: speed.SpeedFigure | None
     shape_from: str  # "installed file", "remote header (N bytes read)", "catalogue"
+    projector: str | None = None  # where the projector's figure came from, when the model sees images
 
 
 def fit_report(name: str, n_ctx: int | None = None) -> FitReport:
     """The memory estimate, verdict and speed for an installed, catalogue or Hub model (a range read if needed)."""
     installed = registry.get(name)
     if installed is not None:
-        shape, _info, path = _installed_facts(installed, installed_catalogue_entry(installed))
-        return FitReport(name, shape, fit.fit(shape, n_ctx), speed.speed_for(path, shape),
-                         "installed file" if path else "catalogue (the built-in file is prepared on first use)")
+        entry = installed_catalogue_entry(installed)
+        shape, _info, path = _installed_facts(installed, entry)
+        extra = installed_projector_bytes(installed, entry, path)
+        return FitReport(name, shape, fit.fit(shape, n_ctx, projector_bytes=extra), speed.speed_for(path, shape),
+                         "installed file" if path else "catalogue (the built-in file is prepared on first use)",
+                         "its projector's header" if extra else None)
     p = Path(name).expanduser()
     if p.suffix.lower() == ".gguf" and p.exists():
         shape = from_gguf(read_gguf_info(p))
-        return FitReport(name, shape, fit.fit(shape, n_ctx), speed.speed_for(p, shape), "local file")
+        beside = projector.for_model(p)
+        extra = beside.memory_bytes if beside else 0
+        return FitReport(name, shape, fit.fit(shape, n_ctx, projector_bytes=extra), speed.speed_for(p, shape),
+                         "local file", f"{beside.path.name} beside it" if beside else None)
     target = pull_target(name)
     try:
         from models.remote_header import read_remote_header
@@ -430,4 +492,8 @@ def fit_report(name: str, n_ctx: int | None = None) -> FitReport:
         shape = from_catalogue(target.entry)
         why = "the Hub cannot be reached" if isinstance(exc, hub.HubUnreachableError) else str(exc).rstrip(".")
         shape_from = f"catalogue, as the file's header could not be read: {why}"
-    return FitReport(name, shape, fit.fit(shape, n_ctx), speed.speed_for(None, shape), shape_from)
+    extra = 0
+    if target.entry is not None and target.entry.projector is not None:
+        extra = projector.estimate_from_size(target.entry.projector.size_bytes)
+    return FitReport(name, shape, fit.fit(shape, n_ctx, projector_bytes=extra), speed.speed_for(None, shape),
+                     shape_from, "the catalogue's projector size (approximate)" if extra else None)

@@ -22,6 +22,7 @@ installed name, or a path to a .gguf file.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -35,7 +36,7 @@ from pathlib import Path
 from common.errors import ModelNotFoundError, UserError
 from common.paths import models_dir
 from common.terminal import safe_text
-from models import atomic_file, catalogue, hub, starter
+from models import atomic_file, catalogue, hub, projector, starter
 from models.catalogue import CatalogueEntry
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,7 @@ class InstalledModel:
     revision: str | None = None  # the Hub commit the file was downloaded at
     quant: str | None = None
     added_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    projector: str | None = None  # the image projector (mmproj) file it sees images through
 
     @property
     def is_builtin(self) -> bool:
@@ -313,10 +315,11 @@ def cached_hub_models(taken: dict[str, InstalledModel] | None = None) -> list[In
                 continue
             blob = Path(os.path.realpath(path)).name
             listed = catalogue.entry_for_hub_file(repo, rel)
+            beside = projector.find_beside(path) if listed is not None and listed.projector else None
             entry = InstalledModel(
                 name=name, path=str(path), source="hub", repo=repo, filename=rel,
                 sha256=blob if _SHA256_RE.match(blob) else None, revision=commit, quant=quant,
-                chat_format=listed.chat_format if listed else None,
+                chat_format=listed.chat_format if listed else None, projector=str(beside) if beside else None,
             )
             taken[name] = entry
             found.append(entry)
@@ -530,6 +533,16 @@ def resolve(spec: str) -> InstalledModel:
     if found:
         return found
     path = Path(spec).expanduser()
+    if path.is_symlink():
+        try:
+            os.stat(path)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:  # Path.exists() says False for a loop, which reads as "missing"
+                raise ModelNotFoundError(f"{path} is a symbolic link that leads back to itself (a loop), not a "
+                                         "model file; point it at a .gguf file.") from None
+            if exc.errno == errno.ENOENT:
+                raise ModelNotFoundError(f"{path} is a symbolic link to {os.readlink(path)}, which does not "
+                                         "exist.") from None
     if path.suffix.lower() == ".gguf" or path.exists():
         if not path.exists():
             if "/" in spec and not spec.startswith((".", "/", "~")):

@@ -19,7 +19,7 @@ STATS_KEYS = {"reply", "model", "prompt_tokens", "cached_tokens", "prompt_ms", "
               "completion_tokens", "gen_ms", "gen_tps", "total_ms", "stop_reason", "n_ctx", "n_threads",
               "memory", "backend"}
 MEMORY_KEYS = {"weights_bytes", "kv_bytes", "compute_bytes", "rss_bytes", "rss_peak_bytes", "vram_bytes",
-               "app_rss_bytes"}
+               "app_rss_bytes", "checkpoint_bytes", "projector_bytes", "draft_bytes"}
 
 
 @pytest.fixture(scope="module")

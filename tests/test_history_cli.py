@@ -6,6 +6,7 @@ import json
 import pytest
 
 from assistant.cli import history_cmd
+from common import terminal
 from common.errors import UserError
 from assistant.history import HistoryStore
 
@@ -15,11 +16,12 @@ def run(capsys, *argv):
     parser = argparse.ArgumentParser(prog="assistant")
     history_cmd.add_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["history", *argv])
-    try:
-        code = args.func(args) or 0
-    except UserError as exc:
-        print(f"error: {exc}", file=__import__("sys").stderr)
-        code = 1
+    with terminal.install():  # as main() does: everything printed passes through the terminal's escaping
+        try:
+            code = args.func(args) or 0
+        except UserError as exc:
+            print(f"error: {exc}", file=__import__("sys").stderr)
+            code = 1
     out, err = capsys.readouterr()
     return code, out, err
 

@@ -254,7 +254,9 @@ def test_an_unknown_model_is_a_404_and_a_file_path_is_not_a_model(served, tiny_m
 
 
 def test_a_body_too_large_is_a_413_before_it_is_read(served):
-    big = {"messages": [{"role": "user", "content": "x" * (5 << 20)}]}
+    from assistant.server.config import MAX_BODY_BYTES
+
+    big = {"messages": [{"role": "user", "content": "x" * (MAX_BODY_BYTES + 1)}]}
     r = served.post("/chat/completions", big)
     assert r.status_code == 413 and _error(r)["code"] == "request_too_large"
 

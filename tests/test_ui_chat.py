@@ -168,7 +168,7 @@ def test_export_defaults_to_documents_named_after_the_title_and_confirms(qtbot, 
     monkeypatch.setattr("ui.sidebar.QFileDialog.getSaveFileName",
                         lambda *a: (str(tmp_path / "missing-dir" / "x.md"), ""))
     assert window.sidebar.export(conv_id, "md") is None  # a folder that is not there: one sentence, no crash
-    assert "Could not write" in window.statusBar().currentMessage()
+    assert "Cannot write" in window.statusBar().currentMessage()  # common.user_files says why
 
 
 @pytest.mark.parametrize("title, expected", [

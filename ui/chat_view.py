@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (
 )
 
 from assistant.busy import BUSY_MARK, is_busy
-from assistant.stats_format import format_stats_line, model_label
+from assistant.stats_format import format_images_line, format_stats_line, model_label
 from common.formatting import format_bytes, format_count, format_tps
 from ui.icons import icon
 from ui.input_box import MessageEdit
@@ -65,6 +65,10 @@ def stats_tooltip(stats: dict) -> str:
                     + (f" · dropped {ctx['dropped_messages']} messages" if ctx.get("dropped_messages") else "")),
         ("Backend", f"{backend.get('kind', '–')} · llama-cpp-python {backend.get('llama_cpp_python', '')}"),
     ]
+    if mem.get("projector_bytes"):
+        rows.insert(8, ("Image projector", format_bytes(mem["projector_bytes"])))
+    if format_images_line(stats):
+        rows.insert(3, ("Images", format_images_line(stats)))
     share = (stats.get("transport") or {}).get("cpu_other_busy") if isinstance(stats.get("transport"), dict) else None
     if isinstance(share, (int, float)) and not isinstance(share, bool):
         verdict = (f"{BUSY_MARK}: not this model's speed, left out of its figures" if is_busy(stats)
@@ -91,7 +95,7 @@ class MessageWidget(QFrame):
     editorOpened = Signal()
 
     def __init__(self, message, renderer: MarkdownRenderer, *, stats_mode: str = "always",
-                 siblings: list[int] | None = None, parent=None):
+                 siblings: list[int] | None = None, parent=None, image_reader=None):
         super().__init__(parent)
         self.message_id = message.id
         self.role = message.role
@@ -144,6 +148,12 @@ class MessageWidget(QFrame):
             header.addWidget(self._tool("regenerate", "Regenerate reply",
                                         lambda: self.regenerateRequested.emit(self.message_id)))
         layout.addLayout(header)
+        self.images = None
+        if getattr(message, "images", None):  # thumbnails, drawn by the image check; a click shows one larger
+            from ui.image_attachments import ImageStrip
+
+            self.images = ImageStrip(message.images, image_reader, self)
+            layout.addWidget(self.images)
 
         self.body = QLabel()
         self.body.setObjectName("messageBody")
@@ -221,6 +231,9 @@ class MessageWidget(QFrame):
         if note and note.split(":")[0] in line:  # the stats line already says so
             note = ""
         text = " · ".join(x for x in (line, note) if x)
+        images = format_images_line(self.stats) if self.stats else ""
+        if images:  # what the images cost: "2 images · 512 tokens · 0.9 s to encode"
+            text = "\n".join(x for x in (text, images) if x)
         self.stats_label.setText(text)
         self.stats_label.setToolTip(stats_tooltip(self.stats))
         visible = self.role == "assistant" and bool(text) and self._stats_mode != "never"
@@ -340,6 +353,7 @@ class ChatView(QScrollArea):
         self.setWidget(self._inner)
         self.renderer = MarkdownRenderer()
         self.stats_mode = "always"
+        self.image_reader = None  # ref -> ImageAttachment: a message's image from the history (thumbnails)
         self.widgets: dict[int, MessageWidget] = {}
         self._follow = True
         self.verticalScrollBar().rangeChanged.connect(self._keep_in_view)
@@ -452,7 +466,8 @@ class ChatView(QScrollArea):
 
     def _make_widget(self, message, siblings) -> MessageWidget:
         self.empty_label.hide()
-        widget = MessageWidget(message, self.renderer, stats_mode=self.stats_mode, siblings=siblings)
+        widget = MessageWidget(message, self.renderer, stats_mode=self.stats_mode, siblings=siblings,
+                               image_reader=self.image_reader)
         widget.editRequested.connect(self.editRequested)
         widget.regenerateRequested.connect(self.regenerateRequested)
         widget.continueRequested.connect(self.continueRequested)

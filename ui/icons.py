@@ -27,7 +27,7 @@ NAMES = {
     "models": "cube", "settings": "sliders-horizontal", "new": "note-pencil", "copy": "copy",
     "copied": "check", "edit": "pencil-simple", "regenerate": "arrows-clockwise", "continue": "fast-forward",
     "previous": "caret-left", "next": "caret-right", "sidebar": "list", "shortcuts": "keyboard",
-    "conversation": "sliders", "dismiss": "x", "warning": "warning", "api": "code",
+    "conversation": "sliders", "dismiss": "x", "warning": "warning", "api": "code", "image": "image",
     "info": "info", "thinks": "brain", "sees": "eye", "moe": "tree-structure", "retry": "arrow-clockwise",
     "download": "download-simple", "load": "play",
 }

@@ -1,7 +1,9 @@
 """The message box: Enter sends, Shift+Enter adds a line, Tab moves on; shows context use as you type."""
 
 from PySide6.QtCore import QEvent, Qt, QTimer, Signal
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QToolButton, QVBoxLayout, QWidget
+
+from ui.icons import icon
 
 
 class MessageEdit(QPlainTextEdit):
@@ -14,6 +16,17 @@ class MessageEdit(QPlainTextEdit):
         super().__init__(*args, **kwargs)
         self.setTabChangesFocus(True)
         self._esc_cancels = esc_cancels
+        self.image_sink = None  # an AttachmentTray: pasted or dropped images go there, not into the text
+
+    def canInsertFromMimeData(self, source):
+        if self.image_sink is not None and self.image_sink.can_take(source):
+            return True
+        return super().canInsertFromMimeData(source)
+
+    def insertFromMimeData(self, source):
+        if self.image_sink is not None and self.image_sink.can_take(source) and self.image_sink.add_mime(source):
+            return
+        super().insertFromMimeData(source)
 
     def event(self, event):
         # Esc is the window's Stop shortcut; the inline editor claims it first to close itself.
@@ -40,10 +53,25 @@ class InputBox(QWidget):
 
     def __init__(self, parent=None):
         super().__init__(parent)
+        from ui.image_attachments import AttachmentTray
+
         layout = QVBoxLayout(self)
         layout.setContentsMargins(8, 4, 8, 8)
+        self.tray = AttachmentTray(self)
+        self.tray.changed.connect(lambda: self._draft_timer.start())
+        layout.addWidget(self.tray)
         row = QHBoxLayout()
+        self.attach_button = QToolButton()
+        self.attach_button.setObjectName("attachButton")
+        self.attach_button.setIcon(icon("image"))
+        self.attach_button.setToolTip("Attach images (or paste or drop them here)")
+        self.attach_button.setAccessibleName("Attach images")
+        self.attach_button.setAutoRaise(True)
+        self.attach_button.clicked.connect(self.tray.choose_files)
+        row.addWidget(self.attach_button)
+        self.setAcceptDrops(True)
         self.edit = MessageEdit()
+        self.edit.image_sink = self.tray
         self.edit.setPlaceholderText("Message (Enter to send, Shift+Enter for a new line)")
         self.edit.setAccessibleName("Message")
         self.edit.submitted.connect(self._submit)
@@ -78,11 +106,27 @@ class InputBox(QWidget):
     def _submit(self) -> None:
         if self.generating:
             return
+        if self.tray.checking:
+            self.tray.say("The images are still being checked; send again in a moment.")
+            return
         text = self.edit.toPlainText().strip()
-        if text:
+        if text or self.tray.images:
             self.edit.clear()
             self._draft_timer.stop()  # the sent text's count comes with its reply: no draft to count
             self.sendRequested.emit(text)
+
+    # --- Images dropped anywhere on the message box
+    def dragEnterEvent(self, event):
+        if self.tray.can_take(event.mimeData()):
+            event.acceptProposedAction()
+        else:
+            super().dragEnterEvent(event)
+
+    def dropEvent(self, event):
+        if self.tray.can_take(event.mimeData()) and self.tray.add_mime(event.mimeData()):
+            event.acceptProposedAction()
+        else:
+            super().dropEvent(event)
 
     def _button(self) -> None:
         if self.generating:

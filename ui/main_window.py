@@ -160,6 +160,7 @@ class MainWindow(QMainWindow):
         self.sidebar.notify.connect(lambda text: self.statusBar().showMessage(text, 4000))
 
         self.chat = ChatView()
+        self.chat.image_reader = self._read_image
         self.chat.set_stats_mode(self.defaults.get("stats_line", "always"))
         self.chat.editRequested.connect(self.edit_message)
         self.chat.regenerateRequested.connect(self.regenerate)
@@ -170,6 +171,8 @@ class MainWindow(QMainWindow):
         self.input.sendRequested.connect(self.send)
         self.input.stopRequested.connect(self.stop)
         self.input.draftChanged.connect(self._count_draft)
+        self.input.tray.notify.connect(lambda text: self.statusBar().showMessage(text, 6000))
+        self._sent: tuple[str, list] | None = None  # the last message sent: put back if it could not be
         chat_page = QWidget()
         chat_layout = QVBoxLayout(chat_page)
         chat_layout.setContentsMargins(0, 0, 0, 0)
@@ -368,10 +371,10 @@ class MainWindow(QMainWindow):
     def load_model(self, spec: str, load_settings: LoadSettings | None = None, *, automatic: bool = False) -> None:
         """Load a model; `automatic` for one the user did not pick just now (the last one, at start-up)."""
         self._automatic_load = automatic
-        self.bridge.load(spec, load_settings or self._load_settings(), automatic=automatic)
+        self.bridge.load(spec, load_settings or self._load_settings(spec), automatic=automatic)
 
-    def _load_settings(self) -> LoadSettings:
-        return load_settings(self.defaults)
+    def _load_settings(self, model: str | None = None) -> LoadSettings:
+        return load_settings(self.defaults, model)  # with the model's own cache settings, when it has them
 
     def _load_started(self, name: str) -> None:
         self.load_progress.show()
@@ -383,6 +386,9 @@ class MainWindow(QMainWindow):
         self.model = _summary_dict(summary)
         self.base_notice.show_for(self.model)
         self._update_status()
+        draft_error = (self.model.get("draft") or {}).get("error")
+        if draft_error:  # the model loaded; the draft asked for did not: say why, once
+            self.statusBar().showMessage(draft_error, 20_000)
         self._count_draft(self.input.edit.toPlainText())
 
     def _load_failed(self, event) -> None:
@@ -469,6 +475,15 @@ class MainWindow(QMainWindow):
                 QMessageBox.information(self, "Model", "The model is still loading; try again in a moment.")
                 self.input.edit.setPlainText(text)
             return
+        images = self.input.tray.take()
+        if images and self.model.get("vision") is False:
+            # Said at once, before anything is saved: the text and the images stay where they were.
+            self.input.edit.setPlainText(text)
+            self.input.tray.put_back(images)
+            self.input.tray.say(f"{self.model.get('name')} cannot see images: it has no image projector. Choose a "
+                                "model marked as seeing images, or remove the images.")
+            return
+        self._sent = (text, images)
         if self.base_notice.completion_mode:  # a base model continues the text itself: no chat template
             self.current_id = None
             self.chat.clear()
@@ -481,7 +496,13 @@ class MainWindow(QMainWindow):
         self._submit(TurnRequest(kind="send", text=text, conversation_id=self.current_id,
                                  system_prompt=(self.new_chat_prompt() or None) if new else None,
                                  conversation_settings=(self.pending_chat.get("settings") or None) if new else None,
-                                 settings=self.current_settings()))
+                                 settings=self.current_settings(), images=images or None))
+
+    def _read_image(self, ref):
+        """A message's image from the history's files (for its thumbnail and larger view)."""
+        from assistant.images import ImageAttachment
+
+        return ImageAttachment(self.history.image_data(ref), ref.sha256, ref.mime, ref.name, ref.width, ref.height)
 
     def regenerate(self, reply_id: int) -> None:
         if not self.generating and self.model:
@@ -572,9 +593,18 @@ class MainWindow(QMainWindow):
 
     def _turn_failed(self, event) -> None:
         if self._turn is not None and event.request_id == self._turn.id:
+            sent, self._sent = self._sent, None
+            plain_send = self._turn.request.kind == "send"
             self._turn = None
             self.generating = False
             self.input.set_generating(False)
+            if plain_send and sent is not None and event.code in ("invalid_image", "model_cannot_see"):
+                # Nothing was saved: the message and its images wait in the box again, with the one sentence.
+                if not self.input.edit.toPlainText():
+                    self.input.edit.setPlainText(sent[0])
+                self.input.tray.put_back(sent[1])
+                self.input.tray.say(event.sentence)
+                return
             QMessageBox.warning(self, "Reply", event.sentence)
 
     # --- Context meter
@@ -590,8 +620,31 @@ class MainWindow(QMainWindow):
                 return
         elif self.new_chat_prompt():
             messages = [{"role": "system", "content": self.new_chat_prompt()}]
-        messages = messages + [{"role": "user", "content": draft}]
+        draft_message: dict = {"role": "user", "content": draft}
+        if self.input.tray.images and self.model.get("vision"):
+            draft_message["images"] = list(self.input.tray.images)  # their tokens count before sending
+        if self.current_id and self.model.get("vision"):
+            messages = self._with_history_images(messages)
+        messages = messages + [draft_message]
         self.bridge.count_draft(messages)
+
+    def _with_history_images(self, messages: list[dict]) -> list[dict]:
+        """The conversation's messages with their images, so the meter counts image tokens too."""
+        try:
+            thread = [m for m in self.history.get_conversation(self.current_id).thread if m.role != "system"]
+        except UserError:
+            return messages
+        system = [m for m in messages if m["role"] == "system"]
+        out = list(system)
+        for m in thread:
+            message: dict = {"role": m.role, "content": m.content}
+            if m.images:
+                try:
+                    message["images"] = [self._read_image(r) for r in m.images]
+                except UserError as exc:
+                    log.info("the meter counts without an image: %s", exc)
+            out.append(message)
+        return out
 
     def _token_count(self, used: int, limit: int) -> None:
         policy = self.current_settings().context_policy.value.replace("_", " ")
@@ -638,7 +691,18 @@ class MainWindow(QMainWindow):
     def make_settings_dialog(self) -> SettingsDialog:
         conv = self.history.get_conversation(self.current_id) if self.current_id else None
         return SettingsDialog(self.defaults, conv.settings if conv else None,
-                              gpu=bool(self.model.get("gpu_offload")), parent=self)
+                              gpu=bool(self.model.get("gpu_offload")), draft_offer=self._draft_offer(), parent=self)
+
+    def _draft_offer(self) -> str | None:
+        """For the loaded model: the installed size of its family that can draft for it, with the gain to expect."""
+        from assistant.engine.draft_plan import draft_offer
+
+        try:
+            offer = draft_offer(self.model.get("name")) if self.model else None
+        except UserError as exc:  # the installed list cannot be read just now: no offer, no harm
+            log.warning("draft offer: %s", exc)
+            return None
+        return offer.sentence if offer else None
 
     def open_settings(self) -> None:
         """The defaults for new chats; the view you were on stays."""
@@ -735,7 +799,11 @@ class MainWindow(QMainWindow):
     def _update_status(self) -> None:
         m = self.model
         if m:
-            self.status_model.setText(f"{m.get('name')} · {m.get('quant')}")
+            draft = m.get("draft") or {}
+            drafting = ("" if not draft or draft.get("error") else
+                        " · draft: prompt lookup" if draft.get("kind") == "lookup" else f" · draft: {draft.get('model')}")
+            self.status_model.setText(f"{m.get('name')} · {m.get('quant')}{drafting}")
+            self.status_model.setToolTip(draft.get("error") or "")
             self.status_threads.setText(f"{m.get('n_threads')} threads")
             self.status_backend.setText(m.get("backend", "CPU"))
         else:

@@ -39,7 +39,7 @@ from models import catalogue, fit
 from models import download_manager as dm
 from models.catalogue import CatalogueEntry
 from models.labels import short_label
-from models.library import BASE_MODEL_LABEL
+from models.library import BASE_MODEL_LABEL, SEES_IMAGES_LABEL
 from ui.downloads import DownloadsPage
 from ui.library_bridge import LibraryBridge
 from ui.library_widgets import NaturalIcons, button, message_style, tree, verdict_icon, verdict_words
@@ -547,9 +547,11 @@ class ModelManager(QDialog):
                 fit_text = verdict_words(r.verdict)
                 speed = format_tps(r.tokens_per_s, estimate=not r.speed_measured) if r.tokens_per_s else "?"
             is_base = r.is_base if r is not None else bool(entry and entry.is_base)
+            sees = r.sees_images if r is not None else bool(m.projector or (entry and entry.sees_images))
             item = QTreeWidgetItem([m.name + (" (loaded)" if m.name == loaded else ""), label,
                                     SOURCE_WORDS.get(m.source, m.source), quant or "", size, fit_text, speed,
-                                    "base model" if is_base else ""])
+                                    "; ".join(x for x in (SEES_IMAGES_LABEL if sees else "",
+                                                          "base model" if is_base else "") if x)])
             if is_base:
                 item.setToolTip(7, BASE_MODEL_LABEL)
             item.setData(0, ROLE, m.name)

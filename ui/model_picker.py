@@ -36,7 +36,7 @@ from models import catalogue
 from models.catalogue import CatalogueEntry
 from models.download_manager import DownloadInfo
 from models.labels import family_name, short_label, size_token
-from models.library import BASE_MODEL_LABEL
+from models.library import BASE_MODEL_LABEL, SEES_IMAGES_LABEL as SEES_IMAGES
 from ui.bridge import ChatBridge
 from ui.error_text import readable
 from ui.icons import icon
@@ -245,6 +245,13 @@ class ModelPicker(QWidget):
         found = self.service.index().get(name)
         return bool(found and found.entry and found.entry.is_base)
 
+    def _sees_images(self, name: str) -> bool:
+        row = self.table.row(name) if self.table is not None else None
+        if row is not None:
+            return row.sees_images
+        found = self.service.index().get(name)
+        return bool(found and (found.model.projector or (found.entry and found.entry.sees_images)))
+
     def _add_item(self, text: str, short: str, data, tooltip: str) -> None:
         self.combo.addItem(text, data)
         i = self.combo.count() - 1
@@ -263,8 +270,9 @@ class ModelPicker(QWidget):
                 quant = self.loaded["quant"]
             short = f"{m.name} · {quant}" if quant else m.name
             base = self._is_base(m.name)
-            self._add_item(f"{short} — {BASE_MODEL_LABEL}" if base else short, short, m.name,
-                           f"{m.name}\n{BASE_MODEL_LABEL}" if base else m.name)
+            marks = [x for x in (SEES_IMAGES if self._sees_images(m.name) else "", BASE_MODEL_LABEL if base else "")
+                     if x]
+            self._add_item(" — ".join([short, *marks]), short, m.name, "\n".join([m.name, *marks]))
         if self.remote.models or self.remote.problems:
             self.combo.insertSeparator(self.combo.count())
         for r in self.remote.models:

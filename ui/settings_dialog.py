@@ -142,7 +142,8 @@ class SettingsDialog(QDialog):
     `conversation`, the open chat's own settings, is only named here ("this chat overrides …"):
     it is edited in the chat's own dialog, so a default never silently stops at one chat."""
 
-    def __init__(self, defaults: dict, conversation: dict | None = None, *, gpu: bool, parent=None):
+    def __init__(self, defaults: dict, conversation: dict | None = None, *, gpu: bool, draft_offer: str | None = None,
+                 parent=None):
         super().__init__(parent)
         self.setWindowTitle("Settings — defaults for new chats")
         self.setAccessibleName("Settings")
@@ -209,11 +210,39 @@ class SettingsDialog(QDialog):
             self.gpu_layers = _int("GPU layers (-1 all)", -1, 999, -1 if value is None else value, -1)
             self.gpu_layers.setSpecialValueText("All")
             form.addRow("GPU layers", self.gpu_layers)
+        self.kv_cache_type = _named(QComboBox(), "KV cache type")
+        for label, value in (("f16 (full precision)", "f16"), ("q8_0 (about half the memory)", "q8_0"),
+                             ("q4_0 (about a quarter)", "q4_0")):
+            self.kv_cache_type.addItem(label, value)
+        self.kv_cache_type.setCurrentIndex(max(0, self.kv_cache_type.findData(self.defaults.get("kv_cache_type"))))
+        self.kv_cache_type.setToolTip("How the context's keys and values are stored. q8_0 halves the KV cache with "
+                                      "little loss; a quantized cache turns flash attention on.")
+        self.flash_attn = _named(QComboBox(), "Flash attention")
+        for label, value in (("Auto (where the hardware supports it)", "auto"), ("On", "on"), ("Off", "off")):
+            self.flash_attn.addItem(label, value)
+        self.flash_attn.setCurrentIndex(max(0, self.flash_attn.findData(self.defaults.get("flash_attn"))))
+        form.addRow("KV cache", self.kv_cache_type)
+        form.addRow("Flash attention", self.flash_attn)
         self.template = _named(QPlainTextEdit(_text(self.defaults.get("chat_template"))), "Chat template override")
         self.template.setPlaceholderText("Leave empty to use the model's own template (Jinja, sandboxed)")
         self.template.setMaximumHeight(90)
         self.template.setTabChangesFocus(True)
         form.addRow("Chat template", self.template)
+        self.draft = _named(QComboBox(), "Drafting")
+        for label, value in (("Automatic: a smaller model of the same family, when installed", "auto"),
+                             ("Prompt lookup: drafts copied from the conversation", "lookup"), ("Off", "off")):
+            self.draft.addItem(label, value)
+        self.draft.setCurrentIndex(max(0, self.draft.findData(self.defaults.get("draft") or "auto")))
+        self.draft.setToolTip("Speculative decoding: a small model (or the conversation itself) drafts a few tokens "
+                              "and the model checks them at once; the reply is the same, only faster. Drafting "
+                              "pauses itself when it does not pay. Applies when a model is next loaded.")
+        form.addRow("Drafting", self.draft)
+        self.draft_offer = QLabel(draft_offer or "")
+        self.draft_offer.setWordWrap(True)
+        self.draft_offer.setObjectName("dialogNote")
+        self.draft_offer.setAccessibleName("What drafting offers the loaded model")
+        self.draft_offer.setVisible(bool(draft_offer))
+        form.addRow("", self.draft_offer)
         tabs.addTab(model_page, "Model")
 
         # Appearance
@@ -254,7 +283,9 @@ class SettingsDialog(QDialog):
         defaults = dict(self.defaults)
         defaults.update(system_prompt=self.system.toPlainText().strip(), n_ctx=self.n_ctx.value(),
                         n_threads=self.n_threads.value(), chat_template=self.template.toPlainText().strip(),
-                        theme=self.theme.currentData(), stats_line=self.stats_line.currentData())
+                        kv_cache_type=self.kv_cache_type.currentData(), flash_attn=self.flash_attn.currentData(),
+                        theme=self.theme.currentData(), stats_line=self.stats_line.currentData(),
+                        draft=self.draft.currentData())
         if self.gpu_layers is not None:
             defaults["n_gpu_layers"] = None if self.gpu_layers.value() < 0 else self.gpu_layers.value()
         defaults.update(self.sampling.values())

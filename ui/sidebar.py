@@ -6,7 +6,6 @@ snippets with the match highlighted. The list picks up conversations other proce
 """
 
 import html
-import json
 import logging
 import re
 from pathlib import Path
@@ -276,27 +275,33 @@ class Sidebar(QWidget):
         folder = QStandardPaths.writableLocation(QStandardPaths.DocumentsLocation) or str(Path.home())
         return Path(folder) / f"{_file_name(conv.display_title, conv_id)}.{fmt}"
 
-    def export(self, conv_id: int, fmt: str, path: str | None = None) -> str | None:
+    def export(self, conv_id: int, fmt: str, path: str | None = None, images: str = "embed") -> str | None:
+        """Export one conversation. Its images: in a JSON file (`images` "embed") or as files in a folder beside
+        it ("files", the second choice of the save dialog); a Markdown file always links files beside it."""
+        from assistant.history.image_export import write_export
+
         asked = path is None
         if path is None:
-            suffix = "Markdown (*.md)" if fmt == "md" else "JSON (*.json)"
-            path, _ = QFileDialog.getSaveFileName(self, "Export conversation",
-                                                  str(self.default_export_path(conv_id, fmt)), suffix)
+            filters = (["Markdown, images beside it (*.md)"] if fmt == "md" else
+                       ["JSON, images inside it (*.json)", "JSON, images as files beside it (*.json)"])
+            path, chosen = QFileDialog.getSaveFileName(self, "Export conversation",
+                                                       str(self.default_export_path(conv_id, fmt)), ";;".join(filters))
+            images = "files" if "as files" in (chosen or "") else images
         if not path:
             return None
-        data = (self.history.export_markdown([conv_id]) if fmt == "md"
-                else json.dumps(self.history.export_json([conv_id]), ensure_ascii=False, indent=2))
-        try:
-            with open(path, "w", encoding="utf-8") as f:
-                f.write(data)
-        except OSError as exc:
-            sentence = f"Could not write {path}: {exc.strerror or exc}."
+        try:  # never over a FIFO, socket or device; a folder gets the file inside it
+            written = write_export(self.history, path, fmt, [conv_id], images=images,
+                                   name_in_folder=self.default_export_path(conv_id, fmt).name)
+        except UserError as exc:
+            sentence = str(exc)
             log.warning("%s", sentence)
             if asked:
                 QMessageBox.warning(self, "Export", sentence)
             self.notify.emit(sentence)
             return None
-        self.notify.emit(f"Exported to {path}")
+        path = str(written.path)
+        extra = f", its images in {written.images_folder.name}" if written.images_folder else ""
+        self.notify.emit(f"Exported to {path}{extra}")
         return path
 
     def confirm_delete(self, title: str) -> bool:

@@ -172,6 +172,11 @@ class StatsView(QWidget):
         self.verdicts.setWordWrap(True)
         self.verdicts.setAccessibleName("What your comparisons say")
         self.verdicts.setToolTip("From the answers you marked good enough on the Compare page")
+        self.drafting = QLabel()  # per model and draft: acceptance, speed with and without drafting
+        self.drafting.setTextFormat(Qt.TextFormat.PlainText)
+        self.drafting.setWordWrap(True)
+        self.drafting.setAccessibleName("What drafting does for each model")
+        self.drafting.setToolTip("Speculative decoding: a smaller model (or prompt lookup) drafts, the model checks")
 
         self.speed_chart = TimeChart(METRICS["gen_tps"].title, "tokens/s",
                                      "No replies yet: chat with a model and its speed appears here.")
@@ -205,6 +210,7 @@ class StatsView(QWidget):
         layout.addLayout(top)
         layout.addWidget(self.note)
         layout.addWidget(self.verdicts)
+        layout.addWidget(self.drafting)
         layout.addWidget(self.scroll, 1)
         self.setAccessibleName("Statistics")
 
@@ -400,6 +406,7 @@ class StatsView(QWidget):
         self.note.setText(self._snap().size_note())
         self.note.setVisible(bool(self.note.text()))
         self._fill_verdicts()
+        self._fill_drafting()
         self._draw_time_charts()
         self._ask_bandwidth()
         self._draw_size_chart()
@@ -414,6 +421,15 @@ class StatsView(QWidget):
             sentences = []
         self.verdicts.setText("\n".join(sentences))
         self.verdicts.setVisible(bool(sentences))
+
+    def _fill_drafting(self) -> None:
+        try:
+            sentences = [p.sentence for p in self.stats.draft_pairs(limit=3)]
+        except UserError as exc:
+            log.warning("drafting figures: %s", exc)
+            sentences = []
+        self.drafting.setText("\n".join(sentences))
+        self.drafting.setVisible(bool(sentences))
 
     def _fill_filter(self, models: list[str]) -> None:
         current = self.model_filter.currentText() or ALL_MODELS

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
 from assistant import remotes
 from assistant.chat_service import ChatService, TurnFailed, TurnFinished, TurnRequest, TurnText
-from assistant.cli.common import (add_generation_options, add_model_options, ctrl_c_cancels, dim,
-                                  generation_settings, load_settings, show_model_list_notices)
+from assistant.cli.common import (add_generation_options, add_model_options, cache_words, ctrl_c_cancels, dim,
+                                  draft_words, generation_settings, load_settings, show_load_notices,
+                                  show_model_list_notices)
 from assistant.engine import EngineRouter
-from assistant.stats_format import format_stats_line
+from assistant.images import ImageAttachment, read_image_file
+from assistant.stats_format import format_images_line, format_stats_line
 from common.errors import UserError
-from common.terminal import safe_text
+from common.terminal import json_text, safe_text
 
 HELP = """commands: /new  start a new conversation
+          /image FILE  attach an image to your next message (a model that sees images reads it)
           /model NAME  switch model (the conversation stays); MODEL@REMOTE for a remote server's
           /quit  leave (Ctrl-D too);  Ctrl-C stops a reply"""
 
@@ -27,6 +29,8 @@ def add_parser(sub) -> None:
     p.add_argument("--conversation", metavar="ID", help="continue a saved conversation")
     p.add_argument("--no-save", action="store_true", help="do not keep this conversation in the history")
     p.add_argument("--remote", metavar="NAME", help="use -m MODEL on this remote server (see `assistant remote`)")
+    p.add_argument("--image", action="append", metavar="FILE", default=[],
+                   help="attach an image to the (first) message; repeat for several (the model must see images)")
     add_model_options(p)
     add_generation_options(p)
     p.set_defaults(func=run)
@@ -43,6 +47,9 @@ def _open_history(args):
     return store
 
 
+_STDOUT = object()  # turn()'s default: sys.stdout when the turn runs, not when this module was imported
+
+
 class _Chat:
     """The CLI's side of a conversation: which one it is, and (unsaved) its messages."""
 
@@ -53,18 +60,31 @@ class _Chat:
         self.saving = service.history is not None
         self.conversation_id: int | None = None
         self.messages: list[dict] = []  # only for --no-save, where nothing is kept in the history
+        self.pending_images: list[ImageAttachment] = []  # go with the next message (--image, /image)
 
-    def request(self, text: str) -> TurnRequest:
+    def take_images(self) -> list[ImageAttachment]:
+        images, self.pending_images = self.pending_images, []
+        return images
+
+    def request(self, text: str, images: list[ImageAttachment] | None = None) -> TurnRequest:
         if self.saving:
             return TurnRequest(kind="send", text=text, conversation_id=self.conversation_id,
-                               system_prompt=self.args.system, settings=self.settings, source="cli")
+                               system_prompt=self.args.system, settings=self.settings, source="cli",
+                               images=images or None)
         system = [{"role": "system", "content": self.args.system}] if self.args.system else []
-        return TurnRequest(kind="messages", messages=system + self.messages + [{"role": "user", "content": text}],
+        message: dict = {"role": "user", "content": text}
+        if images:
+            message["images"] = images
+        return TurnRequest(kind="messages", messages=system + self.messages + [message],
                            settings=self.settings, source="cli", save=False)
 
-    def turn(self, text: str, out=sys.stdout) -> dict | None:
-        """One turn, Ctrl-C stopping the reply; the text goes to `out` as it streams (None: nowhere)."""
-        handle = self.service.submit(self.request(text))
+    def turn(self, text: str, out=_STDOUT, images: list[ImageAttachment] | None = None) -> dict | None:
+        """One turn, Ctrl-C stopping the reply; the text goes to `out` as it streams (None: nowhere).
+
+        By default `out` is sys.stdout as it is now: the terminal stream main() installed, which
+        escapes what the model or the server sent, piece by piece."""
+        out = sys.stdout if out is _STDOUT else out
+        handle = self.service.submit(self.request(text, images))
         outcome = None
         with ctrl_c_cancels(handle.cancel):
             for event in handle.events():
@@ -79,7 +99,10 @@ class _Chat:
         if self.saving:
             self.conversation_id = outcome.conversation_id
         else:
-            self.messages += [{"role": "user", "content": text}, {"role": "assistant", "content": outcome.text}]
+            sent: dict = {"role": "user", "content": text}
+            if images:
+                sent["images"] = images
+            self.messages += [sent, {"role": "assistant", "content": outcome.text}]
         return outcome.stats or None
 
     def new(self) -> None:
@@ -87,6 +110,8 @@ class _Chat:
 
 
 def run(args) -> int:
+    # Every image is read and checked before a model loads or anything is saved: a bad one is one sentence.
+    images = [read_image_file(path) for path in args.image]
     history = _open_history(args)
     show_model_list_notices()
     service = ChatService(EngineRouter(), history)
@@ -109,12 +134,21 @@ def run(args) -> int:
             args.model = f"{args.model}@{remote.name}"
         else:
             _say_if_preparing_starter(args.model)
-        service.load(args.model, load_settings(args)).result()
+        summary = service.load(args.model, load_settings(args)).result()
+        show_load_notices(summary)
+        _say_draft_notice(summary)
+        chat.pending_images = images
         if args.prompt is not None:
             return _one_shot(chat, args.prompt, as_json=args.json)
         return _interactive(chat)
     finally:
         service.close()
+
+
+def _say_draft_notice(summary) -> None:
+    _, notice = draft_words(summary)
+    if notice:
+        print(f"notice: {safe_text(notice)}", file=sys.stderr)
 
 
 def _say_if_preparing_starter(spec: str) -> None:
@@ -133,17 +167,20 @@ def _report(stats: dict | None) -> None:
     if message:
         print(dim(f"[{message}]"), file=sys.stderr)
     print(dim(safe_text(format_stats_line(stats))), file=sys.stderr)
+    images = format_images_line(stats)
+    if images:
+        print(dim(safe_text(images)), file=sys.stderr)
 
 
 def _one_shot(chat: _Chat, prompt: str, as_json: bool) -> int:
     if as_json:
-        stats: dict | None = chat.turn(prompt, out=None) or {}
+        stats: dict | None = chat.turn(prompt, out=None, images=chat.take_images()) or {}
         assert stats is not None
         if chat.conversation_id is not None:
             stats["conversation_id"] = chat.conversation_id
-        print(json.dumps(stats, ensure_ascii=False))
+        print(json_text(stats))  # C1 and bidi characters as \u escapes: the same JSON, inert on a terminal
     else:
-        stats = chat.turn(prompt)
+        stats = chat.turn(prompt, images=chat.take_images())
         print()
         _report(stats)
     return 1 if stats and stats.get("stop_reason") == "error" else 0
@@ -152,8 +189,11 @@ def _one_shot(chat: _Chat, prompt: str, as_json: bool) -> int:
 def _interactive(chat: _Chat) -> int:
     s = chat.service.summary()
     assert s is not None  # loaded before the loop starts
+    cache = cache_words(s.kv_cache)
+    drafting, _ = draft_words(s)
     print(dim(f"{safe_text(s.name)} · {s.quant} · {s.n_threads} threads · "
-              f"context {s.n_ctx} · type /help for commands"), file=sys.stderr)
+              f"context {s.n_ctx}{' · ' + cache if cache else ''}"
+              + (f" · {safe_text(drafting)}" if drafting else "") + " · type /help for commands"), file=sys.stderr)
     while True:
         try:
             line = input(">>> ")
@@ -167,8 +207,9 @@ def _interactive(chat: _Chat) -> int:
             if _command(chat, text):
                 return 0
             continue
+        images = chat.take_images()
         try:
-            stats = chat.turn(text)
+            stats = chat.turn(text, images=images)
         except UserError as exc:
             print(f"\nerror: {safe_text(exc)}", file=sys.stderr)
             continue
@@ -186,8 +227,17 @@ def _command(chat: _Chat, text: str) -> bool:
         print(dim("[new conversation]"), file=sys.stderr)
     elif name == "/model" and rest.strip():
         try:
-            s = chat.service.load(rest.strip(), load_settings(chat.args)).result()
+            s = chat.service.load(rest.strip(), load_settings(chat.args, model=rest.strip())).result()
+            show_load_notices(s)
             print(dim(f"[now using {safe_text(s.name)} · {s.quant}; the conversation stays]"), file=sys.stderr)
+            _say_draft_notice(s)
+        except UserError as exc:
+            print(f"error: {safe_text(exc)}", file=sys.stderr)
+    elif name == "/image" and rest.strip():
+        try:
+            chat.pending_images.append(read_image_file(rest.strip()))
+            n = len(chat.pending_images)
+            print(dim(f"[{n} image{'' if n == 1 else 's'} will go with your next message]"), file=sys.stderr)
         except UserError as exc:
             print(f"error: {safe_text(exc)}", file=sys.stderr)
     elif name in ("/help", "/?"):

@@ -6,19 +6,20 @@ import sys
 from contextlib import contextmanager
 
 from assistant.engine import ContextPolicy, GenerationSettings, LoadSettings
-from common.terminal import safe_text
+from assistant.engine.settings import FLASH_ATTN_MODES, KV_CACHE_TYPES
+from common.terminal import safe_text, style_marks, styled
 
 
 # Search matches are marked with two private-use characters, which pass through safe_text untouched,
-# and only then turned into bold (** when not a terminal): the escapes are ours alone.
+# and only then turned into bold (** when not a terminal): the styling is the app's alone.
 SEARCH_MARKS = ("\ue000", "\ue001")
 
 
 def terminal_snippet(snippet: str) -> str:
     """A search hit's snippet on one line, escaped for the terminal, its matches in bold."""
-    bold = ("\x1b[1m", "\x1b[0m") if sys.stdout.isatty() else ("**", "**")
     text = safe_text(" ".join(snippet.split()))
-    return text.replace(SEARCH_MARKS[0], bold[0]).replace(SEARCH_MARKS[1], bold[1])
+    on, off = style_marks("bold", sys.stdout) or ("**", "**")
+    return text.replace(SEARCH_MARKS[0], on).replace(SEARCH_MARKS[1], off)
 
 
 def positive_int(value: str) -> int:
@@ -37,6 +38,28 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gpu-layers", type=int, help="layers to offload to the GPU (default: all, when the build can)")
     p.add_argument("--chat-format", help="a named chat format (gemma, llama-3, chatml, ...) instead of the model's")
     p.add_argument("--chat-template", metavar="FILE", help="a Jinja chat template file instead of the model's")
+    p.add_argument("--draft", metavar="MODEL|lookup|off",
+                   help="speculative decoding: a smaller model of the same family drafts and the model checks "
+                        "(an installed name or a .gguf path), or 'lookup' drafts from the conversation itself "
+                        "(default: off); drafting pauses itself when it does not pay")
+    p.add_argument("--draft-max", type=positive_int, default=LoadSettings().draft_max, metavar="N",
+                   help=f"tokens drafted at most per round (default {LoadSettings().draft_max})")
+    add_cache_options(p)
+
+
+def add_cache_options(p: argparse.ArgumentParser) -> None:
+    """The KV cache's type and flash attention, as llama-server's -ctk/-ctv and -fa."""
+    p.add_argument("--kv-cache-type", choices=KV_CACHE_TYPES, default=None,
+                   help="KV cache type for K and V: f16 (default), q8_0 (about half the memory) or q4_0 "
+                        "(about a quarter; a quantized cache turns flash attention on)")
+    p.add_argument("--flash-attn", choices=FLASH_ATTN_MODES, default=None,
+                   help="flash attention: auto (default: where the backend supports it), on or off")
+
+
+def cache_settings(args) -> dict:
+    """The cache options given on the command line, as LoadSettings fields (the defaults where left out)."""
+    values = {"kv_cache_type": getattr(args, "kv_cache_type", None), "flash_attn": getattr(args, "flash_attn", None)}
+    return {k: v for k, v in values.items() if v is not None}
 
 
 def _max_tokens(value: str) -> int:
@@ -62,20 +85,86 @@ def add_generation_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--context-policy", choices=["stop", "drop-oldest"],
                    default=d.context_policy.value.replace("_", "-"),
                    help="when the context is full: stop there, or drop the oldest turns (default)")
+    p.add_argument("--reply-deadline", type=_seconds, metavar="SECONDS",
+                   help="a remote server's reply is stopped after this many seconds in all, however it trickles in "
+                        f"(default: the reply_deadline_s setting, else {d.reply_deadline_s:g}; 0 lifts the limit)")
 
 
-def load_settings(args) -> LoadSettings:
+def _seconds(value: str) -> float:
+    try:
+        n = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError("must be a number of seconds") from None
+    if not 0 <= n <= 7 * 24 * 3600:  # also refuses nan and inf
+        raise argparse.ArgumentTypeError("must be from 0 (no limit) to 604800 seconds (a week)")
+    return n
+
+
+def saved_preferences() -> dict:
+    """The user's saved defaults (settings.json), checked; what was wrong in the file is said on stderr."""
+    from assistant.preferences import load_preferences
+    from common.settings_store import SettingsStore
+
+    store = SettingsStore()
+    preferences = load_preferences(store)
+    for notice in store.take_notices():
+        print(f"notice: {safe_text(notice)}", file=sys.stderr)
+    return preferences
+
+
+def show_load_notices(summary) -> None:
+    """Load settings that could not be used as given (a quantized cache without flash attention, a value
+    from a settings file that is not one of the choices), one line each."""
+    for notice in getattr(summary, "notices", None) or []:
+        print(f"notice: {safe_text(notice)}", file=sys.stderr)
+
+
+def cache_words(kv_cache: dict | None) -> str:
+    """'KV q8_0, flash attention' from a summary's or a record's kv_cache ('' when not known)."""
+    if not isinstance(kv_cache, dict) or not kv_cache.get("type"):
+        return ""
+    fa = kv_cache.get("flash_attn")
+    attention = ", flash attention" if fa is True else ", no flash attention" if fa is False else ""
+    return f"KV {kv_cache['type']}{attention}"
+
+
+def saved_cache_settings(model: str | None) -> dict:
+    """The cache settings `model` keeps for itself (`assistant models set`), {} when none."""
+    if not model:
+        return {}
+    from assistant.preferences import load_preferences, model_load_settings
+    from common.settings_store import SettingsStore
+
+    return model_load_settings(load_preferences(SettingsStore()), model)
+
+
+def load_settings(args, model: str | None = None) -> LoadSettings:
+    """LoadSettings from the options; the cache settings the model keeps for itself where none are given.
+    `model`: the model being loaded, when it is not -m's (a /model switch)."""
     template = None
     if getattr(args, "chat_template", None):
-        from common.errors import UserError
+        from assistant.preferences import MAX_TEMPLATE_CHARS
+        from common.user_files import read_text
 
-        try:
-            with open(args.chat_template, encoding="utf-8") as f:
-                template = f.read()
-        except OSError as exc:
-            raise UserError(f"The chat template file {args.chat_template} cannot be read: {exc.strerror}.") from exc
+        # Only a regular file, and at most 1 MiB (real templates are a few kB): /dev/zero, a FIFO or a
+        # 300 MB file named by mistake is one sentence at once.
+        template = read_text(args.chat_template, MAX_TEMPLATE_CHARS, "The chat template file")
     return LoadSettings(n_ctx=args.ctx, n_threads=args.threads, n_gpu_layers=args.gpu_layers,
-                        chat_format=args.chat_format, chat_template=template)
+                        chat_format=args.chat_format, chat_template=template, draft=getattr(args, "draft", None),
+                        draft_max=getattr(args, "draft_max", None) or LoadSettings().draft_max,
+                        **{**saved_cache_settings(model or getattr(args, "model", None)), **cache_settings(args)})
+
+
+def draft_words(summary) -> tuple[str | None, str | None]:
+    """(what drafts for the loaded model, for its status line; why a draft asked for was left out)."""
+    draft = getattr(summary, "draft", None) or {}
+    if draft.get("error"):
+        return None, str(draft["error"])
+    if draft.get("kind") == "lookup":
+        return f"draft: prompt lookup (up to {draft.get('draft_max')})", None
+    if draft.get("kind") == "model":
+        return f"draft: {draft.get('model')} (up to {draft.get('draft_max')})", None
+    return None, None
 
 
 def generation_settings(args) -> GenerationSettings:
@@ -84,6 +173,8 @@ def generation_settings(args) -> GenerationSettings:
         temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
         repeat_penalty=args.repeat_penalty, seed=args.seed,
         context_policy=ContextPolicy(args.context_policy.replace("-", "_")),
+        reply_deadline_s=(args.reply_deadline if getattr(args, "reply_deadline", None) is not None
+                          else saved_preferences()["reply_deadline_s"]),
     )
 
 
@@ -101,8 +192,8 @@ def ctrl_c_cancels(cancel):
 
 
 def dim(text: str, stream=None) -> str:
-    stream = stream if stream is not None else sys.stderr  # looked up now: tests and pipes replace it
-    return f"\033[2m{text}\033[0m" if stream.isatty() else text
+    """`text` dimmed on a terminal (the app's own styling: common.terminal turns it into SGR there)."""
+    return styled(text, "dim", stream if stream is not None else sys.stderr)  # looked up now: tests replace it
 
 
 def show_model_list_notices() -> None:

@@ -13,14 +13,15 @@ The first word decides: one of the actions above, or else the words are the prom
 from __future__ import annotations
 
 import argparse
-import json
 import queue
 import sys
 from typing import Any
 
 from assistant.cli.common import (
     SEARCH_MARKS,
+    add_cache_options,
     add_generation_options,
+    cache_settings,
     ctrl_c_cancels,
     dim,
     generation_settings,
@@ -29,7 +30,7 @@ from assistant.cli.common import (
 )
 from assistant.prompt_sets import PromptSetService
 from common.errors import UserError
-from common.terminal import safe_text
+from common.terminal import json_text, safe_text
 
 ACTIONS = ("sets", "list", "show", "search", "again", "verdict", "best", "summary")
 VERDICT_WORDS = {"good": "good", "good-enough": "good", "yes": "good", "not-good": "not_good", "not_good": "not_good",
@@ -62,6 +63,7 @@ def add_parser(sub) -> None:
     p.add_argument("-t", "--threads", type=positive_int, help="CPU threads (default: the physical cores)")
     p.add_argument("-c", "--ctx", type=positive_int, help="context length (default: each model's, at most 4096)")
     p.add_argument("--gpu-layers", type=int, help="layers to offload to the GPU (default: all, when the build can)")
+    add_cache_options(p)
     add_generation_options(p)
     p.set_defaults(func=run)
 
@@ -97,7 +99,7 @@ def _open_history():
 def _load_settings(args):
     from assistant.engine import LoadSettings
 
-    return LoadSettings(n_ctx=args.ctx, n_threads=args.threads, n_gpu_layers=args.gpu_layers)
+    return LoadSettings(n_ctx=args.ctx, n_threads=args.threads, n_gpu_layers=args.gpu_layers, **cache_settings(args))
 
 
 # --- Running a comparison ---------------------------------------------------------------------------------------
@@ -143,7 +145,7 @@ def _compare(args, prompts: list[str] | None, rerun_of: Any = None) -> int:
         if history is not None:
             history.close()
     if args.json:
-        print(json.dumps(_records(result), ensure_ascii=False))
+        print(json_text(_records(result)))
     else:
         _report(result)
     failed = any(a is not None and not a.ok for row in result.answers for a in row)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import sys
+import time
 from pathlib import Path
 
 from assistant.cli.common import SEARCH_MARKS, terminal_snippet
 from common.errors import UserError
-from common.terminal import safe_text
+from common.terminal import raw_stream, safe_text
+from common.user_files import file_name
 
 
 def add_parser(subparsers) -> None:
@@ -36,6 +37,9 @@ def add_parser(subparsers) -> None:
     s.add_argument("--format", choices=("md", "json"), help="md (readable) or json (complete, re-importable); "
                    "default: from the -o file's extension, else md")
     s.add_argument("-o", "--output", metavar="FILE", help="write here instead of standard output")
+    s.add_argument("--images", choices=("embed", "files"), default="embed",
+                   help="JSON to a file: images inside it (embed, the default) or as files in a folder beside it "
+                        "(files); Markdown to a file always puts them beside it")
     s.set_defaults(func=cmd_export)
 
     s = sub.add_parser("import", help="import a JSON export (conversations already here are skipped)")
@@ -120,20 +124,30 @@ def cmd_export(args) -> int:
     fmt = args.format or ("json" if args.output and args.output.lower().endswith(".json") else "md")
     with open_store() as store:
         ids = [store.get_conversation(args.id).id] if args.id is not None else None
+        if ids:  # a folder as -o gets the file inside it, named after the conversation
+            name = file_name(store.get_conversation(ids[0]).display_title, f"conversation-{ids[0]}")
+        else:
+            name = f"hearth-history-{time.strftime('%Y-%m-%d')}"
+        if args.output and args.output != "-":
+            from assistant.history.image_export import write_export
+
+            # Images embedded or beside it (Markdown: beside it); the file as common.user_files writes it.
+            written = write_export(store, Path(args.output).expanduser(), fmt, ids, images=args.images,
+                                   name_in_folder=f"{name}.{fmt}")
+            n = written.conversations
+            extra = (f", and {written.images} image{'' if written.images == 1 else 's'} to "
+                     f"{safe_text(written.images_folder)}" if written.images else "")
+            print(f"Exported {n} conversation{'' if n == 1 else 's'} to {safe_text(written.path)}{extra}.",
+                  file=sys.stderr)
+            return 0
         if fmt == "json":
             doc = store.export_json(ids)
             text = dumps(doc)
-            count = len(doc["conversations"])
         else:
-            ids = ids if ids is not None else store.conversation_ids()
-            text = store.export_markdown(ids) + "\n"
-            count = len(ids)
-    if not args.output or args.output == "-":
-        # On a terminal, escapes in titles or replies must not act; a pipe gets the data as it is.
-        sys.stdout.write(safe_text(text, keep_newlines=True) if sys.stdout.isatty() else text)
-        return 0
-    _write_atomically(Path(args.output), text)
-    print(f"Exported {count} conversation{'' if count == 1 else 's'} to {args.output}.", file=sys.stderr)
+            text = store.export_markdown(ids if ids is not None else store.conversation_ids()) + "\n"
+    # On a terminal, escapes in titles or replies must not act (the terminal stream escapes them);
+    # a pipe gets the data as it is: an export is data.
+    (sys.stdout if sys.stdout.isatty() else raw_stream(sys.stdout)).write(text)
     return 0
 
 
@@ -143,7 +157,8 @@ def cmd_import(args) -> int:
     # Read within the size limit before anything else: `/dev/zero` or an endless pipe stops at once.
     data = importing.read_stream(sys.stdin.buffer) if args.file == "-" else importing.read_file(args.file)
     with open_store() as store:
-        result = store.import_json(data)
+        # Images exported as files are read from beside the export (never from anywhere else).
+        result = store.import_json(data, folder=None if args.file == "-" else Path(args.file).expanduser().parent)
     n, k = len(result.imported), len(result.skipped)
     msg = f"Imported {n} conversation{'' if n == 1 else 's'}"
     if k:
@@ -192,14 +207,3 @@ def cmd_dismiss(args) -> int:
     for notice in gone:
         print(f"Dismissed notice {notice.id}: {safe_text(notice.text)}")
     return 0
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    """Write next to the target and rename: a failed export never leaves half a file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise UserError(f"Cannot write {path}: {exc.strerror or exc}.") from exc

@@ -14,10 +14,10 @@ import threading
 import time
 from typing import Any
 
-from assistant.cli.common import show_model_list_notices
+from assistant.cli.common import add_cache_options, cache_settings, show_model_list_notices
 from common.errors import UserError
 from common.formatting import format_byte_rate, format_bytes, format_context, format_params, format_tps
-from common.terminal import safe_text
+from common.terminal import raw_stream, safe_text
 
 
 def add_parser(subparsers) -> None:
@@ -70,15 +70,29 @@ def add_parser(subparsers) -> None:
     s = sub.add_parser("import", help="register a .gguf file that is already on disk (it is not copied)")
     s.add_argument("path")
     s.add_argument("--name", help="the name to use it by (default: the file name without .gguf)")
+    s.add_argument("--projector", metavar="FILE",
+                   help="the image projector (mmproj .gguf) it sees images through (default: an mmproj*.gguf beside it)")
     s.set_defaults(func=_with_notices(cmd_import))
 
     s = sub.add_parser("rm", help="remove a model; a downloaded one's file is deleted")
     s.add_argument("name")
     s.set_defaults(func=_with_notices(cmd_rm))
 
+    s = sub.add_parser(
+        "set", help="keep a model's own KV cache type and flash attention setting",
+        description="The model then loads with these in chat, serve and the window, "
+        "unless a command's own option says otherwise. --reset forgets them.",
+    )
+    s.add_argument("name")
+    add_cache_options(s)
+    s.add_argument("--reset", action="store_true", help="forget this model's own settings")
+    s.set_defaults(func=_with_notices(cmd_set))
+
     s = sub.add_parser("fit", help="memory and speed estimate for a model, with its parts (reads only its header)")
     s.add_argument("name")
     s.add_argument("--ctx", type=int, help="context length (default: 4096, or the model's if less)")
+    s.add_argument("--draft", metavar="MODEL", help="a draft model loaded beside it (speculative decoding): its "
+                                                    "weights, KV cache and compute buffer are added")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=_with_notices(cmd_fit))
 
@@ -139,7 +153,7 @@ def cmd_list(args) -> int:
         name = safe_text(r.name) + (" *" if r.name == _starter_name() else "")
         installed = {"starter": "built in", "hub": "yes", "local": "imported"}.get(r.source, "-") if r.installed else "-"
         size = ("~" if r.size_approx else "") + format_bytes(r.size_bytes)
-        note = r.base_label or ""  # after the last column: a base model says so on its own line
+        note = "; ".join(x for x in (library.SEES_IMAGES_LABEL if r.sees_images else "", r.base_label or "") if x)
         if r.problem:
             table.append([name, installed, "?", "?", safe_text(r.quant or "?"), "?", "unusable", "-", note])
             continue
@@ -170,18 +184,27 @@ def cmd_list(args) -> int:
 def _print_remote_models() -> None:
     """The models of each remote server, beside the local ones, named as `-m` takes them (MODEL@REMOTE)."""
     from assistant import remotes
-    from assistant.engine.remote import RemoteEngine
+    from assistant.engine.remote import LISTING_SECONDS, RemoteEngine
 
     servers = remotes.list_remotes()
     if not servers:
         return
     print()
     print("On remote servers (chat with -m MODEL@REMOTE):")
-    for remote in servers:
-        try:
-            offered = RemoteEngine(remote, remotes.get_key(remote.name)).list_models()
+
+    def ask(remote: remotes.Remote) -> list[str] | UserError:
+        try:  # a short wait: a listing must not hang on a dead server (`remote test NAME` waits longer)
+            return RemoteEngine(remote, remotes.get_key(remote.name)).list_models(timeout=LISTING_SECONDS)
         except UserError as exc:
-            print(f"  {remote.name}: {safe_text(exc)}")
+            return exc
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(8, len(servers))) as pool:  # all at once: the slowest sets the wait
+        answers = list(pool.map(ask, servers))
+    for remote, offered in zip(servers, answers):
+        if isinstance(offered, UserError):
+            print(f"  {remote.name}: {safe_text(offered)}")
             continue
         if not offered:
             print(f"  {remote.name}: offers no models")
@@ -342,8 +365,9 @@ class _ProgressBar:
                 if self.bar is None:
                     from tqdm import tqdm
 
+                    # tqdm redraws with CRs: it writes under the terminal stream, its label escaped here.
                     self.bar = tqdm(total=total, initial=done, unit="B", unit_scale=True, unit_divisor=1000,
-                                    desc=self.label, file=sys.stderr, dynamic_ncols=True)
+                                    desc=safe_text(self.label), file=raw_stream(sys.stderr), dynamic_ncols=True)
                 self.bar.update(done - self.bar.n)
                 return
             tenth = int(10 * done / total) if total else 0
@@ -421,8 +445,10 @@ def cmd_downloads_discard(args) -> int:
 def cmd_import(args) -> int:
     from models import library
 
-    m = library.import_file(args.path, args.name)
+    m = library.import_file(args.path, args.name, projector_file=args.projector)
     print(f"Imported {safe_text(m.path)} as {safe_text(m.name)} (not copied): assistant chat -m {safe_text(m.name)}")
+    if m.projector:
+        print(f"It sees images through {safe_text(m.projector)}: assistant chat -m {safe_text(m.name)} --image FILE")
     return 0
 
 
@@ -434,18 +460,57 @@ def cmd_rm(args) -> int:
     return 0
 
 
+def _with_draft(report, draft_name: str | None):
+    """(the report, the draft's parts): a draft model's share added to a fit report (same context, same
+    process: no second overhead), the verdict judged again on the sum; (report, None) without one."""
+    if not draft_name:
+        return report, None
+    from dataclasses import replace
+
+    from models import fit, library
+
+    draft = library.fit_report(draft_name, report.verdict.estimate.n_ctx).verdict.estimate
+    e = report.verdict.estimate
+    combined = replace(e, weights=e.weights + draft.weights, kv_cache=e.kv_cache + draft.kv_cache,
+                       compute=e.compute + draft.compute)
+    parts = {"name": draft_name, "weights": draft.weights, "kv_cache": draft.kv_cache, "compute": draft.compute}
+    return replace(report, verdict=fit.judge(combined, report.verdict.machine)), parts
+def cmd_set(args) -> int:
+    from assistant.preferences import model_load_settings, set_model_load_settings
+    from common.settings_store import SettingsStore
+
+    values = cache_settings(args)
+    if not values and not args.reset:
+        raise UserError("Say what to keep: --kv-cache-type f16|q8_0|q4_0 and/or --flash-attn auto|on|off "
+                        "(or --reset to forget).")
+    store = SettingsStore()
+    own = {} if args.reset else {**model_load_settings(_preferences(store), args.name), **values}
+    kept = model_load_settings(set_model_load_settings(store, args.name, own), args.name)
+    words = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in kept.items())
+    print(f"{safe_text(args.name)}: {words or 'the defaults'}.")
+    return 0
+
+
+def _preferences(store):
+    from assistant.preferences import load_preferences
+
+    return load_preferences(store)
+
+
 def cmd_fit(args) -> int:
     from models import library
 
     t0 = time.monotonic()
     report = library.fit_report(args.name, args.ctx)
+    report, draft = _with_draft(report, getattr(args, "draft", None))
     v, e, s = report.verdict, report.verdict.estimate, report.shape
     if args.json:
         print(json.dumps({
             "name": report.name, "shape_from": report.shape_from, "verdict": v.verdict, "where": v.where,
             "reason": v.reason, "n_ctx": e.n_ctx,
             "memory": {"weights": e.weights, "kv_cache": e.kv_cache, "compute": e.compute,
-                       "overhead": e.overhead, "total": e.total},
+                       "overhead": e.overhead, "projector": e.projector, "total": e.total},
+            "projector_from": report.projector,
             "machine": {"total_ram": v.machine.total_ram, "available_ram": v.machine.available_ram,
                         "gpus": [g.__dict__ for g in v.machine.gpus]},
             "model": {"architecture": s.architecture, "quant": s.quant, "size_bytes": s.size_bytes,
@@ -453,6 +518,7 @@ def cmd_fit(args) -> int:
                       "context_length": s.context_length, "bytes_per_token": s.bytes_per_token},
             "tokens_per_s": report.speed.tokens_per_s if report.speed else None,
             "speed_measured": bool(report.speed and report.speed.measured),
+            "draft": draft,
         }, indent=2))
         return 0
     print(f"{safe_text(report.name)}: {safe_text(s.architecture)}, {format_params(s.n_params)} parameters, "
@@ -464,6 +530,11 @@ def cmd_fit(args) -> int:
     print(f"  KV cache         {format_bytes(e.kv_cache):>10}   (f16, every layer)")
     print(f"  compute buffer   {format_bytes(e.compute):>10}")
     print(f"  app and runtime  {format_bytes(e.overhead):>10}")
+    if e.projector:
+        print(f"  image projector  {format_bytes(e.projector):>10}   (it sees images; from {safe_text(report.projector)})")
+    if draft:
+        print(f"  draft {safe_text(draft['name'])}: weights {format_bytes(draft['weights'])}, KV cache "
+              f"{format_bytes(draft['kv_cache'])}, compute {format_bytes(draft['compute'])}")
     print(f"  total            {format_bytes(e.total):>10}")
     print(f"Verdict: {v.verdict}. {safe_text(v.reason)}")
     for name, verdict in v.gpu_verdicts:

@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from assistant.cli.common import add_model_options, dim, load_settings, positive_int
+from assistant.cli.common import add_model_options, dim, load_settings, positive_int, show_load_notices
 from assistant.server.config import (DEFAULT_HOST, DEFAULT_PORT, MAX_BODY_BYTES, MAX_MESSAGES, MAX_TOKENS_LIMIT,
                                      MAX_WAITING, ServerConfig, new_api_key)
 from assistant.server.request_log import RequestRecord
@@ -75,10 +75,12 @@ def run(args) -> int:
     config = config_from_args(args)  # an unsafe address is refused before anything loads
     services = AppServices.open()
     try:
+        _say_settings_notices(services.settings)
         controller = ServerController(services, config, load_settings=lambda: load_settings(args))
         controller.prepare()  # a port in use is said now, not after the model has loaded
         print(dim(f"Loading {safe_text(args.model)}…"), file=sys.stderr)
         summary = services.chat.load(args.model, load_settings(args)).result()
+        show_load_notices(summary)
         controller.request_log.subscribe(_print_request)
 
         def ready(url: str) -> None:
@@ -94,6 +96,17 @@ def run(args) -> int:
         services.close()  # the model's process ends with the server
     print(dim("Stopped."), file=sys.stderr)
     return 0
+
+
+def _say_settings_notices(store) -> None:
+    """Wrong values in settings.json (the defaults every API request uses) are said once, at start."""
+    from assistant.preferences import load_preferences
+    from assistant.server.config import saved_settings
+
+    load_preferences(store)
+    saved_settings(store)
+    for notice in store.take_notices():
+        print(f"notice: {safe_text(notice)}", file=sys.stderr)
 
 
 def _print_request(record: RequestRecord) -> None:

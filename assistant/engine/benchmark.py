@@ -11,7 +11,10 @@ is robust to one noisy run.
 from __future__ import annotations
 
 import statistics
+import time
 from collections.abc import Callable
+
+import psutil
 
 from assistant.engine import protocol as P
 from assistant.engine.bench_spec import BENCH_PROMPT, bench_settings
@@ -31,8 +34,11 @@ def native_generation(engine: LocalEngine, n_tokens: int) -> float:
 def stream_generation(engine: LocalEngine, n_tokens: int) -> dict:
     """A reply through the app's streaming path, timed where the app receives it."""
     engine.call(P.RESET, doing="benchmarking")
+    app = psutil.Process()
+    cpu0, t0 = app.cpu_times(), time.perf_counter()
     response = engine.chat(BENCH_PROMPT, bench_settings(n_tokens))
     response.text()
+    cpu1, t1 = app.cpu_times(), time.perf_counter()
     engine.call(P.RESET, doing="benchmarking")
     st = response.stats
     assert st is not None  # a finished response always has its record
@@ -40,7 +46,11 @@ def stream_generation(engine: LocalEngine, n_tokens: int) -> dict:
     runner_ttft = st.transport.get("runner_ttft_ms")
     book = st.transport.get("bookkeeping_ms")
     share = book / st.gen_ms if book is not None and st.gen_ms else None  # of the generation time
+    # The app's own CPU while the reply streamed, as a share of one core: what it takes from llama.cpp's
+    # threads on a machine with no core to spare (CPU time, so a neighbour's load does not change it).
+    app_cpu = (cpu1.user - cpu0.user + cpu1.system - cpu0.system) / (t1 - t0) if t1 > t0 else None
     return {"tps": received, "runner_tps": st.gen_tps, "ttft_ms": st.ttft_ms, "bookkeeping_share": share,
+            "app_cpu_share": app_cpu, "batches": st.transport.get("batches"),
             "ttft_overhead_ms": round(st.ttft_ms - runner_ttft, 2) if st.ttft_ms and runner_ttft else None}
 
 
@@ -59,7 +69,7 @@ def run_benchmark(engine, *, pp_tokens: int = 512, tg_tokens: int = 128,
     tg = max(native_generation(engine, tg_tokens) for _ in range(repeats))
     stream, overheads = [], []
     for n in stream_lengths:
-        natives, streams, ratios, shares = [], [], [], []
+        natives, streams, ratios, shares, app_cpu = [], [], [], [], []
         for i in range(repeats):
             if should_stop():
                 break
@@ -75,13 +85,16 @@ def run_benchmark(engine, *, pp_tokens: int = 512, tg_tokens: int = 128,
             ratios.append(streamed["tps"] / native if native else 0.0)
             if streamed["bookkeeping_share"] is not None:
                 shares.append(streamed["bookkeeping_share"])
+            if streamed["app_cpu_share"] is not None:
+                app_cpu.append(streamed["app_cpu_share"])
             if streamed["ttft_overhead_ms"] is not None:
                 overheads.append(streamed["ttft_overhead_ms"])
         if natives:
             stream.append({"tokens": n, "native_tps": round(statistics.median(natives), 2),
                            "stream_tps": round(statistics.median(streams), 2),
                            "ratio": round(statistics.median(ratios), 3), "runs": len(natives),
-                           "bookkeeping": round(statistics.median(shares), 4) if shares else None})
+                           "bookkeeping": round(statistics.median(shares), 4) if shares else None,
+                           "app_cpu": round(statistics.median(app_cpu), 4) if app_cpu else None})
     return {
         "model": summary.name,
         "file": summary.path,

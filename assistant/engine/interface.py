@@ -46,6 +46,15 @@ class ModelSummary:
     is_base: bool = False  # continues text rather than following instructions
     remote: dict[str, Any] | None = None  # for remote models: the server's name, host, software
     spec: str | None = None  # what to pass to load() to load it again (an installed name, or the file's path)
+    # Speculative decoding: {"kind": "model"|"lookup", "model", "draft_max", weights/kv/compute bytes}, or
+    # {"kind", "model", "error": sentence} when the draft asked for was left out; None without drafting.
+    draft: dict[str, Any] | None = None
+    # Whether it sees images: True with a projector loaded, False without; None when not known (a remote model).
+    vision: bool | None = False
+    projector: dict[str, Any] | None = None  # the projector loaded with it: path, weights/compute bytes
+    # The KV cache as allocated: type, flash attention used, sliding-window caches, checkpoints (see the stats record)
+    kv_cache: dict[str, Any] = field(default_factory=dict)
+    notices: list[str] = field(default_factory=list)  # load settings that could not be used as given, and why
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

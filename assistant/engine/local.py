@@ -28,15 +28,20 @@ from typing import Any
 
 from assistant.engine import crash_registry
 from assistant.engine import protocol as P
+from assistant.engine.draft_plan import DraftPlan, plan_draft
 from assistant.engine.interface import Engine, ModelSummary, Response
-from assistant.engine.settings import GenerationSettings, LoadSettings
+from assistant.engine.runner.context_fit import least_tokens, prefit, reply_reserve
+from assistant.engine.settings import ContextPolicy, GenerationSettings, LoadSettings
+from assistant.engine.stream_priority import yielding_to_the_runner
 from assistant.engine.supervisor import RunnerDied, RunnerProcess, RunnerTimeout
 from assistant.stats import MemoryStats, ModelRef, ResponseStats, rss_bytes, tps, vram_bytes
-from common.errors import UserError
+from common.errors import ModelFileError, UserError
 from common.formatting import format_bytes
 from common.memory import trim_heap
 from models import fit, registry
 from models.gguf_file import GGUFInfo, read_gguf_info
+from models import projector
+from models.projector import ProjectorInfo
 from models.shape import from_gguf
 from models.speed import record_measured_speed
 
@@ -48,10 +53,40 @@ MIN_CTX = 64
 # thread stacks and allocator slack (measured: ~160 MB of address space before a model loads).
 CEILING_BASE_BYTES = 1536 << 20
 CEILING_PER_THREAD_BYTES = 16 << 20
+# Beside a projector: decoding one image of the largest size allowed (50 MP as RGBA, its RGB copy and a
+# resized one) and the decoded images kept between turns.
+IMAGE_DECODE_BYTES = 768 << 20
+# Context checkpoints (runner/checkpoints.py) may take up to a quarter of the KV estimate, at least this:
+# enough for the few a chat needs, and counted in the ceiling so that saving one never hits it.
+MIN_CHECKPOINT_BUDGET_BYTES = 64 << 20
 
 
 class ModelCrashError(UserError):
     """llama.cpp ended the model's process (abort, crash, out of memory)."""
+
+
+# A vocabulary the header did not measure: no real one has a token near this long (SmolLM2's longest is 162).
+_UNKNOWN_LONGEST_TOKEN = 4096
+# The most characters of prompt the runner is sent, whatever the context: tokenizing takes about 40 bytes of
+# its memory per character, and what fits any context is far less (a 128k context is ~1M characters).
+MAX_PROMPT_CHARS = 16_000_000
+
+
+class _Stalled(Exception):
+    """The runner sent nothing, not even a progress tick, for STALL_SECONDS."""
+
+
+class _CrashedWithDraft(ModelCrashError):
+    """A load with a draft model crashed: the model or its draft may be to blame."""
+
+
+def _draft_summary(plan: LoadPlan, loaded: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What the summary says of drafting: the runner's account, or the app's reason for leaving the draft out."""
+    if loaded:
+        return dict(loaded)
+    if plan.draft.notice:
+        return {"kind": "model", "model": plan.settings.draft, "error": plan.draft.notice}
+    return None
 
 
 @dataclass
@@ -64,6 +99,18 @@ class LoadPlan:
     n_ctx: int
     memory_limit: int | None
     request: dict[str, Any] = field(default_factory=dict)
+    projector: ProjectorInfo | None = None
+    notices: list[str] = field(default_factory=list)  # settings that could not be used as given, and why
+    draft: DraftPlan = field(default_factory=DraftPlan)  # the draft model or prompt lookup beside it, if any
+
+    def without_draft(self, notice: str) -> LoadPlan:
+        """The same load with the draft left out (it crashed the load), saying why."""
+        request = {k: v for k, v in self.request.items() if k != "draft"}
+        if self.memory_limit is not None:
+            request["memory_limit"] = self.memory_limit - self.draft.extra_bytes
+        return LoadPlan(entry=self.entry, info=self.info, settings=self.settings, n_ctx=self.n_ctx,
+                        memory_limit=request.get("memory_limit"), request=request, projector=self.projector,
+                        notices=list(self.notices), draft=DraftPlan(notice=notice))
 
     @property
     def load_deadline(self) -> float:
@@ -73,6 +120,9 @@ class LoadPlan:
 
 def plan_load(entry: registry.InstalledModel, info: GGUFInfo, settings: LoadSettings) -> LoadPlan:
     """Check the context against the model and the machine; size the runner's memory ceiling."""
+    settings, notices = settings.checked()
+    for notice in notices:
+        log.warning("%s: %s", entry.name, notice)
     train = info.context_length
     n_ctx = settings.n_ctx
     if n_ctx is not None:
@@ -83,24 +133,54 @@ def plan_load(entry: registry.InstalledModel, info: GGUFInfo, settings: LoadSett
                             f"({train:,} tokens); choose {train:,} or less.")
     else:
         n_ctx = min(train or DEFAULT_MAX_CTX, DEFAULT_MAX_CTX)
-    estimate = fit.estimate_memory(from_gguf(info), n_ctx)
+    estimate = fit.estimate_memory(from_gguf(info), n_ctx, kv_cache_type=settings.kv_cache_type,
+                                   flash_attn={"on": True, "off": False}.get(settings.flash_attn))
+    draft = plan_draft(settings.draft, n_ctx, draft_max=settings.draft_max, adaptive=not settings.draft_always,
+                       target_path=entry.path, target_name=entry.name, kv_cache_type=settings.kv_cache_type,
+                       flash_attn={"on": True, "off": False}.get(settings.flash_attn))
+    vision = projector_for(entry)
+    projector_bytes = vision.memory_bytes if vision else 0
     machine = fit.this_machine()
     on_gpu = bool(machine.gpus) and settings.n_gpu_layers != 0
-    if not on_gpu and estimate.total > machine.total_ram:
+    if not on_gpu and draft.extra_bytes and estimate.total + projector_bytes + draft.extra_bytes > machine.total_ram:
+        draft = DraftPlan(notice=f"With its draft model, {entry.name} would need about "
+                                 f"{format_bytes(estimate.total + projector_bytes + draft.extra_bytes)} of memory, "
+                                 f"more than this machine's {format_bytes(machine.total_ram)}; it loads without "
+                                 "drafting.")
+    if not on_gpu and estimate.total + projector_bytes > machine.total_ram:
         raise UserError(f"A context of {n_ctx:,} tokens needs about {format_bytes(estimate.total)} of memory for "
                         f"{entry.name} (its KV cache alone {format_bytes(estimate.kv_cache)}), more than this "
                         f"machine's {format_bytes(machine.total_ram)} of RAM; choose a smaller context.")
     threads = settings.resolved_threads()
-    memory_limit = (estimate.weights + estimate.kv_cache + estimate.compute + CEILING_BASE_BYTES
-                    + threads * CEILING_PER_THREAD_BYTES)
+    checkpoint_budget = max(MIN_CHECKPOINT_BUDGET_BYTES, estimate.kv_cache // 4)
+    memory_limit = (estimate.weights + estimate.kv_cache + estimate.compute + checkpoint_budget + CEILING_BASE_BYTES
+                    + threads * CEILING_PER_THREAD_BYTES + draft.extra_bytes)
+    if vision is not None:
+        memory_limit += vision.memory_bytes + IMAGE_DECODE_BYTES
     request = {
         "path": entry.path, "name": entry.name, "architecture": info.architecture, "n_ctx": n_ctx,
         "n_threads": threads, "n_gpu_layers": settings.n_gpu_layers, "n_batch": settings.n_batch,
         "chat_format": settings.chat_format, "chat_template": settings.chat_template,
         "catalogue_format": entry.chat_format, "memory_limit": memory_limit,
+        "kv_cache_type": settings.kv_cache_type, "flash_attn": settings.flash_attn,
+        "checkpoint_bytes_max": checkpoint_budget,
+        "projector": {"path": str(vision.path), "max_side": vision.max_side} if vision else None,
     }
+    if draft.request:
+        request["draft"] = draft.request
     return LoadPlan(entry=entry, info=info, settings=settings, n_ctx=n_ctx, memory_limit=memory_limit,
-                    request=request)
+                    request=request, projector=vision, notices=notices, draft=draft)
+
+
+def projector_for(entry: registry.InstalledModel) -> ProjectorInfo | None:
+    """The image projector to load with a model: its own (pulled or imported with it), else an `mmproj*.gguf`
+    beside its file. A projector it was given but that cannot be used is a sentence, not a silently blind model."""
+    if entry.is_builtin or not entry.path:
+        return None
+    try:
+        return projector.for_model(entry.path, entry.projector)
+    except ModelFileError as exc:
+        raise UserError(f"The image projector of {entry.name} ({exc.path}) cannot be used: {exc.reason}.") from None
 
 
 class LocalEngine(Engine):
@@ -130,14 +210,30 @@ class LocalEngine(Engine):
             previous = self._plan if self._summary is not None else None
             self._end_runner()
             try:
-                self._summary = self._start(plan)
-                self._plan = plan
+                try:
+                    summary = self._start(plan)
+                except _CrashedWithDraft as crash:
+                    plan, summary = self._load_without_draft(plan, crash)
+                self._summary, self._plan = summary, plan
             except UserError:
                 self._summary, self._plan = None, None
                 if previous is not None and previous.entry.path != plan.entry.path:
                     self._restore(previous)  # keep the user chatting on what they had
                 raise
-            return self._summary
+            return summary
+
+    def _load_without_draft(self, plan: LoadPlan, crash: _CrashedWithDraft) -> tuple[LoadPlan, ModelSummary]:
+        """A load with a draft model crashed: load the model alone. If that works, the draft was the cause
+        (remembered, so it is not opened again on its own); if not, the model is, as for any crash."""
+        draft = plan.draft.request or {}
+        sentence = (f"The draft model {draft.get('name')} crashed the model's process while loading, so "
+                    f"{plan.entry.name} was loaded without it.")
+        alone = plan.without_draft(sentence)
+        summary = self._start(alone)
+        log.warning("%s (%s)", sentence, crash)
+        if draft.get("path") and draft.get("path") != plan.entry.path:
+            crash_registry.remember(draft["path"], str(crash))
+        return alone, summary
 
     def _restore(self, previous: LoadPlan) -> None:
         try:
@@ -156,12 +252,20 @@ class LocalEngine(Engine):
         self._starting = runner
         try:
             runner.send((P.LOAD, plan.request))
-            msg = runner.recv(plan.load_deadline)
+            msg = self._await_load(runner, plan)
+        except _Stalled:
+            runner.kill()
+            runner.death()
+            raise UserError(f"The model's process made no progress for {P.STALL_SECONDS:g} s while loading {name} "
+                            "(it was stopped, or the machine is too busy), so it was ended; nothing is wrong with "
+                            "the file. Try again.") from None
         except RunnerDied:
             death = runner.death()
             if self._load_cancelled:
                 raise UserError(f"Loading {name} was cancelled.") from None
             sentence = death.describe(name, "loading", plan.memory_limit)
+            if plan.draft.is_model and not death.killed_by_app:
+                raise _CrashedWithDraft(sentence) from None  # which of the two files? load() tries the model alone
             self._remember_crash(plan.entry, sentence)
             raise ModelCrashError(sentence) from None
         except RunnerTimeout:
@@ -177,6 +281,24 @@ class LocalEngine(Engine):
         self._runner, self._relaunch = runner, False
         return self._make_summary(plan, msg[1], runner)
 
+    @staticmethod
+    def _await_load(runner: RunnerProcess, plan: LoadPlan) -> Any:
+        """The load's answer: RunnerTimeout past the load's deadline, _Stalled after STALL_SECONDS of silence
+        (the runner ticks every second while it loads, so silence means it is stopped or starved)."""
+        deadline = time.monotonic() + plan.load_deadline
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise RunnerTimeout()
+            try:
+                msg = runner.recv(min(left, P.STALL_SECONDS))
+            except RunnerTimeout:
+                if deadline - time.monotonic() <= 0:
+                    raise
+                raise _Stalled() from None
+            if msg[0] != P.PROGRESS:
+                return msg
+
     def _make_summary(self, plan: LoadPlan, data: dict[str, Any], runner: RunnerProcess) -> ModelSummary:
         entry, info = plan.entry, plan.info
         backend = dict(data["backend"], runner_startup_ms=runner.startup_ms)
@@ -189,6 +311,9 @@ class LocalEngine(Engine):
             pid=runner.pid, load_ms=data.get("load_ms"),
             is_base=not data["has_chat_template"] or bool(getattr(entry, "is_base", False)),
             spec=entry.name if entry.source == "starter" or registry.get(entry.name) else entry.path,
+            vision=bool(data.get("vision")), projector=data.get("projector"),
+            kv_cache=dict(data.get("kv_cache") or {}), notices=list(plan.notices),
+            draft=_draft_summary(plan, data.get("draft")),
         )
 
     def _remember_crash(self, entry: registry.InstalledModel, sentence: str) -> None:
@@ -220,26 +345,43 @@ class LocalEngine(Engine):
     def chat(self, messages: list[dict], settings: GenerationSettings | None = None, *,
              prefix: str | None = None) -> LocalResponse:
         self._require_summary()
-        return LocalResponse(self, [dict(role=m["role"], content=m["content"]) for m in messages], None,
-                             settings or GenerationSettings(), prefix=prefix)
+        return LocalResponse(self, wire_messages(messages), None, settings or GenerationSettings(), prefix=prefix)
 
     def complete(self, prompt: str, settings: GenerationSettings | None = None) -> LocalResponse:
         self._require_summary()
         return LocalResponse(self, None, prompt, settings or GenerationSettings())
 
     def count_tokens(self, messages: list[dict]) -> int:
-        return int(self.call(P.COUNT, next(self._ids), messages, doing="counting the tokens of",
-                             timeout=P.RENDER_DEADLINE_SECONDS))
+        """Exact, from the runner; for a conversation that certainly cannot fit the context, the lower bound
+        counted from its characters instead (no render or tokenization of 300,000 messages for a meter)."""
+        summary = self._require_summary()
+        bound = prefit(messages, n_ctx=summary.n_ctx, policy=ContextPolicy.STOP, reserve=0,
+                       longest_token=self._longest_token())
+        if bound.refusal is not None:
+            return bound.at_least
+        return int(self.call(P.COUNT, next(self._ids), wire_messages(messages), doing="counting the tokens of",
+                             timeout=P.RENDER_DEADLINE_SECONDS,
+                             reading=sum(len(str(m.get("content") or "")) for m in messages)))
 
-    def call(self, kind: str, *args: Any, doing: str = "working with", timeout: float | None = None) -> Any:
-        """One request with one answer (counting tokens, a benchmark step), under the engine's lock."""
+    def _longest_token(self) -> int:
+        """The vocabulary's longest token in bytes (the header's figure), which bounds a token's characters."""
+        plan = self._plan
+        longest = plan.info.longest_token_bytes if plan is not None else None
+        return longest or _UNKNOWN_LONGEST_TOKEN
+
+    def call(self, kind: str, *args: Any, doing: str = "working with", timeout: float | None = None,
+             reading: int | None = None) -> Any:
+        """One request with one answer (counting tokens, a benchmark step), under the engine's lock;
+        `reading`: the characters of conversation it reads (a death for want of memory is then theirs)."""
         with self._lock:
             runner = self._ready_runner()
             try:
                 runner.send((kind, *args))
                 msg = runner.recv(timeout)
+                while msg[0] == P.PROGRESS:  # a tick is not the answer
+                    msg = runner.recv(timeout)
             except RunnerDied:
-                raise self._runner_died(runner, doing) from None
+                raise self._runner_died(runner, doing, reading=reading) from None
             except RunnerTimeout:
                 runner.kill()
                 self._runner_died(runner, doing)
@@ -281,13 +423,24 @@ class LocalEngine(Engine):
             raise UserError("No model is loaded; pick one with -m or /model NAME.")
         return self._runner
 
-    def _runner_died(self, runner: RunnerProcess, doing: str) -> UserError:
-        """Account for a runner that ended; the sentence that says so."""
+    def _runner_died(self, runner: RunnerProcess, doing: str, *, reading: int | None = None) -> UserError:
+        """Account for a runner that ended; the sentence that says so.
+
+        `reading`: it died while reading a conversation of this many characters (rendering, tokenizing),
+        before any of it was evaluated. Out of memory then is the conversation's size, not the model's fault:
+        the file is not marked as crashed, and the next request starts it again."""
         death = runner.death()
         name = self._name()
         if runner is self._runner:
             self._runner = None
         sentence = death.describe(name, doing, self._plan.memory_limit if self._plan else None)
+        if reading is not None and death.out_of_memory:
+            self._relaunch = self._plan is not None
+            limit = self._plan.memory_limit if self._plan else None
+            allowance = f" (it may use about {format_bytes(limit)})" if limit else ""
+            return UserError(f"The model's process ran out of memory while reading this conversation "
+                             f"({reading:,} characters){allowance}; the conversation is too large for it. Nothing "
+                             f"is wrong with {name}.")
         if death.killed_by_app or death.signal_name == "SIGKILL":
             # Ended by the app (a cancel that went unanswered) or from outside (the system's out-of-memory
             # killer, a user's kill): not the file's fault, so the next request starts it again.
@@ -298,6 +451,17 @@ class LocalEngine(Engine):
             self._remember_crash(self._plan.entry, sentence)
         self._summary, self._plan, self._relaunch = None, None, False
         return ModelCrashError(sentence)
+
+
+def wire_messages(messages: list[dict]) -> list[dict]:
+    """Messages as the runner takes them: role and content, and each image as its file's bytes (decoded there)."""
+    out = []
+    for m in messages:
+        msg = {"role": m["role"], "content": m["content"]}
+        if m.get("images"):
+            msg["images"] = [image.wire() if hasattr(image, "wire") else dict(image) for image in m["images"]]
+        out.append(msg)
+    return out
 
 
 class LocalResponse(Response):
@@ -344,7 +508,8 @@ class LocalResponse(Response):
                 return
             eng._current = self
             try:
-                yield from self._exchange(runner, receipt)
+                with yielding_to_the_runner():  # its wake-ups must not preempt llama.cpp's threads
+                    yield from self._exchange(runner, receipt)
             finally:
                 eng._current = None
                 if self._watchdog is not None:
@@ -354,21 +519,28 @@ class LocalResponse(Response):
 
     def _exchange(self, runner: RunnerProcess, receipt: _Receipt) -> Iterator[str]:
         eng = self.engine
+        bounded = self._bounded_input(receipt)
+        if bounded is None:
+            return  # refused before the runner saw it: it cannot fit (receipt.record says so, with figures)
         with self._cancel_lock:
             if self.cancelled:
                 receipt.forced_stop = True
                 return
             request_id = next(eng._ids)
             if self.messages is not None:
-                runner.send((P.CHAT, request_id, self.messages, self.settings.to_dict(), self.prefix))
+                runner.send((P.CHAT, request_id, bounded, self.settings.to_dict(), self.prefix))
             else:
                 runner.send((P.COMPLETE, request_id, self.prompt, self.settings.to_dict()))
             self._request_id, self._runner = request_id, runner
+        reading = len(bounded) if isinstance(bounded, str) else sum(len(str(m.get("content") or "")) for m in bounded)
         timeout: float | None = P.RENDER_DEADLINE_SECONDS
+        rendered = False
         try:
             while True:
                 msg = runner.recv(timeout)
                 kind = msg[0]
+                if kind == P.PROGRESS:
+                    continue
                 if kind == P.TEXT:
                     if self.cancelled:
                         continue  # produced before the runner saw the cancel: the user pressed stop, show no more
@@ -377,7 +549,9 @@ class LocalResponse(Response):
                         yield msg[1]
                 elif kind == P.RENDERED:
                     receipt.prompt_tokens = msg[1]
-                    timeout = None  # prompt evaluation may take minutes; cancel is the way out
+                    # A prompt evaluation may take minutes, but the runner ticks every second meanwhile:
+                    # silence now means it has stalled, not that it is busy.
+                    timeout, rendered = P.STALL_SECONDS, True
                 elif kind == P.DONE:
                     receipt.record = msg[1]
                     return
@@ -388,7 +562,9 @@ class LocalResponse(Response):
             self._abandon(runner, receipt)
             raise
         except RunnerDied:
-            error = eng._runner_died(runner, "answering with")
+            # Before the prompt was rendered the runner was reading this conversation: a death for want of
+            # memory then is the conversation's size, never the model's fault.
+            error = eng._runner_died(runner, "answering with", reading=None if rendered else reading)
             if self.cancelled:
                 receipt.forced_stop = True
                 receipt.error = (f"The model did not stop within {P.CANCEL_GRACE_SECONDS:g} s, so its process was "
@@ -397,9 +573,49 @@ class LocalResponse(Response):
                 receipt.error = str(error)
         except RunnerTimeout:
             runner.kill()
-            eng._runner_died(runner, "rendering the chat template of")
-            receipt.error = (f"The model's chat template did not render within {P.RENDER_DEADLINE_SECONDS:.0f} s, "
-                             "so the model's process was ended.")
+            if rendered:
+                eng._runner_died(runner, "answering with")
+                receipt.error = (f"The model's process made no progress for {P.STALL_SECONDS:g} s (it was stopped, "
+                                 "or the machine is too busy), so it was ended; the reply so far is kept.")
+            else:
+                eng._runner_died(runner, "rendering the chat template of")
+                receipt.error = (f"The model's chat template did not render within "
+                                 f"{P.RENDER_DEADLINE_SECONDS:.0f} s, so the model's process was ended.")
+
+    def _bounded_input(self, receipt: _Receipt) -> list[dict] | str | None:
+        """What goes to the runner: the conversation without what certainly cannot fit the context, counted
+        from characters (no tokenizer); None, with receipt.record saying why with figures, when nothing can."""
+        eng = self.engine
+        summary = eng._require_summary()
+        n_ctx, s = summary.n_ctx, self.settings
+        longest = eng._longest_token()
+        if self.messages is None:
+            text = self.prompt or ""
+            at_least = least_tokens(text, longest)
+            if at_least <= n_ctx - 1 and len(text) <= MAX_PROMPT_CHARS:
+                return text
+            receipt.refuse(at_least, {
+                "policy": "completion", "n_ctx": n_ctx, "dropped_messages": 0, "applied": True,
+                "prompt_tokens": at_least, "at_least": True, "counted": "characters", "mode": "completion",
+                "message": f"The text to continue needs at least {at_least:,} tokens but the context holds "
+                           f"{n_ctx:,}. Shorten it or raise the context length."})
+            return None
+        bound = prefit(self.messages, n_ctx=n_ctx, policy=s.context_policy,
+                       reserve=reply_reserve(s.max_tokens, n_ctx), longest_token=longest,
+                       extra=least_tokens(self.prefix or "", longest))
+        if bound.refusal is not None:
+            receipt.refuse(bound.at_least, bound.refusal)
+            return None
+        chars = sum(len(str(m.get("content") or "")) for m in bound.messages)
+        if chars > MAX_PROMPT_CHARS:
+            receipt.refuse(bound.at_least, {
+                "policy": s.context_policy.value, "n_ctx": n_ctx, "dropped_messages": bound.dropped,
+                "applied": True, "prompt_tokens": bound.at_least, "at_least": True, "counted": "characters",
+                "message": f"The conversation is {chars:,} characters long, more than the model's process reads "
+                           f"at once ({MAX_PROMPT_CHARS:,}). Start a new chat or shorten it."})
+            return None
+        receipt.pre_dropped = bound.dropped
+        return bound.messages
 
     def _abandon(self, runner: RunnerProcess, receipt: _Receipt) -> None:
         """The caller stopped reading: stop the runner's reply and read to its end, so the next request starts clean."""
@@ -422,6 +638,8 @@ class LocalResponse(Response):
         st = self.stats
         if summary is None or st is None or st.completion_tokens < 16 or not st.gen_tps:
             return
+        if st.draft and st.draft.get("drafted"):  # drafted tokens come faster than the model's own speed
+            return
         try:
             record_measured_speed(Path(summary.path), st.gen_tps, st.n_threads or 1,
                                   cpu_busy_fraction=st.transport.get("cpu_other_busy"))
@@ -443,6 +661,24 @@ class _Receipt:
         self.record: dict[str, Any] | None = None
         self.error: str | None = None
         self.forced_stop = False  # stopped by the app (a cancel), whatever the runner said
+        self.pre_dropped = 0  # messages dropped in the app before the runner counted (they could not fit)
+
+    def refuse(self, at_least: int, context: dict[str, Any]) -> None:
+        """The reply ends before the runner sees it: the prompt cannot fit (figures from its characters)."""
+        self.prompt_tokens = at_least
+        self.record = {"stop_reason": "context_full", "prompt_tokens": at_least, "completion_tokens": 0,
+                       "context": context}
+
+    def context(self, r: dict[str, Any]) -> dict[str, Any]:
+        """The runner's context record, with the messages the app dropped before it counted."""
+        context = dict(r.get("context") or {})
+        if self.pre_dropped:
+            dropped = int(context.get("dropped_messages") or 0) + self.pre_dropped
+            context.update(dropped_messages=dropped, applied=True)
+            if context.get("message", "").startswith("Dropped") or "message" not in context:
+                context["message"] = (f"Dropped the {dropped} oldest messages to fit the context of "
+                                      f"{context.get('n_ctx', '?')} tokens.")
+        return context
 
     def text(self, n_tokens: int) -> None:
         now = time.perf_counter()
@@ -491,14 +727,32 @@ class _Receipt:
                 weights_bytes=mem.get("weights_bytes"), kv_bytes=mem.get("kv_bytes"),
                 compute_bytes=mem.get("compute_bytes"), rss_bytes=mem.get("rss_bytes"),
                 rss_peak_bytes=mem.get("rss_peak_bytes"), vram_bytes=mem.get("vram_bytes"),
-                app_rss_bytes=rss_bytes(),
+                app_rss_bytes=rss_bytes(), projector_bytes=mem.get("projector_bytes"),
+                checkpoint_bytes=mem.get("checkpoint_bytes"), draft_bytes=_draft_bytes(mem),
             ),
             backend=r.get("backend") or (dict(summary.backend) if summary else {}),
-            context=r.get("context") or {},
+            context=self.context(r),
             sampling=r.get("sampling") or {**settings.to_dict()},
             chat_format=r.get("chat_format") or (summary.chat_format if summary else None),
             error=self.error or r.get("error"),
+            images=r.get("images") or {},
             transport={"runner_pid": summary.pid if summary else None, "runner_ttft_ms": r.get("ttft_ms"),
                        "received_gen_tps": received, "batches": self.batches,
                        "cpu_other_busy": r.get("cpu_other_busy"), "bookkeeping_ms": r.get("bookkeeping_ms")},
+            kv_cache=r.get("kv_cache") or (dict(summary.kv_cache) if summary else {}),
+            draft=r.get("draft") or _draft_refusal(summary),
         )
+
+
+def _draft_bytes(memory: dict[str, Any]) -> int | None:
+    """The draft model's weights, KV cache and compute buffer in the model's process (None without one)."""
+    parts = [memory.get(k) for k in ("draft_weights_bytes", "draft_kv_bytes", "draft_compute_bytes")]
+    return sum(p for p in parts if p) if any(parts) else None
+
+
+def _draft_refusal(summary: ModelSummary | None) -> dict[str, Any] | None:
+    """A draft asked for but left out at load: each reply's record says so (drafted nothing)."""
+    draft = summary.draft if summary is not None else None
+    if draft and draft.get("error"):
+        return {**draft, "drafted": 0, "accepted": 0}
+    return None

@@ -54,6 +54,15 @@ class Death:
         except ValueError:
             return f"signal {-self.exitcode}"
 
+    @property
+    def out_of_memory(self) -> bool:
+        """It ran out of memory: llama.cpp said so before it aborted, or the system killed it."""
+        tail = self.log_tail.lower()
+        said = any(w in tail for w in ("bad_alloc", "failed to allocate", "cannot allocate", "out of memory",
+                                       "memoryerror"))
+        return (said and self.signal_name in ("SIGABRT", "SIGSEGV", "SIGKILL", None)) or \
+            (self.signal_name == "SIGKILL" and not self.killed_by_app)
+
     def describe(self, name: str, doing: str, memory_limit: int | None = None) -> str:
         """One sentence for the user: what happened to the model's process, and what it means."""
         sig = self.signal_name

@@ -1,14 +1,19 @@
 """Markdown (to read) and JSON (complete, re-importable) exports; importing.py reads them back.
 
-JSON layout, version 2 (version 1 is the same without "comparisons" and "prompt_sets",
-which comparisons.py describes; both are read back):
+JSON layout, version 3 (version 2 is the same without messages' "images"; version 1 also without
+"comparisons" and "prompt_sets", which comparisons.py describes; all are read back):
 
     {"format": "hearthchat-history", "version": 1, "exported_at": "...",
      "conversations": [{"id": uid, "title", "model", "system_prompt", "settings",
                         "created_at", "updated_at", "current_leaf": message uid | null,
                         "messages": [{"id": uid, "parent_id": uid | null, "role", "content",
-                                      "status", "created_at", "updated_at", "error", "stats"}]}],
+                                      "status", "created_at", "updated_at", "error", "stats",
+                                      "images": [{"sha256", "mime", "name", "width", "height", "size_bytes",
+                                                  "data": base64 | "file": "NAME-images/SHA.png"}]}]}],
      "comparisons": [...], "prompt_sets": [...]}
+
+A message's images are embedded (base64 "data") or, the user's choice, files beside the
+export ("file", a path relative to the export's folder): image_export.py writes those.
 
 Ids in the file are the stable uids, not the local integer ids, so a file imported
 into any history links up the same way, and importing it twice adds nothing.
@@ -17,13 +22,18 @@ into any history links up the same way, and importing it twice adds nothing.
 from __future__ import annotations
 
 import json
+import base64
+from collections.abc import Callable
 from typing import Any, Iterable
 
-from assistant.history.records import Conversation, clean_text, now
-from assistant.stats_format import format_stats_line
+from assistant.history.records import Conversation, ImageRef, clean_text, now
+from assistant.stats_format import format_images_line, format_stats_line
 
 FORMAT = "hearthchat-history"
-VERSION = 2  # 2 added comparisons and prompt sets
+VERSION = 3  # 2 added comparisons and prompt sets; 3 added messages' images
+
+# How a message's image goes into JSON: given its ref, the extra fields ({"data": ...} or {"file": ...}).
+ImageWriter = Callable[[ImageRef], dict[str, Any]]
 
 _ROLE_HEADINGS = {"user": "You", "assistant": "Assistant", "system": "System", "tool": "Tool"}
 _STATUS_NOTES = {
@@ -36,7 +46,17 @@ _STATUS_NOTES = {
 
 # -- JSON ----------------------------------------------------------------------------
 
-def conversation_to_json(conv: Conversation) -> dict[str, Any]:
+def image_to_json(ref: ImageRef, extra: dict[str, Any]) -> dict[str, Any]:
+    return {"sha256": ref.sha256, "mime": ref.mime, "name": ref.name, "width": ref.width, "height": ref.height,
+            "size_bytes": ref.size_bytes, **extra}
+
+
+def embedded(read: Callable[[ImageRef], bytes]) -> ImageWriter:
+    """Images in the JSON itself, base64."""
+    return lambda ref: {"data": base64.b64encode(read(ref)).decode("ascii")}
+
+
+def conversation_to_json(conv: Conversation, images: ImageWriter | None = None) -> dict[str, Any]:
     uids: dict[int | None, str] = {m.id: m.uid for m in conv.messages}
     return {
         "id": conv.uid,
@@ -58,6 +78,7 @@ def conversation_to_json(conv: Conversation) -> dict[str, Any]:
                 "updated_at": m.updated_at,
                 "error": m.error,
                 "stats": m.stats,
+                **({"images": [image_to_json(r, images(r) if images else {}) for r in m.images]} if m.images else {}),
             }
             for m in conv.messages
         ],
@@ -76,13 +97,13 @@ def dumps(doc: dict[str, Any]) -> str:
 
 
 def to_json(conversations: Iterable[Conversation], comparisons: list[dict[str, Any]] | None = None,
-            prompt_sets: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+            prompt_sets: list[dict[str, Any]] | None = None, images: ImageWriter | None = None) -> dict[str, Any]:
     """The export document; `comparisons` and `prompt_sets` already in their JSON form (comparisons.py)."""
     doc = {
         "format": FORMAT,
         "version": VERSION,
         "exported_at": now(),
-        "conversations": [conversation_to_json(c) for c in conversations],
+        "conversations": [conversation_to_json(c, images) for c in conversations],
     }
     if comparisons is not None:
         doc["comparisons"] = comparisons
@@ -93,8 +114,9 @@ def to_json(conversations: Iterable[Conversation], comparisons: list[dict[str, A
 
 # -- Markdown ------------------------------------------------------------------------
 
-def conversation_to_markdown(conv: Conversation) -> str:
-    """The branch on show, readable: each reply followed by its one-line stats."""
+def conversation_to_markdown(conv: Conversation, image_links: dict[str, str] | None = None) -> str:
+    """The branch on show, readable: each reply followed by its one-line stats. A message's images are
+    Markdown images of the files `image_links` names (by SHA-256), else their names in brackets."""
     out = [f"# {_one_line(conv.display_title)}", ""]
     meta = [f"Conversation {conv.id}", f"started {conv.created_at[:16].replace('T', ' ')} UTC"]
     if conv.model:
@@ -107,18 +129,26 @@ def conversation_to_markdown(conv: Conversation) -> str:
     if conv.system_prompt:
         out += ["> **System prompt:** " + conv.system_prompt.replace("\n", "\n> "), ""]
     for m in conv.thread:
-        out += [f"### {_ROLE_HEADINGS.get(m.role, m.role.title())}", "", m.content.rstrip("\n") or "*(empty)*", ""]
+        out += [f"### {_ROLE_HEADINGS.get(m.role, m.role.title())}", ""]
+        for ref in m.images:
+            label = _one_line(ref.name or "image").replace("]", ")").replace("[", "(")
+            link = (image_links or {}).get(ref.sha256)
+            out += [f"![{label}]({link})" if link else f"*[image: {label}]*", ""]
+        out += [m.content.rstrip("\n") or ("" if m.images else "*(empty)*"), ""]
         note = _STATUS_NOTES.get(m.status)
         if note:
             out += [f"*({note}{': ' + _one_line(m.error) if m.error else ''})*", ""]
         line = format_stats_line(m.stats)
         if line:
             out += [f"*{line}*", ""]
+        images_line = format_images_line(m.stats)
+        if images_line:
+            out += [f"*{images_line}*", ""]
     return "\n".join(out)
 
 
-def to_markdown(conversations: Iterable[Conversation]) -> str:
-    return clean_text("\n---\n\n".join(conversation_to_markdown(c) for c in conversations))
+def to_markdown(conversations: Iterable[Conversation], image_links: dict[str, str] | None = None) -> str:
+    return clean_text("\n---\n\n".join(conversation_to_markdown(c, image_links) for c in conversations))
 
 
 def _one_line(text: str) -> str:

@@ -56,8 +56,21 @@ def is_busy(exc: BaseException) -> bool:
     return isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text)
 
 
-def is_full(exc: BaseException) -> bool:
-    return code(exc) == FULL
+def is_full(exc: BaseException, path: Path | None = None) -> bool:
+    """SQLite says the disk is full, or (given the file's `path`) reports an I/O error on a disk that is:
+    a WAL index that cannot grow on a full disk is SQLite's "disk I/O error", not SQLITE_FULL."""
+    c = code(exc)
+    return c == FULL or (c == IOERR and path is not None and disk_is_full(path))
+
+
+def disk_is_full(path: Path, spare: int = 1 << 20) -> bool:
+    """Less than `spare` bytes free where `path` is (what this user may use: root may use the reserve)."""
+    try:
+        st = os.statvfs(path.parent if not path.is_dir() else path)
+    except OSError:
+        return False
+    free = st.f_bfree if hasattr(os, "geteuid") and os.geteuid() == 0 else st.f_bavail
+    return free * st.f_frsize < spare
 
 
 def blocks_writing(exc: BaseException) -> bool:
@@ -76,7 +89,7 @@ def translate(exc: BaseException, path: Path, busy_timeout: float = 10.0) -> His
             f"{busy_timeout:.0f} seconds; try again.")
     if is_damage(exc):
         return HistoryDamagedError(f"The chat history database {path} is damaged ({exc}).")
-    if c == FULL:
+    if is_full(exc, path):
         return HistoryDiskFullError(
             f"The disk holding the chat history {path} is full, so this was not saved. Everything saved "
             "before is intact; free some space and try again.")

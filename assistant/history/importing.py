@@ -9,13 +9,18 @@ file has been checked.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 import json
 import os
+import re
 import sqlite3
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
 from assistant.history import comparisons as _comparisons
@@ -23,6 +28,7 @@ from assistant.history import rows
 from assistant.history.errors import ImportFormatError, ImportLimitError
 from assistant.history.export import FORMAT, VERSION
 from assistant.history.records import ROLES, STATUSES, ImportResult, clean_text
+from assistant.images import MAX_IMAGE_BYTES, ImageAttachment, ImageError, attachment
 from common.formatting import format_bytes
 
 CHUNK = 1 << 16
@@ -36,6 +42,9 @@ class ImportLimits:
     max_number_chars: int = 40  # "-9223372036854775808" is 20; a float's digits, sign and exponent fit
     max_conversations: int = 100_000
     max_messages: int = 2_000_000
+    max_images: int = 10_000
+    max_image_bytes: int = MAX_IMAGE_BYTES  # each
+    max_image_total_bytes: int = 2 << 30  # all of them, embedded or beside the file
 
 
 LIMITS = ImportLimits()
@@ -147,8 +156,11 @@ def parse(data: str | bytes | bytearray, limits: ImportLimits = LIMITS) -> Any:
 
 # -- checking -------------------------------------------------------------------------
 
-def validate(doc: Any, limits: ImportLimits = LIMITS) -> list[dict[str, Any]]:
-    """The conversations of an export, checked and normalised; ImportFormatError says what is wrong."""
+def validate(doc: Any, limits: ImportLimits = LIMITS, folder: Path | None = None) -> list[dict[str, Any]]:
+    """The conversations of an export, checked and normalised; ImportFormatError says what is wrong.
+
+    Images are read and checked here too (embedded, or files beside the export in `folder`), so
+    nothing is written until every one of them is known good."""
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise ImportFormatError(f'it is not a HearthChat history export (no "format": "{FORMAT}")')
     version = doc.get("version")
@@ -169,11 +181,17 @@ def validate(doc: Any, limits: ImportLimits = LIMITS) -> list[dict[str, Any]]:
     if n_messages > limits.max_messages:
         raise ImportLimitError(f"it holds {n_messages:,} messages, more than the {limits.max_messages:,} one "
                                "import takes (the message limit)")
+    n_images = sum(len(m["images"]) for c in convs if isinstance(c, dict) and isinstance(c.get("messages"), list)
+                   for m in c["messages"] if isinstance(m, dict) and isinstance(m.get("images"), list))
+    if n_images > limits.max_images:
+        raise ImportLimitError(f"it holds {n_images:,} images, more than the {limits.max_images:,} one import takes "
+                               "(the image limit)")
+    images = _ImageReader(limits, folder)
     seen: set[str] = set()
     out = []
     for i, conv in enumerate(convs):
         where = f"conversations[{i}]"
-        c = _validate_conversation(conv, where, limits)
+        c = _validate_conversation(conv, where, limits, images)
         if c["id"] in seen:
             raise ImportFormatError(f"{where}: the conversation id {_short(c['id'])} appears twice")
         seen.add(c["id"])
@@ -200,7 +218,7 @@ def validate_comparisons(doc: dict[str, Any], limits: ImportLimits = LIMITS) -> 
 _SETTINGS_DEPTH, _STATS_DEPTH = 4, 6
 
 
-def _validate_conversation(conv: Any, where: str, limits: ImportLimits) -> dict[str, Any]:
+def _validate_conversation(conv: Any, where: str, limits: ImportLimits, images: _ImageReader) -> dict[str, Any]:
     if not isinstance(conv, dict):
         raise ImportFormatError(f"{where} is not an object")
     c = {
@@ -221,7 +239,7 @@ def _validate_conversation(conv: Any, where: str, limits: ImportLimits) -> dict[
         raise ImportFormatError(f"{where}.messages is not a list")
     by_id: dict[str, dict[str, Any]] = {}
     for j, msg in enumerate(messages):
-        m = _validate_message(msg, f"{where}.messages[{j}]", limits)
+        m = _validate_message(msg, f"{where}.messages[{j}]", limits, images)
         if m["id"] in by_id:
             raise ImportFormatError(f"{where}.messages[{j}]: the message id {_short(m['id'])} appears twice")
         by_id[m["id"]] = m
@@ -235,7 +253,7 @@ def _validate_conversation(conv: Any, where: str, limits: ImportLimits) -> dict[
     return c
 
 
-def _validate_message(msg: Any, where: str, limits: ImportLimits) -> dict[str, Any]:
+def _validate_message(msg: Any, where: str, limits: ImportLimits, images: _ImageReader) -> dict[str, Any]:
     if not isinstance(msg, dict):
         raise ImportFormatError(f"{where} is not an object")
     m = {
@@ -254,7 +272,95 @@ def _validate_message(msg: Any, where: str, limits: ImportLimits) -> dict[str, A
         raise ImportFormatError(f"{where}.role {_short(m['role'])} is not one of {', '.join(ROLES)}")
     if m["status"] not in STATUSES:
         raise ImportFormatError(f"{where}.status {_short(m['status'])} is not one of {', '.join(STATUSES)}")
+    raw_images = msg.get("images")
+    if raw_images is not None and not isinstance(raw_images, list):
+        raise ImportFormatError(f"{where}.images is not a list")
+    m["images"] = [images.read(item, f"{where}.images[{k}]") for k, item in enumerate(raw_images or [])]
     return m
+
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class _ImageReader:
+    """Images of an export, embedded (base64) or in files beside it, each read within the limits and checked:
+    its bytes must have the SHA-256 it is listed under and be a kind of picture the app reads."""
+
+    def __init__(self, limits: ImportLimits, folder: Path | None) -> None:
+        self.limits = limits
+        self.folder = folder
+        self.total = 0
+        self.by_sha: dict[str, ImageAttachment] = {}
+
+    def read(self, item: Any, where: str) -> ImageAttachment:
+        if not isinstance(item, dict):
+            raise ImportFormatError(f"{where} is not an object")
+        sha = item.get("sha256")
+        if not isinstance(sha, str) or not _SHA256.match(sha):
+            raise ImportFormatError(f"{where}.sha256 is not a SHA-256 (64 lowercase hex digits)")
+        name = _field(item, "name", where, str)
+        if sha in self.by_sha:
+            return self.by_sha[sha]
+        if isinstance(item.get("data"), str):
+            data = self._embedded(item["data"], where)
+        elif isinstance(item.get("file"), str):
+            data = self._beside(item["file"], where)
+        else:
+            raise ImportFormatError(f"{where} has neither its data nor the name of its file")
+        if hashlib.sha256(data).hexdigest() != sha:
+            raise ImportFormatError(f"{where}: the image's bytes do not have the SHA-256 it is listed under, so it "
+                                    "is damaged or was changed")
+        self.total += len(data)
+        if self.total > self.limits.max_image_total_bytes:
+            raise ImportLimitError(f"its images add up to more than {format_bytes(self.limits.max_image_total_bytes)} "
+                                   "(the image size limit)")
+        try:
+            image = attachment(data, name)
+        except ImageError as exc:
+            raise ImportFormatError(f"{where}: {str(exc).rstrip('.')}") from None
+        width, height = item.get("width"), item.get("height")
+        ok = lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 < v < 1 << 31  # noqa: E731
+        image = ImageAttachment(image.data, image.sha256, image.mime, image.name,
+                                width if ok(width) else None, height if ok(height) else None)
+        self.by_sha[sha] = image
+        return image
+
+    def _embedded(self, text: str, where: str) -> bytes:
+        if len(text) > (self.limits.max_image_bytes + 2) // 3 * 4 + 4:
+            raise self._too_large(where)
+        try:
+            return base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            raise ImportFormatError(f"{where}.data is not valid base64") from None
+
+    def _beside(self, name: str, where: str) -> bytes:
+        if self.folder is None:
+            raise ImportFormatError(f"{where} is a file beside the export, but the export was not read from a folder")
+        rel = PurePosixPath(name)
+        if rel.is_absolute() or ".." in rel.parts or "\\" in name or ":" in name or not rel.parts or len(name) > 400:
+            raise ImportFormatError(f"{where}.file {_short(name)} is not a plain path inside the export's folder")
+        path = self.folder.joinpath(*rel.parts)
+        try:
+            if not path.resolve().is_relative_to(self.folder.resolve()):
+                raise ImportFormatError(f"{where}.file {_short(name)} leads outside the export's folder")
+            with open(path, "rb") as f:
+                info = os.fstat(f.fileno())
+                if not stat.S_ISREG(info.st_mode):
+                    raise ImportFormatError(f"{where}.file {_short(name)} is not a regular file")
+                if info.st_size > self.limits.max_image_bytes:
+                    raise self._too_large(where)
+                data = f.read(self.limits.max_image_bytes + 1)
+        except FileNotFoundError:
+            raise ImportFormatError(f"{where}.file {_short(name)} is not beside the export") from None
+        except OSError as exc:
+            raise ImportFormatError(f"{where}.file {_short(name)} cannot be read ({exc.strerror or exc})") from None
+        if len(data) > self.limits.max_image_bytes:
+            raise self._too_large(where)
+        return data
+
+    def _too_large(self, where: str) -> ImportLimitError:
+        return ImportLimitError(f"{where} is larger than the {format_bytes(self.limits.max_image_bytes)} an image "
+                                "may be (the image size limit)")
 
 
 def _check_depth(value: Any, where: str, depth: int, limits: ImportLimits) -> None:
@@ -326,7 +432,8 @@ def _parents_first(messages: list[dict[str, Any]], where: str) -> list[dict[str,
 
 # -- writing --------------------------------------------------------------------------
 
-def write(conn: sqlite3.Connection, conversations: list[dict[str, Any]]) -> ImportResult:
+def write(conn: sqlite3.Connection, conversations: list[dict[str, Any]],
+          link_images: Callable[[sqlite3.Connection, int, list], None] | None = None) -> ImportResult:
     """Insert checked conversations inside the caller's transaction.
 
     A conversation whose uid is already stored is skipped, never overwritten. A
@@ -351,6 +458,8 @@ def write(conn: sqlite3.Connection, conversations: list[dict[str, Any]]) -> Impo
                 (m["id"], cid, ids.get(m["parent_id"]), m["role"], m["content"], status,
                  m["created_at"], m["updated_at"], m["error"])))
             ids[m["id"]] = mid
+            if m.get("images") and link_images is not None:  # their files are written already (store.py)
+                link_images(conn, mid, m["images"])
             if m["stats"] is not None:
                 rows.insert_stats(conn, mid, m["stats"], m["updated_at"])
         conn.execute("UPDATE conversations SET current_leaf_id = ? WHERE id = ?",

@@ -35,7 +35,7 @@ def read_only_reason(path: Path) -> str | None:
 def reason_for(exc: BaseException, path: Path) -> str:
     """The read-only sentence for a history opened read-only after `exc` stopped a read-write open."""
     code = failures.code(exc)
-    if code == failures.FULL:
+    if failures.is_full(exc, path):
         return (f"The disk holding the chat history {path} is full, so nothing new can be saved until some space "
                 "is freed; you can still list, show and search it.")
     if code == failures.IOERR:

@@ -52,6 +52,18 @@ def title_from(text: str) -> str:
     return cut.rstrip(" ,.;:") + "…"
 
 
+@dataclass(frozen=True)
+class ImageRef:
+    """An image a message shows: the file is the history's, named by its SHA-256 (history/images.py)."""
+
+    sha256: str
+    mime: str
+    name: str | None = None
+    width: int | None = None
+    height: int | None = None
+    size_bytes: int | None = None
+
+
 @dataclass
 class Message:
     id: int
@@ -65,6 +77,7 @@ class Message:
     stats: dict[str, Any] | None = None
     error: str | None = None
     uid: str = ""
+    images: list[ImageRef] = field(default_factory=list)
 
 
 @dataclass

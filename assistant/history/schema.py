@@ -218,6 +218,32 @@ def m007_comparisons(db: Database) -> None:
         indexes.create(db.conn, index)
 
 
+@MIGRATIONS()
+def m008_images(db: Database) -> None:
+    # Images shown in messages. The bytes are files named by their SHA-256 in the data directory
+    # (history/images.py), written once however many messages show them; these rows say what each
+    # file is and which messages show it, in order. A message and its links are one transaction.
+    db.execute("""
+        CREATE TABLE images (
+            sha256 TEXT PRIMARY KEY,
+            mime TEXT NOT NULL,
+            size_bytes INTEGER NOT NULL,
+            width INTEGER,
+            height INTEGER,
+            name TEXT,                 -- the name it was first attached under
+            created_at TEXT NOT NULL
+        )""")
+    db.execute("""
+        CREATE TABLE message_images (
+            message_id INTEGER NOT NULL REFERENCES messages(id),
+            position INTEGER NOT NULL,
+            sha256 TEXT NOT NULL REFERENCES images(sha256),
+            name TEXT,
+            PRIMARY KEY (message_id, position)
+        )""")
+    db.execute("CREATE INDEX message_images_by_image ON message_images(sha256)")
+
+
 def pending(db: Database, migrations: Migrations = MIGRATIONS) -> list[str]:
     return [m.name for m in migrations.pending(db)]
 

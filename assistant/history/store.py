@@ -38,6 +38,7 @@ from sqlite_utils import Database, Migrations
 
 from assistant.history import comparisons as _comparisons
 from assistant.history import failures, importing, opening, recovery, schema
+from assistant.history import images as _images
 from assistant.history import rows as columns
 from assistant.history import search as _search
 from assistant.history.errors import (
@@ -48,13 +49,14 @@ from assistant.history.errors import (
     HistoryReadOnlyError,
     MessageNotFound,
 )
-from assistant.history.export import to_json, to_markdown
+from assistant.history.export import ImageWriter, embedded, to_json, to_markdown
 from assistant.history.notices import Notice, NoticeBoard
 from assistant.history.records import (
     ROLES,
     STATUSES,
     Conversation,
     ConversationSummary,
+    ImageRef,
     ImportResult,
     Message,
     SearchHit,
@@ -141,6 +143,7 @@ class HistoryStore:
         self._board = NoticeBoard(path)
         self._migrations: Migrations = schema.MIGRATIONS
         self._recovering = False
+        self.image_files = _images.ImageFiles(path.parent / "images")
 
     @property
     def read_only(self) -> bool:
@@ -494,9 +497,10 @@ class HistoryStore:
                 raise ConversationNotFound(conversation_id)
             rows = conn.execute(f"{_MESSAGE_SELECT} WHERE m.conversation_id = ? ORDER BY m.id",
                                 (conversation_id,)).fetchall()
+            messages = self._with_images(conn, [_message(r) for r in rows])
         cid, uid, title, model, system_prompt, settings, created, updated, leaf = row
         return Conversation(cid, uid, title, model, system_prompt, json.loads(settings or "{}"),
-                            created, updated, leaf, [_message(r) for r in rows])
+                            created, updated, leaf, messages)
 
     @_recovers
     def list_conversations(self, limit: int = 100, offset: int = 0) -> list[ConversationSummary]:
@@ -555,10 +559,20 @@ class HistoryStore:
         with self._write() as conn:
             conn.execute("DELETE FROM stats WHERE message_id IN "
                          "(SELECT id FROM messages WHERE conversation_id = ?)", (conversation_id,))
+            unused = _images.unlink_conversation(conn, conversation_id)
             # The FTS triggers remove the search rows in the same transaction.
             n = conn.execute("DELETE FROM messages WHERE conversation_id = ?", (conversation_id,)).rowcount
             if not conn.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,)).rowcount:
                 raise ConversationNotFound(conversation_id)
+        if unused:  # the last conversation that showed them is gone: so are their files
+            # The image lock first, then the store's: the order a message with images takes them in.
+            from filelock import Timeout
+
+            try:
+                with self.image_files.locked():
+                    self._sweep(unused)
+            except (Timeout, OSError) as exc:  # the conversation is deleted; a file left behind costs only space
+                log.warning("could not delete the images of conversation %s: %s", conversation_id, exc)
         return n
 
     # -- messages and the tree -----------------------------------------------------
@@ -566,15 +580,29 @@ class HistoryStore:
     @_recovers
     def add_message(self, conversation_id: int, role: str, content: str, *, parent_id: int | None = CURRENT_LEAF,
                     status: str = "complete", stats: dict[str, Any] | None = None,
-                    error: str | None = None) -> Message:
+                    error: str | None = None, images: list | None = None) -> Message:
         """Save one message as the child of `parent_id` (default: the end of the branch on show).
 
-        It becomes the branch on show. The message, its search row and its stats are
-        one transaction. The first user message of an untitled conversation names it.
+        It becomes the branch on show. The message, its search row, its stats and its image
+        links are one transaction; each image's file is written first (once, by its SHA-256).
+        The first user message of an untitled conversation names it.
         """
         _check(role, status)
-        return self._insert_message(conversation_id, role, clean_text(content), parent_id, status, stats,
-                                    clean_optional(error))
+        if not images:
+            return self._insert_message(conversation_id, role, clean_text(content), parent_id, status, stats,
+                                        clean_optional(error))
+        if self.read_only_reason is not None:
+            raise HistoryReadOnlyError(self.read_only_reason)
+        with _images.writing(self.image_files):
+            new = self._new_images(images)
+            for image in images:
+                self.image_files.ensure(image)
+            try:
+                return self._insert_message(conversation_id, role, clean_text(content), parent_id, status, stats,
+                                            clean_optional(error), images=images)
+            except BaseException:
+                self._sweep(new)  # the message was not saved: neither are files only it would have shown
+                raise
 
     @_recovers
     def start_reply(self, conversation_id: int, *, parent_id: int | None = CURRENT_LEAF, role: str = "assistant",
@@ -593,17 +621,45 @@ class HistoryStore:
         return self.start_reply(old.conversation_id, parent_id=old.parent_id, save_interval=save_interval)
 
     def edit(self, message_id: int, content: str) -> Message:
-        """A new version of a message, as a sibling: the original and its replies are kept."""
+        """A new version of a message, as a sibling: the original and its replies are kept, and so are its images."""
         old = self.get_message(message_id)
-        return self.add_message(old.conversation_id, old.role, content, parent_id=old.parent_id)
+        return self._insert_message(old.conversation_id, old.role, clean_text(content), old.parent_id, "complete",
+                                    None, None, images_of=old.id if old.images else None)
 
     @_recovers
     def get_message(self, message_id: int) -> Message:
         with self._read() as conn:
             row = conn.execute(f"{_MESSAGE_SELECT} WHERE m.id = ?", (message_id,)).fetchone()
-        if row is None:
-            raise MessageNotFound(message_id)
-        return _message(row)
+            if row is None:
+                raise MessageNotFound(message_id)
+            return self._with_images(conn, [_message(row)])[0]
+
+    def image_data(self, ref: ImageRef) -> bytes:
+        """An image's bytes from the history's files; a HistoryError sentence when it cannot be read."""
+        try:
+            return self.image_files.read(ref)
+        except (OSError, ValueError) as exc:
+            raise HistoryError(f"The image {ref.name or ref.sha256[:12]} of this conversation cannot be read from "
+                               f"{self.image_files.folder} ({getattr(exc, 'strerror', None) or exc}).") from exc
+
+    def _new_images(self, images: list) -> list[tuple[str, str]]:
+        """(sha, mime) of the images the history does not hold yet: the files a failed write must take back."""
+        with self._read() as conn:
+            return [(i.sha256, i.mime) for i in {i.sha256: i for i in images}.values()
+                    if conn.execute("SELECT 1 FROM images WHERE sha256 = ?", (i.sha256,)).fetchone() is None]
+
+    def _sweep(self, candidates: list[tuple[str, str]]) -> None:
+        """Delete those of `candidates` that no message links (the caller holds the image lock)."""
+        if candidates:
+            with self._lock, self._errors():
+                self.image_files.remove_unlinked(self.conn, candidates, held=True)
+
+    @staticmethod
+    def _with_images(conn: sqlite3.Connection, messages: list[Message]) -> list[Message]:
+        refs = _images.refs_for(conn, [m.id for m in messages]) if messages else {}
+        for m in messages:
+            m.images = refs.get(m.id, [])
+        return messages
 
     @_recovers
     def branch_path(self, leaf_id: int) -> list[Message]:
@@ -614,9 +670,9 @@ class HistoryStore:
                 "SELECT m.parent_id, up.depth + 1 FROM messages m JOIN up ON m.id = up.id "
                 "WHERE m.parent_id IS NOT NULL AND up.depth < 100000) "
                 f"{_MESSAGE_SELECT} JOIN up ON up.id = m.id ORDER BY up.depth DESC", (leaf_id,)).fetchall()
-        if not rows:
-            raise MessageNotFound(leaf_id)
-        return [_message(r) for r in rows]
+            if not rows:
+                raise MessageNotFound(leaf_id)
+            return self._with_images(conn, [_message(r) for r in rows])
 
     @_recovers
     def siblings(self, message_id: int) -> list[Message]:
@@ -640,7 +696,7 @@ class HistoryStore:
         return path_to(conv.messages, leaf)
 
     def _insert_message(self, conversation_id, role, content, parent_id, status, stats, error,
-                        writer=(None, None)) -> Message:
+                        writer=(None, None), images=None, images_of: int | None = None) -> Message:
         ts = now()
         uid = uuid.uuid4().hex
         with self._write() as conn:
@@ -659,11 +715,16 @@ class HistoryStore:
                 (uid, conversation_id, parent_id, role, content, status, ts, ts, error, *writer)))
             if stats is not None:
                 _insert_stats(conn, mid, stats, ts)
+            if images:
+                _images.link(conn, mid, images)
+            elif images_of is not None:
+                _images.copy_links(conn, images_of, mid)
+            refs = _images.refs_for(conn, [mid]).get(mid, []) if (images or images_of is not None) else []
             title = title_from(content) if role == "user" and content.strip() else None
             conn.execute("UPDATE conversations SET current_leaf_id = ?, updated_at = ?, "
                          "title = COALESCE(title, ?) WHERE id = ?", (mid, ts, title, conversation_id))
         return Message(mid, conversation_id, parent_id, role, content, status, ts, ts,
-                       json.loads(_json(stats)) if stats is not None else None, error, uid)
+                       json.loads(_json(stats)) if stats is not None else None, error, uid, refs)
 
     # -- streaming (called by StreamingReply) --------------------------------------
 
@@ -726,6 +787,27 @@ class HistoryStore:
             return out
 
     @_recovers
+    def draft_history(self) -> list[dict[str, Any]]:
+        """Per-reply generation speed with what drafted it, oldest first, for the drafting statistics:
+        `model`, `gen_tps`, `completion_tokens`, `created_at`, and from the record `draft` (the dict, or
+        None), `cpu_other_busy` and `n_threads`. Remote replies are left out (the server drafts, or not)."""
+        sql = ("SELECT created_at, model, gen_tps, completion_tokens, "
+               "CASE WHEN json_valid(record) THEN json_extract(record, '$.draft', '$.transport.kind', "
+               "'$.transport.cpu_other_busy', '$.n_threads') END FROM stats ORDER BY created_at")
+        with self._read() as conn:
+            out = []
+            for created_at, model, gen_tps, completion_tokens, extra in conn.execute(sql).fetchall():
+                draft, kind, busy, threads = json.loads(extra) if extra else [None] * 4
+                if kind == "remote":
+                    continue
+                if isinstance(draft, str):  # json_extract gives a nested object as JSON text
+                    draft = json.loads(draft)
+                out.append({"created_at": created_at, "model": model, "gen_tps": gen_tps,
+                            "completion_tokens": completion_tokens, "draft": draft if isinstance(draft, dict) else None,
+                            "cpu_other_busy": busy, "n_threads": threads})
+            return out
+
+    @_recovers
     def save_benchmark(self, result: dict[str, Any]) -> int:
         """Save one model's benchmark (what `run_benchmark` returns, plus `memory`); returns its id."""
         if not isinstance(result, dict):
@@ -749,34 +831,51 @@ class HistoryStore:
         return rows
 
     @_recovers
-    def export_markdown(self, ids: list[int] | None = None) -> str:
-        return to_markdown(self._conversations(ids))
+    def export_markdown(self, ids: list[int] | None = None, image_links: dict[str, str] | None = None) -> str:
+        """The conversations to read; `image_links` (SHA-256 -> a path beside the file) shows images as
+        Markdown images (image_export.py writes those files), else by name."""
+        return to_markdown(self._conversations(ids), image_links)
 
     @_recovers
-    def export_json(self, ids: list[int] | None = None) -> dict[str, Any]:
-        """Everything: branches, statuses, stats; with no `ids`, the comparisons (verdicts included) and
-        prompt sets too. `import_json` takes it back losslessly."""
+    def export_json(self, ids: list[int] | None = None, images: ImageWriter | None = None) -> dict[str, Any]:
+        """Everything: branches, statuses, stats, images (embedded unless `images` says otherwise); with no
+        `ids`, the comparisons (verdicts included) and prompt sets too. `import_json` takes it back losslessly."""
+        images = images or embedded(self.image_data)
         if ids is not None:
-            return to_json(self._conversations(ids))
+            return to_json(self._conversations(ids), images=images)
         return to_json(self._conversations(None),
                        comparisons=[_comparisons.comparison_to_json(c)
                                     for c in self.list_comparisons(limit=None, oldest_first=True)],
-                       prompt_sets=[_comparisons.prompt_set_to_json(s) for s in self.prompt_sets()])
+                       prompt_sets=[_comparisons.prompt_set_to_json(s) for s in self.prompt_sets()], images=images)
 
     def import_json(self, data: dict | str | bytes,
-                    limits: importing.ImportLimits = importing.LIMITS) -> ImportResult:
-        """Import an export. Read within `limits`, checked whole first, then written in one
-        transaction: all or nothing. ImportFormatError / ImportLimitError say what is wrong."""
+                    limits: importing.ImportLimits = importing.LIMITS, *, folder: str | os.PathLike | None = None
+                    ) -> ImportResult:
+        """Import an export. Read within `limits`, checked whole first (every image too: its bytes, its
+        SHA-256, its kind), then written in one transaction: all or nothing. `folder`: where the export
+        was, for images exported as files beside it. ImportFormatError / ImportLimitError say what is wrong."""
         doc = importing.parse(data, limits) if isinstance(data, (str, bytes, bytearray)) else data
-        conversations = importing.validate(doc, limits)
+        conversations = importing.validate(doc, limits, folder=Path(folder) if folder is not None else None)
         comparisons, prompt_sets = importing.validate_comparisons(doc, limits)
-        return self._write_import(conversations, comparisons, prompt_sets)
+        images = [i for c in conversations for m in c["messages"] for i in m.get("images") or []]
+        if not images:
+            return self._write_import(conversations, comparisons, prompt_sets)
+        if self.read_only_reason is not None:
+            raise HistoryReadOnlyError(self.read_only_reason)
+        with _images.writing(self.image_files):
+            new = self._new_images(images)
+            for image in {i.sha256: i for i in images}.values():
+                self.image_files.ensure(image)
+            try:
+                return self._write_import(conversations, comparisons, prompt_sets)
+            finally:
+                self._sweep(new)  # files of conversations skipped (already here), or of a failed import
 
     @_recovers
     def _write_import(self, conversations: list[dict[str, Any]], comparisons: list[dict[str, Any]] | None = None,
                       prompt_sets: list[dict[str, Any]] | None = None) -> ImportResult:
         with self._write() as conn:
-            result = importing.write(conn, conversations)
+            result = importing.write(conn, conversations, link_images=_images.link)
             result.comparisons, result.comparisons_skipped, result.prompt_sets = _comparisons.write(
                 conn, comparisons or [], prompt_sets or [])
             return result

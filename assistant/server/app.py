@@ -36,6 +36,7 @@ from assistant.chat_service import (ChatService, ModelFailed, ModelLoading, Queu
 from assistant.engine import ContextPolicy, GenerationSettings, LoadSettings
 from assistant.server import openai_reply as reply
 from assistant.server.config import ServerConfig, saved_settings
+from assistant.server.connections import BODY_SECONDS
 from assistant.server.errors import ApiError
 from assistant.server.openai_request import ApiCall, parse_chat, parse_completion, parse_json
 from assistant.server.request_log import RequestLog, RequestRecord
@@ -282,6 +283,8 @@ class _Exchange:
             elif isinstance(event, ModelFailed):
                 self.model_failed = event.sentence
             elif isinstance(event, TurnFailed):
+                if event.code in ("invalid_image", "model_cannot_see") and not self.client_gone:
+                    raise ApiError(400, event.sentence, code=event.code, param="messages")
                 raise self._failure(event.sentence)
             elif isinstance(event, TurnFinished):  # cannot finish before it starts; be safe all the same
                 raise ApiError(500, "The reply ended before it started.", code="internal_error")
@@ -411,9 +414,10 @@ def _problem(stats: dict[str, Any]) -> ApiError | None:
     """A finished turn that is really an error for the client: the prompt did not fit, or the engine failed."""
     reason = stats.get("stop_reason")
     if reason == "context_full" and not stats.get("completion_tokens"):
-        return ApiError(400, f"The conversation needs {stats.get('prompt_tokens') or 'more'} tokens but the model's "
-                             f"context holds {stats.get('n_ctx') or 'fewer'}; shorten it, or load the model with a "
-                             "longer context.", code="context_length_exceeded", param="messages")
+        at_least = "at least " if (stats.get("context") or {}).get("at_least") else ""
+        return ApiError(400, f"The conversation needs {at_least}{stats.get('prompt_tokens') or 'more'} tokens but the "
+                             f"model's context holds {stats.get('n_ctx') or 'fewer'}; shorten it, or load the model "
+                             "with a longer context.", code="context_length_exceeded", param="messages")
     if reason == "error":
         return ApiError(500, stats.get("error") or "The model failed while answering.", code="generation_failed")
     return None
@@ -431,11 +435,18 @@ async def _read_body(request: Request, limit: int) -> bytes:
         if int(declared) > limit:
             raise _too_large(limit)
     size, chunks = 0, []
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(limit)
-        chunks.append(chunk)
+    try:
+        # A body sent a byte at a time, or never finished, must not hold the connection: the whole of it
+        # has BODY_SECONDS to arrive (4 MiB take a fraction of that on any link a person uses).
+        async with asyncio.timeout(BODY_SECONDS):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise _too_large(limit)
+                chunks.append(chunk)
+    except TimeoutError:
+        raise ApiError(408, f"The request's body did not arrive within {BODY_SECONDS:g} s.",
+                       code="request_timeout") from None
     return b"".join(chunks)
 
 

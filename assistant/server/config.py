@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from common.errors import UserError
+from common.settings_store import Setting
 
 # 4327 spells HEAR on a phone keypad. The peers' ports are taken on many machines:
 # LM Studio 1234, Ollama 11434, Jan 1337, GPT4All 4891, llama-server 8080, vLLM 8000,
@@ -25,7 +26,9 @@ DEFAULT_HOST = "127.0.0.1"
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 
 # Limits: generous for a person's tools, small enough that one client cannot exhaust the machine.
-MAX_BODY_BYTES = 4 << 20  # 4 MiB of JSON is ~1M tokens of text, far beyond any local context
+# 4 MiB of JSON is ~1M tokens of text, far beyond any local context; images come as base64 data URLs
+# (a 20 MB photo is 27 MB of text), so a request may be as large as one of those and its words.
+MAX_BODY_BYTES = 32 << 20
 MAX_MESSAGES = 1024
 MAX_TOKENS_LIMIT = 8192  # a larger max_tokens is lowered to this (and to the context)
 MAX_WAITING = 16  # API requests waiting for the model beyond this answer 429
@@ -120,14 +123,19 @@ def is_loopback(host: str) -> bool:
 
 def normalize_origin(origin: str) -> str:
     """`scheme://host[:port]` in lower case, as browsers send it; anything else is refused."""
-    parts = urlsplit(origin.strip())
+    wrong = ServerConfigError(f"{origin[:200]!r} is not an origin; write it as a browser sends it, "
+                              "e.g. http://localhost:3000.")
+    try:
+        parts = urlsplit(origin.strip())
+        port = parts.port  # raises ValueError for a port that is not a number from 0 to 65535
+    except ValueError:
+        raise wrong from None
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/") \
             or parts.query or parts.fragment or parts.username:
-        raise ServerConfigError(f"{origin!r} is not an origin; write it as a browser sends it, "
-                                "e.g. http://localhost:3000.")
+        raise wrong
     host = parts.hostname.lower()
     host = f"[{host}]" if ":" in host else host
-    return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")
+    return f"{parts.scheme}://{host}" + (f":{port}" if port else "")
 
 
 def new_api_key() -> str:
@@ -162,13 +170,21 @@ def _this_machines_addresses() -> set[str]:
 SETTINGS_KEY = "server"
 
 
+SETTINGS_RULES = {
+    "enabled": Setting(bool), "port": Setting(int, 0, 65535), "save_conversations": Setting(bool),
+    "api_key": Setting(str, optional=True, max_chars=4096),
+}
+
+
 def saved_settings(store) -> dict:
-    """The stored server settings over their defaults: off, port 4327, no key yet, API turns not saved."""
+    """The stored server settings over their defaults: off, port 4327, no key yet, API turns not saved.
+    Each is checked as it is read: a wrong one is replaced by its default, with a notice naming the file."""
     defaults = {"enabled": False, "port": DEFAULT_PORT, "api_key": None, "save_conversations": False}
     stored = store.get(SETTINGS_KEY) if store is not None else None
     if not isinstance(stored, dict):
         return defaults
-    return {**defaults, **{k: v for k, v in stored.items() if k in defaults}}
+    known = {k: v for k, v in stored.items() if k in defaults}
+    return {**defaults, **store.checked(known, SETTINGS_RULES, defaults, SETTINGS_KEY)}
 
 
 def save_settings(store, **changes) -> dict:

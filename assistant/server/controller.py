@@ -46,6 +46,7 @@ class ServerController:
         self._router: TurnRouter | None = None
         self._socket: socket.socket | None = None
         self.port: int | None = None
+        self.connections: Any = None  # the ConnectionBook while serving
 
     # --- State
     @property
@@ -135,6 +136,7 @@ class ServerController:
         import uvicorn
 
         from assistant.server.app import ServerContext, create_app
+        from assistant.server.connections import IDLE_SECONDS, ConnectionBook, connection_limit, guarded_protocol
 
         self.config.check()
         sock = bind(self.config.host, self.config.port)
@@ -144,11 +146,14 @@ class ServerController:
                                 request_log=self.request_log, settings=getattr(self.services, "settings", None),
                                 history=getattr(self.services, "history", None),
                                 default_settings=self._default_settings, load_settings=self._load_settings)
+        self.connections = ConnectionBook(total=connection_limit())
         uv_config = uvicorn.Config(
             create_app(context), log_config=None, access_log=False,  # our request log; it never holds a key
-            http="h11", ws="none", lifespan="off", loop="asyncio", server_header=False,
+            # h11, with a head deadline, per-client limits that evict idle connections, and JSON refusals
+            # (assistant/server/connections.py) instead of uvicorn's plain-text 503 past limit_concurrency.
+            http=guarded_protocol(self.connections), ws="none", lifespan="off", loop="asyncio", server_header=False,
             proxy_headers=False,  # no proxy in front: a local client must not rewrite its address in the log
-            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S, limit_concurrency=256)
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S, timeout_keep_alive=IDLE_SECONDS, limit_concurrency=None)
         self._router, self._socket = router, sock
         self._server = _Uvicorn(uv_config, router)
 

@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from assistant.images import MAX_IMAGES_PER_MESSAGE, ImageError, from_data_url
 from assistant.server.config import MAX_STOP_STRINGS, ServerConfig
 from assistant.server.errors import ApiError, bad_request
 
@@ -151,25 +152,56 @@ def _messages(raw: Any, config: ServerConfig) -> list[dict]:
             raise bad_request(f"'{where}' is a tool call or result; this server does not run tools.", f"{where}.role")
         if not isinstance(role, str) or role not in ROLES:
             raise bad_request(f"'{where}.role' must be one of system, developer, user or assistant.", f"{where}.role")
-        messages.append({"role": ROLES[role], "content": _content(m.get("content"), f"{where}.content")})
+        text, images = _content(m.get("content"), f"{where}.content")
+        if images and ROLES[role] != "user":
+            raise bad_request(f"'{where}' is a {role} message with an image; only user messages may hold images.",
+                              f"{where}.content")
+        message: dict[str, Any] = {"role": ROLES[role], "content": text}
+        if images:
+            message["images"] = images
+        messages.append(message)
     turns = [m for m in messages if m["role"] != "system"]  # system messages become the system prompt
     if not turns or turns[-1]["role"] != "user":
         raise bad_request("The last message must come from the user: it is what the model answers.", "messages")
     return messages
 
 
-def _content(raw: Any, where: str) -> str:
+def _content(raw: Any, where: str) -> tuple[str, list]:
+    """The text, and the images (data URLs only: the server never fetches a web address)."""
     if isinstance(raw, str):
-        return _text(raw, where)
-    if isinstance(raw, list):  # content parts: text only
-        texts = []
+        return _text(raw, where), []
+    if isinstance(raw, list):  # content parts: text and images
+        texts: list[str] = []
+        images: list[Any] = []
         for j, part in enumerate(raw):
-            if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
-                kind = part.get("type") if isinstance(part, dict) else type(part).__name__
-                raise bad_request(f"'{where}[{j}]' is a {kind!s} part; this server takes text only.", f"{where}[{j}]")
-            texts.append(_text(part["text"], f"{where}[{j}].text"))
-        return "".join(texts)
-    raise bad_request(f"'{where}' must be text (a string or text parts).", where)
+            at = f"{where}[{j}]"
+            kind = part.get("type") if isinstance(part, dict) else type(part).__name__
+            if kind == "text" and isinstance(part.get("text"), str):
+                texts.append(_text(part["text"], f"{at}.text"))
+            elif kind == "image_url":
+                if len(images) >= MAX_IMAGES_PER_MESSAGE:
+                    raise bad_request(f"'{where}' holds more than {MAX_IMAGES_PER_MESSAGE} images; send at most "
+                                      f"{MAX_IMAGES_PER_MESSAGE} in one message.", at)
+                images.append(_image(part.get("image_url"), at))
+            else:
+                raise bad_request(f"'{at}' is a {kind!s} part; this server takes text and image_url parts.", at)
+        return "".join(texts), images
+    raise bad_request(f"'{where}' must be text (a string or text and image parts).", where)
+
+
+def _image(raw: Any, where: str):
+    url = raw.get("url") if isinstance(raw, dict) else raw
+    if not isinstance(url, str) or not url:
+        raise bad_request(f"'{where}.image_url.url' must be a data URL (data:image/png;base64,...).",
+                          f"{where}.image_url")
+    if url[:8].lower().startswith(("http://", "https://")):
+        raise bad_request(f"'{where}' is an image at a web address; this server never fetches URLs (that would let "
+                          "any web page make it reach the network), so send the image itself as a data URL "
+                          "(data:image/png;base64,...).", f"{where}.image_url", code="image_url_not_allowed")
+    try:
+        return from_data_url(url)
+    except ImageError as exc:
+        raise bad_request(f"'{where}': {exc}", f"{where}.image_url", code="invalid_image") from None
 
 
 def _text(value: str, where: str) -> str:

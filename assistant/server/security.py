@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import re
 from collections.abc import Callable
 
 from starlette.datastructures import Headers
@@ -44,14 +45,16 @@ def guarded(app: ASGIApp, config: ServerConfig, request_log: RequestLog | None =
     return HostAndOriginGuard(inner, config, on_refused)
 
 
+_HOST = re.compile(r"(?:\[(?P<ip6>[0-9a-f:.%]+)\]|(?P<name>[^\[\]:/@\s]+))(?::(?P<port>[0-9]{1,5}))?")
+
+
 def host_name(header: str) -> str:
-    """The name in a Host header, without port, brackets or a final dot, in lower case."""
-    header = header.strip().lower()
-    if header.startswith("["):  # [::1]:4327
-        return header[1:header.find("]")] if "]" in header else ""
-    if header.count(":") == 1:
-        header = header.split(":", 1)[0]
-    return header.rstrip(".")
+    """The name in a Host header, without port, brackets or a final dot, in lower case; "" for anything that
+    is not `name`, `name:port`, `[ipv6]` or `[ipv6]:port` (so `[::1]evil.com` names nothing allowed)."""
+    match = _HOST.fullmatch(header.strip().lower())
+    if match is None:
+        return ""
+    return match.group("ip6") or match.group("name").rstrip(".")
 
 
 class HostAndOriginGuard:

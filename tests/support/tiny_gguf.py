@@ -202,6 +202,7 @@ def write_tiny_llama(
     architecture: str | None = "llama",
     metadata: dict | None = None,
     duplicate_token: bool = False,
+    transform=None,
 ) -> Path:
     """Write a random-weight llama model that llama.cpp loads; return its path.
 
@@ -211,6 +212,8 @@ def write_tiny_llama(
     `architecture` None drops general.architecture (a corrupt file for tests).
     `metadata` sets or replaces keys after the usual ones: {key: (value, GGUFValueType)}, "{arch}" in a
     key stands for the architecture. `duplicate_token` makes two vocabulary entries the same string.
+    `transform(name, data) -> data` may replace a tensor's data (same shape and dtype) as it is written:
+    related models for speculative decoding (tests/support/draft_pairs.py).
     """
     if quant not in QUANTS:
         raise ValueError(f"quant must be one of {', '.join(QUANTS)}")
@@ -273,8 +276,11 @@ def write_tiny_llama(
     w.write_kv_data_to_file()
     w.write_ti_data_to_file()
     rng = np.random.default_rng(seed)
-    for _tname, shape, qtype in plan:
-        w.write_tensor_data(_random_tensor(rng, shape, qtype))
+    for tname, shape, qtype in plan:
+        data = _random_tensor(rng, shape, qtype)
+        if transform is not None:
+            data = transform(tname, data)
+        w.write_tensor_data(data)
     w.close()
     return path
 

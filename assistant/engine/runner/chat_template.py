@@ -14,8 +14,10 @@ from llama_cpp import llama_chat_format as formats
 
 from assistant.engine.runner.limits import TimeLimitExceeded, time_limit
 from common.errors import UserError
+from common.terminal import shorten
 
 TEMPLATE_SECONDS = 2.0  # a real template renders a conversation in milliseconds
+ERROR_CHARS = 300  # what a template's own error message may add to a sentence
 _FIXED_ALLOWANCE_CHARS = 200_000  # what a template may add beyond the messages (role tags, a default system prompt)
 
 
@@ -66,7 +68,7 @@ class ChatRenderer:
                     template=template, eos_token=eos_token, bos_token=bos_token, add_generation_prompt=True
                 )
             except jinja2.TemplateError as exc:
-                raise UserError(f"The chat template cannot be used: {exc}.") from exc
+                raise UserError(f"The chat template cannot be used: {shorten(exc, ERROR_CHARS)}.") from None
         elif format_name not in NAMED_FORMATS:
             known = ", ".join(sorted(NAMED_FORMATS))
             raise UserError(f"There is no chat format named {format_name!r}; known formats: {known}.")
@@ -80,8 +82,10 @@ class ChatRenderer:
             try:
                 result = self._formatter(messages=messages)  # type: ignore[arg-type]  # plain role/content dicts
             except (jinja2.TemplateError, ValueError, TypeError) as exc:
-                # Templates raise on conversations they reject (e.g. roles that do not alternate).
-                raise UserError(f"The model's chat template rejected this conversation: {exc}.") from exc
+                # Templates raise on conversations they reject (e.g. roles that do not alternate). What they say
+                # is the template's text: cut to a sentence (raise_exception('x' * 20_000_000) is one line of it).
+                raise UserError(f"The model's chat template rejected this conversation: "
+                                f"{shorten(exc, ERROR_CHARS)}.") from None
             stop = [s for s in ([result.stop] if isinstance(result.stop, str) else result.stop or []) if s]
             return RenderedPrompt(result.prompt, stop, add_bos=not result.added_special)
         if self.format_name in _NO_SYSTEM_ROLE:
@@ -124,6 +128,9 @@ def render_safely(renderer: ChatRenderer, messages: list[dict], seconds: float =
     nothing (an empty prompt makes llama.cpp abort the process).
     """
     fix = " Choose a chat format instead (for example --chat-format chatml), or use text completion."
+    # A long conversation takes longer to render, and that is not the template's fault: the limit grows
+    # with it (0.1 ms a message; the app sends at most what can fit the context).
+    seconds += len(messages) / 10_000
     try:
         with time_limit(seconds):
             rendered = renderer.render(messages)

@@ -1,23 +1,30 @@
 """One loaded model and its context: tokens in, tokens out, KV cache bookkeeping.
 
 `LoadedModel` keeps a list of the tokens that sit in the KV cache, so a new
-prompt only evaluates what differs from the last one (`eval_prompt`). It is not
+prompt only evaluates what differs from the last one (`eval_prompt`). Where part
+of the cache cannot be rolled back (window-sized sliding-window caches, recurrent
+state) it resumes from a context checkpoint (`checkpoints.Checkpoints`). It is not
 thread-safe: the Engine serialises access to it.
 """
 
 import ctypes
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import llama_cpp.llama_cpp as C
 
 from assistant.engine.runner import llama_runtime as rt
+from assistant.engine.runner.checkpoints import DEFAULT_LIMIT, Checkpoints
 
 
 @dataclass
 class PromptEval:
     n_prompt: int  # tokens in the prompt
     n_cached: int  # of which were already in the KV cache
+    restored: int | None = None  # resumed from the checkpoint after this many tokens
+    images_encoded: int = 0  # images the projector encoded for this prompt (the others were cached)
+    encode_ms: float = 0.0  # the time those encodes took
 
 
 class DecodeError(RuntimeError):
@@ -32,11 +39,19 @@ _ABORTED = 2  # llama_decode's return code when the abort callback said stop
 
 
 class LoadedModel:
-    def __init__(self, path: str, *, n_ctx: int, n_threads: int, n_gpu_layers: int, n_batch: int):
+    def __init__(self, path: str, *, n_ctx: int, n_threads: int, n_gpu_layers: int, n_batch: int,
+                 kv_cache_type: str = "f16", flash_attn: str = "auto", swa_full: bool = False,
+                 max_checkpoints: int = DEFAULT_LIMIT, max_checkpoint_bytes: int | None = None):
         mark = rt.log_mark()
         self.model = rt.load_model(path, n_gpu_layers)
+        context_mark = rt.log_mark()
         try:
-            self.ctx = rt.new_context(self.model, n_ctx=n_ctx, n_batch=n_batch, n_threads=n_threads)
+            self.ctx = rt.new_context(self.model, n_ctx=n_ctx, n_batch=n_batch, n_threads=n_threads,
+                                      kv_cache_type=kv_cache_type, flash_attn=flash_attn, swa_full=swa_full)
+        except rt.LlamaLoadError as exc:
+            rt.free(model=self.model)
+            reason = rt.context_error(rt.log_since(context_mark))
+            raise (rt.ContextSettingsError(reason) if reason else exc) from None
         except Exception:
             rt.free(model=self.model)
             raise
@@ -50,11 +65,26 @@ class LoadedModel:
         self.n_ctx = C.llama_n_ctx(self.ctx)
         self.n_vocab = C.llama_vocab_n_tokens(self.vocab)
         self.memory = C.llama_get_memory(self.ctx)
-        self.kv_tokens: list[int] = []  # what the KV cache holds, position by position
+        self.projector: Any = None  # a vision.Projector when the model sees images
+        self.n_ubatch = C.llama_n_ubatch(self.ctx)
+        self.n_swa = int(C.llama_model_n_swa(self.model))
+        self.window = self.n_swa > 0 and not swa_full  # sliding-window layers keep only their window
+        self.recurrent = bool(C.llama_model_is_recurrent(self.model) or C.llama_model_is_hybrid(self.model))
+        # Only caches that cannot be cut back at any position need checkpoints; a plain KV cache never pays for them.
+        self.checkpoints = Checkpoints(self.ctx, max_checkpoints if (self.window or self.recurrent) else 0,
+                                       max_checkpoint_bytes)
+        self.kv_cache = {"type": kv_cache_type, "flash_attn": rt.flash_attn_used(rt.log_since(context_mark)),
+                         "flash_attn_setting": flash_attn,
+                         "swa": ("window" if self.window else "full") if self.n_swa > 0 else None,
+                         "recurrent": self.recurrent}
+        # What the KV cache holds, position by position; an image's positions hold its placeholders (vision.py).
+        self.kv_tokens: list[int] = []
         self._piece_buf = ctypes.create_string_buffer(256)
         self._pieces: dict[int, bytes] = {}  # token -> its bytes (the vocabulary never changes)
         self._eog: dict[int, bool] = {}  # token -> ends a turn
         self._one = (C.llama_token * 1)()
+        self._batch: Any = None  # the verify batch (speculative decoding), made on first use
+        self._batch_cap = 0
 
     # --- Metadata
     def weights_bytes(self) -> int:
@@ -126,33 +156,88 @@ class LoadedModel:
         return known
 
     # --- Evaluation
-    def eval_prompt(self, tokens: list[int], should_abort=None) -> PromptEval:
+    def eval_prompt(self, tokens: list[int], should_abort=None, *, checkpoints: bool = True,
+                    images=None) -> PromptEval:
         """Bring the KV cache to `tokens`, evaluating only what is not cached.
 
         `should_abort()` is asked between llama.cpp's micro-batches (its abort callback), so
         a long prompt stops within a fraction of a second of a cancel; raises Cancelled then.
+        `checkpoints` False evaluates without saving any (a benchmark of llama.cpp's own speed).
+        `images`: the prompt's image spans by start index (vision.PromptChunks.spans), whose
+        placeholder ids in `tokens` the projector evaluates, each whole.
         """
         if not tokens:  # llama.cpp aborts the process on an empty batch
             raise DecodeError("there is nothing to evaluate (an empty prompt)")
-        n_keep = 0
+        shared = 0
         for a, b in zip(self.kv_tokens, tokens):
             if a != b:
                 break
-            n_keep += 1
-        n_keep = min(n_keep, len(tokens) - 1)  # the last token must be evaluated for its logits
+            shared += 1
+        n_keep = min(shared, len(tokens) - 1)  # the last token must be evaluated for its logits
+        images = images or {}
+        for span in images.values():
+            if span.start < n_keep < span.start + span.n_pos:
+                n_keep = span.start  # an image is evaluated whole or not at all
+        restored = None
         if n_keep < len(self.kv_tokens):
-            if not C.llama_memory_seq_rm(self.memory, 0, n_keep, -1):
-                # Some caches cannot drop a tail; start from scratch rather than misuse them.
-                C.llama_memory_clear(self.memory, True)
-                n_keep = 0
-        del self.kv_tokens[n_keep:]
-        rest = tokens[n_keep:]
+            n_keep, restored = self._cut_back(n_keep)
+        self.checkpoints.forget_after(shared)
+        saves = self.checkpoints.points(n_keep, len(tokens), self.n_ubatch) if checkpoints else set()
+        # An image's positions are evaluated in one go: no batch end or checkpoint falls inside one.
+        inside = {p for span in images.values() for p in range(span.start + 1, span.start + span.n_pos)}
+        saves = {p for p in saves if p not in inside}
+        edges = {p for span in images.values() for p in (span.start, span.start + span.n_pos) if p > n_keep}
+        ends = sorted({*range(n_keep + self.n_batch, len(tokens), self.n_batch), *saves, *edges, len(tokens)}
+                      - inside)
+        result = PromptEval(n_prompt=len(tokens), n_cached=n_keep, restored=restored)
+        start = n_keep
         with self._abort_callback(should_abort):
-            for start in range(0, len(rest), self.n_batch):
+            for end in ends:
                 if should_abort is not None and should_abort():
                     raise Cancelled()
-                self.decode(rest[start : start + self.n_batch])
-        return PromptEval(n_prompt=len(tokens), n_cached=n_keep)
+                if start in saves:
+                    self.checkpoints.save(start)
+                if start in images:
+                    result.encode_ms += self._eval_image(images[start], tokens[start:end], should_abort)
+                    result.images_encoded += 1
+                else:
+                    self.decode(tokens[start:end])
+                start = end
+        result.encode_ms = round(result.encode_ms, 2)
+        return result
+
+    def _eval_image(self, span, placeholders: list[int], should_abort) -> float:
+        """Encode one image and decode it into the cache at the next position; the encode's milliseconds."""
+        if self.projector is None:
+            raise DecodeError("the prompt holds an image but no image projector is loaded")
+        rc, encode_ms = self.projector.evaluate(span, self.ctx, len(self.kv_tokens), self.n_batch)
+        if rc != 0:
+            C.llama_memory_clear(self.memory, True)  # the cache may hold part of the image: forget it
+            self.kv_tokens.clear()
+            self.checkpoints.clear()
+            if should_abort is not None and should_abort():
+                raise Cancelled()
+            raise DecodeError(f"the image projector could not encode or decode an image (error {rc})")
+        self.kv_tokens.extend(placeholders)
+        return encode_ms
+
+    def _cut_back(self, n_keep: int) -> tuple[int, int | None]:
+        """Drop the cache past its first `n_keep` tokens. Returns (tokens kept, the checkpoint resumed
+        from or None): fewer than `n_keep` where part of the cache cannot go back that far."""
+        window_holds = not self.window or (
+            C.llama_memory_seq_pos_min(self.memory, 0) <= max(0, n_keep - self.n_swa))
+        # A recurrent state refuses a partial cut (llama.cpp leaves it untouched then).
+        if window_holds and C.llama_memory_seq_rm(self.memory, 0, n_keep, -1):
+            del self.kv_tokens[n_keep:]
+            return n_keep, None
+        restored = self.checkpoints.restore(n_keep)
+        if restored is not None and C.llama_memory_seq_rm(self.memory, 0, restored, -1):
+            del self.kv_tokens[restored:]
+            return restored, restored
+        # Nothing to resume from: start from scratch rather than misuse the cache.
+        C.llama_memory_clear(self.memory, True)
+        self.kv_tokens.clear()
+        return 0, None
 
     @contextmanager
     def _abort_callback(self, should_abort):
@@ -192,6 +277,7 @@ class LoadedModel:
             # The cache may now hold part of the batch; forget it rather than guess.
             C.llama_memory_clear(self.memory, True)
             self.kv_tokens.clear()
+            self.checkpoints.clear()
             if rc == _ABORTED:
                 raise Cancelled()
             raise DecodeError(f"llama_decode returned {rc}")
@@ -199,8 +285,63 @@ class LoadedModel:
     def reset_cache(self) -> None:
         C.llama_memory_clear(self.memory, True)
         self.kv_tokens.clear()
+        self.checkpoints.clear()
+
+    def kv_cache_record(self) -> dict:
+        """The cache as allocated and its checkpoints now, for the statistics record."""
+        return {**self.kv_cache, **self.checkpoints.record()}
+
+    # --- Speculative decoding: a batch with logits at every position, and taking tokens back
+    def decode_all(self, tokens: list[int]) -> None:
+        """Decode `tokens` after the cache with logits for every one of them (a verify batch):
+        `logits(i)` is then the distribution after tokens[i]."""
+        n = len(tokens)
+        if n > self._batch_cap:
+            if self._batch is not None:
+                C.llama_batch_free(self._batch)
+            self._batch, self._batch_cap = C.llama_batch_init(n, 0, 1), n
+        b = self._batch
+        pos0 = len(self.kv_tokens)
+        for i, token in enumerate(tokens):
+            b.token[i] = token
+            b.pos[i] = pos0 + i
+            b.n_seq_id[i] = 1
+            b.seq_id[i][0] = 0
+            b.logits[i] = 1
+        b.n_tokens = n
+        self._check(C.llama_decode(self.ctx, b))
+        self.kv_tokens.extend(tokens)
+
+    def logits(self, idx: int = -1):
+        """The logits after the output at `idx` of the last batch, as a numpy view (valid until the next decode)."""
+        import numpy as np
+
+        return np.ctypeslib.as_array(C.llama_get_logits_ith(self.ctx, idx), shape=(self.n_vocab,))
+
+    def truncate(self, n: int) -> None:
+        """Forget everything in the cache after the first `n` tokens (rejected drafts)."""
+        if n >= len(self.kv_tokens):
+            return
+        # A window-sized sliding-window cache takes back its newest cells too: the cells a verify batch
+        # overwrote were outside the window of every later token already.
+        if not C.llama_memory_seq_rm(self.memory, 0, n, -1):
+            self.reset_cache()
+            raise DecodeError("the model's cache cannot take back drafted tokens")
+        del self.kv_tokens[n:]
+        self.checkpoints.forget_after(n)
+
+    def can_roll_back(self) -> bool:
+        """Whether the cache can drop its last tokens: not so for recurrent state (Mamba, hybrids)."""
+        return not self.recurrent
 
     def close(self) -> None:
+        if self._batch is not None:
+            C.llama_batch_free(self._batch)
+            self._batch = None
+        if self.projector is not None:
+            self.projector.close()
+            self.projector = None
+        self.checkpoints.clear()
         rt.free(model=self.model, ctx=self.ctx)
         self.model = self.ctx = None
 
@@ -228,6 +369,14 @@ class Sampler:
 
     def sample(self) -> int:
         return C.llama_sampler_sample(self.ptr, self.ctx, -1)
+
+    def sample_at(self, idx: int) -> int:
+        """Sample from the logits of output `idx` of the last batch (a verify batch's positions)."""
+        return C.llama_sampler_sample(self.ptr, self.ctx, idx)
+
+    def accept(self, token: int) -> None:
+        """Tell the chain a token chosen outside it (speculative sampling), so its penalties stay in step."""
+        C.llama_sampler_accept(self.ptr, token)
 
     def close(self) -> None:
         if self.ptr:

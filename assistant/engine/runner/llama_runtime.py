@@ -44,6 +44,11 @@ def _install_log_sink() -> None:
     C.llama_log_set(_log_sink, ctypes.c_void_p(0))
 
 
+def log_callback():
+    """The C log callback that captures llama.cpp's lines, for the libraries beside it (libmtmd) to log into."""
+    return _log_sink
+
+
 def log_mark() -> int:
     with _log_lock:
         return len(_log_lines)
@@ -159,6 +164,10 @@ class LlamaLoadError(RuntimeError):
     pass
 
 
+class ContextSettingsError(LlamaLoadError):
+    """llama.cpp refused a context because of the settings asked for (a cache type the model's heads do not fit)."""
+
+
 def load_model(path: str, n_gpu_layers: int, use_mmap: bool = True):
     ensure_backend()
     params = C.llama_model_default_params()
@@ -174,7 +183,14 @@ def load_model(path: str, n_gpu_layers: int, use_mmap: bool = True):
     return model
 
 
-def new_context(model, *, n_ctx: int, n_batch: int, n_threads: int):
+# The KV cache types offered (K and V alike), as llama-server's -ctk/-ctv name them.
+KV_CACHE_TYPES = {"f16": C.GGML_TYPE_F16, "q8_0": C.GGML_TYPE_Q8_0, "q4_0": C.GGML_TYPE_Q4_0}
+FLASH_ATTN = {"auto": C.LLAMA_FLASH_ATTN_TYPE_AUTO, "on": C.LLAMA_FLASH_ATTN_TYPE_ENABLED,
+              "off": C.LLAMA_FLASH_ATTN_TYPE_DISABLED}
+
+
+def new_context(model, *, n_ctx: int, n_batch: int, n_threads: int, kv_cache_type: str = "f16",
+                flash_attn: str = "auto", swa_full: bool = False):
     params = C.llama_context_default_params()
     params.n_ctx = n_ctx
     params.n_batch = n_batch
@@ -183,13 +199,44 @@ def new_context(model, *, n_ctx: int, n_batch: int, n_threads: int):
     params.n_threads = n_threads
     params.n_threads_batch = n_threads
     params.no_perf = True
-    # A full-size sliding-window cache lets a follow-up turn reuse any prefix of the
-    # conversation (Gemma 2/3 use SWA); the small window cache would force re-evaluation.
-    params.swa_full = True
+    # llama-server's default: sliding-window layers get a cache of the window (plus one micro-batch),
+    # not of the whole context. A follow-up turn still reuses its prefix through checkpoints
+    # (llama_model.Checkpoints); llama-cpp-python's own default (full-size) costs 5x the memory on Gemma 3.
+    params.swa_full = swa_full
+    params.type_k = params.type_v = KV_CACHE_TYPES[kv_cache_type]
+    if kv_cache_type != "f16" and flash_attn == "off":
+        flash_attn = "on"  # llama.cpp refuses a quantized V cache without flash attention
+    params.flash_attn_type = FLASH_ATTN[flash_attn]
     ctx = C.llama_init_from_model(model, params)
     if not ctx:
         raise LlamaLoadError("llama.cpp could not create a context (not enough memory?)")
     return ctx
+
+
+_FA_ON_RE = re.compile(r"flash_attn\s*=\s*enabled|Flash Attention enabled|enabling flash_attn")
+_FA_OFF_RE = re.compile(r"flash_attn\s*=\s*disabled|Flash Attention not supported|set to disabled")
+
+
+def flash_attn_used(log: str) -> bool | None:
+    """Whether llama.cpp turned flash attention on for a context, from its creation log (None: not said).
+
+    With "auto" llama.cpp decides per backend while it reserves the graphs, and only its log tells."""
+    on, off = _FA_ON_RE.search(log), _FA_OFF_RE.search(log)
+    if on and off:  # auto first said, then resolved: the later line wins
+        return on.start() > off.start()
+    return True if on else False if off else None
+
+
+def context_error(log: str) -> str | None:
+    """llama.cpp's reason for refusing a context, when it logged one worth a sentence."""
+    match = re.search(r"(K|V) cache type (\S+) with block size (\d+) does not divide n_embd_head_\w=(\d+)", log)
+    if match:
+        which, kind, block, head = match.groups()
+        return (f"a {kind} {which} cache stores blocks of {block} values, and this model's attention heads hold "
+                f"{head}; choose the f16 KV cache type for it")
+    if "quantized V cache requires flash_attn" in log:
+        return "a quantized V cache needs flash attention; turn it on (or auto)"
+    return None
 
 
 def free(model=None, ctx=None) -> None:

@@ -21,10 +21,10 @@ def prompt_processing(model: LoadedModel, n_tokens: int = 512) -> float:
     text = "The quick brown fox jumps over the lazy dog. " * (n_tokens // 4 + 8)
     tokens = model.tokenize(text, add_bos=True)[:n_tokens]
     model.reset_cache()
-    model.eval_prompt(tokens[:16])  # warm-up: first touch of weights and buffers
+    model.eval_prompt(tokens[:16], checkpoints=False)  # warm-up: first touch of weights and buffers
     model.reset_cache()
     t = time.perf_counter()
-    model.eval_prompt(tokens)
+    model.eval_prompt(tokens, checkpoints=False)
     elapsed = time.perf_counter() - t
     model.reset_cache()
     return len(tokens) / elapsed
@@ -37,7 +37,7 @@ def native_generation(model: LoadedModel, renderer: ChatRenderer | None, n_token
     else:
         prompt = model.tokenize(BENCH_PROMPT[0]["content"], add_bos=True)
     model.reset_cache()
-    model.eval_prompt(prompt)
+    model.eval_prompt(prompt, checkpoints=False)
     sampler = Sampler(model, bench_settings(n_tokens), seed=BENCH_SEED)
     one = (C.llama_token * 1)()
     ctx = model.ctx
