@@ -52,6 +52,7 @@ class TurnRequest:
     messages: list[dict] | None = None  # kind "messages"
     settings: GenerationSettings | None = None
     system_prompt: str | None = None  # for a new conversation
+    conversation_settings: dict[str, Any] | None = None  # for a new conversation: its own overrides, saved with it
     model: str | None = None  # load this model first if another one is loaded
     load_settings: LoadSettings | None = None
     save: bool = True  # kept in the history (API turns only when the user chose so)
@@ -470,6 +471,8 @@ class ChatService:
             session = self._session(req.conversation_id, history)
             if req.conversation_id is None and req.system_prompt:
                 session.system_prompt = req.system_prompt
+            if req.conversation_id is None and req.conversation_settings:
+                session.conversation_settings = dict(req.conversation_settings)
             session.settings = settings
             stream = session.send(req.text or "", req.images)
         elif req.kind in ("regenerate", "edit", "continue"):
@@ -526,6 +529,15 @@ class ChatService:
 
     def set_conversation_settings(self, conversation_id: int, settings: dict[str, Any]) -> None:
         self._require_history().update_conversation(conversation_id, settings=settings)
+
+    def set_system_prompt(self, conversation_id: int, system_prompt: str | None) -> None:
+        """The conversation's own system prompt from its next turn on (None or empty: none)."""
+        self._require_history().update_conversation(conversation_id, system_prompt=(system_prompt or "").strip() or None)
+        self._sessions.pop(conversation_id, None)  # its open session read the old prompt: read it again
+
+    def dismiss_notice(self, notice_id: Any) -> None:
+        """A history notice the person has read (a damaged database moved aside, say): not shown again."""
+        self._require_history().dismiss_notice(notice_id)
 
     def save_benchmark(self, result: dict[str, Any]) -> int:
         return self._require_history().save_benchmark(result)

@@ -46,6 +46,7 @@ from assistant.chat_service import (
     TurnText,
 )
 from assistant.engine.settings import GenerationSettings, LoadSettings
+from assistant.prompt_sets import PromptSetService
 from common.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -227,6 +228,7 @@ class CompareService:
     def __init__(self, chat: ChatService, history: Any = None) -> None:
         self.chat = chat
         self.history = history
+        self.prompt_sets = PromptSetService(history)  # the one writer of prompt sets for every front end
         self._home = None  # the model being put back after a comparison, until it is
 
     def start(self, request: CompareRequest, listener: Listener | None = None) -> CompareRun:
@@ -278,7 +280,7 @@ class CompareService:
                   settings: GenerationSettings | None = None, load_settings: LoadSettings | None = None,
                   restore_model: bool = False, save: bool = True) -> CompareRun:
         """Run a saved prompt set as a batch over `models`."""
-        prompt_set = self._history().get_prompt_set(name)
+        prompt_set = self.prompt_sets.get(name)
         return self.start(CompareRequest(prompts=prompt_set.prompts, models=models,
                                          system_prompt=prompt_set.system_prompt,
                                          settings=settings or GenerationSettings(), load_settings=load_settings,

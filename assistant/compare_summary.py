@@ -6,7 +6,9 @@
 Shared by `assistant compare`, the window's Compare page and (through
 `pair_summaries`) whatever view sums up the history. Figures print through
 common.formatting. A remote model's memory is its server's, never this machine's:
-its memory cells say "on NAME".
+its memory cells say "on NAME". A speed measured while other programs held the CPU
+(`assistant.busy`) is shown marked "(busy CPU)" and never compared: medians and
+"N× faster" use quiet answers only, or say that there are none.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from assistant.busy import BUSY_MARK, is_busy
 from assistant.model_choices import label_of, short_label
 from assistant.stats_format import model_label
 from common.errors import UserError
@@ -69,20 +72,14 @@ def figures(stats: dict[str, Any] | None) -> dict[str, Any]:
         "stop_reason": record.get("stop_reason") if isinstance(record.get("stop_reason"), str) else None,
         "runner_pid": transport.get("runner_pid"),
         "remote": remote,
-        "cpu_busy": _cpu_busy(transport.get("cpu_other_busy"), record.get("n_threads")),
+        "cpu_busy": is_busy(record),
     }
 
 
-BUSY_NOTE = "(busy): other programs used the CPU during that reply, so its speed is below what this machine gives"
-
-
-def _cpu_busy(fraction: Any, threads: Any) -> bool:
-    """Other programs held the cores the model needed while it answered (models.speed's rule)."""
-    from models.speed import is_quiet
-
-    busy = _num(fraction)
-    n = int(threads) if isinstance(threads, int) and threads > 0 else 1
-    return busy is not None and not is_quiet(busy, n)
+BUSY_NOTE = (f"({BUSY_MARK}): other programs used the CPU during that reply, so its speed is below what this "
+             "machine gives and is not compared")
+NO_QUIET_BOTH = "both runs were on a busy CPU: run again for a speed comparison"
+NO_QUIET_ALL = "every run of both models was on a busy CPU: run again for a speed comparison"
 
 
 # (key, label): the rows under each column, in the issue's order.
@@ -108,7 +105,7 @@ def format_figure(key: str, fig: dict[str, Any]) -> str:
         text = format_tps(value, unknown=NOT_KNOWN)
         server = fig.get("server_gen_tps")
         text = f"{text} (server {format_tps(server)})" if server else text
-        return f"{text} (busy)" if fig.get("cpu_busy") else text
+        return f"{text} ({BUSY_MARK})" if fig.get("cpu_busy") else text
     if key in ("ttft_ms", "total_ms"):
         return format_duration(value / 1000 if value is not None else None, unknown=NOT_KNOWN)
     if key == "completion_tokens":
@@ -179,6 +176,7 @@ class ModelRow:
     judged: int
     peak_memory_bytes: float | None  # the model process's peak over the batch; None for a remote model
     remote: str | None
+    busy: int = 0  # answers measured on a busy CPU: left out of the median speed
 
     def cells(self) -> list[str]:
         """model · answers · median tok/s · median first token · good enough · memory"""
@@ -186,7 +184,10 @@ class ModelRow:
         memory = f"on {self.remote}" if self.remote else format_bytes(self.peak_memory_bytes, unknown=NOT_KNOWN)
         ttft = format_duration(self.median_ttft_ms / 1000 if self.median_ttft_ms is not None else None,
                                unknown=NOT_KNOWN)
-        return [self.name, str(self.answered), format_tps(self.median_tps, unknown=NOT_KNOWN), ttft, good, memory]
+        tps = format_tps(self.median_tps, unknown=NOT_KNOWN)
+        if self.busy:
+            tps += f" ({BUSY_MARK})" if self.median_tps is None else f" ({self.busy} on a {BUSY_MARK} left out)"
+        return [self.name, str(self.answered), tps, ttft, good, memory]
 
 
 SUMMARY_HEADERS = ["model", "answers", "median tok/s", "median first token", "good enough", "peak RAM"]
@@ -207,11 +208,13 @@ def summarize_models(rows: list[dict[str, Cell]], models: list[str]) -> list[Mod
         remote = next((f["remote"] for f in figs if f["remote"]), None)
         peaks = [f["rss_peak_bytes"] for f in figs if f["rss_peak_bytes"] is not None]
         first = next((c.stats for c in ok), None)
+        quiet = [f for f in figs if not f["cpu_busy"]]
         out.append(ModelRow(
             model=model, name=display_name(model, first), answered=len(ok),
-            median_tps=_median(f["gen_tps"] for f in figs), median_ttft_ms=_median(f["ttft_ms"] for f in figs),
+            median_tps=_median(f["gen_tps"] for f in quiet), median_ttft_ms=_median(f["ttft_ms"] for f in figs),
             good=sum(1 for c in cells if c.good_enough), judged=sum(1 for c in cells if c.good_enough is not None),
-            peak_memory_bytes=max(peaks) if peaks and not remote else None, remote=remote))
+            peak_memory_bytes=max(peaks) if peaks and not remote else None, remote=remote,
+            busy=len(figs) - len(quiet)))
     return out
 
 
@@ -240,9 +243,10 @@ class PairSummary:
     comparisons: int
     good: int  # the subject's answers judged good enough (or best)
     judged: int
-    speed_ratio: float | None  # subject's median tok/s over the other's
+    speed_ratio: float | None  # subject's median tok/s over the other's, quiet answers only
     memory_ratio: float | None  # subject's median peak RAM over the other's (both local)
     sentence: str
+    speed_note: str | None = None  # why there is no speed ratio: the runs were on a busy CPU
 
 
 def _size(stats: dict[str, Any]) -> float:
@@ -264,6 +268,13 @@ def pair_sentence(s: PairSummary) -> str:
         speed = (("is about as fast", "as") if 0.95 < r < 1.05
                  else (f"is {_times(r)} faster", "than") if r >= 1.05 else (f"is {_times(1 / r)} slower", "than"))
     memory = f"needs {_times(s.memory_ratio)} the memory" if s.memory_ratio is not None else None
+    note = f"; {s.speed_note}" if s.speed_note and speed is None else ""
+    return _pair_sentence(s, n, speed, memory) + (note + "." if note else "")
+
+
+def _pair_sentence(s: PairSummary, n: str, speed: tuple[str, str] | None, memory: str | None) -> str:
+    """The sentence without its final full stop when a note on speed follows, else with it."""
+    end = "" if s.speed_note and speed is None else "."
     if speed and memory:
         figures_ = f"{speed[0]} and {memory} of {s.other_name}"
     elif speed:
@@ -276,11 +287,13 @@ def pair_sentence(s: PairSummary) -> str:
         judged = "" if s.judged == s.comparisons else f" of the {s.judged} you judged"
         verdict = f"{s.subject_name} was good enough in {s.good}{judged}"
         if figures_ is None:
-            return f"On your {n} with {s.other_name}, {verdict}."
-        return f"On your {n}, {verdict}; it {figures_}."
+            return f"On your {n} with {s.other_name}, {verdict}{end}"
+        return f"On your {n}, {verdict}; it {figures_}{end}"
     if figures_ is None:
+        if end == "":  # the note says why: the speeds were measured on a busy CPU
+            return f"On your {n} with {s.other_name} (none judged yet), {s.subject_name} has no speed to compare"
         return f"On your {n} with {s.other_name} (none judged yet), {s.subject_name} has no figures to compare."
-    return f"On your {n} (none judged yet), {s.subject_name} {figures_}."
+    return f"On your {n} (none judged yet), {s.subject_name} {figures_}{end}"
 
 
 def pair_summaries(comparisons: Iterable[Any]) -> list[PairSummary]:
@@ -300,17 +313,36 @@ def pair_summaries(comparisons: Iterable[Any]) -> list[PairSummary]:
             a, b, both = b, a, [(y, x) for x, y in both]
         fa = [figures(x.stats) for x, _ in both]
         fb = [figures(y.stats) for _, y in both]
-        speed = _ratio(_median(f["gen_tps"] for f in fa), _median(f["gen_tps"] for f in fb))
+        speed, speed_note = _speed_ratio(fa, fb, display_name(a, both[0][0].stats), display_name(b, both[0][1].stats))
         memory = _ratio(_median(f["rss_peak_bytes"] for f in fa), _median(f["rss_peak_bytes"] for f in fb))
         summary = PairSummary(
             subject=a, other=b, subject_name=display_name(a, both[0][0].stats),
             other_name=display_name(b, both[0][1].stats), comparisons=len(both),
             good=sum(1 for x, _ in both if x.good_enough), judged=sum(1 for x, _ in both if x.good_enough is not None),
-            speed_ratio=speed, memory_ratio=memory, sentence="")
+            speed_ratio=speed, memory_ratio=memory, sentence="", speed_note=speed_note)
         summary.sentence = pair_sentence(summary)
         out.append(summary)
     out.sort(key=lambda s: -s.comparisons)
     return out
+
+
+def _speed_ratio(fa: list[dict[str, Any]], fb: list[dict[str, Any]], name_a: str,
+                 name_b: str) -> tuple[float | None, str | None]:
+    """The ratio of the two models' median speeds over their quiet answers only; or, when a side has
+    none (every answer it gave ran on a busy CPU), no ratio and a note saying so."""
+    qa = [f["gen_tps"] for f in fa if f["gen_tps"] is not None and not f["cpu_busy"]]
+    qb = [f["gen_tps"] for f in fb if f["gen_tps"] is not None and not f["cpu_busy"]]
+    if qa and qb:
+        return _ratio(_median(qa), _median(qb)), None
+    busy_a = any(f["cpu_busy"] for f in fa)
+    busy_b = any(f["cpu_busy"] for f in fb)
+    if not qa and not qb and busy_a and busy_b:
+        return None, NO_QUIET_BOTH if len(fa) == 1 else NO_QUIET_ALL
+    if not qa and busy_a:
+        return None, f"{name_a}'s runs were on a busy CPU: run again for a speed comparison"
+    if not qb and busy_b:
+        return None, f"{name_b}'s runs were on a busy CPU: run again for a speed comparison"
+    return None, None
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:

@@ -53,6 +53,7 @@ class ChatSession:
         self.user_message: Any = None  # the saved user message of the turn in flight (history Message)
         self.reply_id: int | None = None  # the saved reply being streamed, once there is one
         self.saved_reply: Any = None  # the finished reply as saved (history Message), after a turn
+        self.conversation_settings: dict[str, Any] | None = None  # a new conversation's own overrides, if any
 
     # --- Conversation lifecycle
     def new(self) -> None:
@@ -221,9 +222,10 @@ class ChatSession:
     # --- Persistence (a no-op without a store)
     def _ensure_conversation(self) -> None:
         if self.conversation_id is None:
-            # No settings saved with it: a conversation's settings are only the overrides its user chose
-            # (each reply's record keeps the sampling it used); the defaults stay the defaults.
-            conv = self.history.create_conversation(model=self._model_name(), system_prompt=self.system_prompt)
+            # Only the overrides its user chose are saved with it (each reply's record keeps the sampling
+            # it used); the defaults stay the defaults.
+            conv = self.history.create_conversation(model=self._model_name(), system_prompt=self.system_prompt,
+                                                    settings=self.conversation_settings)
             self.conversation_id = conv.id
         else:
             self._note_model()

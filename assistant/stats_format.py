@@ -1,6 +1,7 @@
 """One line that sums up a reply's statistics record, for people.
 
     41.2 tok/s · 312 tokens · 0.21 s to first token · 1.3 GB RAM · gemma-3-270m Q4_K_M
+    12.5 tok/s (busy CPU) · …      other programs held the cores meanwhile (assistant.busy)
 
 Shared by the chat loop, the Markdown export and the window. Tolerant by design: a
 record from an older engine, or one cut short by an error, just gives a shorter line.
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 import math
 from typing import Any
+
+from assistant.busy import BUSY_MARK, is_busy
 from common.formatting import format_bytes, format_tps
 
 SEP = " · "
@@ -48,7 +51,8 @@ def format_stats_line(stats: dict[str, Any] | None) -> str:
         parts.append(f"server {server}, received {format_tps(tps, precise=True)}" if tps is not None
                      else f"server {server}")
     elif tps is not None:
-        parts.append(format_tps(tps, precise=True) + (" received" if remote else ""))
+        parts.append(format_tps(tps, precise=True) + (" received" if remote else "")
+                     + (f" ({BUSY_MARK})" if is_busy(stats) else ""))
     tokens = _num(stats.get("completion_tokens"))
     thinking = _num(stats.get("thinking_tokens"))
     if tokens is not None and thinking:

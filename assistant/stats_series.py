@@ -10,7 +10,7 @@ Three rules, so the charts do not mislead:
 - **Idle gaps break lines.** Two replies more than `IDLE_GAP_S` apart are not joined:
   a line between them would draw a trend nobody measured.
 - **Busy runs are shown, not counted.** A reply during which other programs kept the
-  CPU busy (`transport.cpu_other_busy`, judged by `models.speed.is_quiet`) ran slower
+  CPU busy (`transport.cpu_other_busy`, judged by `assistant.busy`, the one rule) ran slower
   than the model does; it is drawn (hollow) but left out of every median.
 - **Remote replies are kept apart.** A reply from a server (`transport.kind == "remote"`)
   measures the server and the network: its series is marked remote, it has its own
@@ -29,10 +29,13 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from common.formatting import format_bytes, format_number
-from models.speed import is_quiet
+from common.formatting import format_bytes, format_count, format_number
+from assistant.busy import run_is_busy
 
 IDLE_GAP_S = 30 * 60  # replies further apart than this belong to different sittings
+NO_SIZES = "No replies with a model size yet."
+ALL_BUSY = ("Every reply with a model size ran on a busy CPU (other programs held the cores), so there is no "
+            "speed to plot yet: chat again when the computer is quieter.")
 
 
 @dataclass(frozen=True)
@@ -147,6 +150,7 @@ class StatsSnapshot:
     size_points: tuple[SizePoint, ...]  # local models with a size and a quiet median
     busy_replies: int  # in the whole history
     left_off_size_chart: tuple[str, ...]  # sentences: which models are not on it, and why
+    size_empty: str = NO_SIZES  # what the size chart says when it has no point: none yet, or all busy
 
     def describe(self, metric: str) -> str:
         """A sentence per series for a screen reader: each model's median and how many replies."""
@@ -218,7 +222,6 @@ def replies_from_rows(rows: list[dict[str, Any]], n_cores: int | None = None) ->
         busy_share = None if remote else _finite(row.get("cpu_other_busy"), positive=False)
         if busy_share is not None:
             busy_share = min(1.0, max(0.0, busy_share))
-        threads = _count_of(row.get("n_threads")) or cores  # unknown: as if it used every core
         server = row.get("remote") if isinstance(row.get("remote"), str) else None
         raw.append(Reply(
             model=model, at=at, gen_tps=_finite(row.get("gen_tps")), prompt_tps=_finite(row.get("prompt_tps")),
@@ -226,7 +229,7 @@ def replies_from_rows(rows: list[dict[str, Any]], n_cores: int | None = None) ->
             completion_tokens=_count_of(row.get("completion_tokens")),
             size_bytes=None if remote else _count_of(row.get("size_bytes")) or None,
             remote=remote, server=server, cpu_other_busy=busy_share,
-            busy=not remote and not is_quiet(busy_share, threads, cores),
+            busy=not remote and run_is_busy(busy_share, _count_of(row.get("n_threads")), cores),
             thinking_tokens=_count_of(row.get("thinking_tokens")), thinking_ms=_finite(row.get("thinking_ms"))))
     # A name used both here and on a server is two series: the remote one is told apart.
     local_names = {r.model for r in raw if not r.remote}
@@ -336,17 +339,13 @@ def build_snapshot(rows: list[dict[str, Any]], only: str | None = None, *, n_cor
     replies = replies_from_rows(rows, n_cores)
     figures = model_figures(replies)
     points, left_off = size_points(figures)
+    sized = [r for r in replies if not r.remote and r.size_bytes and r.gen_tps]
     return StatsSnapshot(
         models=tuple(sorted(figures)),
         remote_models=frozenset(m for m, f in figures.items() if f.remote),
         series={key: series(replies, key, only, gap_s) for key in METRICS},
         figures=figures, size_points=points, busy_replies=sum(r.busy for r in replies),
-        left_off_size_chart=left_off)
+        left_off_size_chart=left_off, size_empty=ALL_BUSY if sized and all(r.busy for r in sized) else NO_SIZES)
 
 
-def _count(n: int, noun: str) -> str:
-    if n == 1:
-        return f"{n} {noun}"
-    head, _, last = noun.rpartition(" ")
-    plural = last[:-1] + "ies" if last.endswith("y") and last[-2:-1] not in "aeiou" else last + "s"
-    return f"{n} {head + ' ' if head else ''}{plural}"
+_count = format_count

@@ -9,7 +9,9 @@
 `run_benchmarks` is shared by `assistant bench -m A -m B` and the window's Benchmark
 button. It runs on the chat service's engine thread (in turn with the chat), loads
 each model in turn, measures pp and tg like llama-bench, saves each result in the
-history, and puts back the model that was loaded.
+history, and puts back the model that was loaded. Each result carries `cpu_other_busy`,
+the share of the CPU other programs used meanwhile, so that every view marks a
+benchmark on a busy CPU as such (`assistant.busy.benchmark_is_busy`).
 
 Nothing here imports Qt: the window calls `memory_bandwidth` off its GUI thread
 (`ui.workers.run_in_background`) and reads `cached_bandwidth` on it.
@@ -218,10 +220,13 @@ class StatsService:
                     try:
                         step(f"Loading {spec}…")
                         engine.load(spec, load_settings)
+                        load = _load_meter(engine)
                         result = run_benchmark(engine, pp_tokens=pp_tokens, tg_tokens=tg_tokens,
                                                stream_lengths=stream_lengths, repeats=repeats,
                                                progress=functools.partial(_prefixed, step, spec),
                                                should_stop=lambda: run.stop_requested)
+                        if load is not None:  # other programs' share of the CPU meanwhile (assistant.busy)
+                            result["cpu_other_busy"] = round(load.busy_fraction(), 3)
                         if run.stop_requested:  # the last stream runs were skipped: not a whole result
                             raise BenchmarkCancelled
                     except BenchmarkCancelled:
@@ -244,6 +249,19 @@ class StatsService:
         run._queued = self.chat.run_on_engine(work)
         run._queued.add_done_callback(lambda f: _copy_outcome(f, run))
         return run
+
+
+def _load_meter(engine: Engine) -> Any:
+    """A meter of other programs' CPU use from now on, counting the model's runner as the benchmark's own."""
+    from models.speed import CpuLoadMeter
+
+    summary = engine.summary()
+    pid = getattr(summary, "pid", None)
+    try:
+        return CpuLoadMeter(also=(pid,) if isinstance(pid, int) else ())
+    except (OSError, ImportError) as exc:  # no CPU counters here: the result is simply not marked
+        log.info("no CPU load figure for the benchmark: %s", exc)
+        return None
 
 
 def _prefixed(step: Callable[[str], None], spec: str, message: str) -> None:

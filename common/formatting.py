@@ -54,6 +54,15 @@ def format_tps(tps: float | None, *, estimate: bool = False, unit: bool = True, 
     return ("~" if estimate else "") + value + (" tok/s" if unit else "")
 
 
+def format_count(n: int, noun: str, plural: str | None = None) -> str:
+    """A count and its noun, in the plural when it is not one: "1 repo", "3 repos", "2 replies"."""
+    if n == 1:
+        return f"{n} {noun}"
+    if plural is None:
+        plural = noun[:-1] + "ies" if noun.endswith("y") and noun[-2:-1] not in "aeiou" else noun + "s"
+    return f"{n} {plural}"
+
+
 def format_params(n: int | float | None, *, unknown: str = UNKNOWN) -> str:
     """Parameter counts as people say them: 135M, 1.2B, 8B."""
     if not _finite(n) or n is None or n <= 0:

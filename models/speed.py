@@ -286,12 +286,26 @@ class CpuLoadMeter:
     is slower than the model is: such a run must not teach the estimate.
     """
 
-    def __init__(self):
+    def __init__(self, also: tuple[int, ...] = ()):
+        """`also`: other processes whose CPU counts as the run's own (a benchmark timed from the app
+        counts its model's runner process), not as other programs'."""
         import psutil
 
         self._psutil = psutil
         self._me = psutil.Process()
-        self._start = (time.perf_counter(), psutil.cpu_times(), self._me.cpu_times())
+        self._also = []
+        for pid in also:
+            with contextlib.suppress(psutil.Error):
+                self._also.append(psutil.Process(pid))
+        self._start = (time.perf_counter(), psutil.cpu_times(), self._ours())
+
+    def _ours(self) -> float:
+        total = 0.0
+        for proc in (self._me, *self._also):
+            with contextlib.suppress(self._psutil.Error):  # a process that ended keeps what it used uncounted
+                t = proc.cpu_times()
+                total += t.user + t.system
+        return total
 
     @staticmethod
     def _busy(t) -> float:
@@ -304,15 +318,16 @@ class CpuLoadMeter:
         a run of a tenth of a second that is most of the signal. The figure is the least
         that the counters prove, so a short quiet run is not taken for a busy one.
         """
-        wall0, sys0, me0 = self._start
+        wall0, sys0, ours0 = self._start
         wall = time.perf_counter() - wall0
-        system, me = self._psutil.cpu_times(), self._me.cpu_times()
+        system, ours_now = self._psutil.cpu_times(), self._ours()
         cores = self._psutil.cpu_count() or 1
         if wall <= 0:
             return 0.0
-        ours = (me.user + me.system) - (me0.user + me0.system)
+        ours = ours_now - ours0
         others = self._busy(system) - self._busy(sys0) - ours
-        resolution = 2 * _CLOCK_TICK_S * (cores + 1)  # a tick at each end, on each core and on this process
+        # a tick at each end, on each core and on each process of ours
+        resolution = 2 * _CLOCK_TICK_S * (cores + 1 + len(self._also))
         return min(1.0, max(0.0, (others - resolution) / (wall * cores)))
 
 

@@ -322,4 +322,43 @@ def test_a_speed_measured_on_a_busy_cpu_says_so():
     quiet["transport"] = {"runner_pid": 1, "cpu_other_busy": 0.0}
     busy = _stats(**SMALL) | {"n_threads": 2}
     busy["transport"] = {"runner_pid": 2, "cpu_other_busy": 0.9}
-    assert dict(figure_table([quiet, busy]))["tok/s"] == ["60 tok/s", "60 tok/s (busy)"]
+    assert dict(figure_table([quiet, busy]))["tok/s"] == ["60 tok/s", "60 tok/s (busy CPU)"]
+
+
+def _on(stats, busy):
+    out = copy.deepcopy(stats) | {"n_threads": 2}
+    out["transport"] = {"runner_pid": 1, "cpu_other_busy": busy}
+    return out
+
+
+def test_the_summary_compares_quiet_speeds_only_or_says_it_cannot(store, monkeypatch):
+    monkeypatch.setattr("assistant.busy.os.cpu_count", lambda: 2)
+    # Both answers on a busy CPU (the case: two copies of the starter, "29x faster"): no speed claim.
+    _compare(store, "p0", [("starter", "a", _on(_stats(**SMALL | {"tps": 2.5}), 0.9)),
+                           ("gemma3-1b", "b", _on(_stats(**BIG | {"tps": 72.0}), 0.95))])
+    [pair] = pair_summaries(store.list_comparisons())
+    assert pair.speed_ratio is None and "faster" not in pair.sentence and "slower" not in pair.sentence
+    assert pair.sentence.endswith("both runs were on a busy CPU: run again for a speed comparison.")
+    assert "needs 0.3× the memory of Gemma 3 1B" in pair.sentence  # memory is not the CPU's: still compared
+
+    # One quiet comparison more: its quiet figures are the ones compared, the busy ones left out.
+    _compare(store, "p1", [("starter", "a", _on(_stats(**SMALL), 0.0)), ("gemma3-1b", "b", _on(_stats(**BIG), 0.0))])
+    [pair] = pair_summaries(store.list_comparisons())
+    assert pair.speed_ratio == pytest.approx(3.0) and "is 3.0× faster" in pair.sentence
+
+    # The table per model: a busy answer is left out of the median and said so.
+    rows = summarize_models(cells_of_saved(store.list_comparisons()), ["starter", "gemma3-1b"])
+    assert rows[0].median_tps == 60.0 and rows[0].cells()[2] == "60 tok/s (1 on a busy CPU left out)"
+
+
+def test_the_summary_names_the_side_whose_runs_were_all_busy(store, monkeypatch):
+    monkeypatch.setattr("assistant.busy.os.cpu_count", lambda: 2)
+    for i in range(2):
+        _compare(store, f"p{i}", [("starter", "a", _on(_stats(**SMALL), 0.9)), ("gemma3-1b", "b", _on(_stats(**BIG), 0.0))])
+    [pair] = pair_summaries(store.list_comparisons())
+    assert pair.speed_ratio is None
+    assert "SmolLM2 135M's runs were on a busy CPU: run again for a speed comparison." in pair.sentence
+    rows = summarize_models(cells_of_saved(store.list_comparisons()), ["starter", "gemma3-1b"])
+    assert rows[0].median_tps is None and rows[0].cells()[2] == "– (busy CPU)"
+    store2_pairs = [_on(_stats(**SMALL), 0.9), _on(_stats(**BIG), 0.9)]
+    assert dict(figure_table(store2_pairs))["tok/s"] == ["60 tok/s (busy CPU)", "20 tok/s (busy CPU)"]

@@ -14,7 +14,7 @@ from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import (QAbstractButton, QAbstractItemView, QAbstractSpinBox, QApplication, QComboBox,
                                QFileDialog, QLineEdit, QMessageBox, QProgressBar, QTabBar, QWidget)
 
-from models import download, registry, speed
+from models import catalogue, download, registry, speed
 from models import download_manager as dm
 from models.library import BASE_MODEL_LABEL
 from models.registry import InstalledModel
@@ -22,7 +22,9 @@ from tests.support.fake_engine import FakeEngine
 from tests.support.hub_server import hub, hub_env, medium_model_path  # noqa: F401 - fixtures
 from tests.support.tiny_gguf import write_tiny_llama
 from tests.support.window import open_window
-from ui.model_manager import CATALOGUE_TAB, DOWNLOADS_TAB, INSTALLED_TAB, REMOTES_TAB, ModelManager
+from ui.model_manager import (CAT_FIT, CAT_NOTE, CAT_PARAMS, CAT_SIZE, CAT_SPEED, CAT_STATUS, CATALOGUE_TAB,
+                              DOWNLOADS_TAB, INSTALLED_TAB, REMOTES_TAB, ModelManager)
+from ui.model_marks import ladder_text
 from ui.workers import background_busy
 
 REPO = "ggml-org/gemma-3-1b-it-GGUF"  # the catalogue's Gemma 3 1B, served with a small random model
@@ -121,7 +123,8 @@ def test_picker_shows_the_family_sizes_with_verdicts_and_switches_to_an_installe
     texts = [b.text() for b in picker.size_buttons.values()]
     assert [t.split()[0] for t in texts] == ["270M", "1B", "4B", "12B"]  # size over speed, on two lines
     assert picker.family_label.text() == "Gemma 3 · base model"
-    assert shown(picker.family_label.toolTip()) == BASE_MODEL_LABEL
+    tip = shown(picker.family_label.toolTip())  # the family's ladder, and what a base model is
+    assert tip.startswith("Gemma 3: 270M · 1B · 4B") and tip.endswith(f"\n{BASE_MODEL_LABEL}")
     assert all("tok/s" in t for t in texts) and "↓" in texts[2] and "↓" not in texts[1]
     for button in picker.size_buttons.values():
         assert any(v in button.accessibleName() for v in VERDICTS) and "tok/s" in button.accessibleName()
@@ -160,9 +163,9 @@ def test_the_picker_and_the_catalogue_show_one_speed_figure(qtbot, make_window, 
     assert picker.table is dialog.table  # one table, from the library service
     for base in ("gemma3-1b", "gemma3-4b", "gemma3-12b"):
         shown = picker.size_buttons[base].text().split("\n")[1]
-        assert shown == dialog.catalogue_items[base].text(5), base
+        assert shown == dialog.catalogue_items[base].text(CAT_SPEED), base
     assert picker.size_buttons["gemma3-1b"].text().endswith("\n31 tok/s")  # measured: no ~
-    assert dialog.catalogue_items["gemma3-4b"].text(5).startswith("~")
+    assert dialog.catalogue_items["gemma3-4b"].text(CAT_SPEED).startswith("~")
 
 
 def test_the_toolbar_keeps_its_height_and_the_picker_its_width_whatever_is_loaded(
@@ -231,9 +234,19 @@ def test_a_failed_download_from_the_picker_is_said_once_in_its_line(qtbot, make_
     with qtbot.waitSignal(window.library.downloadFailed, timeout=20_000):
         picker.download_prompt.button(QMessageBox.StandardButton.Yes).click()
     qtbot.wait(20)
-    assert picker.status_label.text() == "Download of Gemma 3 1B failed"
-    assert shown(picker.status_label.toolTip()).startswith("The download was damaged")
+    # The reason in the toolbar's own line (cut to the room there is), and Retry beside it.
+    said = picker.status_label.full_text
+    assert said == ("Download of Gemma 3 1B failed: the download was damaged (its checksum did not match), so it "
+                    "was deleted.")
+    assert said.startswith(picker.status_label.text().removesuffix("…")) and picker.status_label.accessibleDescription() == said
+    assert "Download it again" in shown(picker.status_label.toolTip())
+    assert picker.action_button.isVisible() and picker.action_button.text() == "Retry"
     assert QApplication.activeModalWidget() is None  # no box on top of it
+    hub.corrupt = False
+    with qtbot.waitSignal(window.library.downloadFinished, timeout=20_000):
+        picker.action_button.click()  # Retry: downloads it again, then loads it, as a first try would
+    assert not picker.action_button.isVisible()
+    qtbot.waitUntil(lambda: window.model.get("name") == "gemma3-1b", timeout=10_000)
 
 
 # --- the manager -----------------------------------------------------------------------------------
@@ -243,15 +256,24 @@ def test_the_manager_lists_the_catalogue_families_with_fit_and_speed(qtbot, make
     window = make_window()
     dialog = open_manager(qtbot, window)
     families = [dialog.catalogue.topLevelItem(i).text(0) for i in range(dialog.catalogue.topLevelItemCount())]
-    assert families[:2] == ["SmolLM2 (Hugging Face)", "Gemma 3 (Google)"] and len(families) >= 5
+    # Each family with its ladder of sizes; today's families first, the older ones after them.
+    def older(family):
+        return any(e.older for e in family.sizes)
+
+    assert families == [f"{f.label}   {ladder_text(f)}" + ("   (older)" if older(f) else "")
+                        for f in sorted(catalogue.families(), key=older)] and len(families) >= 5
+    assert "SmolLM2 (Hugging Face)   135M · 360M · 1.7B" in families
     starter = dialog.catalogue_items["starter"]
-    assert starter.text(6) == "Built in, loaded" and starter.text(2) == "98.4 MB" and starter.text(7) == ""
-    assert dialog.catalogue_items["gemma3-270m-base"].text(7) == BASE_MODEL_LABEL
+    assert starter.text(CAT_STATUS) == "Built in, loaded" and starter.text(CAT_SIZE) == "98.4 MB"
+    assert starter.text(CAT_NOTE) == ""
+    base = dialog.catalogue_items["gemma3-270m-base"]
+    assert base.text(CAT_NOTE) == "base model" and base.toolTip(CAT_NOTE) == BASE_MODEL_LABEL
     one_b = dialog.catalogue_items["gemma3-1b"]
-    assert one_b.text(1) == "Q4_K_M" and one_b.text(2) == "806 MB" and one_b.text(3) == "1B"
-    assert one_b.text(4) in VERDICTS and one_b.text(5).endswith("tok/s") and shown(one_b.toolTip(4)).startswith("It needs")
+    assert one_b.text(1) == "Q4_K_M" and one_b.text(CAT_SIZE) == "806 MB" and one_b.text(CAT_PARAMS) == "1B"
+    assert one_b.text(CAT_FIT) in VERDICTS and one_b.text(CAT_SPEED).endswith("tok/s")
+    assert shown(one_b.toolTip(CAT_FIT)).startswith("It needs")
     q8 = dialog.catalogue_items["gemma3-1b:Q8_0"]
-    assert q8.parent() is one_b and q8.text(2).startswith("~") and q8.text(4) in VERDICTS
+    assert q8.parent() is one_b and q8.text(CAT_SIZE).startswith("~") and q8.text(CAT_FIT) in VERDICTS
     assert "RAM" in dialog.machine_label.text() and "GB/s" in dialog.machine_label.text()
     select_catalogue(dialog, "gemma3-1b")
     assert dialog.download_button.isEnabled() and not dialog.load_button.isEnabled()
@@ -261,7 +283,7 @@ def test_the_manager_lists_the_catalogue_families_with_fit_and_speed(qtbot, make
     assert not dialog.download_button.isEnabled() and not dialog.delete_button.isEnabled()
     installed = {dialog.installed.topLevelItem(i).text(0): dialog.installed.topLevelItem(i).text(7)
                  for i in range(dialog.installed.topLevelItemCount())}
-    assert installed == {"starter (loaded)": "", "gemma3-270m-base": BASE_MODEL_LABEL}
+    assert installed == {"starter (loaded)": "", "gemma3-270m-base": "base model"}
 
 
 def test_a_download_shows_progress_then_is_installed_and_can_be_deleted(
@@ -288,7 +310,7 @@ def test_a_download_shows_progress_then_is_installed_and_can_be_deleted(
     assert [v for _, v in seen] == sorted(v for _, v in seen)
     assert dialog.downloads.rows == {} and dialog.downloads.empty.isVisible()
     assert "installed as gemma3-1b" in dialog.message.text()
-    assert dialog.catalogue_items["gemma3-1b"].text(6) == "Installed"
+    assert dialog.catalogue_items["gemma3-1b"].text(CAT_STATUS) == "Installed"
     names = [dialog.installed.topLevelItem(i).data(0, Qt.UserRole) for i in range(dialog.installed.topLevelItemCount())]
     assert names == ["starter", "gemma3-270m-base", "gemma3-1b"]
     assert Path(registry.get("gemma3-1b").path).stat().st_size == size
@@ -303,7 +325,7 @@ def test_a_download_shows_progress_then_is_installed_and_can_be_deleted(
     idle(qtbot, window)
     assert "freed 14.4 MB" in dialog.message.text()
     assert not list((hub_env / "hub").rglob("*.gguf"))
-    assert dialog.catalogue_items["gemma3-1b"].text(6) == "Not installed"
+    assert dialog.catalogue_items["gemma3-1b"].text(CAT_STATUS) == "Not installed"
 
 
 def test_pause_then_resume_fetches_only_the_rest(qtbot, make_window, gemma_repo, medium_model_path, hub,
@@ -323,7 +345,7 @@ def test_pause_then_resume_fetches_only_the_rest(qtbot, make_window, gemma_repo,
     kept = partial.stat().st_size
     assert 1_500_000 < kept < size and manager.get("gemma3-1b").done == kept
     assert row.pause_button.text() == "Resume" and row.state.text() == "Paused"
-    assert "kept" in row.detail.text() and dialog.catalogue_items["gemma3-1b"].text(6).startswith("Paused at")
+    assert "kept" in row.detail.text() and dialog.catalogue_items["gemma3-1b"].text(CAT_STATUS).startswith("Paused at")
     assert dialog.tabs.tabText(DOWNLOADS_TAB) == "D&ownloads (1)"
 
     hub.throttle_bps = None
@@ -370,6 +392,7 @@ def test_cancel_stops_and_deletes_the_partial_file(qtbot, make_window, gemma_rep
     assert len(partials(hub_env)) == 1 and "gemma3-1b" in dm.load_records()
     with qtbot.waitSignal(window.library.downloadCancelled, timeout=5000):
         dialog.downloads.rows["gemma3-1b"].cancel_button.click()
+    qtbot.waitUntil(lambda: dialog.downloads.rows == {}, timeout=5000)  # "removed" follows "cancelled", queued
     assert partials(hub_env) == [] and not (hub_env / "hub" / "models--ggml-org--gemma-3-1b-it-GGUF").exists()
     assert manager.get("gemma3-1b") is None and dialog.downloads.rows == {} and dm.load_records() == {}
     assert registry.get("gemma3-1b") is None
@@ -475,7 +498,7 @@ def test_search_lists_quant_files_with_a_fit_estimate_and_pulls_one(qtbot, make_
         dialog.pull_button.click()
     assert downloads_of(window).get(f"{REPO}:Q4_K_M").installed_as == f"{REPO}:Q4_K_M"  # as it was named
     idle(qtbot, window)
-    assert dialog.catalogue_items["gemma3-1b"].text(6) == "Installed"  # and known as the catalogue's 1B
+    assert dialog.catalogue_items["gemma3-1b"].text(CAT_STATUS) == "Installed"  # and known as the catalogue's 1B
 
 
 def test_import_names_the_model_after_the_one_inside_then_delete_it(qtbot, make_window, monkeypatch, tmp_path):
@@ -492,7 +515,7 @@ def test_import_names_the_model_after_the_one_inside_then_delete_it(qtbot, make_
     items = {dialog.installed.topLevelItem(i).data(0, Qt.UserRole): dialog.installed.topLevelItem(i)
              for i in range(dialog.installed.topLevelItemCount())}
     assert items[name].text(2) == "Imported file" and items[name].text(5) in VERDICTS
-    assert items[name].text(7) == BASE_MODEL_LABEL  # no chat template in the file
+    assert items[name].text(7) == "base model" and items[name].toolTip(7) == BASE_MODEL_LABEL  # no chat template
     assert window.model_picker.combo.findData(name) >= 0  # the picker lists it too
 
     dialog.installed.setCurrentItem(items[name])
@@ -517,7 +540,7 @@ def test_names_paths_and_messages_from_outside_show_as_written(qtbot, make_windo
     dialog = open_manager(qtbot, window)
     items = {dialog.installed.topLevelItem(i).data(0, Qt.UserRole): dialog.installed.topLevelItem(i)
              for i in range(dialog.installed.topLevelItemCount())}
-    assert "&lt;b&gt;odd&lt;/b&gt;" in items["m"].toolTip(0) and shown(items["m"].toolTip(0)) == str(model)
+    assert "&lt;b&gt;odd&lt;/b&gt;" in items["m"].toolTip(0) and shown(items["m"].toolTip(0)) == f"m\n{model}"
     dialog.installed.setCurrentItem(items["m"])
     assert dialog.installed_path.text() == f"File: {model}"
     labels = [dialog.message, dialog.hub_label, dialog.installed_path, dialog.search_status, dialog.result_fit,
@@ -559,6 +582,13 @@ def test_a_remote_server_that_does_not_answer_is_one_sentence(qtbot, make_window
     assert page.servers.topLevelItemCount() == 1 and page.servers.topLevelItem(0).text(2) == "stored"
     assert "cannot be reached" in page.result.text() and page.result.text().count(".") >= 1
     assert "sk-secret" not in page.result.text() and page.key_edit.text() == ""
+    # Not kept silently: a sentence (no "[Errno 111]") and the choice to keep it or remove it.
+    question = page.prompt
+    assert question is not None and "lab does not answer" in question.text()
+    assert "Errno" not in question.informativeText() + page.result.text()
+    assert "nothing answers at that address and port" in question.informativeText()
+    question.button(QMessageBox.StandardButton.Yes).click()  # Keep it: switched off for now
+    assert page.servers.topLevelItemCount() == 1 and page.result.text().startswith("Kept lab")
     combo = window.model_picker.combo
     qtbot.waitUntil(lambda: any("lab" in combo.itemText(i) for i in range(combo.count())), timeout=10_000)
     i = next(i for i in range(combo.count()) if combo.itemText(i) == "lab: its models cannot be listed")
@@ -569,6 +599,14 @@ def test_a_remote_server_that_does_not_answer_is_one_sentence(qtbot, make_window
     idle(qtbot, window)
     assert page.servers.topLevelItemCount() == 0 and page.result.text() == "Removed lab and its key."
     qtbot.waitUntil(lambda: not any("lab" in combo.itemText(i) for i in range(combo.count())), timeout=10_000)
+
+    page.name_edit.setText("typo")  # a wrong address, removed from the question at once
+    page.url_edit.setText(f"127.0.0.1:{port}")
+    page.add_button.click()
+    idle(qtbot, window)
+    page.prompt.button(QMessageBox.StandardButton.No).click()  # Remove it
+    idle(qtbot, window)
+    assert page.servers.topLevelItemCount() == 0 and page.result.text() == "Removed typo and its key."
 
 
 @pytest.mark.llama_cpp

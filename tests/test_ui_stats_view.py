@@ -540,3 +540,62 @@ def test_the_view_sums_up_saved_comparisons_per_pair(make_view, store):
     assert not view.verdicts.isHidden()
     assert view.verdicts.text() == ("On your 4 comparisons, SmolLM2 135M was good enough in 3; it is 3.0× faster "
                                     "and needs 0.3× the memory of Gemma 3 1B.")
+
+
+# --- a busy CPU, and a short window (issue 21) -----------------------------------------------------------------
+
+
+def test_a_benchmark_on_a_busy_cpu_is_marked_busy_in_its_row(make_view, store):
+    from ui.stats_view import BENCH_COLUMNS
+
+    busy = bench_result("gemma-3-270m", 253_060_000, "Q4_K_M", 210.0, 12.5) | {"cpu_other_busy": 0.95}
+    quiet = bench_result("llama-3.2-1b-instruct:Q4_K_M", 807_000_000, "Q4_K_M", 131.0, 17.4) | {"cpu_other_busy": 0.0}
+    store.save_benchmark(busy)
+    store.save_benchmark(quiet)
+    view = make_view(store)
+    columns = [key for _, key, _, _ in BENCH_COLUMNS]
+    rows = {view.table.item(r, 0).text(): r for r in range(view.table.rowCount())}
+
+    def cell(model, key):
+        return view.table.item(rows[model], columns.index(key))
+
+    assert cell("gemma-3-270m", "tg_tps").text() == "12.5 (busy CPU)"
+    assert cell("gemma-3-270m", "pp_tps").text() == "210 (busy CPU)"
+    assert "busy CPU" in cell("gemma-3-270m", "threads").text()
+    assert "other programs used the CPU" in cell("gemma-3-270m", "tg_tps").toolTip()
+    assert not cell("gemma-3-270m", "tg_tps").icon().isNull()  # a drawn mark, not a character
+    assert cell("llama-3.2-1b-instruct:Q4_K_M", "tg_tps").text() == "17.4"
+    assert "busy" not in cell("llama-3.2-1b-instruct:Q4_K_M", "threads").text()
+
+
+def test_the_size_chart_says_when_every_reply_ran_on_a_busy_cpu(make_view, store):
+    from assistant.stats_series import ALL_BUSY, NO_SIZES
+
+    view = make_view(store)
+    assert view.size_chart._note.toPlainText().replace("\n", " ") == NO_SIZES  # no reply at all yet
+    for i in range(2):
+        add_reply(store, START + timedelta(minutes=i), reply_record("gemma-3-270m", 253_060_000, "Q4_K_M", 9.0,
+                                                                    400.0, 90.0, busy=0.95))
+    view.refresh()
+    assert view.size_chart.points == {}
+    assert view.size_chart._note.toPlainText().replace("\n", " ") == ALL_BUSY  # not "no replies yet"
+    assert "busy CPU" in view.size_chart.widget.accessibleDescription()
+
+
+def test_at_700_by_500_the_charts_keep_their_height_and_the_page_scrolls(qtbot, make_view, filled):
+    from ui.stats_view import CHART_MIN_HEIGHT
+
+    view = make_view(filled, size=(615, 450))  # the view's share of a 700x500 window (the rail takes the rest)
+    qtbot.wait(50)
+    assert view.chart_columns == 1  # one chart a row: each title has the view's width
+    for chart in view.charts():
+        assert chart.widget.height() >= CHART_MIN_HEIGHT
+        title = chart.plot.titleLabel
+        assert title.item.boundingRect().width() <= chart.widget.width()  # the title is not cut
+    assert view.scroll.verticalScrollBar().maximum() > 0  # the rest is a scroll away
+    view.scroll.verticalScrollBar().setValue(view.scroll.verticalScrollBar().maximum())
+    qtbot.wait(20)
+    assert view.table.isVisible() and view.table.height() >= 60  # the benchmarks are reachable, not a sliver
+    view.resize(1300, 800)
+    qtbot.wait(50)
+    assert view.chart_columns == 2

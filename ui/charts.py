@@ -15,6 +15,7 @@ from __future__ import annotations
 import html
 import itertools
 import math
+import textwrap
 from dataclasses import dataclass
 
 import numpy as np
@@ -94,7 +95,8 @@ class Chart:
         self.plot.setRange(xRange=(0, 1), yRange=(0, 1), padding=0)
         mid = QColor(self._fg)
         mid.setAlphaF(0.6)
-        self._note = pg.TextItem(text, color=mid, anchor=(0.5, 0.5))
+        # A sentence in lines a narrow chart holds (a TextItem does not wrap by itself).
+        self._note = pg.TextItem(textwrap.fill(text, 42), color=mid, anchor=(0.5, 0.5))
         self._note.setFont(_font(10))
         self.plot.addItem(self._note)
         self._note.setPos(0.5, 0.5)

@@ -18,15 +18,17 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from assistant.busy import BUSY_MARK, is_busy
 from assistant.stats_format import (STOPPED_WHILE_THINKING, format_images_line, format_stats_line,
                                     model_label)
-from common.formatting import format_bytes, format_tps
+from common.formatting import format_bytes, format_count, format_tps
 from ui.icons import icon
 from ui.input_box import MessageEdit
 from ui.markdown_render import MarkdownRenderer
 from ui.thinking_block import ThinkingBlock
 
 RENDER_INTERVAL_MS = 80
+COLUMN_MARGIN = 12  # px above the first message and below the last
 PAGE = 80  # messages built at a time: a 500-message thread opens at once, older pages on request
 STATUS_NOTES = {"stopped": "stopped", "interrupted": "interrupted: the app closed before this reply finished",
                 "error": "error", "streaming": "…"}
@@ -73,6 +75,11 @@ def stats_tooltip(stats: dict) -> str:
         rows.insert(2, ("Thinking", f"{stats['thinking_tokens']} tokens in {ms(stats.get('thinking_ms'))}, then "
                                     f"{stats.get('answer_tokens', 0)} answer tokens"
                                     + (" · closed at the budget" if stats.get("thinking_closed_by_budget") else "")))
+    share = (stats.get("transport") or {}).get("cpu_other_busy") if isinstance(stats.get("transport"), dict) else None
+    if isinstance(share, (int, float)) and not isinstance(share, bool):
+        verdict = (f"{BUSY_MARK}: not this model's speed, left out of its figures" if is_busy(stats)
+                   else "quiet: this model's speed")
+        rows.append(("Other programs", f"{share:.0%} of the CPU · {verdict}"))
     body = "".join(f"<tr><td><b>{k}</b></td><td>&nbsp;{v}</td></tr>" for k, v in rows)
     return f"<table>{body}</table>"
 
@@ -369,7 +376,7 @@ class ChatView(QScrollArea):
         self._inner = _Column()
         self._inner.setObjectName("chatColumn")
         self._layout = QVBoxLayout(self._inner)
-        self._layout.setContentsMargins(16, 12, 16, 12)
+        self._layout.setContentsMargins(16, COLUMN_MARGIN, 16, COLUMN_MARGIN)
         self._layout.setSpacing(10)
         self._layout.addStretch(1)
         self.setWidget(self._inner)
@@ -394,12 +401,38 @@ class ChatView(QScrollArea):
         self._thread: list = []
         self._shown_from = 0
         self._anchor_from_bottom: int | None = None
+        self._held: int | None = None  # a scroll position kept while the view grows (hold_position)
         self._scrolling = False  # the view moves itself: not a reader's scroll
 
     def set_dark(self, dark: bool) -> None:
         self.renderer = MarkdownRenderer(dark=dark)
 
+    def hold_position(self) -> None:
+        """Something under the view is about to go (the base-model notice): the view grows at its bottom.
+        What is on screen stays where it is (a button you were about to press does not slide away) until
+        the next message or thread; the column keeps room below it instead."""
+        self._held = self.verticalScrollBar().value()
+
+    def _release(self) -> None:
+        if self._held is not None:
+            self._held = None
+            self._room_below(0)
+
+    def _room_below(self, extra: int) -> None:
+        """Blank room under the last message (the messages themselves keep their heights)."""
+        m = self._layout.contentsMargins()
+        self._layout.setContentsMargins(m.left(), m.top(), m.right(), COLUMN_MARGIN + extra)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        super().resizeEvent(event)
+        if self._held is not None:
+            self._room_below(0)
+            natural = self._inner.heightForWidth(self.viewport().width())
+            self._room_below(max(0, self._held + self.viewport().height() - natural))
+            self._keep_in_view(0, self.verticalScrollBar().maximum())
+
     def clear(self) -> None:
+        self._release()
         for w in self.widgets.values():
             # Out of the layout now; deleteLater alone waits for the event loop to come round.
             self._layout.removeWidget(w)
@@ -455,10 +488,11 @@ class ChatView(QScrollArea):
         self._anchor_from_bottom = None
 
     def _update_more_button(self) -> None:
-        self.more_button.setText(f"Show {self._shown_from} earlier messages")
+        self.more_button.setText(f"Show {format_count(self._shown_from, 'earlier message')}")
         self.more_button.setVisible(self._shown_from > 0)
 
     def add_message(self, message, siblings=None) -> MessageWidget:
+        self._release()
         widget = self._make_widget(message, siblings)
         self._layout.insertWidget(self._layout.count() - 1, widget)
         return widget
@@ -520,7 +554,9 @@ class ChatView(QScrollArea):
         bar = self.verticalScrollBar()
         self._scrolling = True
         try:
-            if self._anchor_from_bottom is not None:  # older messages were added above
+            if self._held is not None:  # the view grew under a reader: what they see stays put
+                bar.setValue(self._held)
+            elif self._anchor_from_bottom is not None:  # older messages were added above
                 bar.setValue(maximum - self._anchor_from_bottom)
             elif self._follow:
                 bar.setValue(self._target(maximum))

@@ -22,10 +22,11 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QObject, Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QBoxLayout,
     QComboBox,
     QDialog,
     QDialogButtonBox,
@@ -75,6 +76,8 @@ from assistant.compare_summary import (
 from assistant.engine.settings import GenerationSettings, LoadSettings
 from assistant.model_choices import ModelChoice, compare_choices, remote_choices
 from common.errors import UserError
+from common.formatting import format_count
+from ui.icons import icon
 from ui.markdown_render import MarkdownRenderer
 from ui.theme import is_dark
 from ui.workers import run_in_background
@@ -87,6 +90,11 @@ SAVED_SHOWN = 200
 VERDICT_COLOURS = {"Good enough": ("#2e7d32", "#ffffff"), "Not good enough": ("#c62828", "#ffffff"),
                    "Best": ("#f9a825", "#1f1f1f")}
 STOP_NOTES = {"length": "reply limit reached", "repetition": "stopped a loop", "context_full": "context full"}
+NARROW_PAGE = 900  # px: below, the side list takes NARROW_SIDE and the answers the rest
+NARROW_SIDE = 230
+COLUMN_MIN_WIDTH = 280  # px: narrower, the answers stack one under another (the page scrolls down)
+STACKED_MIN_HEIGHT = 380  # px: a stacked answer keeps room for its text, figures and verdicts
+TWO_FIGURES_FROM = 430  # px of a column's width: two figures a row from here, else one
 
 
 class _Relay(QObject):
@@ -115,7 +123,7 @@ class AnswerColumn(QFrame):
         self.setFrameShape(QFrame.Shape.StyledPanel)
         self.setStyleSheet("#answerColumn { border: 1px solid palette(mid); border-radius: 8px; "
                            "background: palette(base); }")
-        self.setMinimumWidth(280)
+        self.setMinimumWidth(COLUMN_MIN_WIDTH)
         self.setAccessibleName(f"Answer of {spec}")
         layout = QVBoxLayout(self)
         layout.setContentsMargins(10, 8, 10, 8)
@@ -136,11 +144,12 @@ class AnswerColumn(QFrame):
         self.body.setFrameShape(QFrame.Shape.NoFrame)
         self.body.setMinimumHeight(160)
         layout.addWidget(self.body, 1)
-        grid = QGridLayout()
-        grid.setHorizontalSpacing(12)
-        grid.setVerticalSpacing(1)
+        self.grid = QGridLayout()
+        self.grid.setHorizontalSpacing(12)
+        self.grid.setVerticalSpacing(1)
         self.figure_labels: dict[str, QLabel] = {}
-        for row, (key, label) in enumerate(FIGURE_ROWS):
+        self._figure_pairs: list[tuple[QLabel, QLabel]] = []
+        for key, label in FIGURE_ROWS:
             name = QLabel(label)
             name.setStyleSheet("color: palette(placeholder-text);")
             value = QLabel("–")
@@ -150,10 +159,11 @@ class AnswerColumn(QFrame):
                 name.setToolTip(PEAK_RAM_NOTE)
                 value.setToolTip(PEAK_RAM_NOTE)
             value.setAlignment(Qt.AlignmentFlag.AlignRight)
-            grid.addWidget(name, row // 2, (row % 2) * 2)
-            grid.addWidget(value, row // 2, (row % 2) * 2 + 1)
+            self._figure_pairs.append((name, value))
             self.figure_labels[key] = value
-        layout.addLayout(grid)
+        self.figures_per_row = 0
+        self.arrange_figures(2)
+        layout.addLayout(self.grid)
         buttons = QHBoxLayout()
         self.good = self._verdict_button("Good enough", "Mark good enough")
         self.not_good = self._verdict_button("Not good enough", "Mark not good enough")
@@ -168,6 +178,18 @@ class AnswerColumn(QFrame):
         self._timer = QTimer(self, singleShot=True, interval=RENDER_INTERVAL_MS)
         self._timer.timeout.connect(self._render)
         self.set_verdict(None, False)
+
+    def arrange_figures(self, per_row: int) -> None:
+        """Two figures a row in a wide column, one in a narrow one: a figure is never cut."""
+        if per_row == self.figures_per_row:
+            return
+        self.figures_per_row = per_row
+        for name, value in self._figure_pairs:
+            self.grid.removeWidget(name)
+            self.grid.removeWidget(value)
+        for i, (name, value) in enumerate(self._figure_pairs):
+            self.grid.addWidget(name, i // per_row, (i % per_row) * 2)
+            self.grid.addWidget(value, i // per_row, (i % per_row) * 2 + 1)
 
     def _verdict_button(self, text: str, name: str) -> QPushButton:
         button = QPushButton(text)
@@ -293,6 +315,7 @@ class ComparePage(QWidget):
         self._remote_problems: list[str] = []
         self._typed: list[str] = []
         self.summary_sentences: list[str] = []
+        self._narrowed = False
         self._build()
 
     # --- Building
@@ -302,6 +325,7 @@ class ComparePage(QWidget):
         splitter.addWidget(self._build_main())
         splitter.setStretchFactor(1, 1)
         splitter.setSizes([290, 900])
+        self.splitter = splitter
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(splitter)
@@ -413,11 +437,13 @@ class ComparePage(QWidget):
         layout.addWidget(self.status)
 
         nav = QHBoxLayout()
-        self.prev_button = QPushButton("◀")
+        self.prev_button = QPushButton(icon("previous"), "")  # icons: drawn whatever fonts the system has
         self.prev_button.setAccessibleName("Previous prompt")
+        self.prev_button.setToolTip("Previous prompt")
         self.prev_button.clicked.connect(lambda: self._step(-1))
-        self.next_button = QPushButton("▶")
+        self.next_button = QPushButton(icon("next"), "")
         self.next_button.setAccessibleName("Next prompt")
+        self.next_button.setToolTip("Next prompt")
         self.next_button.clicked.connect(lambda: self._step(1))
         self.prompt_label = QLabel()
         self.prompt_label.setTextFormat(Qt.TextFormat.PlainText)
@@ -443,6 +469,10 @@ class ComparePage(QWidget):
         scroll.setFrameShape(QFrame.Shape.NoFrame)
         scroll.setWidget(self.columns_host)
         scroll.setAccessibleName("Answers side by side")
+        # Side by side while they fit; one under another when they do not, scrolling down, never sideways.
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.answers_scroll = scroll
+        scroll.viewport().installEventFilter(self)  # its width decides: side by side, or stacked
         layout.addWidget(scroll, 1)
 
         self.batch_table = QTableWidget(0, len(SUMMARY_HEADERS))
@@ -590,7 +620,7 @@ class ComparePage(QWidget):
         current = self.sets_combo.currentText()
         self.sets_combo.clear()
         try:
-            sets = self.history.prompt_sets()
+            sets = self.compare.prompt_sets.all()
         except UserError as exc:
             self._say(str(exc))
             sets = []
@@ -675,7 +705,7 @@ class ComparePage(QWidget):
             self._say("Check at least two models to compare.")
             return
         try:
-            prompts = self.history.get_prompt_set(name).prompts
+            prompts = self.compare.prompt_sets.get(name).prompts
         except UserError as exc:
             self._say(str(exc))
             return
@@ -821,6 +851,7 @@ class ComparePage(QWidget):
                     column.set_status(cell["status"])
             self.columns_layout.addWidget(column)
             self.columns.append(column)
+        self.fit_columns()
         many = len(self.prompts) > 1
         self.nav.setVisible(many)
         self.batch_table.setVisible(many)
@@ -938,14 +969,14 @@ class ComparePage(QWidget):
         dialog = PromptSetDialog(self.prompt_edit.toPlainText().strip(), self)
         while dialog.exec():
             name, prompts, system = dialog.values()
-            try:
-                self.history.save_prompt_set(name, prompts, system_prompt=system)
+            try:  # through the core, as every write to the history
+                saved = self.compare.prompt_sets.save(name, prompts, system_prompt=system)
             except UserError as exc:
                 QMessageBox.warning(self, "Prompt set", str(exc))
                 continue
             self.refresh_sets()
-            self.sets_combo.setCurrentIndex(max(0, self.sets_combo.findData(" ".join(name.split()))))
-            self._say(f"Saved the prompt set {name} ({len(prompts)} prompts).")
+            self.sets_combo.setCurrentIndex(max(0, self.sets_combo.findData(saved.name)))
+            self._say(f"Saved the prompt set {saved.name} ({format_count(len(saved.prompts), 'prompt')}).")
             return
 
     def delete_set(self) -> None:
@@ -957,10 +988,42 @@ class ComparePage(QWidget):
         if answer != QMessageBox.StandardButton.Yes:
             return
         try:
-            self.history.delete_prompt_set(name)
+            self.compare.prompt_sets.delete(name)
         except UserError as exc:
             self._say(str(exc))
         self.refresh_sets()
+
+    @property
+    def stacked(self) -> bool:
+        return self.columns_layout.direction() == QBoxLayout.Direction.TopToBottom
+
+    def fit_columns(self) -> None:
+        """Side by side when every answer gets its minimum width, else one under another; figures two
+        a row in a wide answer, one in a narrow one."""
+        width = self.answers_scroll.viewport().width()
+        n = max(1, len(self.columns))
+        spacing = self.columns_layout.spacing()
+        side_by_side = n * COLUMN_MIN_WIDTH + (n - 1) * spacing <= width
+        self.columns_layout.setDirection(QBoxLayout.Direction.LeftToRight if side_by_side
+                                         else QBoxLayout.Direction.TopToBottom)
+        column_width = (width - (n - 1) * spacing) // n if side_by_side else width
+        for column in self.columns:
+            column.setMinimumHeight(0 if side_by_side else STACKED_MIN_HEIGHT)
+            column.arrange_figures(2 if column_width >= TWO_FIGURES_FROM else 1)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        super().resizeEvent(event)
+        if self.width() < NARROW_PAGE and not self._narrowed:  # the side list gives the answers room
+            self._narrowed = True
+            self.splitter.setSizes([NARROW_SIDE, max(1, self.width() - NARROW_SIDE)])
+        elif self.width() >= NARROW_PAGE and self._narrowed:
+            self._narrowed = False
+            self.splitter.setSizes([290, max(1, self.width() - 290)])
+
+    def eventFilter(self, watched, event) -> bool:  # noqa: N802 - Qt's name
+        if event.type() == QEvent.Type.Resize and watched is self.answers_scroll.viewport():
+            self.fit_columns()
+        return super().eventFilter(watched, event)
 
     def set_dark(self, dark: bool) -> None:
         """Answers' code colours follow the theme (the window calls this when it changes)."""

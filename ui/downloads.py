@@ -64,8 +64,9 @@ class DownloadRow(QFrame):
             return
         if d.status in (dm.QUEUED, *dm.RUNNING):
             self.manager.pause(self.name)
-        else:
+        elif d.status in (dm.PAUSED, dm.FAILED):
             self.manager.resume(self.name)
+        # Pausing…: a second press waits for the pause (the button stays, with the focus on it)
 
     def update_from(self, d: dm.DownloadInfo) -> None:
         self.title.setText(d.label)
@@ -99,9 +100,11 @@ class DownloadRow(QFrame):
         else:
             self.detail.setText(amount)
         waiting_or_running = d.status in (dm.QUEUED, *dm.RUNNING)
-        self.pause_button.setText("Pause" if waiting_or_running else ("Retry" if d.status == dm.FAILED else "Resume"))
+        self.pause_button.setText("Pause" if waiting_or_running else "Retry" if d.status == dm.FAILED
+                                  else "Pausing…" if d.status == dm.PAUSING else "Resume")
         self.pause_button.setAccessibleName(f"{self.pause_button.text()} download of {d.label}")
-        self.pause_button.setEnabled(d.status in (dm.QUEUED, *dm.RUNNING, dm.PAUSED, dm.FAILED))
+        # Enabled while it pauses, too: a disabled button would hand the keyboard focus to Cancel.
+        self.pause_button.setEnabled(d.status in (dm.QUEUED, *dm.RUNNING, dm.PAUSING, dm.PAUSED, dm.FAILED))
         self.cancel_button.setEnabled(d.status != dm.CANCELLING)
         self.cancel_button.setAccessibleName(f"Cancel download of {d.label} and delete the part downloaded")
         self.bar.setAccessibleName(f"Download progress of {d.label}")

@@ -28,6 +28,8 @@ NAMES = {
     "copied": "check", "edit": "pencil-simple", "regenerate": "arrows-clockwise", "continue": "fast-forward",
     "previous": "caret-left", "next": "caret-right", "sidebar": "list", "shortcuts": "keyboard",
     "conversation": "sliders", "dismiss": "x", "warning": "warning", "api": "code", "image": "image",
+    "info": "info", "thinks": "brain", "sees": "eye", "moe": "tree-structure", "retry": "arrow-clockwise",
+    "download": "download-simple", "load": "play",
 }
 
 

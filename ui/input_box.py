@@ -112,6 +112,7 @@ class InputBox(QWidget):
         text = self.edit.toPlainText().strip()
         if text or self.tray.images:
             self.edit.clear()
+            self._draft_timer.stop()  # the sent text's count comes with its reply: no draft to count
             self.sendRequested.emit(text)
 
     # --- Images dropped anywhere on the message box

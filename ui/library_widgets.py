@@ -69,8 +69,21 @@ class _Padded(QStyledItemDelegate):
         return QSize(hint.width() + 18, max(hint.height(), option.fontMetrics.height() + 6))
 
 
-def tree(name: str, headers: list[str]) -> QTreeWidget:
-    """A table of models or servers: the first column stretches, the others fit their contents."""
+class NaturalIcons(_Padded):
+    """A column whose icons are drawn at their own size (marks side by side), not squeezed into the view's."""
+
+    def initStyleOption(self, option, index) -> None:  # noqa: N802 - Qt's name
+        super().initStyleOption(option, index)
+        sizes = option.icon.availableSizes() if not option.icon.isNull() else []
+        if sizes:
+            option.decorationSize = sizes[0]
+
+
+def tree(name: str, headers: list[str], stretch: int = 0) -> QTreeWidget:
+    """A table of models or servers: column `stretch` takes the room left, the others fit their contents.
+
+    A table of names stretches its last column (a note): the names keep their whole width, and a
+    window too narrow for every column scrolls sideways rather than cutting a name short."""
     view = QTreeWidget()
     view.setItemDelegate(_Padded(view))
     view.setAccessibleName(name)
@@ -82,7 +95,7 @@ def tree(name: str, headers: list[str]) -> QTreeWidget:
     view.setAllColumnsShowFocus(True)
     header = view.header()
     header.setStretchLastSection(False)
-    header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-    for i in range(1, len(headers)):
-        header.setSectionResizeMode(i, QHeaderView.ResizeMode.ResizeToContents)
+    for i in range(len(headers)):
+        header.setSectionResizeMode(i, QHeaderView.ResizeMode.Stretch if i == stretch
+                                    else QHeaderView.ResizeMode.ResizeToContents)
     return view

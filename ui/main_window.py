@@ -51,6 +51,7 @@ from ui.workers import wait_for_background
 
 log = logging.getLogger(__name__)
 NARROW = 900  # below this width the sidebar folds away and the toolbar shows icons only
+TOOLBAR_ROOM = 220  # px of the top toolbar besides the picker: the sidebar button, the load bar, margins
 LAST_CONVERSATION = "last_conversation"
 
 
@@ -67,6 +68,8 @@ class MainWindow(QMainWindow):
         self.settings_store = services.settings
         self.defaults = load_preferences(self.settings_store)
         self.current_id: int | None = None
+        # A new chat's own system prompt and settings, kept until its first message creates it.
+        self.pending_chat: dict = {}
         self.model: dict = {}
         self.live: dict[int, str] = {}  # reply id -> text streamed so far (ahead of the database)
         self.live_thinking: dict[int, str] = {}  # reply id -> its thinking streamed so far
@@ -154,6 +157,7 @@ class MainWindow(QMainWindow):
         self.sidebar.messageSelected.connect(self.open_conversation)
         self.sidebar.newChatRequested.connect(self.new_chat)
         self.sidebar.conversationDeleted.connect(self._deleted)
+        self.sidebar.conversationRenamed.connect(self._renamed)
         self.sidebar.notify.connect(lambda text: self.statusBar().showMessage(text, 4000))
 
         self.chat = ChatView()
@@ -174,14 +178,15 @@ class MainWindow(QMainWindow):
         chat_layout = QVBoxLayout(chat_page)
         chat_layout.setContentsMargins(0, 0, 0, 0)
         chat_layout.setSpacing(0)
-        self.notices = HistoryNotices(self.history)
+        self.notices = HistoryNotices(self.history, self.services.chat.dismiss_notice)
         chat_layout.addWidget(self.notices)
         self.header = ConversationHeader()
-        self.header.settingsRequested.connect(self.open_conversation_settings)
+        self.header.settingsRequested.connect(lambda: self.open_conversation_settings())
+        self.header.promptRequested.connect(lambda: self.open_conversation_settings(focus_prompt=True))
         self.header.show_conversation(None, default_prompt=self.defaults.get("system_prompt") or "")
         chat_layout.addWidget(self.header)
         chat_layout.addWidget(self.chat, 1)
-        self.base_notice = BaseModelNotice()
+        self.base_notice = BaseModelNotice(before_hiding=self.chat.hold_position)
         self.base_notice.switchRequested.connect(self.load_model)
         self.base_notice.completionToggled.connect(self._completion_mode)
         chat_layout.addWidget(self.base_notice)
@@ -221,6 +226,7 @@ class MainWindow(QMainWindow):
     def _make_model_picker(self) -> ModelPicker:
         picker = ModelPicker(self.library, self.bridge, open_manager=self.open_model_manager)
         picker.modelRequested.connect(self.load_model)
+        picker.sizesChanged.connect(lambda: QTimer.singleShot(0, self, self.fit_toolbar))
         return picker
 
     def button_for(self, action: QAction):
@@ -255,12 +261,18 @@ class MainWindow(QMainWindow):
     SHORTCUTS = (("Ctrl+1", "Chat"), ("Ctrl+2", "Statistics"), ("Ctrl+3", "Compare"), ("Ctrl+4", "Local server"),
                  ("Ctrl+5", "Models"), ("Ctrl+6", "Settings (defaults)"), ("Ctrl+N", "New chat"),
                  ("Ctrl+F", "Search conversations"), ("Ctrl+L", "Message box"), ("Ctrl+B", "Show or hide conversations"),
-                 ("Enter", "Send"), ("Shift+Enter", "New line in a message"), ("Esc", "Stop the reply (in the inline editor: cancel the edit)"),
+                 ("Enter", "Send"), ("Shift+Enter", "New line in a message"),
+                 ("Esc", "Stop the reply (in the inline editor: cancel the edit)"),
                  ("F2 / Delete", "Rename / delete the selected conversation"),
-                 ("Tab / Shift+Tab", "Next / previous control"), ("F1 or Ctrl+/", "This list"))
+                 ("Tab / Shift+Tab", "Next / previous control"), ("F1 or Ctrl+/", "This list"), ("Ctrl+Q", "Quit"))
 
     def _shortcuts(self) -> None:
         QShortcut(QKeySequence("Ctrl+N"), self, self.new_chat)
+        # Ctrl+Q everywhere (the platform's Quit key where it has another): the window closes as its
+        # close button does, the reply in flight stopped and saved.
+        QShortcut(QKeySequence("Ctrl+Q"), self, self.close, context=Qt.ApplicationShortcut)
+        if QKeySequence(QKeySequence.Quit) != QKeySequence("Ctrl+Q") and not QKeySequence(QKeySequence.Quit).isEmpty():
+            QShortcut(QKeySequence(QKeySequence.Quit), self, self.close, context=Qt.ApplicationShortcut)
         QShortcut(QKeySequence("Ctrl+F"), self, self.focus_search)
         QShortcut(QKeySequence("Esc"), self, self.stop)
         QShortcut(QKeySequence("Ctrl+L"), self, lambda: self.input.edit.setFocus())
@@ -274,6 +286,7 @@ class MainWindow(QMainWindow):
         self.sidebar.search.setFocus()
 
     def make_shortcuts_dialog(self) -> QDialog:
+        """The shortcuts in a table sized to its rows and columns: every description whole, no scroll bars."""
         dialog = QDialog(self)
         dialog.setWindowTitle("Keyboard shortcuts")
         dialog.setAccessibleName("Keyboard shortcuts")
@@ -283,16 +296,27 @@ class MainWindow(QMainWindow):
         table.setHorizontalHeaderLabels(["Keys", "Does"])
         table.verticalHeader().hide()
         table.setEditTriggers(QTableWidget.NoEditTriggers)
+        table.setWordWrap(False)
+        table.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        table.setVerticalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
         for row, (keys, does) in enumerate(self.SHORTCUTS):
             table.setItem(row, 0, QTableWidgetItem(keys))
             table.setItem(row, 1, QTableWidgetItem(does))
         table.resizeColumnsToContents()
-        table.horizontalHeader().setStretchLastSection(True)
+        table.resizeRowsToContents()
+        header = table.horizontalHeader()
+        for column in range(2):  # a little air after the longest text of each column
+            table.setColumnWidth(column, table.columnWidth(column) + 16)
+        frame = 2 * table.frameWidth()
+        width = header.length() + frame
+        height = table.verticalHeader().length() + header.height() + frame
+        table.setFixedSize(width, height)
+        header.setStretchLastSection(True)
         layout.addWidget(table)
         buttons = QDialogButtonBox(QDialogButtonBox.Close)
         buttons.rejected.connect(dialog.reject)
         layout.addWidget(buttons)
-        dialog.resize(420, 460)
+        layout.setSizeConstraint(QVBoxLayout.SetFixedSize)  # the dialog is the table's size
         return dialog
 
     def show_shortcuts(self) -> None:
@@ -312,6 +336,11 @@ class MainWindow(QMainWindow):
         """Labels while they fit; icons only (with tooltips) when they would not. The top toolbar
         keeps its height: only the sidebar button's label goes."""
         self.toolbar.setToolButtonStyle(Qt.ToolButtonTextBesideIcon)
+        # A narrow window: the picker's name box and family name give way (and the load bar narrows), so the
+        # picker and its sizes stay on the toolbar rather than going to its overflow.
+        compact = self.model_picker.full_width() + TOOLBAR_ROOM > self.width()
+        self.model_picker.set_compact(compact)
+        self.load_progress.setMaximumWidth(60 if compact else 120)
         if self.width() < NARROW or self.toolbar.sizeHint().width() > self.width():
             self.toolbar.setToolButtonStyle(Qt.ToolButtonIconOnly)
         self.rail.setToolButtonStyle(Qt.ToolButtonTextUnderIcon)
@@ -378,8 +407,9 @@ class MainWindow(QMainWindow):
     # --- Conversations
     def new_chat(self) -> None:
         self.current_id = None
+        self.pending_chat = {}
         self.chat.clear()
-        self.header.show_conversation(None, default_prompt=self.defaults.get("system_prompt") or "")
+        self._show_header()
         self.sidebar.select(None)
         self.show_page(0)
         self.input.edit.setFocus()
@@ -388,6 +418,7 @@ class MainWindow(QMainWindow):
     def open_conversation(self, conv_id: int, message_id: int | None = None, *, show: bool = True) -> None:
         """Show a conversation (at `message_id`, a search hit, if given); `show` brings the chat to the front."""
         self.current_id = conv_id
+        self.pending_chat = {}
         if message_id:
             self.services.chat.switch_branch(message_id)  # a search hit on another branch: show that branch
         conv = self.history.get_conversation(conv_id)
@@ -430,7 +461,13 @@ class MainWindow(QMainWindow):
 
     def current_settings(self) -> GenerationSettings:
         conv = self.history.get_conversation(self.current_id) if self.current_id else None
-        return generation_settings(self.defaults, conv.settings if conv else None)
+        return generation_settings(self.defaults, conv.settings if conv else self.pending_chat.get("settings"))
+
+    def new_chat_prompt(self) -> str:
+        """The system prompt a new chat starts with: its own, if one was set in its header, else the default."""
+        if "system_prompt" in self.pending_chat:
+            return self.pending_chat["system_prompt"]
+        return self.defaults.get("system_prompt") or ""
 
     # --- Sending
     def send(self, text: str) -> None:
@@ -454,10 +491,12 @@ class MainWindow(QMainWindow):
             self.sidebar.select(None)
             self._submit(TurnRequest(kind="complete", text=text, settings=self.current_settings()))
             return
-        system = self.defaults.get("system_prompt") or None if self.current_id is None else None
-        if self.current_id is None:
+        new = self.current_id is None
+        if new:
             self.chat.clear()
-        self._submit(TurnRequest(kind="send", text=text, conversation_id=self.current_id, system_prompt=system,
+        self._submit(TurnRequest(kind="send", text=text, conversation_id=self.current_id,
+                                 system_prompt=(self.new_chat_prompt() or None) if new else None,
+                                 conversation_settings=(self.pending_chat.get("settings") or None) if new else None,
                                  settings=self.current_settings(), images=images or None))
 
     def _read_image(self, ref):
@@ -503,6 +542,7 @@ class MainWindow(QMainWindow):
         mine = self._turn is not None and event.request_id == self._turn.id
         if mine and self.current_id is None:  # the first message made a new conversation
             self.current_id = event.conversation_id
+            self.pending_chat = {}  # saved with it
             self.sidebar.refresh()
             self.sidebar.select(event.conversation_id)
             self._remember_conversation(event.conversation_id)
@@ -586,8 +626,8 @@ class MainWindow(QMainWindow):
             except UserError as exc:  # deleted by another process meanwhile: no count until it is gone
                 log.info("no token count for conversation %s: %s", self.current_id, exc)
                 return
-        elif self.defaults.get("system_prompt"):
-            messages = [{"role": "system", "content": self.defaults["system_prompt"]}]
+        elif self.new_chat_prompt():
+            messages = [{"role": "system", "content": self.new_chat_prompt()}]
         draft_message: dict = {"role": "user", "content": draft}
         if self.input.tray.images and self.model.get("vision"):
             draft_message["images"] = list(self.input.tray.images)  # their tokens count before sending
@@ -626,6 +666,8 @@ class MainWindow(QMainWindow):
 
             self.benchmarks = BenchmarkBridge(self.services.stats, self)
             self.stats_view = StatsView(self.services.stats, self.benchmarks, load_settings=self._load_settings)
+            # A model installed (or removed) meanwhile is in the Benchmarks list at once, no Refresh needed.
+            self.library.installedChanged.connect(lambda _index: self.stats_view.refresh_models())
             self.pages.addWidget(self.stats_view)
         if index == 1:
             self.stats_view.refresh()
@@ -688,26 +730,49 @@ class MainWindow(QMainWindow):
         if self._load_settings() != old_load and self.model:
             self.load_model(self.model["name"])
 
-    def make_conversation_settings_dialog(self) -> ConversationSettingsDialog | None:
+    def make_conversation_settings_dialog(self, focus_prompt: bool = False) -> ConversationSettingsDialog:
+        """This chat's dialog; for a new chat, over the settings chosen for it so far."""
         if self.current_id is None:
-            return None
+            return ConversationSettingsDialog(self.defaults, self.pending_chat.get("settings"), title="New chat",
+                                              system_prompt=self.new_chat_prompt(), new_chat=True,
+                                              focus_prompt=focus_prompt, parent=self)
         conv = self.history.get_conversation(self.current_id)
         return ConversationSettingsDialog(self.defaults, conv.settings, title=conv.display_title,
-                                          system_prompt=conv.system_prompt, parent=self)
+                                          system_prompt=conv.system_prompt, focus_prompt=focus_prompt, parent=self)
 
-    def open_conversation_settings(self) -> None:
-        """This chat's own settings (its overrides of the defaults)."""
-        dialog = self.make_conversation_settings_dialog()
-        if dialog is None:
-            return
+    def open_conversation_settings(self, focus_prompt: bool = False) -> None:
+        """This chat's own system prompt and settings (its overrides of the defaults)."""
+        dialog = self.make_conversation_settings_dialog(focus_prompt)
         if dialog.exec():
-            self.services.chat.set_conversation_settings(self.current_id, dialog.result_settings())
-            self._show_header()
+            self.apply_conversation_settings(dialog)
         dialog.deleteLater()
+
+    def apply_conversation_settings(self, dialog: ConversationSettingsDialog) -> None:
+        """Keep what the chat's dialog chose: with the conversation (through the chat service), or, for a
+        new chat, until its first message creates it."""
+        settings = dialog.result_settings()
+        if self.current_id is None:
+            self.pending_chat["settings"] = settings
+            if dialog.prompt_changed():
+                self.pending_chat["system_prompt"] = dialog.result_system_prompt()
+        else:
+            try:
+                self.services.chat.set_conversation_settings(self.current_id, settings)
+                if dialog.prompt_changed():
+                    self.services.chat.set_system_prompt(self.current_id, dialog.result_system_prompt())
+            except UserError as exc:  # a read-only or busy history: nothing changed, say why
+                QMessageBox.warning(self, "This chat", str(exc))
+        self._show_header()
+        self._count_draft(self.input.edit.toPlainText())
 
     def _show_header(self) -> None:
         conv = self.history.get_conversation(self.current_id) if self.current_id else None
-        self.header.show_conversation(conv, default_prompt=self.defaults.get("system_prompt") or "")
+        self.header.show_conversation(conv, default_prompt=self.new_chat_prompt(),
+                                      pending=self.pending_chat.get("settings"))
+
+    def _renamed(self, conv_id: int) -> None:
+        if conv_id == self.current_id:
+            self._show_header()
 
     def set_theme(self, theme: str) -> None:
         """Switch light/dark/system now, replies' code colours included; the page shown stays."""
@@ -722,6 +787,8 @@ class MainWindow(QMainWindow):
         repolish(self)
         self._apply_icons()
         self.header.settings_button.setIcon(icon("conversation"))
+        self.base_notice.apply_icons()
+        self.model_picker.apply_icons()
         self.sidebar.apply_icons()
         if self.sidebar.search.text().strip():
             self.sidebar.refresh()  # search rows are drawn in the palette's colours

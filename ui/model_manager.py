@@ -1,7 +1,9 @@
 """The model manager: the catalogue, Hub search, downloads, installed models and remote servers, in one dialog.
 
-Catalogue       families → sizes → other quants, each with its size, parameters, fit verdict,
-                speed on this machine and whether it is installed; Download, Load, Delete.
+Catalogue       families (each with its ladder of sizes, "0.8B · 2B · 4B · 9B"; older families last)
+                → sizes → other quants, each with its size, parameters (a mixture of experts: "21B,
+                3.6B active"), what it can do (thinks, sees images: icons), fit verdict, speed on
+                this machine and whether it is installed; Download, Load, Delete.
 Search          GGUF repos on the Hugging Face Hub and their quant files; any owner/repo:QUANT.
 Downloads       progress, Pause/Resume and Cancel (`ui.downloads`); downloads outlive the dialog
                 and a restart (they belong to the library service).
@@ -12,9 +14,12 @@ Remote servers  add, remove, test a connection (`ui.remote_servers`).
 Its collaborators come through the constructor: the library bridge (the service and its
 events) and a function that loads a model (the window's, through the chat bridge).
 Everything slow (the Hub, the disk, the fit and speed table) runs off the UI thread;
-fit and speed come from the service's one table, so they match the picker's. Offline, the
-dialog says so at the top and offers no download. Messages use colours that read in light
-and dark themes; a failed download says why once, on its row.
+fit and speed come from the service's one table, so they match the picker's: a speed
+measured on a quiet CPU, else the estimate marked "~" (a reply on a busy CPU never counts).
+Names are never cut: the tables give them their whole width (the note column takes what is
+left, and a narrow window scrolls sideways), and each has its tooltip. Offline, the dialog
+says so at the top and offers no download. Messages use colours that read in light and dark
+themes; a failed download says why once, on its row; a finished one offers Load now.
 """
 
 from __future__ import annotations
@@ -23,13 +28,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QFont, QPalette
+from PySide6.QtGui import QFont, QGuiApplication, QPalette
 from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QFileDialog, QFrame, QHBoxLayout, QLabel, QLineEdit,
                                QMessageBox, QTabWidget, QTreeWidgetItem, QVBoxLayout, QWidget)
 
 from assistant.library_service import HubStatus
 from common.errors import UserError
-from common.formatting import format_bytes, format_params, format_tps
+from common.formatting import format_bytes, format_count, format_tps
 from models import catalogue, fit
 from models import download_manager as dm
 from models.catalogue import CatalogueEntry
@@ -37,7 +42,8 @@ from models.labels import short_label
 from models.library import BASE_MODEL_LABEL, SEES_IMAGES_LABEL
 from ui.downloads import DownloadsPage
 from ui.library_bridge import LibraryBridge
-from ui.library_widgets import button, message_style, tree, verdict_icon, verdict_words
+from ui.library_widgets import NaturalIcons, button, message_style, tree, verdict_icon, verdict_words
+from ui.model_marks import abilities_icon, ability_words, ladder_text, params_text
 from ui.plain_text import plain_label, plain_tooltip
 from ui.remote_servers import RemoteServersPage
 from ui.workers import run_in_background
@@ -45,6 +51,10 @@ from ui.workers import run_in_background
 ROLE = Qt.ItemDataRole.UserRole
 SOURCE_WORDS = {"starter": "Built in", "hub": "Hugging Face Hub", "local": "Imported file"}
 CATALOGUE_TAB, SEARCH_TAB, DOWNLOADS_TAB, INSTALLED_TAB, REMOTES_TAB = range(5)
+DEFAULT_SIZE = (1240, 760)  # room for every column with whole names; never past the screen
+MEASURED_TIP = "Measured on this machine, on a quiet CPU (a reply while other programs held the CPU does not count)"
+ESTIMATED_TIP = "Estimated for this machine (~): no reply on a quiet CPU yet"
+CAT_MODEL, CAT_QUANT, CAT_SIZE, CAT_PARAMS, CAT_CAN, CAT_FIT, CAT_SPEED, CAT_STATUS, CAT_NOTE = range(9)
 
 
 class ModelManager(QDialog):
@@ -63,7 +73,10 @@ class ModelManager(QDialog):
         self.setAccessibleName("Model manager")
         # The window makes a new dialog each time: a closed one goes, and stops following the library.
         self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        self.resize(980, 640)
+        screen = (parent.screen() if parent is not None else None) or QGuiApplication.primaryScreen()
+        room = screen.availableGeometry() if screen is not None else None
+        self.resize(min(DEFAULT_SIZE[0], room.width() - 40) if room else DEFAULT_SIZE[0],
+                    min(DEFAULT_SIZE[1], room.height() - 40) if room else DEFAULT_SIZE[1])
         self._build()
         library.downloadChanged.connect(self._download_changed)
         library.downloadProgress.connect(self._download_changed)
@@ -95,6 +108,11 @@ class ModelManager(QDialog):
         self.banner, self.message, self.dismiss_button = self._framed_line(
             "Message", button("Dismiss", "Dismiss message", self.clear_message))
         self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        # A message's own action (Load now, after a download), before Dismiss.
+        self.message_action = button("Load now", "Load the downloaded model now", self._message_action)
+        self.message_action.hide()
+        self.banner.layout().insertWidget(1, self.message_action, 0, Qt.AlignmentFlag.AlignTop)
+        self._message_run = None
         layout.addWidget(self.banner)
 
         self.tabs = QTabWidget()
@@ -139,16 +157,25 @@ class ModelManager(QDialog):
                        "for its other quants (more bits: closer to the original, bigger and slower).")
         intro.setWordWrap(True)
         v.addWidget(intro)
-        self.catalogue = tree("Catalogue", ["Model", "Quant", "Size", "Parameters", "Fit", "Speed", "Status", "Note"])
+        self.catalogue = tree("Catalogue", ["Model", "Quant", "Size", "Parameters", "Can", "Fit", "Speed", "Status",
+                                            "Note"], stretch=CAT_NOTE)
+        self.catalogue.setItemDelegateForColumn(CAT_CAN, NaturalIcons(self.catalogue))
+        self.catalogue.headerItem().setToolTip(CAT_CAN, "What the model does beyond text: thinks before it answers, "
+                                                        "sees images")
         self.catalogue.itemSelectionChanged.connect(self._catalogue_selection)
         self.catalogue.itemActivated.connect(lambda item, _col: self._catalogue_default_action(item))
         v.addWidget(self.catalogue, 1)
         bold = QFont(self.catalogue.font())
         bold.setBold(True)
-        for family in catalogue.families():
-            top = QTreeWidgetItem([family.label])
+        # Today's families first; those a 2026 user would not pick first after them.
+        for family in sorted(catalogue.families(), key=lambda f: any(e.older for e in f.sizes)):
+            older = any(e.older for e in family.sizes)
+            ladder = ladder_text(family)
+            top = QTreeWidgetItem([f"{family.label}   {ladder}" + ("   (older)" if older else "")])
             top.setFont(0, bold)
-            top.setToolTip(0, f"Licence: {family.licence}" if family.licence else family.label)
+            top.setToolTip(0, plain_tooltip(f"{family.label}: {ladder}"
+                                            + (f"\nLicence: {family.licence}" if family.licence else "")
+                                            + ("\nAn older family: listed after today's." if older else "")))
             top.setData(0, ROLE, None)
             self.catalogue.addTopLevelItem(top)
             top.setFirstColumnSpanned(True)
@@ -176,13 +203,20 @@ class ModelManager(QDialog):
         return page
 
     def _catalogue_item(self, entry: CatalogueEntry, label: str, size: str) -> QTreeWidgetItem:
-        note = "; ".join(x for x in (SEES_IMAGES_LABEL if entry.sees_images else "",
-                                     BASE_MODEL_LABEL if entry.is_base else "") if x)
-        item = QTreeWidgetItem([label, entry.quant, size, format_params(entry.params), "…", "…", "", note])
+        note = "base model" if entry.is_base else ""
+        can = ability_words(entry)
+        item = QTreeWidgetItem([label, entry.quant, size, params_text(entry), can, "…", "…", "", note])
         item.setData(0, ROLE, entry)
+        item.setToolTip(CAT_MODEL, plain_tooltip(f"{entry.label}: {BASE_MODEL_LABEL}" if entry.is_base else entry.label))
+        if entry.is_moe:
+            item.setToolTip(CAT_PARAMS, plain_tooltip(
+                f"A mixture of experts: {params_text(entry)}. Each token reads only the active ones, so it runs "
+                "about as fast as a model of that size, and needs the memory of the whole."))
+        if can:
+            item.setIcon(CAT_CAN, abilities_icon(entry))
+            item.setToolTip(CAT_CAN, plain_tooltip(f"It {can.replace(' · ', ' and ')}."))
         if note:
-            item.setToolTip(0, f"{entry.label}: {note}")
-            item.setToolTip(7, note)
+            item.setToolTip(CAT_NOTE, BASE_MODEL_LABEL)
         self.catalogue_items[entry.name] = item
         return item
 
@@ -203,7 +237,7 @@ class ModelManager(QDialog):
         self.search_status.setAccessibleName("Search status")
         self.search_status.setWordWrap(True)
         v.addWidget(self.search_status)
-        self.results = tree("Search results", ["Model", "Quant", "Size", "Downloads", "Note"])
+        self.results = tree("Search results", ["Model", "Quant", "Size", "Downloads", "Note"], stretch=4)
         self.results.itemSelectionChanged.connect(self._result_selection)
         self.results.itemActivated.connect(lambda item, _col: self.download_named())
         v.addWidget(self.results, 1)
@@ -228,8 +262,10 @@ class ModelManager(QDialog):
     def _build_installed(self) -> QWidget:
         page = QWidget()
         v = QVBoxLayout(page)
-        self.installed = tree("Installed models", ["Name", "Model", "Source", "Quant", "Size", "Fit", "Speed", "Note"])
+        self.installed = tree("Installed models", ["Name", "Model", "Source", "Quant", "Size", "Fit", "Speed", "Note"],
+                              stretch=7)
         self.installed.setRootIsDecorated(False)
+        self.installed.setItemDelegateForColumn(1, NaturalIcons(self.installed))
         self.installed.itemSelectionChanged.connect(self._installed_selection)
         self.installed.itemActivated.connect(lambda item, _col: self.load_installed())
         v.addWidget(self.installed, 1)
@@ -252,14 +288,28 @@ class ModelManager(QDialog):
         return page
 
     # --- messages
-    def show_message(self, text: str, error: bool = True) -> None:
+    def show_message(self, text: str, error: bool = True, action: tuple[str, str, object] | None = None) -> None:
+        """A message above the tabs; `action`: (button text, accessible name, what it does)."""
         self.message.setText(text)
         self.banner.setStyleSheet(message_style("error" if error else "info", self))
+        self._message_run = action[2] if action else None
+        self.message_action.setVisible(action is not None)
+        if action:
+            self.message_action.setText(action[0])
+            self.message_action.setAccessibleName(action[1])
         self.banner.show()
 
     def clear_message(self) -> None:
         self.message.clear()
+        self._message_run = None
+        self.message_action.hide()
         self.banner.hide()
+
+    def _message_action(self) -> None:
+        run = self._message_run
+        self.clear_message()
+        if callable(run):
+            run()
 
     def _ask(self, title: str, text: str, informative: str, yes_text: str, on_yes) -> QMessageBox:
         box = QMessageBox(QMessageBox.Icon.Question, title, text,
@@ -343,12 +393,14 @@ class ModelManager(QDialog):
             if fig is not None:
                 parent = item.parent()
                 if parent is not None and parent.data(0, ROLE) is not None:  # another quant
-                    item.setText(2, format_bytes(fig.size_bytes, approx=fig.size_approx, unknown="size unknown"))
-                item.setText(4, verdict_words(fig.verdict) if fig.verdict else "?")
-                item.setIcon(4, verdict_icon(fig.verdict))
-                item.setToolTip(4, plain_tooltip(fig.reason or fig.problem or ""))
-                item.setText(5, format_tps(fig.tokens_per_s, estimate=not fig.measured) if fig.tokens_per_s else "?")
-                item.setToolTip(5, "Measured on this machine" if fig.measured else "Estimated for this machine")
+                    item.setText(CAT_SIZE, format_bytes(fig.size_bytes, approx=fig.size_approx,
+                                                        unknown="size unknown"))
+                item.setText(CAT_FIT, verdict_words(fig.verdict) if fig.verdict else "?")
+                item.setIcon(CAT_FIT, verdict_icon(fig.verdict))
+                item.setToolTip(CAT_FIT, plain_tooltip(fig.reason or fig.problem or ""))
+                item.setText(CAT_SPEED, format_tps(fig.tokens_per_s, estimate=not fig.measured)
+                             if fig.tokens_per_s else "?")
+                item.setToolTip(CAT_SPEED, MEASURED_TIP if fig.measured else ESTIMATED_TIP)
             self._set_status(item, entry, installed, loaded)
         self._catalogue_selection()
 
@@ -369,9 +421,9 @@ class ModelManager(QDialog):
             text = "Download failed"
         else:
             text = "Not installed"
-        item.setText(6, text)
+        item.setText(CAT_STATUS, text)
         role = QPalette.ColorRole.PlaceholderText if text == "Not installed" else QPalette.ColorRole.Text
-        item.setForeground(6, self.catalogue.palette().brush(role))
+        item.setForeground(CAT_STATUS, self.catalogue.palette().brush(role))
 
     # --- catalogue actions
     def _selected_entry(self) -> CatalogueEntry | None:
@@ -499,13 +551,19 @@ class ModelManager(QDialog):
             item = QTreeWidgetItem([m.name + (" (loaded)" if m.name == loaded else ""), label,
                                     SOURCE_WORDS.get(m.source, m.source), quant or "", size, fit_text, speed,
                                     "; ".join(x for x in (SEES_IMAGES_LABEL if sees else "",
-                                                          BASE_MODEL_LABEL if is_base else "") if x)])
+                                                          "base model" if is_base else "") if x)])
+            if is_base:
+                item.setToolTip(7, BASE_MODEL_LABEL)
             item.setData(0, ROLE, m.name)
             if r is not None:
                 item.setIcon(5, verdict_icon(r.verdict))
                 item.setToolTip(5, plain_tooltip(r.problem or r.fit_reason or ""))
-                item.setToolTip(6, "Measured on this machine" if r.speed_measured else "Estimated for this machine")
-            item.setToolTip(0, plain_tooltip(m.path))
+                item.setToolTip(6, MEASURED_TIP if r.speed_measured else ESTIMATED_TIP)
+            item.setToolTip(0, plain_tooltip(f"{m.name}\n{m.path}"))
+            can = ability_words(entry)
+            item.setToolTip(1, plain_tooltip(label + (f"\nIt {can.replace(' · ', ' and ')}." if can else "")))
+            if can:
+                item.setIcon(1, abilities_icon(entry))
             self.installed.addTopLevelItem(item)
             if m.name == selected:
                 item.setSelected(True)
@@ -589,11 +647,13 @@ class ModelManager(QDialog):
         if not hits:
             self.search_status.setText(f"No GGUF models on the Hub match “{query}”.")
             return
-        self.search_status.setText(f"{len(hits)} repos match “{query}”. Pick a file, then Download.")
+        self.search_status.setText(f"{format_count(len(hits), 'repo')} {'matches' if len(hits) == 1 else 'match'} "
+                                   f"“{query}”. Pick a file, then Download.")
         for h in hits:
             note = "Gated: needs a Hugging Face token and accepted terms" if h.gated else ""
             top = QTreeWidgetItem([h.repo_id, "", "", f"{h.downloads:,}" if h.downloads is not None else "", note])
             top.setData(0, ROLE, h.repo_id)
+            top.setToolTip(0, plain_tooltip(h.repo_id))
             self.results.addTopLevelItem(top)
             if h.error:
                 top.setText(4, h.error)
@@ -607,6 +667,7 @@ class ModelManager(QDialog):
                 child = QTreeWidgetItem([f.path, quant, format_bytes(f.size, unknown="size unknown"), "",
                                          parts.strip()])
                 child.setData(0, ROLE, name)
+                child.setToolTip(0, plain_tooltip(f"{h.repo_id}/{f.path}"))
                 top.addChild(child)
             top.setExpanded(len(hits) <= 3)
 
@@ -658,8 +719,9 @@ class ModelManager(QDialog):
                 self._catalogue_selection()
 
     def _download_finished(self, info: dm.DownloadInfo) -> None:
-        self.show_message(f"{info.label} is downloaded and installed as {info.installed_as}. "
-                          "Load it from the Catalogue or Installed tab.", error=False)
+        name = info.installed_as or info.name
+        self.show_message(f"{info.label} is downloaded and installed as {name}.", error=False,
+                          action=("Load &now", f"Load {info.label} now", lambda: self._load(name)))
         self._download_changed(info)
 
     def _downloads_counted(self, total: int) -> None:

@@ -8,19 +8,26 @@ manager. It keeps one width: a long name is elided in the middle, the whole name
 in its tooltip. The row keeps one height whether or not a family's sizes show.
 
 Each size carries its fit verdict (the coloured disc) and its speed on this machine,
-from the library service's one table (the catalogue shows the same figure). An
-installed size loads when pressed; one that is not installed offers a download once
+from the library service's one table (the catalogue shows the same figure): the median
+measured on a quiet CPU, else the estimate marked "~" (a reply on a busy CPU never
+becomes a model's speed, `assistant.busy`). The sizes keep their width from the start,
+so a click aimed at one never lands on another when the figures arrive; after replies,
+once the chat is idle, the table is built again so a new quiet figure shows. Beside the
+family's name, the loaded model's marks: it thinks, it sees images (icons, tooltips).
+An installed size loads when pressed; one that is not installed offers a download once
 the Hub has answered (offline, it says so instead), and loads when the download is
-done. Everything slow (the table, the Hub, remote servers) runs off the UI thread.
+done. A failed download says why in the status line, with Retry; a finished one that
+was started elsewhere offers Load now. Everything slow (the table, the Hub, remote
+servers) runs off the UI thread.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtCore import QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QStandardItemModel
-from PySide6.QtWidgets import (QButtonGroup, QComboBox, QHBoxLayout, QLabel, QMessageBox, QProgressBar, QSizePolicy,
+from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QMessageBox, QProgressBar, QSizePolicy,
                                QStyle, QStyleOptionComboBox, QStylePainter, QToolButton, QWidget)
 
 from assistant.library_service import HubStatus, RemoteModels
@@ -31,12 +38,19 @@ from models.download_manager import DownloadInfo
 from models.labels import family_name, short_label, size_token
 from models.library import BASE_MODEL_LABEL, SEES_IMAGES_LABEL as SEES_IMAGES
 from ui.bridge import ChatBridge
+from ui.error_text import readable
+from ui.icons import icon
 from ui.library_bridge import LibraryBridge
 from ui.library_widgets import error_text_style, verdict_icon, verdict_words
+from ui.model_marks import abilities, abilities_pixmap, ability_words, ladder_text, params_text
 from ui.plain_text import plain_label, plain_tooltip
 from ui.workers import run_in_background
 
 MANAGE = "\x00manage"
+NAME_CHARS, COMPACT_NAME_CHARS = 24, 12  # the name box's width in characters; in a narrow window
+SPEED_ROOM = "~888 tok/s"  # the widest speed a size button is sized for from the start
+STATUS_WIDTH = 640  # px: the status line's longest text in the toolbar
+REFIGURE_AFTER_MS = 4000  # after the last reply, once the chat is idle: measure speeds into the table again
 SHORT_ROLE = Qt.ItemDataRole.UserRole + 1  # what the closed box shows: "name · quant"
 TIP_ROLE = Qt.ItemDataRole.UserRole + 2  # the item's tooltip as plain text
 
@@ -67,8 +81,50 @@ class ElidedComboBox(QComboBox):
         painter.drawControl(QStyle.ControlElement.CE_ComboBoxLabel, opt)
 
 
+class ElidedLabel(QLabel):
+    """Plain text in at most two lines (the toolbar's height), in the room it is given, cut with … where
+    it does not fit: a long message never pushes the picker off the toolbar."""
+
+    LINES = 2
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        plain_label(self)
+        self.full_text = ""
+        self.setWordWrap(True)
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.setMinimumWidth(40)
+
+    def set_full_text(self, text: str) -> None:
+        self.full_text = text
+        self._elide()
+
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt's name
+        hint = super().sizeHint()
+        return QSize(min(self.fontMetrics().horizontalAdvance(self.full_text) + 8, STATUS_WIDTH), hint.height())
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        super().resizeEvent(event)
+        self._elide()
+
+    def _fits(self, text: str, width: int) -> bool:
+        rect = self.fontMetrics().boundingRect(0, 0, width, 10_000, Qt.TextFlag.TextWordWrap, text)
+        return rect.height() <= self.LINES * self.fontMetrics().lineSpacing() + 1
+
+    def _elide(self) -> None:
+        text, width = self.full_text, max(20, self.width())
+        if not self._fits(text, width):
+            lo, hi = 0, len(text)  # the longest start of the text that fits with "…"
+            while lo < hi:
+                mid = (lo + hi + 1) // 2
+                lo, hi = (mid, hi) if self._fits(text[:mid].rstrip() + "…", width) else (lo, mid - 1)
+            text = text[:lo].rstrip() + "…"
+        self.setText(text)
+
+
 class ModelPicker(QWidget):
     modelRequested = Signal(str)  # a spec to load: an installed name, or MODEL@REMOTE
+    sizesChanged = Signal()  # another family's sizes: the picker's width changed (the window fits its toolbar)
 
     def __init__(self, library: LibraryBridge, chat: ChatBridge, open_manager: Callable[[], None],
                  parent: QWidget | None = None):
@@ -83,6 +139,10 @@ class ModelPicker(QWidget):
         self.pending_load: str | None = None
         self.pending_download: str | None = None  # a catalogue name to load once downloaded
         self.download_prompt: QMessageBox | None = None
+        self._action = None  # what the status line's button does now (Retry, Load now)
+        self.chat = chat
+        self._refigure = QTimer(self, singleShot=True, interval=REFIGURE_AFTER_MS)
+        self._refigure.timeout.connect(self._refigure_when_idle)
         self._build()
         self.refresh_installed()
         library.downloadProgress.connect(self._download_progress)
@@ -95,6 +155,7 @@ class ModelPicker(QWidget):
         library.remotesChanged.connect(self._remotes_changed)
         chat.modelLoaded.connect(self._model_loaded)
         chat.modelFailed.connect(self._load_failed)
+        chat.turnFinished.connect(lambda _event: self._refigure.start())
         self.refresh_remote_models()
 
     # --- building
@@ -108,7 +169,7 @@ class ModelPicker(QWidget):
         self.combo.setAccessibleName("Model")
         self.combo.setAccessibleDescription("The loaded model; choose another installed or remote model to load it")
         self.combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.combo.setMinimumContentsLength(24)  # one width, whatever the name: long names are elided
+        self.combo.setMinimumContentsLength(NAME_CHARS)  # one width, whatever the name: long names are elided
         self.combo.view().setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self.combo.view().setMinimumWidth(420)
         self.combo.activated.connect(self._combo_activated)
@@ -120,6 +181,10 @@ class ModelPicker(QWidget):
         self.family_label.setAccessibleName("Model family")
         self.family_label.setStyleSheet("color: palette(placeholder-text);")
         layout.addWidget(self.family_label)
+        self.marks = QLabel()  # the loaded model's abilities as icons: it thinks, it sees images
+        self.marks.setAccessibleName("What the loaded model can do")
+        self.marks.hide()
+        layout.addWidget(self.marks)
 
         self.sizes = QWidget()
         self.sizes.setAccessibleName("Sizes")
@@ -127,10 +192,13 @@ class ModelPicker(QWidget):
         self.sizes_layout.setContentsMargins(0, 0, 0, 0)
         self.sizes_layout.setSpacing(2)
         # The loaded size stands out in every theme (Fusion's dark "checked" shade is faint).
-        self.sizes.setStyleSheet("QToolButton:checked { border: 2px solid palette(highlight); border-radius: 3px;"
-                                 " background: palette(base); padding: 1px 3px; }")
-        self.size_group = QButtonGroup(self)
-        self.size_group.setExclusive(False)  # checked by hand: a press does not switch until the load is done
+        # The toolbar's roomy padding is for its labelled buttons; the sizes keep a slim one, so a family of
+        # four still fits a 900 px window beside the name box.
+        self.sizes.setStyleSheet("QToolButton { padding: 1px 4px; border: 2px solid transparent; border-radius: 3px; }"
+                                 "QToolButton:checked { border: 2px solid palette(highlight);"
+                                 " background: palette(base); }")
+        # No QButtonGroup: Qt takes Tab away from every button of a group but the checked one, and then
+        # the other sizes could not be reached by keyboard. Each is checked by hand (when its load is done).
         layout.addWidget(self.sizes)
 
         self.download_bar = QProgressBar()
@@ -140,10 +208,18 @@ class ModelPicker(QWidget):
         self.download_bar.hide()
         layout.addWidget(self.download_bar)
 
-        self.status_label = plain_label(QLabel())
+        self.status_label = ElidedLabel()
         self.status_label.setAccessibleName("Model picker status")
-        layout.addWidget(self.status_label)
-        self.setSizePolicy(QSizePolicy.Policy.Maximum, QSizePolicy.Policy.Fixed)
+        layout.addWidget(self.status_label, 1)
+        self.action_button = QToolButton()  # Retry a failed download, Load a finished one
+        self.action_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.action_button.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.action_button.clicked.connect(self._act)
+        self.action_button.hide()
+        layout.addWidget(self.action_button)
+        # The status line takes the toolbar's room left over (elided to it): a long message never pushes
+        # the picker itself off the toolbar.
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         # One height, with or without the two-line size buttons: the toolbar never jumps.
         self.setFixedHeight(max(self._size_button("12B ↓\n~100 tok/s").sizeHint().height(),
                                 self.combo.sizeHint().height()) + 2)
@@ -204,7 +280,7 @@ class ModelPicker(QWidget):
                            f"{r.model} on the remote server {r.remote} ({r.host})")
         model = self.combo.model()
         for remote, why in self.remote.problems:
-            self._add_item(f"{remote}: its models cannot be listed", remote, None, why)
+            self._add_item(f"{remote}: its models cannot be listed", remote, None, readable(why))
             if isinstance(model, QStandardItemModel):
                 model.item(self.combo.count() - 1).setEnabled(False)
         if name and self.combo.findData(name) < 0:  # a file path, a remote model not listed yet, or one removed
@@ -247,7 +323,12 @@ class ModelPicker(QWidget):
         self.modelRequested.emit(name)
 
     def _say(self, text: str = "", tooltip: str = "", error: bool = False) -> None:
-        self.status_label.setText(text)
+        self._offer(None)
+        # One line in the toolbar, cut to the room there is; whole in the tooltip and the accessible text.
+        self.status_label.set_full_text(text)
+        if text and tooltip and not tooltip.startswith(text):
+            tooltip = f"{text}\n\n{tooltip}"
+        self.status_label.setAccessibleDescription(text)
         self.status_label.setToolTip(plain_tooltip(tooltip))
         self.status_label.setStyleSheet(error_text_style(self) if error else "")
 
@@ -299,19 +380,94 @@ class ModelPicker(QWidget):
         family = catalogue.family_of(entry) if entry else None
         if family is None or self.family is None or family.id != self.family.id:
             for button in self.size_buttons.values():
-                self.size_group.removeButton(button)
                 button.deleteLater()
             self.size_buttons.clear()
             self.family = family
             for size in family.sizes if family else ():
                 button = self._size_button()
                 button.clicked.connect(lambda _checked=False, e=size: self._size_pressed(e))
-                self.size_group.addButton(button)
                 self.sizes_layout.addWidget(button)
                 self.size_buttons[size.base_name] = button
+                self._reserve_width(button, size)
         self.sizes.setVisible(family is not None)
         self._show_family_label()
+        self._show_marks(entry)
         self._update_sizes()
+        self.sizesChanged.emit()
+
+    def set_compact(self, compact: bool) -> None:
+        """A narrow window: the name box takes less room (the name elided, whole in its tooltip) and the family's
+        name goes (each size's tooltip says it), so the picker, its sizes included, stays on the toolbar."""
+        self.compact = compact
+        self.combo.setMinimumContentsLength(COMPACT_NAME_CHARS if compact else NAME_CHARS)
+        self.combo.setFixedWidth(self.combo.sizeHint().width())  # its minimum size hint is cached: set it so
+        self.family_label.setVisible(not compact)
+
+    def full_width(self) -> int:
+        """The picker's width when not compact (what fit_toolbar weighs against the window's)."""
+        hint = self.sizeHint().width()
+        if not getattr(self, "compact", False):
+            return hint
+        name = self.combo.fontMetrics().horizontalAdvance("x") * (NAME_CHARS - COMPACT_NAME_CHARS)
+        return hint + name + self.family_label.sizeHint().width() + self.layout().spacing()
+
+    @staticmethod
+    def _reserve_width(button: QToolButton, entry: CatalogueEntry) -> None:
+        """The button's final width from the start, for its widest text: the figures arrive later and never
+        widen it (measured with the style sheets applied: they add padding and borders)."""
+        text = button.text()
+        button.setMinimumWidth(0)
+        button.setText(f"{size_token(entry)} ↓\n{SPEED_ROOM}")
+        button.ensurePolished()
+        button.setMinimumWidth(button.sizeHint().width())
+        button.setText(text)
+
+    def _show_marks(self, entry: CatalogueEntry | None) -> None:
+        """The loaded model's abilities as icons beside its family's name; their words in the tooltip."""
+        self._marks_entry = entry
+        found = abilities(entry)
+        self.marks.setVisible(bool(found))
+        if found:
+            self.marks.setPixmap(abilities_pixmap(entry))
+            words = ability_words(entry)
+            self.marks.setToolTip(f"{short_label(entry)} {words.replace(' · ', ' and ')}." if entry else words)
+            self.marks.setAccessibleDescription(words)
+
+    def apply_icons(self) -> None:
+        """Icons in the palette's colours, drawn again after a theme change (and the sizes' widths for its
+        style sheet)."""
+        self._show_marks(getattr(self, "_marks_entry", None))
+        for entry in self.family.sizes if self.family is not None else ():
+            button = self.size_buttons.get(entry.base_name)
+            if button is not None:
+                self._reserve_width(button, entry)
+        if self._action is not None:
+            self.action_button.setIcon(icon(self._action[0]))
+
+    # --- the status line's button: Retry a failed download, Load one that finished
+    def _offer(self, kind: str | None, text: str = "", name: str = "", run=None) -> None:
+        self._action = (kind, run) if kind else None
+        self.action_button.setVisible(kind is not None)
+        if kind:
+            self.action_button.setText(text)
+            self.action_button.setIcon(icon(kind))
+            self.action_button.setAccessibleName(name)
+            self.action_button.setToolTip(name)
+
+    def _act(self) -> None:
+        action, self._action = self._action, None
+        self.action_button.hide()
+        self._say()
+        if action is not None:
+            action[1]()
+
+    def _refigure_when_idle(self) -> None:
+        """After replies, once the chat is idle: build the table again, so a speed measured on a quiet CPU
+        shows (building it while a reply runs would slow that reply and be measured as busy)."""
+        if self.chat.service.busy():
+            self._refigure.start()
+            return
+        self.service.request_table()
 
     def _show_family_label(self) -> None:
         """The family's name; or, without one, what the loaded model is (and a base model says so)."""
@@ -330,7 +486,8 @@ class ModelPicker(QWidget):
         if base:
             text = f"{text} · base model" if text else "base model"
         self.family_label.setText(text)
-        self.family_label.setToolTip(BASE_MODEL_LABEL if base else "")
+        ladder = f"{family_name(self.family.sizes[0])}: {ladder_text(self.family)}" if self.family is not None else ""
+        self.family_label.setToolTip(plain_tooltip("\n".join(x for x in (ladder, BASE_MODEL_LABEL if base else "") if x)))
         self.family_label.setAccessibleDescription(BASE_MODEL_LABEL if base else "")
 
     def _update_sizes(self) -> None:
@@ -353,16 +510,21 @@ class ModelPicker(QWidget):
             verdict = verdict_words(fig.verdict if fig else None)
             state = ("loaded" if entry.base_name == current else "installed" if installed
                      else "downloading" if downloading else "not installed")
-            button.setAccessibleName(f"{short_label(entry)}: {verdict}, {speed or 'speed not known yet'}, {state}")
+            marks = ability_words(entry)
+            button.setAccessibleName(f"{short_label(entry)}: {verdict}, {speed or 'speed not known yet'}, {state}"
+                                     + (f", {marks}" if marks else ""))
             size = format_bytes(entry.size_bytes, approx=entry.size_approx, unknown="size unknown")
-            lines = [f"{entry.label} — {entry.quant}, {size}"]
+            lines = [f"{entry.label} — {entry.quant}, {size}, {params_text(entry)} parameters"]
+            if marks:
+                lines.append(f"It {marks.replace(' · ', ' and ')}.")
             if entry.is_base:
                 lines.append(BASE_MODEL_LABEL.capitalize())
             lines.append(f"{verdict.capitalize()}: {fig.reason}" if fig and fig.verdict
                          else "Working out whether it fits this machine…")
             if fig and fig.tokens_per_s:
-                lines.append(f"{speed} " + ("(measured on this machine)" if fig.measured
-                                            else "(estimated for this machine)"))
+                lines.append(f"{speed} " + ("(measured on this machine, on a quiet CPU)" if fig.measured
+                                            else "(estimated for this machine; a reply on a busy CPU "
+                                                 "does not count as its speed)"))
             if entry.base_name == current:
                 lines.append("Loaded now.")
             elif installed:
@@ -480,19 +642,34 @@ class ModelPicker(QWidget):
     def _download_finished(self, d: DownloadInfo) -> None:
         self._update_sizes()
         if d.name != self.pending_download:
+            # Started elsewhere (the model manager): say so, and offer to load it.
+            name = d.installed_as or d.name
+            self._say(f"Downloaded {d.label}", f"{d.label} is installed as {name}.")
+            self._offer("load", "Load now", f"Load {d.label} now", lambda: self._request(name, d.label))
             return
         self.pending_download = None
         self.download_bar.hide()
         self._request(d.installed_as or d.name, d.label)
 
     def _download_failed(self, d: DownloadInfo) -> None:
-        """Said once, here, in a line: the manager's Downloads page has the row to retry it."""
+        """Said once, here, in a line with its reason, and Retry (the manager's Downloads page has it too)."""
         self._update_sizes()
         if d.name != self.pending_download:
             return
         self.pending_download = None
         self.download_bar.hide()
-        self._say(f"Download of {d.label} failed", f"{d.message}\n\nModels… → Downloads retries it.", error=True)
+        reason = " ".join(readable(d.message or "no reason was given").split())
+        first = reason.split(". ")[0].rstrip(".")  # the reason's first sentence; the tooltip has all of it
+        self._say(f"Download of {d.label} failed: {first[:1].lower() + first[1:]}.",
+                  f"{readable(d.message)}\n\nRetry starts it again.", error=True)
+
+        def retry() -> None:
+            self.library.downloads.resume(d.name)
+            entry = catalogue.get(d.name)
+            if entry is not None:
+                self._follow_download(entry)
+
+        self._offer("retry", "Retry", f"Retry the download of {d.label}", retry)
 
     def _download_stopped(self, d: DownloadInfo) -> None:
         self._update_sizes()

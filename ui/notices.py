@@ -36,9 +36,12 @@ class NoticeRow(QFrame):
 
 
 class HistoryNotices(QWidget):
-    def __init__(self, history, parent=None):
+    def __init__(self, history, dismiss, parent=None):
+        """`history` is read; `dismiss(notice_id)` is the core's (the chat service's): the window never
+        writes the history itself."""
         super().__init__(parent)
         self.history = history
+        self._dismiss_notice = dismiss
         self._layout = QVBoxLayout(self)
         self._layout.setContentsMargins(8, 6, 8, 0)
         self._layout.setSpacing(4)
@@ -73,7 +76,7 @@ class HistoryNotices(QWidget):
 
     def _dismiss(self, notice) -> None:
         try:
-            self.history.dismiss_notice(notice.id)
+            self._dismiss_notice(notice.id)
         except UserError as exc:  # the notices file cannot be written: say so, keep the notice
             log.warning("cannot dismiss notice %s: %s", notice.id, exc)
             from PySide6.QtWidgets import QMessageBox

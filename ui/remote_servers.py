@@ -5,16 +5,20 @@ connection: the server's models (as MODEL@NAME, the way the picker lists and loa
 them) and a measured round trip. Keys go to the OS keyring, or a file only the user
 can read (`assistant.remotes`); they are never shown again. Every call goes through
 the library service off the UI thread: a server that does not answer never freezes
-the window, and what went wrong is one sentence under the list.
+the window, and what went wrong is one sentence under the list (an OS error in words,
+not "[Errno 111]"). A server just added that does not answer is not kept silently: a
+question says why and offers to keep it (for when it is switched on) or remove it.
 """
 
 from __future__ import annotations
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (QFormLayout, QHBoxLayout, QLabel, QLineEdit, QMessageBox, QTreeWidgetItem, QVBoxLayout,
                                QWidget)
 
 from assistant.library_service import ConnectionTest
 from ui.library_bridge import LibraryBridge
+from ui.error_text import readable
 from ui.library_widgets import button, error_text_style, tree
 from ui.plain_text import plain_label, plain_tooltip
 from ui.workers import run_in_background
@@ -93,7 +97,7 @@ class RemoteServersPage(QWidget):
         self.remove_button.setEnabled(chosen)
 
     def _say(self, text: str, error: bool = False) -> None:
-        self.result.setText(text)
+        self.result.setText(readable(text))
         self.result.setStyleSheet(error_text_style(self) if error else "")
 
     # --- actions (each off the UI thread)
@@ -110,7 +114,7 @@ class RemoteServersPage(QWidget):
             for edit in (self.name_edit, self.url_edit, self.key_edit):
                 edit.clear()
             self._select(server.name)
-            self.test()
+            self.test(just_added=True)
 
         def failed(exc) -> None:
             self.add_button.setEnabled(True)
@@ -124,7 +128,7 @@ class RemoteServersPage(QWidget):
             if item is not None and item.text(0) == name:
                 self.servers.setCurrentItem(item)
 
-    def test(self) -> None:
+    def test(self, just_added: bool = False) -> None:
         name = self.selected()
         if not name:
             return
@@ -138,8 +142,40 @@ class RemoteServersPage(QWidget):
         def failed(exc) -> None:
             self.test_button.setEnabled(self.selected() is not None)
             self._say(str(exc), error=True)
+            if just_added:
+                self.ask_keep(name, str(exc))
 
         run_in_background(lambda: self.service.test_remote(name), done, failed, context=self)
+
+    def ask_keep(self, name: str, why: str) -> QMessageBox:
+        """A server just added does not answer: keep it (it may be switched off now) or remove it."""
+        box = QMessageBox(QMessageBox.Icon.Warning, "Remote server", f"{name} does not answer.",
+                          QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, self)
+        box.setTextFormat(Qt.TextFormat.PlainText)  # a name and an address, as written
+        box.setInformativeText(f"{readable(why)}\n\nKeep it if the server is only switched off now: its models "
+                               "are listed once it answers. Remove it if the address is wrong.")
+        keep, remove = box.button(QMessageBox.StandardButton.Yes), box.button(QMessageBox.StandardButton.No)
+        keep.setText("&Keep it")
+        keep.setAccessibleName(f"Keep {name}")
+        remove.setText("&Remove it")
+        remove.setAccessibleName(f"Remove {name}")
+        box.setDefaultButton(QMessageBox.StandardButton.Yes)
+
+        def answered(clicked) -> None:
+            self.prompt = None
+            if clicked is remove:
+                self._remove(name)
+            else:
+                self._say(f"Kept {name}; it does not answer yet. {readable(why)}", error=True)
+
+        box.buttonClicked.connect(answered)
+        self.prompt = box
+        box.open()
+        return box
+
+    def _remove(self, name: str) -> None:
+        run_in_background(lambda: self.service.remove_remote(name), lambda _none: self._say(f"Removed {name} and its key."),
+                          lambda exc: self._say(str(exc), error=True), context=self)
 
     def confirm_remove(self) -> QMessageBox | None:
         name = self.selected()
@@ -158,9 +194,7 @@ class RemoteServersPage(QWidget):
         def answered(clicked) -> None:
             self.prompt = None
             if clicked is yes:
-                run_in_background(lambda: self.service.remove_remote(name),
-                                  lambda _none: self._say(f"Removed {name} and its key."),
-                                  lambda exc: self._say(str(exc), error=True), context=self)
+                self._remove(name)
 
         box.buttonClicked.connect(answered)
         self.prompt = box

@@ -92,7 +92,11 @@ class ServerPage(QWidget):
         self.port.setValue(int(settings["port"]))
         self.port.setAccessibleName("Port")
         self.port.valueChanged.connect(lambda value: save_settings(self.store, port=value))
-        form.addRow("Port", self.port)
+        # Five digits and the arrows: a port does not need the window's width.
+        self.port.setMaximumWidth(self.port.fontMetrics().horizontalAdvance("65535") + 56)
+        port_row = _row(self.port)
+        port_row.layout().addStretch(1)
+        form.addRow("Port", port_row)
 
         self.url = QLineEdit()
         self.url.setReadOnly(True)

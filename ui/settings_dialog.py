@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QTextCursor
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -299,13 +300,15 @@ class SettingsDialog(QDialog):
 
 
 class ConversationSettingsDialog(QDialog):
-    """One chat's own settings: its system prompt (shown) and the sampling values it overrides.
+    """One chat's own settings: its system prompt and the sampling values it overrides.
 
     Only the values the user changed here (or had changed before) are kept as overrides; the
-    rest follow the defaults, so a later change of a default still reaches this chat."""
+    rest follow the defaults, so a later change of a default still reaches this chat. A new
+    chat (`new_chat`) gets the same dialog: the window keeps what is chosen until the chat's
+    first message creates the conversation."""
 
     def __init__(self, defaults: dict, settings: dict | None, *, title: str, system_prompt: str | None,
-                 parent=None):
+                 new_chat: bool = False, focus_prompt: bool = False, parent=None):
         super().__init__(parent)
         self.setWindowTitle(f"This chat — {title}")
         self.setAccessibleName("This chat's settings")
@@ -314,24 +317,26 @@ class ConversationSettingsDialog(QDialog):
         self.settings = dict(settings) if isinstance(settings, dict) else {}
         self._overrides = {k for k in SAMPLING_KEYS if k in self.settings}
         self._thinking_overrides = {k for k in THINKING_KEYS if k in self.settings}
+        self._start_prompt = _text(system_prompt).strip()
         layout = QVBoxLayout(self)
-        intro = QLabel("Settings for this chat only. Values you change here are kept with the chat; the "
-                       "others follow the defaults (Settings in the toolbar).")
+        intro = QLabel(("Settings for this new chat: kept with it once you send its first message. "
+                        if new_chat else "Settings for this chat only. ")
+                       + "Values you change here are kept with the chat; the others follow the defaults "
+                       "(Settings in the toolbar).")
         intro.setWordWrap(True)
         intro.setObjectName("dialogIntro")
         layout.addWidget(intro)
-        prompt = QLabel(system_prompt or "No system prompt.")
-        prompt.setWordWrap(True)
-        prompt.setTextFormat(Qt.PlainText)
-        prompt.setTextInteractionFlags(Qt.TextSelectableByMouse)
-        prompt.setObjectName("systemPromptText")
-        prompt.setAccessibleName("This chat's system prompt")
-        form = QFormLayout()
-        form.addRow("System prompt", prompt)
-        layout.addLayout(form)
+        self.system = _named(QPlainTextEdit(_text(system_prompt)), "This chat's system prompt")
+        self.system.setPlaceholderText("No system prompt: the model sees only the conversation")
+        self.system.setTabChangesFocus(True)
+        self.system.setMinimumHeight(70)
+        self.system.setMaximumHeight(140)
+        self.system.setToolTip("What the model is told before the conversation, for this chat only. It applies "
+                               "from the next reply on.")
         merged = {**{k: self.defaults.get(k) for k in SAMPLING_KEYS},
                   **{k: v for k, v in self.settings.items() if k in SAMPLING_KEYS}}
         self.sampling = SamplingForm(merged)
+        self.sampling.layout().insertRow(0, "System prompt", self.system)  # one form: the labels line up
         self._start = self.sampling.values()
         layout.addWidget(self.sampling)
         self.thinking = ThinkingForm({**{k: self.defaults.get(k) for k in THINKING_KEYS},
@@ -352,6 +357,16 @@ class ConversationSettingsDialog(QDialog):
         layout.addWidget(buttons)
         self._cleared = False
         self._describe()
+        if focus_prompt:
+            self.system.setFocus()
+            self.system.moveCursor(QTextCursor.MoveOperation.End)
+
+    def result_system_prompt(self) -> str:
+        """The chat's system prompt as edited ('' for none)."""
+        return self.system.toPlainText().strip()
+
+    def prompt_changed(self) -> bool:
+        return self.result_system_prompt() != self._start_prompt
 
     def use_defaults(self) -> None:
         """Drop this chat's overrides: every value follows the defaults again."""

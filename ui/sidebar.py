@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 from PySide6.QtCore import QSize, QStandardPaths, Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QPalette
+from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import (
     QCheckBox,
     QFileDialog,
@@ -45,6 +45,7 @@ class Sidebar(QWidget):
     messageSelected = Signal(int, int)  # conversation id, message id (a search hit)
     newChatRequested = Signal()
     conversationDeleted = Signal(int)
+    conversationRenamed = Signal(int)
     notify = Signal(str)  # a confirmation for the status bar
 
     def __init__(self, history, chat, parent=None):
@@ -131,11 +132,10 @@ class Sidebar(QWidget):
                 if plain and plain != " ".join(_plain(title).split()) and plain not in map(_plain, snippets):
                     snippets.append(hit.snippet)
             snippets = snippets[:SNIPPETS_PER_ROW]
-            item = QListWidgetItem(f"{_plain(title)}\n" + "\n".join(_plain(s) for s in snippets))
-            # The label below draws the row; the item keeps the plain text (for screen readers and
-            # type-to-find) in an ink nobody sees, so the two never overlap.
-            item.setForeground(QColor(0, 0, 0, 0))
-            item.setData(Qt.AccessibleTextRole, item.text())
+            # The label below draws the row; the item itself has no text to draw (a selected row's style
+            # would paint it over the label), only its accessible text for screen readers.
+            item = QListWidgetItem()
+            item.setData(Qt.AccessibleTextRole, f"{_plain(title)}\n" + "\n".join(_plain(s) for s in snippets))
             item.setData(Qt.UserRole, (conv_id, next((h.message_id for h in hits if h.message_id), None)))
             more = f"{len(hits)} matches" if len(hits) > 1 else ""
             label = QLabel(_search_row_html(title, snippets, more, self.palette()))
@@ -276,6 +276,7 @@ class Sidebar(QWidget):
         if ok and title.strip():
             self.chat.rename(conv_id, title.strip())
             self.refresh()
+            self.conversationRenamed.emit(conv_id)  # the open chat's header shows the new title
             self.notify.emit("Conversation renamed")
 
     def default_export_path(self, conv_id: int, fmt: str) -> Path:

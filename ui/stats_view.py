@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QApplication,
     QComboBox,
+    QFrame,
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
@@ -30,6 +31,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QSplitter,
     QStyle,
     QStyledItemDelegate,
@@ -42,15 +44,19 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from assistant.busy import BUSY_MARK, BUSY_TIP, benchmark_is_busy
 from assistant.stats_series import METRICS, StatsSnapshot
 from common.errors import UserError
-from common.formatting import format_byte_rate, format_bytes, format_number
+from common.formatting import format_byte_rate, format_bytes, format_count, format_number
 from ui.charts import SizeChart, TimeChart, is_dark, model_colors, plain_tooltip
+from ui.icons import icon
 from ui.workers import run_in_background
 
 log = logging.getLogger(__name__)
 
 ALL_MODELS = "All models"
+CHART_MIN_HEIGHT = 210  # px: a chart below this is a sliver; the page scrolls instead
+ONE_CHART_A_ROW_BELOW = 820  # px of the view's width: narrower, the charts stack one a row
 PP_TIP = ("pp: prompt processing. Tokens per second while the model reads a prompt in one go, as llama-bench's "
           "pp measures it: how long a long prompt waits before the reply starts.")
 TG_TIP = ("tg: text generation. Tokens per second while the model writes, one token after another, as "
@@ -183,31 +189,57 @@ class StatsView(QWidget):
         self.size_chart = SizeChart("Speed against model size (this machine)", "No replies with a model size yet.")
         self.prompt_chart = TimeChart(METRICS["prompt_tps"].title, "tokens/s", "No prompt speeds yet.")
         self.ttft_chart = TimeChart(METRICS["ttft_ms"].title, "ms", "No first-token times yet.")
-        charts = QWidget()
-        grid = QGridLayout(charts)
-        grid.setContentsMargins(0, 0, 0, 0)
-        grid.setSpacing(6)
-        for i, chart in enumerate(self.charts()):
-            grid.addWidget(chart.widget, i // 2, i % 2)
+        for chart in self.charts():
+            chart.widget.setMinimumHeight(CHART_MIN_HEIGHT)
+        self.charts_box = QWidget()
+        self.charts_grid = QGridLayout(self.charts_box)
+        self.charts_grid.setContentsMargins(0, 0, 0, 0)
+        self.charts_grid.setSpacing(6)
+        self.chart_columns = 0
+        self._lay_out_charts(2)
 
         splitter = QSplitter(Qt.Orientation.Vertical)
         splitter.setChildrenCollapsible(False)
-        splitter.addWidget(charts)
+        splitter.addWidget(self.charts_box)
         splitter.addWidget(self._build_benchmarks())
         splitter.setStretchFactor(0, 3)
         splitter.setStretchFactor(1, 2)
         splitter.setSizes([650, 350])  # proportions: the charts get about two thirds
+        # A short window keeps every chart readable: below their minimum height the page scrolls.
+        self.scroll = QScrollArea()
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.scroll.setWidget(splitter)
+        self.scroll.setAccessibleName("Charts and benchmarks")
         layout = QVBoxLayout(self)
         layout.addLayout(top)
         layout.addWidget(self.note)
         layout.addWidget(self.thinking)
         layout.addWidget(self.verdicts)
         layout.addWidget(self.drafting)
-        layout.addWidget(splitter, 1)
+        layout.addWidget(self.scroll, 1)
         self.setAccessibleName("Statistics")
+
+    def _lay_out_charts(self, columns: int) -> None:
+        """Two charts a row in a wide window, one in a narrow one (each keeps its title whole)."""
+        if columns == self.chart_columns:
+            return
+        self.chart_columns = columns
+        for chart in self.charts():
+            self.charts_grid.removeWidget(chart.widget)
+        for i, chart in enumerate(self.charts()):
+            self.charts_grid.addWidget(chart.widget, i // columns, i % columns)
+        rows = (len(self.charts()) + columns - 1) // columns
+        self.charts_box.setMinimumHeight(rows * CHART_MIN_HEIGHT + (rows - 1) * self.charts_grid.spacing())
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        super().resizeEvent(event)
+        self._lay_out_charts(1 if self.width() < ONE_CHART_A_ROW_BELOW else 2)
 
     def _build_benchmarks(self) -> QWidget:
         box = QGroupBox("Benchmarks")
+        box.setMinimumHeight(220)  # the list and a few rows of results, however short the window
         self.model_list = QTreeWidget()
         self.model_list.setAccessibleName("Models to benchmark")
         self.model_list.setAccessibleDescription("Check the models to benchmark; Space checks the current one")
@@ -467,6 +499,7 @@ class StatsView(QWidget):
 
     def _draw_size_chart(self) -> None:
         snap = self._snap()
+        self.size_chart.empty_text = snap.size_empty  # none yet, or every one on a busy CPU
         self.size_chart.set_points(snap.size_points, self.bandwidth, self._colors)
         described = [f"{p.model}: {format_bytes(p.size_bytes)}, median {p.gen_tps:.1f} tokens/s"
                      for p in snap.size_points]
@@ -479,11 +512,15 @@ class StatsView(QWidget):
         self.table.setSortingEnabled(False)
         self.table.setRowCount(len(rows))
         for i, row in enumerate(rows):
+            busy = benchmark_is_busy(row.get("record"))
             for j, (_, key, show, _) in enumerate(BENCH_COLUMNS):
                 value = row.get(key)
                 if key == "threads":  # "Ran on": the backend and thread count together
-                    text = ", ".join(x for x in (row.get("backend"), value and _count(value, "thread")) if x)
+                    text = ", ".join(x for x in (row.get("backend"), value and _count(value, "thread"),
+                                                 BUSY_MARK if busy else None) if x)
                     cell = _Cell(text or "–", (row.get("backend") or "", value or 0))
+                    if busy:
+                        cell.setToolTip(BUSY_TIP)
                 elif key == "created_at":
                     cell = _Cell(_local_time(value), value)
                 elif show is not None:
@@ -496,6 +533,11 @@ class StatsView(QWidget):
                     cell.setToolTip(f"{row['pp_tokens']}-token prompt read at {cell.text()} tokens/s")
                 elif key == "tg_tps" and row.get("tg_tokens"):
                     cell.setToolTip(f"{row['tg_tokens']} tokens written at {cell.text()} tokens/s")
+                if busy and key in ("pp_tps", "tg_tps") and value is not None:
+                    # Shown, marked: below what this machine gives, so never read as the model's speed.
+                    cell.setText(f"{cell.text()} ({BUSY_MARK})")
+                    cell.setIcon(icon("warning"))
+                    cell.setToolTip(f"{cell.toolTip()}\n{BUSY_TIP}".strip())
                 if key == "model":
                     cell.setToolTip(plain_tooltip("\n".join(str(v) for v in (row.get("model"), row.get("model_file"))
                                                             if v)))
@@ -504,6 +546,10 @@ class StatsView(QWidget):
                 self.table.setItem(i, j, cell)
         self.table.setSortingEnabled(True)
         self.table_empty.setVisible(not rows)
+
+    def refresh_models(self) -> None:
+        """The installed models again (the library says the list changed), keeping what was checked."""
+        self._fill_models()
 
     def _fill_models(self) -> None:
         """The installed models, keeping what was checked."""
@@ -558,9 +604,7 @@ def _local_time(iso) -> str:
         return str(iso) if iso is not None else "–"
 
 
-def _count(n: int, noun: str) -> str:
-    plural = noun[:-1] + "ies" if noun.endswith("y") and noun[-2] not in "aeiou" else noun + "s"
-    return f"{n} {noun if n == 1 else plural}"
+_count = format_count
 
 
 def _html(text: str) -> str:

@@ -116,7 +116,11 @@ QToolButton#messageAction:focus {{ border: 2px solid {accent}; }}
 QLabel#emptyChat {{ color: {quiet}; font-size: 15px; }}
 QFrame#conversationHeader {{ background: {page}; border-bottom: 1px solid {border}; }}
 QLabel#conversationTitle {{ font-weight: 600; font-size: 14px; }}
-QLabel#systemPromptLine, QLabel#dialogNote {{ color: {quiet}; font-size: 11px; }}
+QLabel#dialogNote {{ color: {quiet}; font-size: 11px; }}
+QPushButton#systemPromptLine {{ color: {quiet}; font-size: 11px; text-align: left; border: 1px solid transparent;
+    padding: 0 2px; background: transparent; }}
+QPushButton#systemPromptLine:hover {{ color: {accent}; text-decoration: underline; }}
+QPushButton#systemPromptLine:focus {{ border: 2px solid {accent}; }}
 QFrame#noticeRow {{ background: {notice}; border: 1px solid {notice_border}; border-radius: 6px; }}
 QFrame#baseModelNotice {{ background: {notice}; border: 1px solid {notice_border}; border-radius: 6px; }}
 QStatusBar {{ border-top: 1px solid {border}; }}

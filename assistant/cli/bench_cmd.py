@@ -15,6 +15,7 @@ import signal
 import sys
 from concurrent.futures import wait
 
+from assistant.busy import BUSY_MARK, benchmark_is_busy
 from assistant.chat_service import ChatService
 from assistant.cli.common import add_model_options, dim, load_settings
 from assistant.engine import LocalEngine
@@ -177,9 +178,13 @@ def _print(results: list[dict], *, as_json: bool) -> None:
         memory = r.get("memory") or {}
         threads = r.get('threads')
         ran_on = f"{safe_text(r.get('backend') or '?')}, {threads} thread{'' if threads == 1 else 's'}"
+        busy = f"  ({BUSY_MARK})" if benchmark_is_busy(r) else ""
         print(f"{name:<{width}}  {safe_text(r.get('quant') or '–'):<8}{format_number(r['pp']['tps']):>12}"
               f"{format_number(r['tg']['tps']):>12}{format_bytes(memory.get('weights_bytes')):>10}"
-              f"{format_bytes(memory.get('rss_bytes')):>10}  {ran_on}")
+              f"{format_bytes(memory.get('rss_bytes')):>10}  {ran_on}{busy}")
+    if any(benchmark_is_busy(r) for r in done):
+        print(dim(f"({BUSY_MARK}): other programs used the CPU during that benchmark, so its figures are below "
+                  "what this machine gives; run it again when the computer is quieter", sys.stdout))
     streams = [(name, row) for name, r in zip(names, done, strict=True) for row in r.get("stream", [])]
     if streams:
         print()

@@ -28,6 +28,7 @@ from assistant.cli.common import (
     positive_int,
     terminal_snippet,
 )
+from assistant.prompt_sets import PromptSetService
 from common.errors import UserError
 from common.terminal import json_text, safe_text
 
@@ -121,7 +122,7 @@ def _compare(args, prompts: list[str] | None, rerun_of: Any = None) -> int:
         prompt_set = None
         if args.prompt_set:
             assert history is not None  # opened for --set above
-            saved_set = history.get_prompt_set(args.prompt_set)
+            saved_set = PromptSetService(history).get(args.prompt_set)
             prompts, prompt_set = saved_set.prompts, saved_set.name
             system = system if system is not None else saved_set.system_prompt
         if rerun_of is not None:
@@ -421,8 +422,9 @@ def _sets(rest: list[str], args) -> int:
         raise UserError("Usage: assistant compare sets add NAME --prompt P [--prompt P …] | list | show NAME | rm NAME.")
     verb, names = rest[0], rest[1:]
     with _open_history() as store:
+        prompt_sets = PromptSetService(store)  # every write goes through the core's service
         if verb == "list":
-            sets = store.prompt_sets()
+            sets = prompt_sets.all()
             if not sets:
                 print("No prompt sets yet; `assistant compare sets add NAME --prompt P --prompt Q` makes one.")
             for s in sets:
@@ -435,19 +437,19 @@ def _sets(rest: list[str], args) -> int:
         if verb == "add":
             if not args.prompts:
                 raise UserError("Give the set's prompts with --prompt, once for each.")
-            saved = store.save_prompt_set(name, args.prompts, system_prompt=args.system, replace=args.replace)
+            saved = prompt_sets.save(name, args.prompts, system_prompt=args.system, replace=args.replace)
             print(f"Saved the prompt set {safe_text(saved.name)!r} ({len(saved.prompts)} prompts); "
                   f"run it with: assistant compare --set {safe_text(saved.name)!r} -m A -m B")
             return 0
         if verb == "show":
-            s = store.get_prompt_set(name)
+            s = prompt_sets.get(name)
             if s.system_prompt:
                 print(f"System prompt: {safe_text(s.system_prompt, keep_newlines=True)}")
             for i, prompt in enumerate(s.prompts, 1):
                 print(f"{i:>3}. {safe_text(prompt, keep_newlines=True)}")
             return 0
         if verb in ("rm", "remove", "delete"):
-            store.delete_prompt_set(name)
+            prompt_sets.delete(name)
             print(f"Removed the prompt set {safe_text(name)!r} (its saved comparisons stay).")
             return 0
     raise UserError(f"Unknown sets action {safe_text(verb)!r}: add, list, show or rm.")
