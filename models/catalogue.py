@@ -159,11 +159,23 @@ class Family:
     label: str
     licence: str
     sizes: tuple[CatalogueEntry, ...]  # smallest first
+    older: bool = False  # a family a 2026 user would not pick first: listed after the current ones
+
+
+@lru_cache(maxsize=1)
+def _raw() -> dict:
+    return json.loads(resources.files("models").joinpath("catalogue.json").read_text(encoding="utf-8"))
+
+
+def revised() -> str:
+    """When the catalogue was last checked against the publishers' repos (an ISO date), or "" if it does not say."""
+    value = _raw().get("revised")
+    return value if isinstance(value, str) else ""
 
 
 @lru_cache(maxsize=1)
 def _load() -> tuple[Family, ...]:
-    raw = json.loads(resources.files("models").joinpath("catalogue.json").read_text(encoding="utf-8"))
+    raw = _raw()
     default_quant = raw.get("default_quant", DEFAULT_QUANT)
     families = []
     for fam in raw["families"]:
@@ -199,7 +211,8 @@ def _load() -> tuple[Family, ...]:
                 )
             )
         sizes.sort(key=lambda s: s.params)
-        families.append(Family(fam["id"], fam["label"], fam.get("licence", ""), tuple(sizes)))
+        families.append(Family(fam["id"], fam["label"], fam.get("licence", ""), tuple(sizes), bool(fam.get("older"))))
+    families.sort(key=lambda f: f.older)  # stable: the file's order within the current and the older ones
     return tuple(families)
 
 
