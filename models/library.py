@@ -22,6 +22,7 @@ from models.download import ProgressCallback
 from models.gguf_file import read_gguf_info
 from models.registry import InstalledModel
 from models.shape import ModelShape, from_catalogue, from_gguf
+from models.speed import EstimateCheck
 
 
 @dataclass(frozen=True)
@@ -419,10 +420,10 @@ class FitReport:
     speed: speed.SpeedFigure | None
     shape_from: str  # "installed file", "remote header (N bytes read)", "catalogue"
     entry: CatalogueEntry | None = None
-    checks: tuple[tuple[str, speed.EstimateCheck], ...] = ()  # (model name, its estimate against its measured speed)
+    checks: tuple[tuple[str, EstimateCheck], ...] = ()  # (model name, its estimate against its measured speed)
 
 
-def estimate_checks() -> tuple[tuple[str, speed.EstimateCheck], ...]:
+def estimate_checks() -> tuple[tuple[str, EstimateCheck], ...]:
     """Every model measured here on a quiet CPU, by installed name, with its estimate (made without its own
     measurement) against what it measured: the estimate's error, in the open."""
     names = {}

@@ -108,9 +108,9 @@ def test_a_slow_kernel_model_teaches_only_its_own_kind():
     q4_1 = speed.Costs(98_000_000, 98e6 * 1.4, 0.0012, "Q4_1")
     q4_k = speed.Costs(600_000_000, 600e6, 0.0008, "Q4_K")
     fresh = speed.fit_calibration([], curve)
-    taught = speed.fit_calibration([(q4_1, 8.0)], curve)  # measured far slower than estimated
+    taught = speed.fit_calibration([(q4_1, 40.0)], curve)  # measured far slower than estimated
     assert taught.tokens_per_s(q4_k) == fresh.tokens_per_s(q4_k)
-    assert taught.tokens_per_s(q4_1) == pytest.approx(8.0) and taught.for_kind("Q4_1").n_models == 1
+    assert taught.tokens_per_s(q4_1) == pytest.approx(40.0) and taught.for_kind("Q4_1").n_models == 1
     assert taught.for_kind("Q4_K").n_models == 0 and taught.n_models == 1
     assert speed.EFFICIENCY_RANGE[0] <= taught.for_kind("Q4_1").efficiency <= speed.EFFICIENCY_RANGE[1]
 

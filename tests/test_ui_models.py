@@ -243,7 +243,9 @@ def test_the_manager_lists_the_catalogue_families_with_fit_and_speed(qtbot, make
     window = make_window()
     dialog = open_manager(qtbot, window)
     families = [dialog.catalogue.topLevelItem(i).text(0) for i in range(dialog.catalogue.topLevelItemCount())]
-    assert families[:2] == ["SmolLM2 (Hugging Face)", "Gemma 3 (Google)"] and len(families) >= 5
+    # The 2026 families first; Gemma 3 (the built-in base model's family) among the older ones after them.
+    assert families[:2] == ["Qwen3.5 (Alibaba)", "Gemma 4 (Google)"] and len(families) >= 5
+    assert families.index("Gemma 3 (Google)") > families.index("SmolLM2 (Hugging Face)")
     starter = dialog.catalogue_items["starter"]
     assert starter.text(6) == "Built in, loaded" and starter.text(2) == "98.4 MB" and starter.text(7) == ""
     assert dialog.catalogue_items["gemma3-270m-base"].text(7) == BASE_MODEL_LABEL

@@ -146,7 +146,10 @@ def cmd_list(args) -> int:
         name = safe_text(r.name) + (" *" if r.name == _starter_name() else "")
         installed = {"starter": "built in", "hub": "yes", "local": "imported"}.get(r.source, "-") if r.installed else "-"
         size = ("~" if r.size_approx else "") + format_bytes(r.size_bytes)
-        note = r.base_label or ""  # after the last column: a base model says so on its own line
+        # After the last column: a base model says so; what a model can do; an older family.
+        note = ", ".join(filter(None, [r.base_label, "thinks" if r.thinking else "",
+                                       "sees images" if r.sees_images else "",
+                                       "older family" if r.older and not r.installed else ""]))
         if r.problem:
             table.append([name, installed, "?", "?", safe_text(r.quant or "?"), "?", "unusable", "-", note])
             continue
