@@ -193,7 +193,7 @@ def _recurrent_state(info: GGUFInfo) -> tuple[int, int]:
     return max(0, d_conv - 1) * channels + d_state * d_inner, channels
 
 
-def from_gguf(info: GGUFInfo, table=None) -> ModelShape:  # noqa: ARG001 - `table` kept for older callers
+def from_gguf(info: GGUFInfo) -> ModelShape:
     """The shape of a model from its header (a local file's or a remote range read's)."""
     n_all = info.n_layers or 0
     n = max(0, n_all - _int(info, "nextn_predict_layers"))  # multi-token-prediction layers come last
@@ -349,28 +349,6 @@ _BITS_PER_WEIGHT = {
 def _guess_size(entry: CatalogueEntry) -> int:
     bits = _BITS_PER_WEIGHT.get(entry.quant.upper(), 4.9)
     return int(entry.params * bits / 8)
-
-
-# --- the tensor table of raw header bytes (older callers) -------------------------------------------
-
-
-@dataclass(frozen=True)
-class TensorTable:
-    """What the speed estimate needs from a GGUF's tensor list."""
-
-    lookup_only_bytes: int
-    slow_kernel_bytes: int
-
-
-def tensor_table(data, total_size: int, source: str) -> TensorTable | None:
-    """The TensorTable of a GGUF: a whole file or a prefix that holds the header (a remote range read)."""
-    from models.gguf_file import read_gguf_header
-
-    try:
-        shape = from_gguf(read_gguf_header(bytes(data), total_size, source))
-    except Exception:  # a header it refuses: no correction
-        return None
-    return TensorTable(shape.lookup_only_bytes, shape.slow_kernel_bytes)
 
 
 def shape_of_file(path) -> ModelShape:
