@@ -53,13 +53,19 @@ def model_files(cache: Path, extra: list[str]) -> dict[str, Path]:
     return files
 
 
-def measure(files: dict[str, Path], tokens: int, rounds: int, threads: int) -> dict[str, list[float]]:
+def measure(files: dict[str, Path], tokens: int, rounds: int, threads: int):
+    """({model: quiet tokens/s runs}, [bandwidth curves probed while the CPU was quiet])."""
     from llama_cpp import Llama
 
     from models import speed
 
     runs: dict[str, list[float]] = {name: [] for name in files}
+    probes = []
     for _ in range(rounds):
+        load = speed.CpuLoadMeter()
+        curve = speed.probe_bandwidth(threads)
+        if speed.is_quiet(load.busy_fraction(), threads):
+            probes.append(curve)
         for name, path in files.items():
             llm = Llama(model_path=str(path), n_ctx=512, n_threads=threads, n_threads_batch=threads, verbose=False)
             try:
@@ -79,30 +85,21 @@ def measure(files: dict[str, Path], tokens: int, rounds: int, threads: int) -> d
                     runs[name].append(tps)
             finally:
                 llm.close()
-    return runs
+    return runs, probes
 
 
-def ratios(files: dict[str, Path], measured: dict[str, float], threads: int) -> list[tuple[str, dict[str, float]]]:
+def ratios(files: dict[str, Path], measured: dict[str, float], threads: int, curve) -> list[tuple[str, dict[str, float]]]:
     """[(fed, {model: estimate / measured})] for nothing fed, then each model fed alone."""
-    import json
-
-    from common.paths import data_dir
     from models import speed
+    from models.shape import shape_of_file
 
+    costs = {name: speed.shape_costs(shape_of_file(path)) for name, path in files.items()}
     rows = []
     for fed in [None, *measured]:
-        store = data_dir() / "speed.json"
-        data = json.loads(store.read_text()) if store.exists() else {}
-        data.pop("models", None)
-        store.write_text(json.dumps(data))
-        if fed is not None:
-            speed.record_measured_speed(files[fed], measured[fed], threads)
-        out = {}
-        for name, path in files.items():
-            if name == fed or name not in measured:
-                continue
-            figure = speed.estimate_for_file(path, n_threads=threads)
-            out[name] = figure.tokens_per_s / measured[name]
+        points = [(costs[fed], measured[fed])] if fed is not None else []
+        calib = speed.fit_calibration(points, curve)  # what the app fits from that one measured model
+        out = {name: calib.tokens_per_s(costs[name]) / measured[name]
+               for name in files if name != fed and name in measured}
         rows.append(("fresh" if fed is None else f"after {fed}", out))
     return rows
 
@@ -117,16 +114,18 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     files = model_files(Path(args.cache), args.extra)
-    home = tempfile.mkdtemp(prefix="hearth-bench-home-")
-    os.environ["ASSISTANT_HOME"] = home  # a throwaway speed record: the user's is not touched
+    os.environ["ASSISTANT_HOME"] = tempfile.mkdtemp(prefix="hearth-bench-home-")  # the user's record untouched
     from models import speed
     from models.shape import shape_of_file
 
-    curve = speed.bandwidth_curve(args.threads, force=True)
-    print(f"bandwidth {curve.memory / 1e9:.1f} GB/s from memory with {args.threads} threads "
-          f"({', '.join(f'{s >> 20} MB {b / 1e9:.0f}' for s, b in curve.points)})")
-    runs = measure(files, args.tokens, args.rounds, args.threads)
+    runs, probes = measure(files, args.tokens, args.rounds, args.threads)
     measured = {name: statistics.median(r) for name, r in runs.items() if r}
+    if not probes:
+        print("no bandwidth probe ran on a quiet CPU: other programs held the cores throughout.")
+        return 1
+    curve = speed.BandwidthCurve.of([p for c in probes for p in c.points], args.threads)  # the best at each size
+    print(f"bandwidth {curve.memory / 1e9:.1f} GB/s from memory with {args.threads} threads "
+          f"({', '.join(f'{s >> 20} MB {b / 1e9:.0f}' for s, b in curve.points)}), best of {len(probes)} quiet probes")
     print()
     for name, path in files.items():
         shape = shape_of_file(path)
@@ -136,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     names = [n for n in files if n in measured]
     print(f"{'estimate / measured':28}" + "".join(f"{n[:18]:>20}" for n in names))
     worst = 0.0
-    for label, row in ratios(files, measured, args.threads):
+    for label, row in ratios(files, measured, args.threads, curve):
         print(f"{label[:28]:28}" + "".join(f"{row[n]:>20.2f}" if n in row else f"{'(fed)':>20}" for n in names))
         worst = max([worst, *(abs(r - 1) for r in row.values())])
     if not names:
