@@ -97,7 +97,7 @@ def ratios(files: dict[str, Path], measured: dict[str, float], threads: int, cur
     rows = []
     for fed in [None, *measured]:
         points = [(costs[fed], measured[fed])] if fed is not None else []
-        calib = speed.fit_calibration(points, curve)  # what the app fits from that one measured model
+        calib = speed.fit_calibration(points, curve, speed.kernel_rate(threads))  # what the app fits from it
         out = {name: calib.tokens_per_s(costs[name]) / measured[name]
                for name in files if name != fed and name in measured}
         rows.append(("fresh" if fed is None else f"after {fed}", out))

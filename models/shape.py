@@ -99,6 +99,8 @@ class ModelShape:
     per_layer_embedding_width: int = 0  # Gemma 3n/4: per-layer input values per token, all layers
     approx: bool = False  # the shape was not confirmed from the model's own header
     tensor_types: tuple[tuple[str, int], ...] = field(default=(), compare=False)  # (ggml type, bytes), largest first
+    # (ggml type, bytes one token reads in it), largest first: what the speed estimate weighs by kernel.
+    read_types: tuple[tuple[str, int], ...] = field(default=(), compare=False)
 
     @property
     def bytes_per_token(self) -> int:
@@ -235,11 +237,14 @@ def from_gguf(info: GGUFInfo) -> ModelShape:
     n_expert = _int(info, "expert_count")
     n_used = _int(info, "expert_used_count")
     share = n_used / n_expert if n_expert and n_used else 1.0
-    slow = 0.0
+    read_by_type: dict[str, float] = {}
     for t in tensors:
-        if t.type_name in SLOW_KERNEL_QUANTS and t.name != PER_LAYER_EMBEDDING and not (
-                t.name == TOKEN_EMBEDDING and OUTPUT in names):
-            slow += t.n_bytes * (share if _EXPERT_TENSOR.search(t.name) else 1.0)
+        looked_up = t.name == PER_LAYER_EMBEDDING or (t.name == TOKEN_EMBEDDING and OUTPUT in names)
+        idle = (m := _BLOCK.match(t.name)) is not None and int(m.group(1)) >= n
+        if not looked_up and not idle:
+            read_by_type[t.type_name] = (read_by_type.get(t.type_name, 0.0)
+                                         + t.n_bytes * (share if _EXPERT_TENSOR.search(t.name) else 1.0))
+    slow = sum(b for kind, b in read_by_type.items() if kind in SLOW_KERNEL_QUANTS)
     n_ff = _int(info, "feed_forward_length") or None
     n_ff_exp = _int(info, "expert_feed_forward_length") or (n_ff if n_expert else None)
     return ModelShape(
@@ -273,6 +278,7 @@ def from_gguf(info: GGUFInfo) -> ModelShape:
         attention_width=attention_width or None,
         per_layer_embedding_width=_int(info, "embedding_length_per_layer_input") * n,
         tensor_types=_type_totals(tensors),
+        read_types=tuple(sorted(((k, int(b)) for k, b in read_by_type.items()), key=lambda kv: -kv[1])),
     )
 
 

@@ -2,7 +2,7 @@
 
 Generating a token reads (nearly) every weight once. The estimate is
 
-    seconds per token = work bytes / (bandwidth at the working set × efficiency)
+    seconds per token = work bytes / min(bandwidth at the working set × efficiency, kernel rate)
                       + scale × (c0 + layers × c_layer × arch factor + vocabulary × c_vocab)
 
 What makes it hold across CPUs:
@@ -16,6 +16,12 @@ What makes it hold across CPUs:
   curve at the model's bytes per token (×1.5: llama.cpp keeps less of its weights in
   the caches than the probe keeps of its array). `efficiency` is the share of the
   probe's bandwidth that llama.cpp turns into weight reads.
+- **The kernels may set the pace, not the memory.** One token at a time, llama.cpp's
+  4-bit kernels get through about 5.2 GB/s of weights per thread with AVX2 (measured
+  here on an AVX2-only EPYC VM: a random 1B Q4_K_M ran at 17 tok/s against 25.7 GB/s
+  probed) and about 2.5x that with AVX-512 (an EPYC VM with it ran the same model
+  memory-bound at 42-44 tok/s). The CPU's vector class comes from /proc/cpuinfo; a
+  measured model of the kind corrects the figure.
 - **Work bytes weigh tensor types by their CPU kernels.** ggml repacks Q4_0, Q4_K and
   IQ4 weights into faster kernels; the legacy Q4_1, Q5_0 and Q5_1 types have none. Q4_1
   ran 1.22 to 1.6× slower per byte than Q4_K here (2 threads, where the kernels, not
@@ -76,6 +82,11 @@ SLOW_KERNEL_COST = 1.4  # their cost per byte against the K-quants': 1.22 to 1.6
 # llama.cpp keeps less of a model in the caches than a plain read of the same size keeps of an array:
 # its speed per byte fell at about 2/3 of the size where the probe's did (random llamas of 30 to 600 MB).
 WORKING_SET_FACTOR = 1.5
+# What the 4-bit CPU kernels (Q4_K, Q8_0 and the like, one token at a time) turn into weight reads per thread
+# when memory keeps up: 5.2 GB/s measured here on an AVX2-only EPYC VM (2 threads: random 150M and 1B Q4_K_M
+# at 124 and 17 tok/s, Q8_0 alike per byte). With AVX-512 llama.cpp's kernels do about 2.5x that (an EPYC
+# VM with it reached 25.7 GB/s, memory-bound, on the 1B); an assumption until a model of the kind is measured.
+KERNEL_BYTES_PER_S_PER_THREAD = {"avx512": 13e9, "avx2": 5.2e9, "other": 2.6e9}
 PROBE_SIZES = (8 << 20, 16 << 20, 32 << 20, 64 << 20, 128 << 20, 256 << 20)
 PROBE_MIN_BYTES = 256 << 20  # the largest array: past the last-level cache (2× it), within these bounds
 PROBE_MAX_BYTES = 512 << 20
@@ -422,9 +433,9 @@ class Costs:
 
 
 def kernel_kind(shape) -> str:
-    """The tensor type that holds most of a model's weights ("Q4_K" for a Q4_K_M file): which CPU kernels set
-    its pace. Speeds measured on one kind calibrate estimates of that kind only."""
-    types = getattr(shape, "tensor_types", ())
+    """The tensor type that holds most of the weights a token reads ("Q4_K" for a Q4_K_M file): which CPU
+    kernels set its pace. Speeds measured on one kind calibrate estimates of that kind only."""
+    types = getattr(shape, "read_types", ()) or getattr(shape, "tensor_types", ())
     if types:
         return str(types[0][0])
     quant = (shape.quant or "").upper()
@@ -456,10 +467,16 @@ class Calibration:
     n_models: int  # measured models it was fitted on, all kinds (0: defaults)
     by_kind: tuple[tuple[str, KindFit], ...] = ()  # per kernel kind, fitted on models of that kind only
 
+    kernel_rate: float = math.inf  # bytes/s the CPU kernels turn into weight reads with these threads
+
     @property
     def bandwidth(self) -> float:
         """Bytes/s from memory (the figure to show)."""
         return self.curve.memory
+
+    def weight_rate(self, costs: Costs) -> float:
+        """Bytes/s of weight reads at the default efficiency: the memory's share, or what the kernels manage."""
+        return min(self.curve.at(WORKING_SET_FACTOR * costs.read_bytes) * DEFAULT_EFFICIENCY, self.kernel_rate)
 
     def for_kind(self, kind: str) -> KindFit:
         """The fit for a kernel kind: what models of that kind taught, else the defaults."""
@@ -467,8 +484,10 @@ class Calibration:
         return found or KindFit(self.efficiency, self.overhead_scale, 0)
 
     def weight_seconds(self, costs: Costs) -> float:
-        """Seconds a token's weight reads take at the probe's full bandwidth (efficiency 1)."""
-        return costs.work_bytes / self.curve.at(WORKING_SET_FACTOR * costs.read_bytes)
+        """Seconds a token's weight reads take at efficiency 1: the probe's full bandwidth, or the kernels' rate
+        (scaled alike, so an efficiency fitted on one regime carries over)."""
+        rate = min(self.curve.at(WORKING_SET_FACTOR * costs.read_bytes), self.kernel_rate / DEFAULT_EFFICIENCY)
+        return costs.work_bytes / rate
 
     def seconds_per_token(self, costs: Costs) -> float:
         f = self.for_kind(costs.kind)
@@ -561,20 +580,38 @@ def _fit_one_kind(rows: list[tuple[float, float, float]]) -> KindFit:
     return KindFit(efficiency, min(max(k, 0.0), OVERHEAD_SCALE_RANGE[1]), len(rows))
 
 
-def fit_calibration(points: list[tuple[Costs, float]], curve: BandwidthCurve) -> Calibration:
+def cpu_vector_class() -> str:
+    """"avx512", "avx2" or "other": the widest vector instructions this CPU reports (Linux /proc/cpuinfo)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "other"
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    if "avx512f" in flags and ("avx512_vnni" in flags or "avx512bw" in flags):
+        return "avx512"
+    return "avx2" if "avx2" in flags else "other"
+
+
+def kernel_rate(threads: int) -> float:
+    """Bytes/s of weights the CPU kernels get through per token with `threads` threads, memory aside."""
+    return KERNEL_BYTES_PER_S_PER_THREAD[cpu_vector_class()] * max(1, threads)
+
+
+def fit_calibration(points: list[tuple[Costs, float]], curve: BandwidthCurve,
+                    kernel_rate: float = math.inf) -> Calibration:
     """Fit each kernel kind's terms to the measured (Costs, tokens/s) of that kind; unmeasured kinds keep the
     defaults. What a slow-kernel model (the Q4_1 starter) teaches never moves a Q4_K_M estimate."""
-    plain = Calibration(curve, 1.0, 0.0, 0)
+    plain = Calibration(curve, 1.0, 0.0, 0, kernel_rate=kernel_rate)
     by_kind: dict[str, list[tuple[float, float, float]]] = {}
     for c, tps in points:
         by_kind.setdefault(c.kind, []).append((plain.weight_seconds(c), c.overhead_s, tps))
     fits = tuple((kind, _fit_one_kind(rows)) for kind, rows in sorted(by_kind.items()))
-    return Calibration(curve, DEFAULT_EFFICIENCY, 1.0, len(points), fits)
+    return Calibration(curve, DEFAULT_EFFICIENCY, 1.0, len(points), fits, kernel_rate)
 
 
 def calibration(n_threads: int | None = None) -> Calibration:
     threads = n_threads or default_threads()
-    return fit_calibration(_measured_points(threads), bandwidth_curve(threads))
+    return fit_calibration(_measured_points(threads), bandwidth_curve(threads), kernel_rate(threads))
 
 
 def estimate_speed(shape, n_threads: int | None = None, calib: Calibration | None = None) -> SpeedFigure:
@@ -591,7 +628,7 @@ def estimate_for_file(model_path, n_threads: int | None = None, calib: Calibrati
     if calib is None:
         key = _key(model_path)
         others = [(c, tps) for path, c, tps in _measured(threads) if path != key]
-        calib = fit_calibration(others, bandwidth_curve(threads))
+        calib = fit_calibration(others, bandwidth_curve(threads), kernel_rate(threads))
     return estimate_speed(shape_of_file(model_path), threads, calib)
 
 
@@ -614,9 +651,10 @@ def estimate_checks(n_threads: int | None = None) -> list[EstimateCheck]:
     threads = n_threads or default_threads()
     points = _measured(threads)
     curve = bandwidth_curve(threads)
+    rate = kernel_rate(threads)
     checks = []
     for path, costs, tps in points:
-        calib = fit_calibration([(c, t) for p, c, t in points if p != path], curve)
+        calib = fit_calibration([(c, t) for p, c, t in points if p != path], curve, rate)
         checks.append(EstimateCheck(path, calib.tokens_per_s(costs), tps))
     return checks
 

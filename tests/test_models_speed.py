@@ -215,7 +215,7 @@ def _errors(paths, measured, feed, curve) -> dict:
     if feed:
         speed.record_measured_speed(paths[feed], measured[feed], THREADS, cpu_busy_fraction=0.0)
         assert speed.speed_for(paths[feed], n_threads=THREADS).measured  # a model that ran shows its speed
-    calib = speed.fit_calibration(speed._measured_points(THREADS), curve)
+    calib = speed.fit_calibration(speed._measured_points(THREADS), curve, speed.kernel_rate(THREADS))
     assert calib.n_models == (1 if feed else 0)
     errors = {}
     for name, path in paths.items():

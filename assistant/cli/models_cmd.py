@@ -538,12 +538,16 @@ def _print_speed(report, s) -> None:
         k = c.for_kind(kind)
         basis = (f"fitted to {k.n_models} measured {kind} model(s)" if k.n_models
                  else f"default factors: nothing in {kind} measured here yet")
-        rate = c.curve.at(speed.WORKING_SET_FACTOR * s.bytes_per_token)
+        costs = speed.shape_costs(s)
+        memory = c.curve.at(speed.WORKING_SET_FACTOR * costs.read_bytes)
+        rate = c.weight_rate(costs) * k.efficiency / speed.DEFAULT_EFFICIENCY
+        bound = (f"what this CPU's kernels manage with {c.curve.threads} threads" if c.kernel_rate < memory
+                 * speed.DEFAULT_EFFICIENCY else f"{k.efficiency:.0%} of the {format_byte_rate(memory)} probed")
         slow = (f", {format_bytes(s.slow_kernel_bytes)} of it in types with slower CPU kernels"
                 if s.slow_kernel_bytes else "")
         print(f"Speed: about {sp.tokens_per_s:.1f} tokens/s here (estimate: {format_bytes(s.bytes_per_token)} read per "
-              f"token{slow}, at {format_byte_rate(rate)} × {k.efficiency:.2f} efficiency, plus fixed per-token "
-              f"costs × {k.overhead_scale:.2f}; {basis}).")
+              f"token{slow}, at {format_byte_rate(rate)}: {bound}; plus fixed per-token costs "
+              f"× {k.overhead_scale:.2f}; {basis}).")
     if report.checks:
         print("The estimate against each model measured here (each estimated without its own measurement):")
         for name, check in report.checks:
