@@ -145,3 +145,19 @@ def test_with_a_tiny_vocabulary_the_layer_peak_rules_and_the_estimate_stays_clos
         real = measure(path, n_ctx)
         ratio = fit.estimate_memory(shape, n_ctx).compute / (real["compute"] + real["output"])
         assert 0.95 <= ratio <= 1.16, (kind, n_ctx, ratio)
+
+
+def test_writers_take_extra_special_tokens_a_template_and_an_end_of_turn(tmp_path):
+    from gguf import TokenType
+
+    model = arch_gguf.write_qwen35(tmp_path / "q.gguf", vocab=4096, extra_tokens=("<|im_start|>", "<|im_end|>"),
+                                   eos_token="<|im_end|>", chat_template="{{ messages[0]['content'] }}")
+    reader = GGUFReader(model.path)
+    tokens = [bytes(reader.fields["tokenizer.ggml.tokens"].parts[i]).decode()
+              for i in reader.fields["tokenizer.ggml.tokens"].data]
+    types = [int(reader.fields["tokenizer.ggml.token_type"].parts[i][0])
+             for i in reader.fields["tokenizer.ggml.token_type"].data]
+    assert len(tokens) == 4096 and tokens[-2:] == ["<|im_start|>", "<|im_end|>"]
+    assert types[-1] == TokenType.CONTROL
+    assert int(reader.fields["tokenizer.ggml.eos_token_id"].parts[-1][0]) == 4095
+    assert bytes(reader.fields["tokenizer.chat_template"].parts[-1]).decode() == "{{ messages[0]['content'] }}"

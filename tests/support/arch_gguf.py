@@ -4,7 +4,7 @@ One writer per class that the memory and speed estimates treat differently, each
 loadable by the pinned llama.cpp (the keys and tensors follow its loaders in
 `src/models/*.cpp`):
 
-    write_dense_llama   a dense llama (tiny_gguf's writer)
+    write_dense_llama   a dense llama (tiny_gguf's tensor plan)
     write_gemma3        sliding-window attention (5 of every 6 layers attend over a window)
     write_gpt_oss       a mixture of experts, MXFP4 experts, alternating window and full layers,
                         attention sinks
@@ -12,7 +12,8 @@ loadable by the pinned llama.cpp (the keys and tensors follow its loaders in
     write_gemma4        per-layer embedding tables (the E2B/E4B design), sliding windows with a
                         different head size, layers that share another layer's KV cache
 
-The caller picks layers, widths, vocabulary and extra special tokens; the defaults
+The caller picks layers, widths, vocabulary, extra special tokens (control tokens at the
+vocabulary's end; `eos_token` makes one of them the end of turn) and a chat template; the defaults
 are a few MB and write in well under a second, with real models' proportions
 where the estimates care (head sizes, KV heads, experts used of experts,
 per-layer table width). The weights are random: the text is garbage, the memory
@@ -33,7 +34,7 @@ from gguf import GGMLQuantizationType as T
 from gguf import GGUFValueType, GGUFWriter, LlamaFileType, TokenType
 from gguf.constants import GGML_QUANT_SIZES
 
-from tests.support.tiny_gguf import _F16_FIELDS, build_vocab, write_tiny_llama
+from tests.support.tiny_gguf import _F16_FIELDS, build_vocab
 
 __all__ = [
     "ArchModel",
@@ -230,34 +231,26 @@ def _mix(quant: str) -> tuple[LlamaFileType, T, T]:
 # --- dense llama --------------------------------------------------------------------------------
 
 
-def write_dense_llama(path, *, header_only: bool = False, **kwargs) -> ArchModel:
-    """A dense llama: tiny_gguf's writer (its keyword arguments), as an ArchModel."""
-    kwargs.setdefault("quant", "Q4_K_M")
-    kwargs.setdefault("n_embd", 256)
-    kwargs.setdefault("n_heads", 4)
-    kwargs.setdefault("n_kv_heads", 2)
-    kwargs.setdefault("n_ff", 768)
-    kwargs.setdefault("n_layers", 4)
-    kwargs.setdefault("n_ctx", 32768)
-    kwargs.setdefault("vocab", 32000)
-    if not header_only:
-        p = write_tiny_llama(path, **kwargs)
-        return ArchModel(p, "llama", kwargs["n_layers"], kwargs["vocab"], dict(kwargs))
+def write_dense_llama(path, *, n_layers: int = 4, n_embd: int = 256, n_heads: int = 4, n_kv_heads: int = 2,
+                      n_ff: int = 768, vocab: int = 32000, n_ctx: int = 32768, quant: str = "Q4_K_M",
+                      extra_tokens: tuple[str, ...] = (), chat_template: str | None = None,
+                      eos_token: str | None = None, seed: int = 0, header_only: bool = False) -> ArchModel:
+    """A dense llama with tiny_gguf's tensor plan (its quant mixes: F32 ... Q4_K_M)."""
     from tests.support.tiny_gguf import QUANTS, _tensor_plan
 
-    k = kwargs
-    plan = _tensor_plan(k["n_layers"], k["n_embd"], k["n_heads"], k["n_kv_heads"], k["n_ff"], k["vocab"], k["quant"])
+    plan = _tensor_plan(n_layers, n_embd, n_heads, n_kv_heads, n_ff, vocab, quant)
     tensors = [Tensor(name, tuple(reversed(shape)), qtype, "ones" if len(shape) == 1 else "random")
                for name, shape, qtype in plan]
     meta = {
-        "{arch}.embedding_length": k["n_embd"], "{arch}.block_count": k["n_layers"],
-        "{arch}.feed_forward_length": k["n_ff"], "{arch}.attention.head_count": k["n_heads"],
-        "{arch}.attention.head_count_kv": k["n_kv_heads"], "{arch}.rope.dimension_count": k["n_embd"] // k["n_heads"],
+        "{arch}.embedding_length": n_embd, "{arch}.block_count": n_layers, "{arch}.feed_forward_length": n_ff,
+        "{arch}.attention.head_count": n_heads, "{arch}.attention.head_count_kv": n_kv_heads,
+        "{arch}.rope.dimension_count": n_embd // n_heads, "{arch}.rope.freq_base": 10000.0,
         "{arch}.attention.layer_norm_rms_epsilon": 1e-5,
     }
-    p = write_model(path, "llama", meta, tensors, vocab=k["vocab"], file_type=QUANTS[k["quant"]][0], n_ctx=k["n_ctx"],
-                    header_only=True)
-    return ArchModel(p, "llama", k["n_layers"], k["vocab"], dict(kwargs))
+    p = write_model(path, "llama", meta, tensors, vocab=vocab, file_type=QUANTS[quant][0], n_ctx=n_ctx,
+                    extra_tokens=extra_tokens, chat_template=chat_template, eos_token=eos_token, seed=seed,
+                    header_only=header_only)
+    return ArchModel(p, "llama", n_layers, vocab, dict(n_embd=n_embd, n_heads=n_heads, n_kv_heads=n_kv_heads))
 
 
 # --- gemma3: sliding-window attention -------------------------------------------------------------
@@ -266,7 +259,8 @@ def write_dense_llama(path, *, header_only: bool = False, **kwargs) -> ArchModel
 def write_gemma3(path, *, n_layers: int = 7, n_embd: int = 256, n_heads: int = 4, n_kv_heads: int = 1,
                  head_dim: int = 256, n_ff: int = 1024, vocab: int = 32000, n_ctx: int = 32768,
                  window: int = 512, pattern: int = 6, quant: str = "Q4_K_M", extra_tokens: tuple[str, ...] = (),
-                 chat_template: str | None = None, seed: int = 0, header_only: bool = False) -> ArchModel:
+                 chat_template: str | None = None, eos_token: str | None = None, seed: int = 0,
+                 header_only: bool = False) -> ArchModel:
     """Gemma 3: of every `pattern` layers the last attends to the whole context, the others over `window`
     tokens (Gemma 3 270M: 18 layers, 640 wide, 4 heads of 256, 1 KV head, window 512)."""
     file_type, main, high = _mix(quant)
@@ -299,7 +293,8 @@ def write_gemma3(path, *, n_layers: int = 7, n_embd: int = 256, n_heads: int = 4
         "{arch}.rope.freq_base": 1000000.0, "{arch}.rope.freq_base_swa": 10000.0,
     }
     p = write_model(path, "gemma3", meta, tensors, vocab=vocab, file_type=file_type, n_ctx=n_ctx,
-                    extra_tokens=extra_tokens, chat_template=chat_template, seed=seed, header_only=header_only)
+                    extra_tokens=extra_tokens, chat_template=chat_template, eos_token=eos_token, seed=seed,
+                    header_only=header_only)
     return ArchModel(p, "gemma3", n_layers, vocab, dict(window=window, pattern=pattern, head_dim=head_dim,
                                                         n_kv_heads=n_kv_heads))
 
@@ -310,8 +305,8 @@ def write_gemma3(path, *, n_layers: int = 7, n_embd: int = 256, n_heads: int = 4
 def write_gpt_oss(path, *, n_layers: int = 4, n_embd: int = 256, n_heads: int = 8, n_kv_heads: int = 2,
                   head_dim: int = 64, n_expert: int = 32, n_expert_used: int = 4, n_ff_exp: int = 256,
                   vocab: int = 32000, n_ctx: int = 32768, window: int = 128, quant: str = "MXFP4_MOE",
-                  extra_tokens: tuple[str, ...] = (), chat_template: str | None = None, seed: int = 0,
-                  header_only: bool = False) -> ArchModel:
+                  extra_tokens: tuple[str, ...] = (), chat_template: str | None = None,
+                  eos_token: str | None = None, seed: int = 0, header_only: bool = False) -> ArchModel:
     """gpt-oss: every layer a router over `n_expert` experts of which `n_expert_used` run per token, the
     experts in MXFP4; even layers attend over a `window` (gpt-oss-20b: 24 layers, 2880 wide, 64 heads
     of 64, 8 KV heads, 32 experts, 4 used, window 128)."""
@@ -354,7 +349,8 @@ def write_gpt_oss(path, *, n_layers: int = 4, n_embd: int = 256, n_heads: int = 
         "{arch}.rope.freq_base": 150000.0,
     }
     p = write_model(path, "gpt-oss", meta, tensors, vocab=vocab, file_type=file_type, n_ctx=n_ctx,
-                    extra_tokens=extra_tokens, chat_template=chat_template, seed=seed, header_only=header_only)
+                    extra_tokens=extra_tokens, chat_template=chat_template, eos_token=eos_token, seed=seed,
+                    header_only=header_only)
     return ArchModel(p, "gpt-oss", n_layers, vocab, dict(n_expert=n_expert, n_expert_used=n_expert_used,
                                                          window=window))
 
@@ -367,7 +363,8 @@ def write_qwen35(path, *, n_layers: int = 8, n_embd: int = 256, n_heads: int = 4
                  full_attention_interval: int = 4, ssm_conv_kernel: int = 4, ssm_state_size: int = 64,
                  ssm_group_count: int = 4, ssm_time_step_rank: int = 8, quant: str = "Q4_K_M",
                  tied_embeddings: bool = False, extra_tokens: tuple[str, ...] = (),
-                 chat_template: str | None = None, seed: int = 0, header_only: bool = False) -> ArchModel:
+                 chat_template: str | None = None, eos_token: str | None = None, seed: int = 0,
+                 header_only: bool = False) -> ArchModel:
     """Qwen3.5: every `full_attention_interval`-th layer attends (a gated query: Q is twice as wide), the
     others are gated delta-net layers with a fixed state (Qwen3.5 0.8B: 24 layers, 1024 wide, 8 heads of
     256, 2 KV heads; delta-net 16 key heads and 16 value heads of 128, conv kernel 4)."""
@@ -421,7 +418,8 @@ def write_qwen35(path, *, n_layers: int = 8, n_embd: int = 256, n_heads: int = 4
         "{arch}.ssm.group_count": ssm_group_count, "{arch}.full_attention_interval": full_attention_interval,
     }
     p = write_model(path, "qwen35", meta, tensors, vocab=vocab, file_type=file_type, n_ctx=n_ctx,
-                    extra_tokens=extra_tokens, chat_template=chat_template, seed=seed, header_only=header_only)
+                    extra_tokens=extra_tokens, chat_template=chat_template, eos_token=eos_token, seed=seed,
+                    header_only=header_only)
     return ArchModel(p, "qwen35", n_layers, vocab, dict(full_attention_interval=full_attention_interval))
 
 
@@ -432,7 +430,8 @@ def write_gemma4(path, *, n_layers: int = 7, n_embd: int = 256, n_heads: int = 4
                  head_dim: int = 256, head_dim_swa: int = 128, n_ff: int = 1024, n_embd_per_layer: int = 64,
                  vocab: int = 32000, n_ctx: int = 32768, window: int = 512, pattern: int = 5,
                  shared_kv_layers: int = 2, quant: str = "Q4_K_M", extra_tokens: tuple[str, ...] = (),
-                 chat_template: str | None = None, seed: int = 0, header_only: bool = False) -> ArchModel:
+                 chat_template: str | None = None, eos_token: str | None = None, seed: int = 0,
+                 header_only: bool = False) -> ArchModel:
     """Gemma 4 E-model: a per-layer embedding table (`n_embd_per_layer` per layer per token, looked up,
     not read), the last layer of every `pattern` attends fully with `head_dim`, the others over a
     `window` with `head_dim_swa`; the last `shared_kv_layers` layers reuse earlier layers' caches
@@ -493,6 +492,7 @@ def write_gemma4(path, *, n_layers: int = 7, n_embd: int = 256, n_heads: int = 4
         "{arch}.final_logit_softcapping": 30.0,
     }
     p = write_model(path, "gemma4", meta, tensors, vocab=vocab, file_type=file_type, n_ctx=n_ctx,
-                    extra_tokens=extra_tokens, chat_template=chat_template, seed=seed, header_only=header_only)
+                    extra_tokens=extra_tokens, chat_template=chat_template, eos_token=eos_token, seed=seed,
+                    header_only=header_only)
     return ArchModel(p, "gemma4", n_layers, vocab, dict(window=window, pattern=pattern,
                                                         shared_kv_layers=shared_kv_layers))
