@@ -17,19 +17,22 @@ What makes it hold across CPUs:
   the caches than the probe keeps of its array). `efficiency` is the share of the
   probe's bandwidth that llama.cpp turns into weight reads.
 - **The kernels may set the pace, not the memory.** One token at a time, llama.cpp's
-  4-bit kernels get through about 5.2 GB/s of weights per thread with AVX2 (measured
-  here on an AVX2-only EPYC VM: a random 1B Q4_K_M ran at 17 tok/s against 25.7 GB/s
-  probed) and about 2.5x that with AVX-512 (an EPYC VM with it ran the same model
-  memory-bound at 42-44 tok/s). The CPU's vector class comes from /proc/cpuinfo; a
-  measured model of the kind corrects the figure.
+  4-bit kernels get through about 5.5 GB/s of weights per thread with AVX2 (fitted here
+  on an AVX2-only EPYC VM, 2 threads, to random Q4_K_M models of 30 MB to 1.8 GB read
+  per token: the 1B ran at 17.6 tok/s against 25.7 GB/s probed) and an assumed 2.5x
+  that with AVX-512 (an EPYC VM with it ran the same 1B memory-bound at 42-44 tok/s).
+  The CPU's vector class comes from /proc/cpuinfo; a measured model of the kind
+  corrects the figure.
 - **Work bytes weigh tensor types by their CPU kernels.** ggml repacks Q4_0, Q4_K and
   IQ4 weights into faster kernels; the legacy Q4_1, Q5_0 and Q5_1 types have none. Q4_1
   ran 1.22 to 1.6× slower per byte than Q4_K here (2 threads, where the kernels, not
   the memory, set the pace); Q5_0 and Q5_1 are assumed alike. Without this, the built-in Q4_1 starter teaches the estimate that
   every Q4_K_M download is 30% slower than it is.
-- **The per-token overhead** is thread barriers on every op of every layer (~0.03 ms
-  a llama layer with 2 threads, measured here with random models of 30 and 60 layers)
-  and computing and sampling one logit per vocabulary entry (~4 ns each). A Gemma 3
+- **The per-token overhead** is thread barriers and small ops on every layer (~0.03 ms
+  a llama layer with 2 threads on an AVX-512 Sapphire Rapids VM, measured with random
+  models of 30 and 60 layers; ~0.13 ms on the AVX2-only EPYC VM, fitted with the
+  kernel rate above: 8 and 32 layers of width 256 ran at 418 and 167 tok/s) and
+  computing and sampling one logit per vocabulary entry (~4 ns each). A Gemma 3
   layer has about 1.5× a llama layer's ops (four norms, not two, and q/k norms). An
   earlier factor of 5×, measured on another machine, did not hold here: Gemma 3 270M
   ran within 11% of this estimate. Part of it was likely its Q5_0 tensors, which the
@@ -56,6 +59,7 @@ after each reply; `measured_speed(model_path)` reads the quiet figure back.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import os
@@ -75,7 +79,7 @@ DEFAULT_EFFICIENCY = 0.85
 EFFICIENCY_RANGE = (0.2, 1.5)  # what one measured model may teach: outside this it measured something else
 OVERHEAD_SCALE_RANGE = (0.2, 5.0)
 OVERHEAD_BASE_S = 0.00005
-OVERHEAD_PER_LAYER_S = 0.00003
+OVERHEAD_PER_LAYER_S = {"avx512": 0.00003, "avx2": 0.00013, "other": 0.00026}  # by the CPU's vector class
 OVERHEAD_PER_VOCAB_S = 4e-9
 ARCH_LAYER_FACTOR = {"gemma2": 1.5, "gemma3": 1.5}  # ops per layer against llama's (see above)
 SLOW_KERNEL_COST = 1.4  # their cost per byte against the K-quants': 1.22 to 1.6 measured here
@@ -83,10 +87,10 @@ SLOW_KERNEL_COST = 1.4  # their cost per byte against the K-quants': 1.22 to 1.6
 # its speed per byte fell at about 2/3 of the size where the probe's did (random llamas of 30 to 600 MB).
 WORKING_SET_FACTOR = 1.5
 # What the 4-bit CPU kernels (Q4_K, Q8_0 and the like, one token at a time) turn into weight reads per thread
-# when memory keeps up: 5.2 GB/s measured here on an AVX2-only EPYC VM (2 threads: random 150M and 1B Q4_K_M
-# at 124 and 17 tok/s, Q8_0 alike per byte). With AVX-512 llama.cpp's kernels do about 2.5x that (an EPYC
-# VM with it reached 25.7 GB/s, memory-bound, on the 1B); an assumption until a model of the kind is measured.
-KERNEL_BYTES_PER_S_PER_THREAD = {"avx512": 13e9, "avx2": 5.2e9, "other": 2.6e9}
+# when memory keeps up: 5.5 GB/s fitted here on an AVX2-only EPYC VM (2 threads; random Q4_K_M models of 60M
+# to 3B within 10%, and the built-in Q4_1 and Q8_0-heavy models within 6%). With AVX-512 llama.cpp's kernels
+# do about 2.5x that (an EPYC VM with it ran the 1B memory-bound); an assumption until a model is measured.
+KERNEL_BYTES_PER_S_PER_THREAD = {"avx512": 13.7e9, "avx2": 5.5e9, "other": 2.7e9}
 PROBE_SIZES = (8 << 20, 16 << 20, 32 << 20, 64 << 20, 128 << 20, 256 << 20)
 PROBE_MIN_BYTES = 256 << 20  # the largest array: past the last-level cache (2× it), within these bounds
 PROBE_MAX_BYTES = 512 << 20
@@ -418,7 +422,7 @@ def busy_speed(model_path, n_threads: int | None = None) -> float | None:
 
 def overhead_s(n_layers: int | None, vocab_size: int | None, architecture: str | None = None) -> float:
     """The default per-token cost that is not weight reads (see the module's docstring)."""
-    layer = OVERHEAD_PER_LAYER_S * ARCH_LAYER_FACTOR.get(architecture or "", 1.0)
+    layer = OVERHEAD_PER_LAYER_S[cpu_vector_class()] * ARCH_LAYER_FACTOR.get(architecture or "", 1.0)
     return OVERHEAD_BASE_S + (n_layers or 32) * layer + (vocab_size or 32000) * OVERHEAD_PER_VOCAB_S
 
 
@@ -580,6 +584,7 @@ def _fit_one_kind(rows: list[tuple[float, float, float]]) -> KindFit:
     return KindFit(efficiency, min(max(k, 0.0), OVERHEAD_SCALE_RANGE[1]), len(rows))
 
 
+@functools.lru_cache(maxsize=1)
 def cpu_vector_class() -> str:
     """"avx512", "avx2" or "other": the widest vector instructions this CPU reports (Linux /proc/cpuinfo)."""
     try:
