@@ -203,7 +203,11 @@ class BandwidthCurve:
     def of(points, threads: int = 1) -> BandwidthCurve:
         """A curve from measured (size, bandwidth) pairs: other programs only ever slow a probe down, and
         a smaller working set is never slower, so each size keeps the best of its own and every larger one."""
-        pts = sorted((int(s), float(b)) for s, b in points if b > 0)
+        best_at: dict[int, float] = {}
+        for size, bw in points:
+            if bw > 0:
+                best_at[int(size)] = max(float(bw), best_at.get(int(size), 0.0))  # several probes: the best of each size
+        pts = sorted(best_at.items())
         best = 0.0
         out = []
         for size, bw in reversed(pts):
