@@ -34,11 +34,26 @@ class Arch:
     embedding_length: int
     vocab_size: int
     tied_embeddings: bool = True  # the output layer reuses token_embd, so each token reads it whole
+    # By architecture (see models.shape); the defaults describe a dense, full-attention model.
+    sliding_window: int | None = None  # tokens a sliding-window layer attends over
+    swa_layers: int = 0  # of the layers with their own KV cache, those that slide
+    head_dim_swa: int | None = None  # their head size, where it differs (Gemma 4)
+    kv_layers: int | None = None  # layers with their own KV cache (None: every layer not recurrent)
+    recurrent_layers: int = 0  # linear-attention / state-space layers: a fixed state, no KV
+    recurrent_state_bytes: int = 0  # their f32 state for one sequence, all of them together
+    recurrent_width: int = 0  # channels of one recurrent layer's convolution
+    n_expert: int = 0
+    n_expert_used: int = 0
+    n_ff: int | None = None  # the dense feed-forward width
+    n_ff_exp: int | None = None  # one expert's feed-forward width
+    n_embd_per_layer: int = 0  # Gemma 3n/4: per-layer embedding width (a table looked up per token)
+    approx: bool = False  # not read from the published file's header: the header replaces it when read
 
     @property
     def kv_bytes_per_token(self) -> int:
-        # f16 K and V for every layer: the upper bound (sliding-window layers keep less).
-        return self.n_layers * self.n_kv_heads * self.head_dim * 2 * 2
+        # f16 K and V for every layer with a cache: the upper bound (sliding-window layers keep less).
+        n_kv = self.kv_layers if self.kv_layers is not None else self.n_layers - self.recurrent_layers
+        return n_kv * self.n_kv_heads * self.head_dim * 2 * 2
 
 
 # How a family's replies mark their thinking (the parser for each lives with the engine).
@@ -144,11 +159,23 @@ class Family:
     label: str
     licence: str
     sizes: tuple[CatalogueEntry, ...]  # smallest first
+    older: bool = False  # a family a 2026 user would not pick first: listed after the current ones
+
+
+@lru_cache(maxsize=1)
+def _raw() -> dict:
+    return json.loads(resources.files("models").joinpath("catalogue.json").read_text(encoding="utf-8"))
+
+
+def revised() -> str:
+    """When the catalogue was last checked against the publishers' repos (an ISO date), or "" if it does not say."""
+    value = _raw().get("revised")
+    return value if isinstance(value, str) else ""
 
 
 @lru_cache(maxsize=1)
 def _load() -> tuple[Family, ...]:
-    raw = json.loads(resources.files("models").joinpath("catalogue.json").read_text(encoding="utf-8"))
+    raw = _raw()
     default_quant = raw.get("default_quant", DEFAULT_QUANT)
     families = []
     for fam in raw["families"]:
@@ -184,7 +211,8 @@ def _load() -> tuple[Family, ...]:
                 )
             )
         sizes.sort(key=lambda s: s.params)
-        families.append(Family(fam["id"], fam["label"], fam.get("licence", ""), tuple(sizes)))
+        families.append(Family(fam["id"], fam["label"], fam.get("licence", ""), tuple(sizes), bool(fam.get("older"))))
+    families.sort(key=lambda f: f.older)  # stable: the file's order within the current and the older ones
     return tuple(families)
 
 

@@ -43,7 +43,7 @@ from gguf.constants import (
 
 from common.errors import ModelFileError
 
-__all__ = ["GGUFInfo", "HeaderIncompleteError", "read_gguf_info", "read_gguf_header"]
+__all__ = ["GGUFInfo", "HeaderIncompleteError", "TensorEntry", "read_gguf_info", "read_gguf_header"]
 
 # gguf's list lags llama.cpp's: these are the names llama.cpp in the pinned
 # llama-cpp-python 0.3.36 knows (src/llama-arch.cpp) that gguf 0.19.0 does not.
@@ -108,6 +108,16 @@ class HeaderIncompleteError(ModelFileError):
         )
 
 
+class TensorEntry(NamedTuple):
+    """One tensor of a GGUF's table: what a size or speed computation needs."""
+
+    name: str
+    type_name: str  # ggml type: "Q4_K", "MXFP4", "F32", ...
+    n_elements: int
+    n_bytes: int
+    dims: tuple[int, ...]  # llama.cpp's order: the row length first
+
+
 @dataclass(frozen=True)
 class GGUFInfo:
     """What the header says about a model. Counts that the file does not state are None."""
@@ -139,6 +149,14 @@ class GGUFInfo:
     # The longest token in the vocabulary, in bytes as the file stores it: no token stands for more characters
     # of text, so characters / this is a lower bound on a text's tokens (counted without the tokenizer).
     longest_token_bytes: int | None = None
+    # The architecture's own numeric entries ("sliding_window", "expert_count", "ssm.state_size", ...),
+    # keys without the "{arch}." prefix; a short array as a tuple. What models.shape needs per architecture.
+    arch_meta: tuple[tuple[str, object], ...] = ()
+    tensors: tuple[TensorEntry, ...] = ()  # the tensor table, in file order
+
+    def arch_value(self, key: str, default=None):
+        """An architecture entry by its key without the prefix ("attention.sliding_window"), else `default`."""
+        return next((v for k, v in self.arch_meta if k == key), default)
 
     @property
     def kv_bytes_per_token(self) -> int | None:
@@ -525,7 +543,26 @@ def _info(meta, tensors, arch, r: _Reader, path, version, data_offset) -> GGUFIn
         clip_meta={k: v for k, v in meta.items() if k.startswith("clip.") and isinstance(v, (bool, int, float, str))}
         if arch == "clip" else {},
         longest_token_bytes=tokens.longest or None if isinstance(tokens, _Array) else None,
+        arch_meta=_arch_meta(meta, arch),
+        tensors=tuple(TensorEntry(t.name, t.ggml_type.name, t.n_elements, t.n_bytes, t.dims) for t in tensors),
     )
+
+
+def _arch_meta(meta, arch: str) -> tuple[tuple[str, object], ...]:
+    """The "{arch}.*" entries that are numbers or short decoded arrays of numbers, prefix removed."""
+    prefix = f"{arch}."
+    out = []
+    for key, value in meta.items():
+        if not key.startswith(prefix):
+            continue
+        if isinstance(value, _Array):
+            if value.values is None:
+                continue
+            value = tuple(value.values)
+        elif not isinstance(value, (int, float)):  # bool is an int
+            continue
+        out.append((key[len(prefix):], value))
+    return tuple(out)
 
 
 _BLOCK = re.compile(r"^blk\.(\d+)\.")

@@ -11,11 +11,12 @@ import re
 from common.formatting import format_params
 from models.catalogue import CatalogueEntry
 
-_SIZE_TOKEN = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?[MB])\b")
+# "1B", "0.8B", "135M"; Gemma's effective sizes "E2B"; a mixture of experts' "26B-A4B".
+_SIZE_TOKEN = re.compile(r"(?<![\w.])(E?\d+(?:\.\d+)?[MB](?:-A\d+(?:\.\d+)?B)?)\b")
 
 
 def size_token(entry: CatalogueEntry) -> str:
-    """A catalogue entry's size as people say it: 270M, 1B, 3.8B."""
+    """A catalogue entry's size as people say it: 270M, 1B, 3.8B, E2B, 26B-A4B."""
     m = _SIZE_TOKEN.search(entry.label)
     return m.group(1) if m else format_params(entry.params)
 
@@ -37,3 +38,11 @@ def entry_label(entry: CatalogueEntry) -> str:
 def family_name(entry: CatalogueEntry) -> str:
     """The family without its maker: "Gemma 3" for "Gemma 3 (Google)"."""
     return entry.family_label.split(" (")[0]
+
+
+def params_label(params: int | None, active: int | None = None) -> str:
+    """A parameter count as people say it, with a mixture of experts' active share: "21B, 3.6B active"."""
+    text = format_params(params)
+    if active and params and active < params:
+        text += f", {format_params(active)} active"
+    return text

@@ -22,6 +22,7 @@ from models.download import ProgressCallback
 from models.gguf_file import read_gguf_info
 from models.registry import InstalledModel
 from models.shape import ModelShape, from_catalogue, from_gguf
+from models.speed import EstimateCheck
 
 
 @dataclass(frozen=True)
@@ -288,7 +289,11 @@ class ModelRow:
     problem: str | None = None  # why an installed file cannot be used
     is_base: bool = False  # continues text, does not follow instructions (see is_base_model)
     catalogue_name: str | None = None  # the catalogue entry it is ("gemma3-1b:Q8_0"), if it is one
+    active_params: int | None = None  # a mixture of experts: parameters used per token (None: all)
+    thinking: str | None = None  # the thinking format (catalogue), if the model thinks
     sees_images: bool = False  # has an image projector (installed: found; catalogue: the repo publishes one)
+    older: bool = False  # its family is listed under "older"
+    busy_tokens_per_s: float | None = None  # measured only on a busy CPU: shown as busy, never as its speed
     projector_bytes: int = 0  # the projector's memory, counted in the verdict
 
     @property
@@ -417,7 +422,8 @@ def list_models(n_ctx: int | None = None, include_catalogue: bool = True, *, ind
             shape.n_params, shape.quant, shape.context_length, verdict.verdict, verdict.reason,
             fig.tokens_per_s if fig else None, bool(fig and fig.measured), None,
             is_base_model(entry, info, m.chat_format), entry.name if entry else None,
-            projector_bytes > 0, projector_bytes,
+            **{**_entry_facts(entry, shape), "sees_images": projector_bytes > 0}, projector_bytes=projector_bytes,
+            busy_tokens_per_s=speed.busy_speed(path) if path else None,
         ))
     if include_catalogue:
         for entry in catalogue.entries():
@@ -430,8 +436,8 @@ def list_models(n_ctx: int | None = None, include_catalogue: bool = True, *, ind
             rows.append(ModelRow(
                 entry.name, entry.label, entry.family, False, "catalogue", None, entry.size_bytes,
                 entry.size_approx, entry.params, entry.quant, entry.context_length, verdict.verdict,
-                verdict.reason, fig.tokens_per_s, False, None, entry.is_base, entry.name,
-                entry.sees_images, projector_bytes,
+                verdict.reason, fig.tokens_per_s, False, None, entry.is_base, entry.name, **_entry_facts(entry, shape),
+                projector_bytes=projector_bytes,
             ))
     return rows
 
@@ -451,6 +457,15 @@ def installed_projector_bytes(m: InstalledModel, entry: CatalogueEntry | None, p
     return 0
 
 
+def _entry_facts(entry: CatalogueEntry | None, shape: ModelShape) -> dict:
+    """What a row says beyond size and speed: active parameters, thinking, images, an older family."""
+    active = entry.active_params if entry is not None and entry.active_params else None
+    if active is None and shape.is_moe:
+        active = shape.active_params
+    return {"active_params": active, "thinking": entry.thinking if entry else None,
+            "sees_images": bool(entry and entry.sees_images), "older": bool(entry and entry.older)}
+
+
 @dataclass(frozen=True)
 class FitReport:
     name: str
@@ -458,26 +473,45 @@ class FitReport:
     verdict: fit.FitVerdict
     speed: speed.SpeedFigure | None
     shape_from: str  # "installed file", "remote header (N bytes read)", "catalogue"
+    entry: CatalogueEntry | None = None
+    checks: tuple[tuple[str, EstimateCheck], ...] = ()  # (model name, its estimate against its measured speed)
     projector: str | None = None  # where the projector's figure came from, when the model sees images
 
 
-def fit_report(name: str, n_ctx: int | None = None) -> FitReport:
+def estimate_checks() -> tuple[tuple[str, EstimateCheck], ...]:
+    """Every model measured here on a quiet CPU, by installed name, with its estimate (made without its own
+    measurement) against what it measured: the estimate's error, in the open."""
+    names = {}
+    for m in registry.list_installed():
+        try:
+            path = _installed_file(m)
+        except UserError:
+            continue
+        if path is not None:
+            names[str(Path(path).resolve())] = m.name
+    return tuple((names.get(c.path, Path(c.path).name), c) for c in speed.estimate_checks())
+
+
+def fit_report(name: str, n_ctx: int | None = None, *, kv_cache_type: str = "f16") -> FitReport:
     """The memory estimate, verdict and speed for an installed, catalogue or Hub model (a range read if needed)."""
     installed = registry.get(name)
+    checks = estimate_checks()
     if installed is not None:
         entry = installed_catalogue_entry(installed)
         shape, _info, path = _installed_facts(installed, entry)
         extra = installed_projector_bytes(installed, entry, path)
-        return FitReport(name, shape, fit.fit(shape, n_ctx, projector_bytes=extra), speed.speed_for(path, shape),
+        return FitReport(name, shape, fit.fit(shape, n_ctx, kv_cache_type=kv_cache_type, projector_bytes=extra),
+                         speed.speed_for(path, shape),
                          "installed file" if path else "catalogue (the built-in file is prepared on first use)",
-                         "its projector's header" if extra else None)
+                         entry, checks, "its projector's header" if extra else None)
     p = Path(name).expanduser()
     if p.suffix.lower() == ".gguf" and p.exists():
         shape = from_gguf(read_gguf_info(p))
         beside = projector.for_model(p)
         extra = beside.memory_bytes if beside else 0
-        return FitReport(name, shape, fit.fit(shape, n_ctx, projector_bytes=extra), speed.speed_for(p, shape),
-                         "local file", f"{beside.path.name} beside it" if beside else None)
+        return FitReport(name, shape, fit.fit(shape, n_ctx, kv_cache_type=kv_cache_type, projector_bytes=extra),
+                         speed.speed_for(p, shape), "local file", None, checks,
+                         f"{beside.path.name} beside it" if beside else None)
     target = pull_target(name)
     try:
         from models.remote_header import read_remote_header
@@ -495,5 +529,6 @@ def fit_report(name: str, n_ctx: int | None = None) -> FitReport:
     extra = 0
     if target.entry is not None and target.entry.projector is not None:
         extra = projector.estimate_from_size(target.entry.projector.size_bytes)
-    return FitReport(name, shape, fit.fit(shape, n_ctx, projector_bytes=extra), speed.speed_for(None, shape),
-                     shape_from, "the catalogue's projector size (approximate)" if extra else None)
+    return FitReport(name, shape, fit.fit(shape, n_ctx, kv_cache_type=kv_cache_type, projector_bytes=extra),
+                     speed.speed_for(None, shape), shape_from, target.entry, checks,
+                     "the catalogue's projector size (approximate)" if extra else None)

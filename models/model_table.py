@@ -2,7 +2,9 @@
 
 One table feeds every view that shows a model's fit verdict and speed (the window's
 picker and its catalogue, `assistant models list`), so the same model shows the same
-figure everywhere. Building it reads model headers and, once a day, probes the memory
+figure everywhere. A measured speed is one measured on a quiet CPU (models.speed's
+rule); until one exists the figure is the estimate (`measured` false), and a speed
+measured only while other programs held the CPU is kept apart, to be shown as busy. Building it reads model headers and, once a day, probes the memory
 bandwidth: slow, so front ends build it off their UI thread (the library service does).
 """
 
@@ -33,6 +35,8 @@ class Figure:
     installed: str | None = None  # the installed name, if installed
     problem: str | None = None  # why the installed file cannot be used
     is_base: bool = False
+    active_params: int | None = None  # a mixture of experts: parameters used per token
+    busy_tokens_per_s: float | None = None  # measured only on a busy CPU: to show as busy, never as the speed
 
 
 @dataclass(frozen=True)
@@ -66,7 +70,8 @@ def describe_machine(n_ctx: int | None, machine: fit.Machine, calib: speed.Calib
 
 def _figure(name: str, r: ModelRow, installed: str | None) -> Figure:
     return Figure(name, r.size_bytes, r.size_approx and not installed, r.params, r.verdict, r.fit_reason,
-                  r.tokens_per_s, r.speed_measured, installed, r.problem, r.is_base)
+                  r.tokens_per_s, r.speed_measured, installed, r.problem, r.is_base, r.active_params,
+                  r.busy_tokens_per_s)
 
 
 def model_table(n_ctx: int | None = None, *, quants: bool = True, index: InstalledIndex | None = None) -> ModelTable:
@@ -92,5 +97,5 @@ def model_table(n_ctx: int | None = None, *, quants: bool = True, index: Install
                 estimate = speed.estimate_speed(shape, calib=calib)
                 figures[other.name] = Figure(other.name, shape.size_bytes, True, entry.params, verdict.verdict,
                                              verdict.reason, estimate.tokens_per_s, False,
-                                             index.installed_as(other), None, entry.is_base)
+                                             index.installed_as(other), None, entry.is_base, entry.active_params)
     return ModelTable(n_ctx, tuple(rows), figures, describe_machine(n_ctx, machine, calib))

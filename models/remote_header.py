@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from common.errors import ModelFileError, UserError
 from models import hub
 from models.gguf_file import GGUFInfo, HeaderIncompleteError, read_gguf_header
-from models.shape import ModelShape, from_gguf, tensor_table
+from models.shape import ModelShape, from_gguf
 
 FIRST_BYTES = 2 << 20
 GROWTH = 4  # each further request fetches up to 4× what is held: headers run from 100 KB to ~20 MB
@@ -76,7 +76,7 @@ def read_remote_header(repo_id: str, filename: str, revision: str = "main") -> R
             want = min(max(exc.needed_bytes, GROWTH * len(data)), total, MAX_HEADER_BYTES)
             continue
         break
-    shape = from_gguf(info, tensor_table(bytes(data), total, source))
+    shape = from_gguf(info)  # the header carries the tensor table: experts, lookups, types by architecture
     sha = meta.etag if meta.etag and len(meta.etag) == 64 else None
     return RemoteHeader(info, shape, repo_id, filename, meta.commit_hash, sha, len(data), requests)
 

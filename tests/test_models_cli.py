@@ -46,8 +46,52 @@ def test_list_shows_installed_models_and_the_catalogue(capsys):
     assert rows[0]["name"] == "starter" and rows[0]["installed"] and rows[0]["source"] == "starter"
     assert not rows[0]["is_base"] and rows[0]["base_label"] is None
     assert rows[1]["name"] == "gemma3-270m-base" and rows[1]["is_base"] and rows[1]["base_label"].startswith("base model")
-    assert {r["name"] for r in rows} >= {"llama3.2-1b", "qwen2.5-14b", "gemma2-9b", "mistral-7b", "phi3.5-mini"}
+    assert {r["name"] for r in rows} >= {"llama3.2-1b", "qwen3.5-4b", "gpt-oss-20b", "gemma4-e4b", "qwen2.5-14b"}
     assert all(r["verdict"] in ("fits", "tight", "does not fit") and r["tokens_per_s"] > 0 for r in rows)
+    assert all(r["catalogue_revised"] == "2026-12-06" for r in rows)
+    gpt = next(r for r in rows if r["name"] == "gpt-oss-20b")
+    assert gpt["active_params"] == 3_610_000_000 and gpt["thinking"] == "harmony" and not gpt["sees_images"]
+    assert next(r for r in rows if r["name"] == "qwen3.5-4b")["sees_images"]
+    older = [r["older"] for r in rows if not r["installed"]]
+    assert older == sorted(older)  # the older families after the current ones
+
+
+def test_list_says_when_the_catalogue_was_revised_and_shows_active_parameters(capsys):
+    code, out, err = run(capsys, "list")
+    assert code == 0, err
+    assert "The catalogue was last revised on 2026-12-06" in out
+    gpt = next(line for line in out.splitlines() if line.startswith("gpt-oss-20b "))
+    assert "21B, 3.6B active" in gpt and "MXFP4" in gpt
+
+
+def test_fit_shows_the_parts_by_architecture(capsys, monkeypatch, hub_env):  # noqa: F811
+    import huggingface_hub.constants  # noqa: F401 - imported online first: it reads HF_HUB_OFFLINE once, at import
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # from the catalogue: no Hub here
+    code, out, err = run(capsys, "fit", "gpt-oss-20b")
+    assert code == 0, err
+    assert "21B, 3.6B active parameters" in out and "12 of 24 layers window-sized" in out
+    assert "(4 of 32 experts;" in next(line for line in out.splitlines() if line.startswith("Reads "))
+
+    code, out, err = run(capsys, "fit", "gemma3-12b", "--ctx", "131072")
+    assert code == 0, err
+    kv = next(line for line in out.splitlines() if line.strip().startswith("KV cache"))
+    assert "f16; 40 of 48 layers window-sized" in kv and "GB" in kv
+    assert "its shape is approximate" not in out
+
+    code, out, err = run(capsys, "fit", "qwen3.5-4b")
+    assert code == 0, err
+    assert any(line.strip().startswith("recurrent state") and "24 linear-attention layers" in line
+               for line in out.splitlines())
+    assert "8 attention layers of 32" in out and "its shape is approximate" in out
+
+    code, out, _ = run(capsys, "fit", "llama3.1-8b", "--json")
+    f16 = json.loads(out)["memory"]
+    code, out, _ = run(capsys, "fit", "llama3.1-8b", "--json", "--kv-cache-type", "q8_0")
+    q8 = json.loads(out)["memory"]
+    assert q8["kv_cache_type"] == "q8_0" and q8["kv_cache"] / f16["kv_cache"] == pytest.approx(34 / 64)
+    code, out, _ = run(capsys, "fit", "llama3.1-8b", "--kv-cache-type", "q4_0")
+    assert "q4_0; every layer" in out
 
 
 def test_search_pull_use_and_remove(capsys, hub_repos):
@@ -82,7 +126,8 @@ def test_fit_before_download_reads_the_remote_header(capsys, hub_repos):
     report = json.loads(out)
     assert report["shape_from"].startswith("remote header") and report["verdict"] == "fits"
     parts = report["memory"]
-    assert parts["total"] == parts["weights"] + parts["kv_cache"] + parts["compute"] + parts["overhead"]
+    assert parts["total"] == (parts["weights"] + parts["kv_cache"] + parts["recurrent_state"] + parts["compute"]
+                              + parts["overhead"])
     assert report["model"]["layers"] > 0 and report["tokens_per_s"] > 0 and not report["speed_measured"]
     assert hub_repos.body_bytes_served() < 3_000_000  # a header, not the 14 MB file
 

@@ -52,12 +52,15 @@ def test_runs_on_a_busy_cpu_are_kept_but_do_not_teach_the_estimate(tmp_path, tin
     quiet.write_bytes(tiny_model_path.read_bytes())
     busy.write_bytes(tiny_model_path.read_bytes() + b"\0")
     speed.record_measured_speed(busy, 5.0, n_threads=2, cpu_busy_fraction=0.9)  # others held 3.6 of 4 cores
-    assert speed.measured_speed(busy, n_threads=2) == 5.0  # what there is, shown as measured
-    assert speed._measured_points(2) == []  # but not a calibration point
+    assert speed.measured_speed(busy, n_threads=2) is None  # a busy CPU's speed never becomes the model's
+    assert speed.busy_speed(busy, n_threads=2) == 5.0  # kept, for a view to show as busy
+    assert not speed.speed_for(busy, n_threads=2).measured  # the estimate stands in
+    assert speed._measured_points(2) == []  # and it is not a calibration point
     speed.record_measured_speed(quiet, 50.0, n_threads=2, cpu_busy_fraction=0.3)  # 1.2 cores: 2 were spare
     speed.record_measured_speed(quiet, 10.0, n_threads=2, cpu_busy_fraction=0.8)
     speed.record_measured_speed(quiet, 48.0, n_threads=2)  # not measured: trusted, as older records are
     assert speed.measured_speed(quiet, n_threads=2) == 49.0  # the quiet runs' median
+    assert speed.busy_speed(quiet, n_threads=2) == 10.0
     assert [tps for _, tps in speed._measured_points(2)] == [49.0]
     assert speed.is_quiet(0.05, n_threads=4, n_cores=4) and not speed.is_quiet(0.1, n_threads=4, n_cores=4)
     assert speed.is_quiet(None, n_threads=4)
@@ -92,11 +95,34 @@ def test_the_calibration_recovers_the_two_terms():
     true = speed.Calibration(curve, 0.8, 1.5, 0)
     costs = [_costs(30e6, 0.0005), _costs(100e6, 0.0008), _costs(250e6, 0.0040), _costs(600e6, 0.0012)]
     points = [(c, true.tokens_per_s(c)) for c in costs]
-    fitted = speed.fit_calibration(points, curve)
+    fitted = speed.fit_calibration(points, curve).for_kind("")
     assert fitted.efficiency == pytest.approx(0.8, rel=1e-6) and fitted.overhead_scale == pytest.approx(1.5, rel=1e-6)
     one = speed.fit_calibration(points[3:], curve)  # one model: the default overhead, the bandwidth term fitted
-    assert one.overhead_scale == 1.0 and one.tokens_per_s(costs[3]) == pytest.approx(points[3][1])
-    assert speed.fit_calibration([], curve).efficiency == speed.DEFAULT_EFFICIENCY
+    assert one.for_kind("").overhead_scale == 1.0 and one.tokens_per_s(costs[3]) == pytest.approx(points[3][1])
+    assert speed.fit_calibration([], curve).for_kind("").efficiency == speed.DEFAULT_EFFICIENCY
+
+
+def test_a_slow_kernel_model_teaches_only_its_own_kind():
+    """What the Q4_1 starter teaches (slow kernels, fixed per-token costs) must not move a Q4_K_M estimate."""
+    curve = speed.BandwidthCurve.flat(20e9)
+    q4_1 = speed.Costs(98_000_000, 98e6 * 1.4, 0.0012, "Q4_1")
+    q4_k = speed.Costs(600_000_000, 600e6, 0.0008, "Q4_K")
+    fresh = speed.fit_calibration([], curve)
+    taught = speed.fit_calibration([(q4_1, 40.0)], curve)  # measured far slower than estimated
+    assert taught.tokens_per_s(q4_k) == fresh.tokens_per_s(q4_k)
+    assert taught.tokens_per_s(q4_1) == pytest.approx(40.0) and taught.for_kind("Q4_1").n_models == 1
+    assert taught.for_kind("Q4_K").n_models == 0 and taught.n_models == 1
+    assert speed.EFFICIENCY_RANGE[0] <= taught.for_kind("Q4_1").efficiency <= speed.EFFICIENCY_RANGE[1]
+
+
+def test_the_kernel_kind_is_the_type_holding_most_weights(starter_model_path, tiny_model_path):
+    from models import catalogue
+    from models.shape import from_catalogue
+
+    assert speed.kernel_kind(shape_of_file(starter_model_path)) == "Q4_1"
+    assert speed.kernel_kind(from_catalogue(catalogue.get("llama3.2-1b"))) == "Q4_K"
+    assert speed.kernel_kind(from_catalogue(catalogue.get("gpt-oss-20b"))) == "MXFP4"
+    assert speed.kernel_kind(shape_of_file(tiny_model_path)) == "F32"
 
 
 def test_a_working_set_that_fits_the_caches_is_read_faster_and_slow_kernels_cost_more():
@@ -124,67 +150,76 @@ def test_a_legacy_quant_model_counts_its_slow_kernel_bytes(starter_model_path, t
 
 # --- against llama.cpp -------------------------------------------------------------------------------
 
-# 30 to 230 MB read per token: whether they fit the last-level cache depends on the CPU (a VM's L3 may hold 100 MB).
-RANDOM_SIZES = {"r60m": 60e6, "r150m": 150e6, "r400m": 400e6}
+# Issue 21: the sizes people download (random-weight 1B and 3B Q4_K_M: bandwidth-bound) and the two built-in
+# models (small: per-token fixed costs, a legacy Q4_1 and a Q8_0-heavy file). Generation speed does not depend
+# on the weights' values.
 THREADS = 2
-TOKENS = 32
+TOKENS = 48
+BOUND = 0.30
 
 
 @pytest.fixture(scope="module")
-def speed_models(tmp_path_factory, starter_model_path):
+def speed_models(tmp_path_factory, starter_model_path, gemma_model_path):
     from tests.support.tiny_gguf import write_random_llama
 
     folder = tmp_path_factory.mktemp("speed")
-    paths = {"starter": starter_model_path}
-    for name, params in RANDOM_SIZES.items():
+    paths = {"starter": starter_model_path, "gemma3-270m": gemma_model_path}
+    for name, params in (("r1b", 1.0e9), ("r3b", 3.0e9)):
         paths[name] = write_random_llama(folder / f"{name}-Q4_K_M.gguf", params, quant="Q4_K_M")
-    return paths
+    yield paths
+    for name in ("r1b", "r3b"):
+        paths[name].unlink(missing_ok=True)  # 2.6 GB: not kept for the session
 
 
-def _generation_speeds(paths: dict, runs: dict, deadline: float, rounds: int = 4) -> None:
-    """Add to `runs` each model's tokens/s (32 tokens after the first) from interleaved rounds on a quiet CPU.
+def _generation_speeds(paths: dict, runs: dict, probes: list, deadline: float) -> None:
+    """Add to `runs` each model's tokens/s (TOKENS tokens after the first) from one round on a quiet CPU,
+    and to `probes` a bandwidth probe made while the CPU was quiet too.
 
     A run during which other programs took the cores that generation needs is not
-    kept: it measures them, not the model.
+    kept: it measures them, not the model (the app drops it the same way).
     """
     from llama_cpp import Llama
 
-    llms = {k: Llama(model_path=str(p), n_ctx=256, n_threads=THREADS, n_threads_batch=THREADS, verbose=False)
-            for k, p in paths.items()}
-    try:
-        for _ in range(rounds):
-            if time.monotonic() > deadline:  # a CPU that stays busy makes every run slow: stop in time
-                break
-            for name, llm in llms.items():
-                prompt = llm.tokenize(b"The quick brown fox jumps over the lazy dog.", add_bos=True)
-                for i, _token in enumerate(llm.generate(prompt, temp=0.0, top_k=1, reset=True)):
-                    if i == 0:
-                        t0 = time.perf_counter()  # the prompt is done: from here on, generation only
-                        load = speed.CpuLoadMeter()
-                    elif i == TOKENS:
-                        break
-                tps = TOKENS / (time.perf_counter() - t0)
-                if speed.is_quiet(load.busy_fraction(), THREADS):
-                    runs[name].append(tps)
-    finally:
-        for llm in llms.values():
+    load = speed.CpuLoadMeter()
+    curve = speed.probe_bandwidth(THREADS)
+    if speed.is_quiet(load.busy_fraction(), THREADS):
+        probes.append(curve)
+    for name, path in paths.items():
+        if time.monotonic() > deadline:  # a CPU that stays busy makes every run slow: stop in time
+            return
+        llm = Llama(model_path=str(path), n_ctx=256, n_threads=THREADS, n_threads_batch=THREADS, verbose=False)
+        try:
+            prompt = llm.tokenize(b"The quick brown fox jumps over the lazy dog.", add_bos=True)
+            for i, _token in enumerate(llm.generate(prompt, temp=0.0, top_k=1, reset=True)):
+                if i == 0:
+                    t0 = time.perf_counter()  # the prompt is done: from here on, generation only
+                    load = speed.CpuLoadMeter()
+                elif i == TOKENS:
+                    break
+            tps = TOKENS / (time.perf_counter() - t0)
+            if speed.is_quiet(load.busy_fraction(), THREADS):
+                runs[name].append(tps)
+        finally:
             llm.close()
 
 
-def _errors(paths, measured, feed) -> dict:
-    """Feed the measured speeds of `feed` to the store; the estimate's relative error for the others."""
+def _errors(paths, measured, feed, curve) -> dict:
+    """Feed the measured speed of `feed` (or nothing) to the store; the estimate's relative error for the others.
+
+    `curve`: the bandwidth probed while the CPU was quiet, as the measured speeds were (a probe while other
+    programs run reads low, and the app probes again soon after such a one)."""
     store = data_dir() / "speed.json"
     data = json.loads(store.read_text()) if store.exists() else {}
     data.pop("models", None)
     store.write_text(json.dumps(data))
-    for name in feed:
-        speed.record_measured_speed(paths[name], measured[name], THREADS)
-    calib = speed.calibration(THREADS)
-    assert calib.n_models == len(feed)
+    if feed:
+        speed.record_measured_speed(paths[feed], measured[feed], THREADS, cpu_busy_fraction=0.0)
+        assert speed.speed_for(paths[feed], n_threads=THREADS).measured  # a model that ran shows its speed
+    calib = speed.fit_calibration(speed._measured_points(THREADS), curve, speed.kernel_rate(THREADS))
+    assert calib.n_models == (1 if feed else 0)
     errors = {}
     for name, path in paths.items():
-        if name in feed:
-            assert speed.speed_for(path, n_threads=THREADS).measured  # a model that ran shows its measured speed
+        if name == feed:
             continue
         estimate = speed.speed_for(path, n_threads=THREADS, calib=calib)
         assert not estimate.measured
@@ -192,48 +227,35 @@ def _errors(paths, measured, feed) -> dict:
     return errors
 
 
-# The estimate's bound: 30% where the speeds it learned from came from files of the same quantization;
-# 40% across quantizations (the starter is Q4_1, the random models Q4_K_M): their kernels' speed per byte
-# differs by CPU, and this machine's Q4_1 runs ~30% slower per byte than its Q4_K_M (a known limit).
-QUANTS = {"starter": "Q4_1", "r60m": "Q4_K_M", "r150m": "Q4_K_M", "r400m": "Q4_K_M"}
-
-
-def _bound(feed: tuple[str, ...], name: str) -> float:
-    return 0.30 if all(QUANTS[f] == QUANTS[name] for f in feed) else 0.40
-
-
-def _worst(results: dict) -> float:
-    """The largest error as a share of its own bound (1.0: at the bound)."""
-    return max(abs(e) / _bound(feed, name) for feed, errors in results.items() for name, e in errors.items())
-
-
 @pytest.mark.llama_cpp
-def test_the_estimate_is_within_30_percent_of_the_measured_speed_40_across_quantizations(speed_models):
-    feeds = [("r60m", "r400m"), ("starter", "r150m"), ("starter",)]
+def test_the_estimate_is_within_30_percent_fresh_and_after_each_model_is_measured(speed_models):
+    """Bound: 30%, the issue's. The measured speeds are medians of quiet runs only, but other engineers'
+    programs on this shared 2-core machine still slow a run without always showing as busy: a miss up to
+    the bound is noise as much as estimate; the lead re-measures on a quiet machine (bench/estimate_bench.py)."""
     runs = {name: [] for name in speed_models}
-    deadline = time.monotonic() + 240
-    for attempt in range(3):
-        _generation_speeds(speed_models, runs, deadline)
-        if not all(runs.values()):
-            continue
-        # The median of the quiet runs, as the app itself keeps a model's measured speed: on a shared
-        # machine the best run of a model whose weights half fit the cache varies by half (130 to 230 t/s).
-        measured = {name: statistics.median(r) for name, r in runs.items()}
-        results = {feed: _errors(speed_models, measured, feed) for feed in feeds}
-        worst = _worst(results)
-        if worst <= 1.0:
+    probes: list = []
+    deadline = time.monotonic() + 120
+    for _round in range(4):
+        _generation_speeds(speed_models, runs, probes, deadline)
+        if (all(len(r) >= 2 for r in runs.values()) and probes) or time.monotonic() > deadline:
             break
-    if not all(runs.values()):
+    if not all(runs.values()) or not probes:
         pytest.skip("other programs kept the CPU busy during every run of "
-                    + ", ".join(k for k, v in runs.items() if not v) + ": no speed here can be trusted")
-    bw = speed.memory_bandwidth()
+                    + (", ".join(k for k, v in runs.items() if not v) or "the bandwidth probe")
+                    + ": no speed here can be trusted")
+    curve = speed.BandwidthCurve.of([p for c in probes for p in c.points], THREADS)  # the best at each size
+    measured = {name: statistics.median(r) for name, r in runs.items()}
+    results = {feed: _errors(speed_models, measured, feed, curve) for feed in (None, *speed_models)}
+    bw = curve.memory
     report = [f"bandwidth {bw / 1e9:.1f} GB/s; measured " + ", ".join(
-        f"{k} {v:.0f} t/s ({shape_of_file(p).bytes_per_token / 1e6:.0f} MB/token)"
-        for (k, v), p in zip(measured.items(), speed_models.values()))]
+        f"{k} {v:.1f} t/s ({shape_of_file(speed_models[k]).bytes_per_token / 1e6:.0f} MB/token)"
+        for k, v in measured.items())]
     for feed, errors in results.items():
-        report.append(f"fed {'+'.join(feed)}: " + ", ".join(f"{k} {100 * e:+.0f}%" for k, e in errors.items()))
+        report.append(f"{'fresh' if feed is None else 'after ' + feed}: "
+                      + ", ".join(f"{k} {100 * e:+.0f}%" for k, e in errors.items()))
     print("\n" + "\n".join(report))
-    assert worst <= 1.0, "\n".join(report)
+    worst = max(abs(e) for errors in results.values() for e in errors.values())
+    assert worst <= BOUND, "\n".join(report)
 
 
 def test_a_bandwidth_probe_on_a_busy_machine_is_redone_soon(monkeypatch):

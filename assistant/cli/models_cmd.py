@@ -93,6 +93,8 @@ def add_parser(subparsers) -> None:
     s.add_argument("--ctx", type=int, help="context length (default: 4096, or the model's if less)")
     s.add_argument("--draft", metavar="MODEL", help="a draft model loaded beside it (speculative decoding): its "
                                                     "weights, KV cache and compute buffer are added")
+    s.add_argument("--kv-cache-type", choices=["f16", "q8_0", "q4_0"], default="f16",
+                   help="the KV cache's type for K and V (default f16; q8_0 about halves it)")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=_with_notices(cmd_fit))
 
@@ -144,21 +146,29 @@ def cmd_list(args) -> int:
 
     from models import library
 
+    from models import catalogue
+    from models.labels import params_label
+
     rows = library.list_models(args.ctx, include_catalogue=not args.installed)
     if args.json:
-        print(json.dumps([{**asdict(r), "base_label": r.base_label} for r in rows], indent=2))
+        # tokens_per_s / speed_measured: a speed measured on a quiet CPU, else the estimate (speed_measured false).
+        print(json.dumps([{**asdict(r), "base_label": r.base_label, "catalogue_revised": catalogue.revised()}
+                          for r in rows], indent=2))
         return 0
     table = []
     for r in rows:
         name = safe_text(r.name) + (" *" if r.name == _starter_name() else "")
         installed = {"starter": "built in", "hub": "yes", "local": "imported"}.get(r.source, "-") if r.installed else "-"
         size = ("~" if r.size_approx else "") + format_bytes(r.size_bytes)
-        note = "; ".join(x for x in (library.SEES_IMAGES_LABEL if r.sees_images else "", r.base_label or "") if x)
+        # After the last column: a base model says so; what a model can do; an older family.
+        note = ", ".join(filter(None, [r.base_label, "thinks" if r.thinking else "",
+                                       library.SEES_IMAGES_LABEL if r.sees_images else "",
+                                       "older family" if r.older and not r.installed else ""]))
         if r.problem:
             table.append([name, installed, "?", "?", safe_text(r.quant or "?"), "?", "unusable", "-", note])
             continue
         table.append([
-            name, installed, size, format_params(r.params), safe_text(r.quant or "?"),
+            name, installed, size, params_label(r.params, r.active_params), safe_text(r.quant or "?"),
             format_context(r.context_length), r.verdict or "?",
             format_tps(r.tokens_per_s, estimate=not r.speed_measured, unit=False), note,
         ])
@@ -175,6 +185,9 @@ def cmd_list(args) -> int:
         if r.problem:
             print(f"{safe_text(r.name)}: {safe_text(r.problem)}")
     if not args.installed:
+        revised = catalogue.revised()
+        print(f"The catalogue was last revised on {revised}; a pull reads the repo's live file list."
+              if revised else "The catalogue does not say when it was revised.")
         print("Pull one with `assistant models pull NAME` (NAME:QUANT for another quant); "
               "`assistant models fit NAME` shows the estimate's parts.")
     _print_remote_models()
@@ -460,7 +473,7 @@ def cmd_rm(args) -> int:
     return 0
 
 
-def _with_draft(report, draft_name: str | None):
+def _with_draft(report, draft_name: str | None, kv_cache_type: str = "f16"):
     """(the report, the draft's parts): a draft model's share added to a fit report (same context, same
     process: no second overhead), the verdict judged again on the sum; (report, None) without one."""
     if not draft_name:
@@ -469,12 +482,14 @@ def _with_draft(report, draft_name: str | None):
 
     from models import fit, library
 
-    draft = library.fit_report(draft_name, report.verdict.estimate.n_ctx).verdict.estimate
+    draft = library.fit_report(draft_name, report.verdict.estimate.n_ctx, kv_cache_type=kv_cache_type).verdict.estimate
     e = report.verdict.estimate
     combined = replace(e, weights=e.weights + draft.weights, kv_cache=e.kv_cache + draft.kv_cache,
                        compute=e.compute + draft.compute)
     parts = {"name": draft_name, "weights": draft.weights, "kv_cache": draft.kv_cache, "compute": draft.compute}
     return replace(report, verdict=fit.judge(combined, report.verdict.machine)), parts
+
+
 def cmd_set(args) -> int:
     from assistant.preferences import model_load_settings, set_model_load_settings
     from common.settings_store import SettingsStore
@@ -499,57 +514,119 @@ def _preferences(store):
 
 def cmd_fit(args) -> int:
     from models import library
+    from models.labels import params_label
 
     t0 = time.monotonic()
-    report = library.fit_report(args.name, args.ctx)
-    report, draft = _with_draft(report, getattr(args, "draft", None))
+    report = library.fit_report(args.name, args.ctx, kv_cache_type=args.kv_cache_type)
+    report, draft = _with_draft(report, getattr(args, "draft", None), args.kv_cache_type)
     v, e, s = report.verdict, report.verdict.estimate, report.shape
+    active = report.entry.active_params if report.entry and report.entry.active_params else (
+        s.active_params if s.is_moe else None)
     if args.json:
         print(json.dumps({
             "name": report.name, "shape_from": report.shape_from, "verdict": v.verdict, "where": v.where,
             "reason": v.reason, "n_ctx": e.n_ctx,
-            "memory": {"weights": e.weights, "kv_cache": e.kv_cache, "compute": e.compute,
-                       "overhead": e.overhead, "projector": e.projector, "total": e.total},
+            "memory": {"weights": e.weights, "kv_cache": e.kv_cache, "recurrent_state": e.recurrent_state,
+                       "compute": e.compute, "overhead": e.overhead, "projector": e.projector, "total": e.total,
+                       "kv_cache_type": e.kv_cache_type, "flash_attn": e.flash_attn, "kv_layers": e.kv_layers,
+                       "kv_layers_windowed": e.kv_layers_windowed, "window_cells": e.window_cells},
             "projector_from": report.projector,
             "machine": {"total_ram": v.machine.total_ram, "available_ram": v.machine.available_ram,
                         "gpus": [g.__dict__ for g in v.machine.gpus]},
             "model": {"architecture": s.architecture, "quant": s.quant, "size_bytes": s.size_bytes,
-                      "params": s.n_params, "layers": s.n_layers, "heads": s.n_heads, "kv_heads": s.n_kv_heads,
-                      "context_length": s.context_length, "bytes_per_token": s.bytes_per_token},
+                      "params": s.n_params, "active_params": active, "layers": s.n_layers, "heads": s.n_heads,
+                      "kv_heads": s.n_kv_heads, "context_length": s.context_length,
+                      "bytes_per_token": s.bytes_per_token, "sliding_window": s.sliding_window,
+                      "recurrent_layers": s.recurrent_layers, "experts": s.n_expert,
+                      "experts_used": s.n_expert_used, "shape_approx": s.approx},
             "tokens_per_s": report.speed.tokens_per_s if report.speed else None,
             "speed_measured": bool(report.speed and report.speed.measured),
             "draft": draft,
+            "estimate_checks": [{"name": name, "estimated": c.estimated, "measured": c.measured, "error": c.error}
+                                for name, c in report.checks],
         }, indent=2))
         return 0
-    print(f"{safe_text(report.name)}: {safe_text(s.architecture)}, {format_params(s.n_params)} parameters, "
+    print(f"{safe_text(report.name)}: {safe_text(s.architecture)}, {params_label(s.n_params, active)} parameters, "
           f"{safe_text(s.quant)}, {format_bytes(s.size_bytes)}, "
           f"{s.n_layers} layers, {s.n_heads} heads ({s.n_kv_heads} KV), trained for {format_context(s.context_length)} tokens")
-    print(f"  (from the {safe_text(report.shape_from)}; {time.monotonic() - t0:.1f} s)")
+    approx = "; its shape is approximate until the file's header is read" if s.approx else ""
+    print(f"  (from the {safe_text(report.shape_from)}{approx}; {time.monotonic() - t0:.1f} s)")
     print(f"Memory for a {e.n_ctx}-token context:")
-    print(f"  weights          {format_bytes(e.weights):>10}")
-    print(f"  KV cache         {format_bytes(e.kv_cache):>10}   (f16, every layer)")
-    print(f"  compute buffer   {format_bytes(e.compute):>10}")
-    print(f"  app and runtime  {format_bytes(e.overhead):>10}")
-    if e.projector:
-        print(f"  image projector  {format_bytes(e.projector):>10}   (it sees images; from {safe_text(report.projector)})")
+    parts = _memory_parts(e, s, report.projector)
+    for label, value, note in parts[:-1]:
+        print(f"  {label:16} {format_bytes(value):>10}" + (f"   ({note})" if note else ""))
     if draft:
         print(f"  draft {safe_text(draft['name'])}: weights {format_bytes(draft['weights'])}, KV cache "
-              f"{format_bytes(draft['kv_cache'])}, compute {format_bytes(draft['compute'])}")
-    print(f"  total            {format_bytes(e.total):>10}")
+              f"{format_bytes(draft['kv_cache'])}, compute {format_bytes(draft['compute'])} (in the parts above)")
+    label, value, _note = parts[-1]
+    print(f"  {label:16} {format_bytes(value):>10}")
     print(f"Verdict: {v.verdict}. {safe_text(v.reason)}")
     for name, verdict in v.gpu_verdicts:
         print(f"  on {safe_text(name)}: {verdict}")
+    print(_reads_line(s))
     if report.speed:
-        sp = report.speed
-        if sp.measured or sp.calibration is None:
-            print(f"Speed: {sp.tokens_per_s:.1f} tokens/s, measured on this machine.")
-        else:
-            c = sp.calibration
-            basis = f"fitted to {c.n_models} measured model(s)" if c.n_models else "default factors"
-            rate = c.curve.at(s.bytes_per_token)  # the probe's bandwidth for a working set of this size
-            slow = (f", {format_bytes(s.slow_kernel_bytes)} of it in types with slower CPU kernels"
-                    if s.slow_kernel_bytes else "")
-            print(f"Speed: about {sp.tokens_per_s:.1f} tokens/s here (estimate: {format_bytes(s.bytes_per_token)} read per "
-                  f"token{slow}, at {format_byte_rate(rate)} × {c.efficiency:.2f} efficiency, plus fixed per-token "
-                  f"costs × {c.overhead_scale:.2f}; {basis}).")
+        _print_speed(report, s)
     return 0
+
+
+def _memory_parts(e, s, projector_from: str | None = None) -> list[tuple[str, int, str]]:
+    """The estimate's parts as the fit command prints them, each with what it is made of."""
+    if e.kv_layers_windowed:
+        kv_note = f"{e.kv_cache_type}; {e.kv_layers_windowed} of {e.kv_layers} layers window-sized"
+    elif s.recurrent_layers:
+        kv_note = f"{e.kv_cache_type}; {e.kv_layers} attention layers of {s.n_layers}"
+    else:
+        kv_note = f"{e.kv_cache_type}; every layer" if e.kv_layers == s.n_layers else f"{e.kv_cache_type}"
+    parts = [("weights", e.weights, ""), ("KV cache", e.kv_cache, kv_note)]
+    if s.recurrent_layers:
+        parts.append(("recurrent state", e.recurrent_state,
+                      f"{s.recurrent_layers} linear-attention layers; the same at any context"))
+    attention = "flash attention" if e.flash_attn else "no flash attention"
+    parts += [("compute buffer", e.compute, f"one 512-token batch, {attention}"),
+              ("app and runtime", e.overhead, "")]
+    if e.projector:
+        parts.append(("image projector", e.projector, f"it sees images; from {safe_text(projector_from or '?')}"))
+    parts.append(("total", e.total, ""))
+    return parts
+
+
+def _reads_line(s) -> str:
+    """How much one token reads of the weights, and why not all of them."""
+    why = []
+    if s.is_moe:
+        why.append(f"{s.n_expert_used} of {s.n_expert} experts")
+    if s.per_layer_embedding_width and s.lookup_only_bytes:
+        why.append("its per-layer embedding tables are looked up, not read")
+    elif s.lookup_only_bytes:
+        why.append("its token embedding table is looked up, not read")
+    return (f"Reads {format_bytes(s.bytes_per_token)} per token of {format_bytes(s.weight_bytes)}"
+            + (f" ({'; '.join(why)})." if why else "."))
+
+
+def _print_speed(report, s) -> None:
+    from models import speed
+
+    sp = report.speed
+    if sp.measured or sp.calibration is None:
+        print(f"Speed: {sp.tokens_per_s:.1f} tokens/s, measured on this machine on a quiet CPU.")
+    else:
+        c = sp.calibration
+        kind = speed.kernel_kind(s)
+        k = c.for_kind(kind)
+        basis = (f"fitted to {k.n_models} measured {kind} model(s)" if k.n_models
+                 else f"default factors: nothing in {kind} measured here yet")
+        costs = speed.shape_costs(s)
+        memory = c.curve.at(speed.WORKING_SET_FACTOR * costs.read_bytes)
+        rate = c.weight_rate(costs) * k.efficiency / speed.DEFAULT_EFFICIENCY
+        bound = (f"what this CPU's kernels manage with {c.curve.threads} threads" if c.kernel_rate < memory
+                 * speed.DEFAULT_EFFICIENCY else f"{k.efficiency:.0%} of the {format_byte_rate(memory)} probed")
+        slow = (f", {format_bytes(s.slow_kernel_bytes)} of it in types with slower CPU kernels"
+                if s.slow_kernel_bytes else "")
+        print(f"Speed: about {sp.tokens_per_s:.1f} tokens/s here (estimate: {format_bytes(s.bytes_per_token)} read per "
+              f"token{slow}, at {format_byte_rate(rate)}: {bound}; plus fixed per-token costs "
+              f"× {k.overhead_scale:.2f}; {basis}).")
+    if report.checks:
+        print("The estimate against each model measured here (each estimated without its own measurement):")
+        for name, check in report.checks:
+            print(f"  {safe_text(name)}: estimate {check.estimated:.1f} tok/s, measured {check.measured:.1f} tok/s "
+                  f"on this machine ({100 * check.error:+.0f}%)")
