@@ -222,3 +222,16 @@ def test_reply_opening_is_where_the_generation_prompts_markup_begins():
     assert reply_opening(None, on) is None
     # An old <think> far back in the conversation is not the generation prompt's.
     assert reply_opening("think_tags", "<think>x</think>" + "y" * 500 + "<|im_start|>assistant\n") is None
+
+
+def test_every_catalogue_format_is_one_the_parser_reads():
+    from types import SimpleNamespace
+
+    from assistant.engine.local import _catalogue_thinking
+    from models import catalogue
+
+    formats = {e.thinking for e in catalogue.entries() if e.thinking}
+    assert formats and formats <= set(thinking.FORMATS)
+    # The runner is told the catalogue's word for an installed catalogue model (plan_load's request).
+    assert _catalogue_thinking(SimpleNamespace(name="gpt-oss-20b")) == "harmony"
+    assert _catalogue_thinking(SimpleNamespace(name="not-in-the-catalogue.gguf")) is None
