@@ -6,7 +6,7 @@ queued calls): turns run in arrival order, each can be cancelled, and whoever
 is interested hears what happens through callbacks, never Qt signals:
 
     TurnStarted  -> the conversation and reply ids (and the saved user message)
-    TurnText     -> a piece of the reply as it streams
+    TurnText     -> a piece of the reply as it streams (kind "thinking" or "answer")
     TurnFinished -> the saved reply with its stats: no front end reads it back
     TurnFailed   -> one sentence
 
@@ -29,7 +29,7 @@ from typing import Any
 
 from assistant.engine import Engine, GenerationSettings, LoadSettings, ModelSummary, Response
 from assistant.images import MAX_IMAGES_PER_MESSAGE, ImageError
-from assistant.session import ChatSession
+from assistant.session import ChatSession, ReplyStream
 from common.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -95,6 +95,8 @@ class TurnText:
     conversation_id: int | None
     reply_id: int | None
     text: str
+    kind: str = "answer"  # "thinking": a reasoning model's thinking, shown apart (and never sent as the answer)
+    tokens: int | None = None  # tokens the reply has generated so far, where the engine says (a live count)
 
 
 @dataclass(frozen=True)
@@ -417,8 +419,9 @@ class ChatService:
         self._emit(TurnStarted(turn.id, req.source, turn.conversation_id, turn.reply_id, session.user_message,
                                summary.name if summary else None, initial), turn)
         try:
-            for chunk in stream:
-                self._emit(TurnText(turn.id, turn.conversation_id, turn.reply_id, chunk), turn)
+            for piece in stream.pieces():
+                self._emit(TurnText(turn.id, turn.conversation_id, turn.reply_id, piece.text, piece.kind, piece.tokens),
+                           turn)
         except Exception as exc:  # a storage failure mid-reply (a full disk): the sentence, and what was saved stays
             log.exception("a turn failed while streaming")
             self._forget(session)
@@ -431,7 +434,7 @@ class ChatService:
         self._emit(TurnFinished(turn.id, req.source, turn.conversation_id, turn.reply_id, session.saved_reply, stats,
                                 text), turn)
 
-    def _start(self, req: TurnRequest) -> tuple[ChatSession, Iterator[str]]:
+    def _start(self, req: TurnRequest) -> tuple[ChatSession, ReplyStream]:
         settings = req.settings or self._default_settings()
         history = self.history if req.save else None
         if req.kind == "messages":
@@ -450,6 +453,8 @@ class ChatService:
             session.messages = []
             for m in rest:
                 message = {"role": m["role"], "content": m["content"]}
+                if m.get("thinking"):  # an API client's earlier reply's reasoning_content: the template may keep it
+                    message["thinking"] = m["thinking"]
                 if m.get("images"):
                     message["images"] = [checked[i.sha256] for i in m["images"]]
                 session.messages.append(message)

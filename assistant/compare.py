@@ -126,6 +126,7 @@ class AnswerStarted(CompareEvent):
 @dataclass(frozen=True)
 class AnswerText(CompareEvent):
     text: str = ""
+    kind: str = "answer"  # "thinking": a reasoning model's thinking (its figures come with the answer's record)
 
 
 @dataclass(frozen=True)
@@ -325,7 +326,7 @@ class CompareService:
                 elif isinstance(event, TurnStarted):
                     tell(AnswerStarted(p, m, model))
                 elif isinstance(event, TurnText):
-                    tell(AnswerText(p, m, model, event.text))
+                    tell(AnswerText(p, m, model, event.text, event.kind))
                 elif isinstance(event, (TurnFinished, TurnFailed)):
                     pending.discard(event.request_id)
                     answer = self._answer(model, event, run, handle_of[event.request_id])

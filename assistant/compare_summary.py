@@ -60,6 +60,8 @@ def figures(stats: dict[str, Any] | None) -> dict[str, Any]:
         "server_gen_tps": _num(transport.get("server_gen_tps")),
         "ttft_ms": _num(record.get("ttft_ms")),
         "completion_tokens": _num(record.get("completion_tokens")),
+        "thinking_tokens": _num(record.get("thinking_tokens")),
+        "thinking_ms": _num(record.get("thinking_ms")),
         "total_ms": _num(record.get("total_ms")),
         "weights_bytes": None if remote else _num(memory.get("weights_bytes")),
         "kv_bytes": None if remote else _num(memory.get("kv_bytes")),
@@ -82,7 +84,8 @@ NO_QUIET_ALL = "every run of both models was on a busy CPU: run again for a spee
 
 # (key, label): the rows under each column, in the issue's order.
 FIGURE_ROWS = (
-    ("gen_tps", "tok/s"), ("ttft_ms", "first token"), ("completion_tokens", "tokens"), ("total_ms", "total time"),
+    ("gen_tps", "tok/s"), ("ttft_ms", "first token"), ("completion_tokens", "tokens"),
+    ("thinking_tokens", "thinking"), ("total_ms", "total time"),
     ("weights_bytes", "weights"), ("kv_bytes", "KV cache"), ("compute_bytes", "compute"),
     ("rss_peak_bytes", "peak RAM"), ("size_bytes", "file size"), ("quant", "quant"),
 )
@@ -111,6 +114,11 @@ def format_figure(key: str, fig: dict[str, Any]) -> str:
         stop = fig.get("stop_reason")
         note = f" ({SHORT_STOPS.get(stop, stop)})" if stop and stop not in ("eos", "stop") else ""
         return f"{int(value)}{note}"
+    if key == "thinking_tokens":  # what "is the small model enough" costs in thinking: tokens and seconds
+        if not value:
+            return "none"
+        seconds = format_duration((fig.get("thinking_ms") or 0) / 1000, unknown=NOT_KNOWN)
+        return f"{int(value)} tokens · {seconds}"
     if key == "quant":
         return str(value) if value else NOT_KNOWN
     return format_bytes(value, unknown=NOT_KNOWN)
@@ -119,7 +127,9 @@ def format_figure(key: str, fig: dict[str, Any]) -> str:
 def figure_table(stats_list: list[dict[str, Any] | None]) -> list[tuple[str, list[str]]]:
     """Rows of (label, one cell per answer): the side-by-side table."""
     figs = [figures(s) for s in stats_list]
-    return [(label, [format_figure(key, f) for f in figs]) for key, label in FIGURE_ROWS]
+    thought = any(f.get("thinking_tokens") for f in figs)  # the thinking row only where a model thought
+    return [(label, [format_figure(key, f) for f in figs]) for key, label in FIGURE_ROWS
+            if key != "thinking_tokens" or thought]
 
 
 # --- Names people use --------------------------------------------------------------------------------------

@@ -17,6 +17,9 @@ from typing import Any
 import logging
 
 from assistant.engine.settings import ContextPolicy, GenerationSettings, LoadSettings
+from assistant.engine.thinking import FORMATS as THINKING_FORMATS
+from assistant.engine.thinking import NONE as THINKING_NONE
+from assistant.engine.thinking_controls import EFFORTS, THINKING_CHOICES
 from common.settings_store import Setting, SettingsStore
 
 log = logging.getLogger(__name__)
@@ -24,6 +27,8 @@ log = logging.getLogger(__name__)
 # The sampling keys a conversation may override; everything else is app-wide.
 SAMPLING_KEYS = ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "seed", "max_tokens",
                  "stop_on_repetition", "context_policy")
+# A reasoning model's thinking: defaults in the settings, overridable per conversation ("This chat").
+THINKING_KEYS = ("thinking", "thinking_effort", "thinking_budget", "thinking_format")
 PREFERENCES_KEY = "defaults"
 # Load settings a model may keep for itself, and where: preferences[MODEL_LOAD_KEY][model name].
 PER_MODEL_LOAD_KEYS = ("kv_cache_type", "flash_attn")
@@ -50,6 +55,11 @@ RULES: dict[str, Setting] = {
     "theme": Setting(str, choices=("system", "light", "dark")),
     "stats_line": Setting(str, choices=("always", "hover", "never")),
     "reply_deadline_s": Setting(float, 0.0, 7 * 24 * 3600.0),  # 0: no overall deadline
+    # A reasoning model's thinking (None: the model's own default, no budget, the detected format).
+    "thinking": Setting(str, choices=THINKING_CHOICES, optional=True),
+    "thinking_effort": Setting(str, choices=EFFORTS, optional=True),
+    "thinking_budget": Setting(int, 0, 10_000_000, optional=True),
+    "thinking_format": Setting(str, choices=(*THINKING_FORMATS, THINKING_NONE), optional=True),
     "draft": Setting(str, choices=("auto", "lookup", "off")),  # speculative decoding (the window's choices)
 }
 
@@ -59,7 +69,7 @@ def default_preferences() -> dict[str, Any]:
     sampling = {k: getattr(g, k) for k in SAMPLING_KEYS}
     sampling["context_policy"] = g.context_policy.value
     return {
-        "system_prompt": "", **sampling,
+        "system_prompt": "", **sampling, **{k: getattr(g, k) for k in THINKING_KEYS},
         "n_ctx": load.n_ctx or 0,  # 0: the model's own, at most 4096
         "n_threads": load.n_threads or 0,  # 0: the physical cores
         "n_gpu_layers": load.n_gpu_layers, "chat_template": "",
@@ -87,7 +97,7 @@ def checked_overrides(overrides: dict[str, Any] | None) -> dict[str, Any]:
     """A conversation's own sampling settings, without the values no model could use (logged, left out)."""
     clean = {}
     for key, value in (overrides or {}).items():
-        if key not in SAMPLING_KEYS:
+        if key not in SAMPLING_KEYS and key not in THINKING_KEYS:
             continue
         ok, normalized = RULES[key].normalized(value)
         if ok:
@@ -104,10 +114,15 @@ def save_preferences(store: SettingsStore, preferences: dict[str, Any]) -> None:
 
 def generation_settings(preferences: dict[str, Any], overrides: dict[str, Any] | None = None) -> GenerationSettings:
     """A conversation's sampling: the defaults, with the conversation's own overrides on top."""
-    merged = {**{k: preferences.get(k) for k in SAMPLING_KEYS}, **checked_overrides(overrides)}
+    merged = {**{k: preferences.get(k) for k in SAMPLING_KEYS + THINKING_KEYS}, **checked_overrides(overrides)}
     base = GenerationSettings()
     deadline = preferences.get("reply_deadline_s")
+    budget = merged.get("thinking_budget")
     return GenerationSettings(
+        thinking=merged.get("thinking") or None, thinking_effort=merged.get("thinking_effort") or None,
+        thinking_budget=int(budget) if isinstance(budget, (int, float)) and not isinstance(budget, bool)
+        and budget >= 0 else None,
+        thinking_format=merged.get("thinking_format") or None,
         temperature=float(merged["temperature"] if merged["temperature"] is not None else base.temperature),
         top_p=float(merged["top_p"] if merged["top_p"] is not None else base.top_p),
         top_k=int(merged["top_k"] if merged["top_k"] is not None else base.top_k),

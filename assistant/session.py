@@ -8,12 +8,35 @@ streaming reply included.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Any
 
 from assistant.engine import Engine, GenerationSettings, Response
+from assistant.engine.thinking import ANSWER, THINKING, Piece
 from assistant.images import MAX_IMAGES_PER_MESSAGE, ImageAttachment, ImageError, ModelCannotSee
 from common.errors import UserError
+
+
+class ReplyStream:
+    """A reply on its way: iterating gives the answer's text; `pieces()` gives thinking and answer apart.
+    Whichever is used, the reply is saved with both as it streams."""
+
+    def __init__(self, pieces: Generator[Piece, None, None]) -> None:
+        self._pieces = pieces
+
+    def pieces(self) -> Generator[Piece, None, None]:
+        return self._pieces
+
+    def __iter__(self) -> Iterator[str]:
+        try:
+            for piece in self._pieces:
+                if piece.kind == ANSWER:
+                    yield piece.text
+        finally:
+            self._pieces.close()  # walking away stops the reply
+
+    def close(self) -> None:
+        self._pieces.close()
 
 
 class ChatSession:
@@ -50,6 +73,8 @@ class ChatSession:
     def _from_history(self, m) -> dict:
         """A saved message as the engine takes it, its images read back from the history's files."""
         out = {"role": m.role, "content": m.content}
+        if getattr(m, "thinking", None):  # a reply's thinking rides along: the chat template may keep it
+            out["thinking"] = m.thinking
         refs = getattr(m, "images", None)
         if refs:
             out["images"] = [ImageAttachment(self.history.image_data(r), r.sha256, r.mime, r.name, r.width, r.height)
@@ -61,7 +86,7 @@ class ChatSession:
         return system + self.messages
 
     # --- A turn: each call saves what the user wrote at once and returns the reply's stream
-    def send(self, text: str, images: list[ImageAttachment] | None = None) -> Iterator[str]:
+    def send(self, text: str, images: list[ImageAttachment] | None = None) -> ReplyStream:
         """Add the user's message and stream the reply. `self.last_response` has its stats.
 
         With a history store the user's message is saved before generation starts, and
@@ -101,7 +126,7 @@ class ChatSession:
             images = [checked.get(i.sha256, i) if i.width is None else i for i in images]
         return list(images)
 
-    def complete(self, text: str) -> Iterator[str]:
+    def complete(self, text: str) -> ReplyStream:
         """Text completion, no chat template: the reply continues `text` (base models).
 
         Saved like a turn: the text as the user's message, the continuation as the reply.
@@ -119,7 +144,7 @@ class ChatSession:
         self.saved_reply = None
         return self._run(response, saver)
 
-    def continue_reply(self, reply_id: int) -> Iterator[str]:
+    def continue_reply(self, reply_id: int) -> ReplyStream:
         """Go on with a stopped reply. The result is a new version of it that starts with its text;
         the stopped one stays, one arrow away, as a regenerated reply does."""
         old = self.history.get_message(reply_id)
@@ -128,6 +153,8 @@ class ChatSession:
         saver = self.history.regenerate(reply_id)
         self._thread_to(old.parent_id)
         self.user_message = None
+        if old.thinking:  # the continuation goes on from the answer: the thinking before it stays its own
+            saver.append_thinking(old.thinking)
         saver.append(old.content)
         saver.flush()  # the new version shows its start at once, wherever it is opened
         response = self.engine.chat(self.prompt_messages(), self.settings, prefix=old.content)
@@ -136,7 +163,7 @@ class ChatSession:
         self.saved_reply = None
         return self._run(response, saver, prefix=old.content)
 
-    def regenerate(self, reply_id: int) -> Iterator[str]:
+    def regenerate(self, reply_id: int) -> ReplyStream:
         """A new version of a saved reply; the old one stays as a sibling branch."""
         saver = self.history.regenerate(reply_id)
         parent = self.history.get_message(reply_id).parent_id
@@ -144,7 +171,7 @@ class ChatSession:
         self.user_message = None
         return self._stream(saver)
 
-    def edit(self, message_id: int, text: str) -> Iterator[str]:
+    def edit(self, message_id: int, text: str) -> ReplyStream:
         """A new version of one of the user's messages, and a reply to it."""
         edited = self.history.edit(message_id, text)
         self._thread_to(edited.id)
@@ -159,24 +186,29 @@ class ChatSession:
         self.leaf_id = thread[-1].id if thread else None
         self._note_model()
 
-    def _stream(self, saver) -> Iterator[str]:
+    def _stream(self, saver) -> ReplyStream:
         response = self.engine.chat(self.prompt_messages(), self.settings)
         self.last_response = response
         self.reply_id = saver.id if saver is not None else None
         self.saved_reply = None
         return self._run(response, saver)
 
-    def _run(self, response: Response, saver, prefix: str = "") -> Iterator[str]:
-        chunks = iter(response)
+    def _run(self, response: Response, saver, prefix: str = "") -> ReplyStream:
+        return ReplyStream(self._pieces(response, saver, prefix))
+
+    def _pieces(self, response: Response, saver, prefix: str = "") -> Generator[Piece, None, None]:
+        pieces = response.pieces()
         try:
-            for chunk in chunks:
+            for piece in pieces:
                 if saver is not None:
-                    saver.append(chunk)
-                yield chunk
+                    (saver.append_thinking if piece.kind == THINKING else saver.append)(piece.text)
+                yield piece
         finally:
-            chunks.close()  # if the caller walked away, this stops generation and records stats
+            pieces.close()  # if the caller walked away, this stops generation and records stats
             reply = prefix + "".join(response.chunks)
-            self.messages.append({"role": "assistant", "content": reply})
+            # The thinking stays with the reply; whether the model sees it again is its template's choice.
+            thinking = response.thinking_text().strip()
+            self.messages.append({"role": "assistant", "content": reply, **({"thinking": thinking} if thinking else {})})
             if saver is not None:
                 stats = response.stats.to_dict() if response.stats else None
                 error = (stats or {}).get("error") or response.notice

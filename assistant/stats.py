@@ -69,11 +69,17 @@ class ResponseStats:
     # How the reply reached the app: the runner's own first-token time, the rate the app received
     # text at, how many batches; for a remote model, the server's figures.
     transport: dict = field(default_factory=dict)
-    # A reasoning model's thinking, kept apart from the answer (`reply` and `completion_tokens` are the
-    # answer's own): its text, its tokens and the time it took.
+    # A reasoning model's thinking, kept apart from the answer: its text, its tokens and the time it took
+    # (from the first token to the thinking's end). `reply` is the answer alone. Token accounting:
+    # `completion_tokens` counts every generated token, thinking included, so gen_tps, OpenAI's
+    # `completion_tokens` and every speed stay right; `thinking_tokens + answer_tokens == completion_tokens`.
     thinking: str | None = None
     thinking_tokens: int = 0
     thinking_ms: float = 0.0
+    answer_tokens: int = 0
+    thinking_format: str | None = None  # the format the reply was read with (thinking.FORMATS); None: not read
+    thinking_unfinished: bool = False  # the reply ended inside its thinking (a length limit, a stop)
+    thinking_closed_by_budget: bool = False  # the runner closed the thinking at the thinking budget
     # Images in the prompt: {"count", "tokens", "encode_ms", "projector_bytes"}; empty when there were none.
     images: dict = field(default_factory=dict)
     # Speculative decoding: {"kind": "model"|"lookup", "model", "drafted", "accepted"}; None without drafting.

@@ -16,6 +16,7 @@ from assistant.busy import BUSY_MARK, is_busy
 from common.formatting import format_bytes, format_tps
 
 SEP = " · "
+STOPPED_WHILE_THINKING = "stopped while thinking: raise the length limit or the budget"
 STOP_WORDS = {"length": "max tokens reached", "stopped": "stopped", "context_full": "context full",
               "error": "error", "repetition": "stopped a loop (repetition)"}
 
@@ -53,8 +54,16 @@ def format_stats_line(stats: dict[str, Any] | None) -> str:
         parts.append(format_tps(tps, precise=True) + (" received" if remote else "")
                      + (f" ({BUSY_MARK})" if is_busy(stats) else ""))
     tokens = _num(stats.get("completion_tokens"))
-    if tokens is not None:
+    thinking = _num(stats.get("thinking_tokens"))
+    if tokens is not None and thinking:
+        answer = _num(stats.get("answer_tokens"))
+        answer = answer if answer is not None else max(0.0, tokens - thinking)
+        parts.append(f"{int(tokens)} tokens ({int(thinking)} thinking, {int(answer)} answer)")
+    elif tokens is not None:
         parts.append(f"{int(tokens)} token{'' if tokens == 1 else 's'}")
+    thinking_ms = _num(stats.get("thinking_ms"))
+    if thinking and thinking_ms:
+        parts.append(f"thought {thinking_ms / 1000:.1f} s")
     ttft = _num(stats.get("ttft_ms"))
     if ttft is not None:
         parts.append(f"{ttft / 1000:.2f} s to first token")

@@ -70,6 +70,8 @@ class Reply:
     server: str | None  # the remote server's name
     cpu_other_busy: float | None  # share of the CPU other programs used meanwhile (0..1)
     busy: bool  # other programs took cores this run needed: slower than the model is
+    thinking_tokens: int | None = None  # a reasoning model's thinking, counted in completion_tokens
+    thinking_ms: float | None = None
 
     def value(self, metric: str) -> float | None:
         return getattr(self, metric)
@@ -120,6 +122,11 @@ class ModelFigures:
     gen_tps: float | None
     prompt_tps: float | None
     ttft_ms: float | None
+    # A reasoning model's thinking: its share of all the tokens the model generated, and the median
+    # time a reply spent thinking, over the replies that thought (None when none did).
+    thinking_replies: int = 0
+    thinking_share: float | None = None
+    thinking_ms: float | None = None
 
     def value(self, metric: str) -> float | None:
         return getattr(self, metric)
@@ -156,6 +163,18 @@ class StatsSnapshot:
             figure = f"median {format_number(median)} {unit}" if median is not None else "no quiet reply"
             parts.append(f"{series.model}{where}: {figure} over {_count(len(series.points), 'reply')}")
         return "; ".join(parts)
+
+    def thinking_note(self) -> str:
+        """Each model that thinks: the share of its tokens spent thinking and its median thinking time."""
+        parts = []
+        for model in self.models:
+            fig = self.figures[model]
+            if not fig.thinking_replies or fig.thinking_share is None:
+                continue
+            time = f", median {fig.thinking_ms / 1000:.1f} s a reply" if fig.thinking_ms is not None else ""
+            parts.append(f"{model} {fig.thinking_share:.0%} of its tokens{time} "
+                         f"({_count(fig.thinking_replies, 'reply')} that thought)")
+        return ("Thinking: " + "; ".join(parts) + ".") if parts else ""
 
     def size_note(self) -> str:
         """What the speed-against-size chart leaves out, in a line (empty when nothing)."""
@@ -210,7 +229,8 @@ def replies_from_rows(rows: list[dict[str, Any]], n_cores: int | None = None) ->
             completion_tokens=_count_of(row.get("completion_tokens")),
             size_bytes=None if remote else _count_of(row.get("size_bytes")) or None,
             remote=remote, server=server, cpu_other_busy=busy_share,
-            busy=not remote and run_is_busy(busy_share, _count_of(row.get("n_threads")), cores)))
+            busy=not remote and run_is_busy(busy_share, _count_of(row.get("n_threads")), cores),
+            thinking_tokens=_count_of(row.get("thinking_tokens")), thinking_ms=_finite(row.get("thinking_ms"))))
     # A name used both here and on a server is two series: the remote one is told apart.
     local_names = {r.model for r in raw if not r.remote}
     replies = [replace(r, model=f"{r.model} (remote)") if r.remote and r.model in local_names else r for r in raw]
@@ -229,10 +249,17 @@ def model_figures(replies: list[Reply]) -> dict[str, ModelFigures]:
     for model, mine in by_model.items():
         quiet = [r for r in mine if not r.busy]
         sizes = [r.size_bytes for r in mine if r.size_bytes]
+        thought = [r for r in mine if r.thinking_tokens]
+        counted = [r for r in mine if r.completion_tokens]
+        total = sum(r.completion_tokens or 0 for r in counted)
         out[model] = ModelFigures(
             model=model, remote=mine[0].remote, size_bytes=sizes[-1] if sizes else None, replies=len(mine),
             busy_replies=len(mine) - len(quiet), gen_tps=_median(r.gen_tps for r in quiet),
-            prompt_tps=_median(r.prompt_tps for r in quiet), ttft_ms=_median(r.ttft_ms for r in quiet))
+            prompt_tps=_median(r.prompt_tps for r in quiet), ttft_ms=_median(r.ttft_ms for r in quiet),
+            thinking_replies=len(thought),
+            # Tokens are tokens whatever the CPU was doing: every reply counts towards the share.
+            thinking_share=min(1.0, sum(r.thinking_tokens or 0 for r in counted) / total) if thought and total else None,
+            thinking_ms=_median(r.thinking_ms for r in thought if not r.busy))
     return out
 
 

@@ -126,7 +126,8 @@ def test_an_m004_database_upgrades_and_its_replies_get_their_size(tmp_path):
         store.conn.execute("COMMIT")
 
     with HistoryStore.open(path) as store:
-        assert store.migrated == ["m005_benchmarks", "m006_substring_search", "m007_comparisons", "m008_images"]
+        assert store.migrated == ["m005_benchmarks", "m006_substring_search", "m007_comparisons", "m008_images",
+                                  "m009_reply_thinking", "m010_thinking_search"]
         # Backfilled from the JSON; a record without a size, or not even JSON, is skipped, not fatal.
         assert [r["size_bytes"] for r in store.speed_history()] == [253_060_000, None, None]
         assert store.benchmarks() == []

@@ -73,7 +73,8 @@ def test_upgrade_from_the_oldest_schema(tmp_path):
     _old_db(path)
     with HistoryStore.open(path) as store:
         assert store.migrated == ["m002_reply_stats", "m003_full_text_search", "m004_stream_recovery",
-                                  "m005_benchmarks", "m006_substring_search", "m007_comparisons", "m008_images"]
+                                  "m005_benchmarks", "m006_substring_search", "m007_comparisons", "m008_images",
+                                  "m009_reply_thinking", "m010_thinking_search"]
         conv = store.get_conversation(1)
         assert conv.title == "Old times" and conv.settings == {"temperature": 0.5}
         assert [m.content for m in conv.thread] == ["What is a platypus?", "An egg-laying mammal."]

@@ -19,11 +19,13 @@ from PySide6.QtWidgets import (
 )
 
 from assistant.busy import BUSY_MARK, is_busy
-from assistant.stats_format import format_images_line, format_stats_line, model_label
+from assistant.stats_format import (STOPPED_WHILE_THINKING, format_images_line, format_stats_line,
+                                    model_label)
 from common.formatting import format_bytes, format_count, format_tps
 from ui.icons import icon
 from ui.input_box import MessageEdit
 from ui.markdown_render import MarkdownRenderer
+from ui.thinking_block import ThinkingBlock
 
 RENDER_INTERVAL_MS = 80
 COLUMN_MARGIN = 12  # px above the first message and below the last
@@ -69,6 +71,10 @@ def stats_tooltip(stats: dict) -> str:
         rows.insert(8, ("Image projector", format_bytes(mem["projector_bytes"])))
     if format_images_line(stats):
         rows.insert(3, ("Images", format_images_line(stats)))
+    if stats.get("thinking_tokens"):  # a reasoning model: what its thinking took, apart from the answer
+        rows.insert(2, ("Thinking", f"{stats['thinking_tokens']} tokens in {ms(stats.get('thinking_ms'))}, then "
+                                    f"{stats.get('answer_tokens', 0)} answer tokens"
+                                    + (" · closed at the budget" if stats.get("thinking_closed_by_budget") else "")))
     share = (stats.get("transport") or {}).get("cpu_other_busy") if isinstance(stats.get("transport"), dict) else None
     if isinstance(share, (int, float)) and not isinstance(share, bool):
         verdict = (f"{BUSY_MARK}: not this model's speed, left out of its figures" if is_busy(stats)
@@ -102,6 +108,8 @@ class MessageWidget(QFrame):
         self.text = message.content or ""
         self.status = message.status
         self.stats = message.stats or {}
+        self.thinking = getattr(message, "thinking", None) or ""  # a reasoning model's, folded above the answer
+        self.thinking_block: ThinkingBlock | None = None
         self._renderer = renderer
         self._code_blocks: list[str] = []
         self._stats_mode = stats_mode
@@ -167,6 +175,8 @@ class MessageWidget(QFrame):
         self.body.linkActivated.connect(self._link)
         self.body.setAccessibleName("Message text")
         layout.addWidget(self.body)
+        if self.role == "assistant" and self.thinking:
+            self._thinking_block(streaming=self.status == "streaming")
 
         self.editor = None
         self.stats_label = QLabel()
@@ -194,8 +204,24 @@ class MessageWidget(QFrame):
         if not self._render_timer.isActive():
             self._render_timer.start()
 
-    def finish(self, stats: dict, status: str) -> None:
+    def append_thinking(self, text: str, tokens: int | None = None) -> None:
+        block = self._thinking_block(streaming=True)
+        self.thinking += text
+        block.append(text, tokens)
+
+    def _thinking_block(self, *, streaming: bool) -> ThinkingBlock:
+        if self.thinking_block is None:
+            self.thinking_block = ThinkingBlock(self.thinking, self.stats, streaming=streaming, parent=self)
+            self.thinking_block.notify.connect(self.notify)
+            layout = self.layout()
+            layout.insertWidget(layout.indexOf(self.body), self.thinking_block)
+        return self.thinking_block
+
+    def finish(self, stats: dict, status: str, thinking: str | None = None) -> None:
         self.stats, self.status = stats or {}, status
+        self.thinking = thinking or self.stats.get("thinking") or self.thinking
+        if self.thinking and self.role == "assistant":
+            self._thinking_block(streaming=False).finish({**self.stats, "thinking": self.thinking})
         self._render_timer.stop()
         self._render()
         self._update_stats()
@@ -207,7 +233,10 @@ class MessageWidget(QFrame):
 
             self.body.setText(f"<p style='white-space: pre-wrap'>{html.escape(self.text)}</p>")
             return
-        rendered = self._renderer.render(self.text or ("…" if self.status == "streaming" else ""))
+        text = self.text or ("…" if self.status == "streaming" else "")
+        if not text and self.thinking:  # it thought and never answered: say why, not an empty bubble
+            text = f"*{STOPPED_WHILE_THINKING}*"
+        rendered = self._renderer.render(text)
         self._code_blocks = rendered.code_blocks
         self.body.setText(rendered.html)
 
@@ -416,9 +445,11 @@ class ChatView(QScrollArea):
         self._anchor_from_bottom = None
         self._follow = True
 
-    def show_thread(self, conversation, live: dict[int, str] | None = None, include: int | None = None) -> None:
+    def show_thread(self, conversation, live: dict[int, str] | None = None, include: int | None = None,
+                    live_thinking: dict[int, str] | None = None) -> None:
         """Show the visible branch of a conversation: its last PAGE messages (and back to
-        `include`, a search hit, if that is older). `live` holds text of replies still streaming."""
+        `include`, a search hit, if that is older). `live` holds text of replies still streaming,
+        `live_thinking` their thinking."""
         self.clear()
         live = live or {}
         self._conversation = conversation
@@ -426,6 +457,8 @@ class ChatView(QScrollArea):
         for message in self._thread:
             if message.id in live:
                 message.content = live[message.id]
+            if live_thinking and live_thinking.get(message.id):
+                message.thinking = live_thinking[message.id]
         start = max(0, len(self._thread) - PAGE)
         if include is not None:
             start = min(start, next((i for i, m in enumerate(self._thread) if m.id == include), start))

@@ -783,6 +783,11 @@ class ComparePage(QWidget):
             cell["status"] = "answering…"
             where = f", prompt {event.prompt_index + 1} of {len(self.prompts)}" if len(self.prompts) > 1 else ""
             self._say(f"{display_name(event.model)} is answering ({event.model_index + 1} of {n}{where})…")
+        elif isinstance(event, AnswerText) and event.kind == "thinking":
+            cell["status"] = "thinking…"  # the thinking's tokens and time show in the figures when it is done
+            if column is not None:
+                column.set_status("thinking…")
+            return
         elif isinstance(event, AnswerText):
             cell["text"] += event.text
             if column is not None:

@@ -13,7 +13,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QFontMetrics
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QToolButton, QVBoxLayout
 
-from assistant.preferences import SAMPLING_KEYS
+from assistant.preferences import SAMPLING_KEYS, THINKING_KEYS
 from ui.icons import icon
 
 NO_PROMPT = "No system prompt"
@@ -89,7 +89,7 @@ class ConversationHeader(QFrame):
             prompt = conversation.system_prompt or ""
             settings = conversation.settings or {}
             where = "this chat only"
-        own = [k for k in SAMPLING_KEYS if k in settings]
+        own = [k for k in SAMPLING_KEYS + THINKING_KEYS if k in settings]
         self.prompt.set_full_text(f"System prompt: {' '.join(prompt.split())}" if prompt else NO_PROMPT)
         self.prompt.setToolTip((f"{prompt}\n\n" if prompt else "") + f"Click to edit the system prompt of {where}.")
         self.prompt.setAccessibleDescription(prompt or NO_PROMPT)

@@ -72,6 +72,7 @@ class MainWindow(QMainWindow):
         self.pending_chat: dict = {}
         self.model: dict = {}
         self.live: dict[int, str] = {}  # reply id -> text streamed so far (ahead of the database)
+        self.live_thinking: dict[int, str] = {}  # reply id -> its thinking streamed so far
         self.generating = False
         self._turn = None  # the window's turn in flight (a TurnHandle)
 
@@ -421,7 +422,7 @@ class MainWindow(QMainWindow):
         if message_id:
             self.services.chat.switch_branch(message_id)  # a search hit on another branch: show that branch
         conv = self.history.get_conversation(conv_id)
-        self.chat.show_thread(conv, live=self.live, include=message_id)
+        self.chat.show_thread(conv, live=self.live, include=message_id, live_thinking=self.live_thinking)
         self.header.show_conversation(conv, default_prompt="")
         self.sidebar.select(conv_id)
         if show:
@@ -558,13 +559,19 @@ class MainWindow(QMainWindow):
             self.open_conversation(event.conversation_id)
 
     def _turn_text(self, event) -> None:
-        self.live[event.reply_id] = self.live.get(event.reply_id, "") + event.text
         widget = self.chat.widgets.get(event.reply_id) if event.conversation_id == self.current_id else None
+        if getattr(event, "kind", "answer") == "thinking":  # folded above the answer, never in it
+            self.live_thinking[event.reply_id] = self.live_thinking.get(event.reply_id, "") + event.text
+            if widget is not None:
+                widget.append_thinking(event.text, event.tokens)
+            return
+        self.live[event.reply_id] = self.live.get(event.reply_id, "") + event.text
         if widget is not None:
             widget.append(event.text)
 
     def _turn_finished(self, event) -> None:
         self.live.pop(event.reply_id, None)
+        self.live_thinking.pop(event.reply_id, None)
         mine = self._turn is not None and event.request_id == self._turn.id
         stats = event.stats
         if mine:
@@ -577,7 +584,8 @@ class MainWindow(QMainWindow):
         if event.conversation_id and event.conversation_id == self.current_id:
             widget = self.chat.widgets.get(event.reply_id)
             if widget is not None and event.message is not None:
-                widget.finish(event.message.stats or stats, event.message.status)
+                widget.finish(event.message.stats or stats, event.message.status,
+                              getattr(event.message, "thinking", None))
                 if mine:
                     self.chat.show_newest()
             ctx = stats.get("context") or {}

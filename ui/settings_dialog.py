@@ -30,7 +30,8 @@ from PySide6.QtWidgets import (
 )
 
 from assistant.engine.settings import DEFAULT_MAX_TOKENS
-from assistant.preferences import SAMPLING_KEYS, default_preferences
+from assistant.preferences import SAMPLING_KEYS, THINKING_KEYS, default_preferences
+from ui.thinking_settings import THINKING_NAMES, ThinkingForm
 
 CUSTOM = "Custom"
 PRESETS = {
@@ -157,6 +158,7 @@ class SettingsDialog(QDialog):
         layout.addWidget(intro)
         own = conversation if isinstance(conversation, dict) else {}
         overridden = [SAMPLING_NAMES[k] for k in SAMPLING_KEYS if k in own]
+        overridden += [THINKING_NAMES[k] for k in THINKING_KEYS if k in own]
         self.override_note = QLabel(f"The open chat keeps its own {', '.join(overridden)}." if overridden else "")
         self.override_note.setObjectName("dialogNote")
         self.override_note.setWordWrap(True)
@@ -188,6 +190,10 @@ class SettingsDialog(QDialog):
                      "no_limit", "loop_guard", "policy"):
             setattr(self, name, getattr(self.sampling, name))
         tabs.addTab(self.sampling, "Sampling")
+
+        # Thinking (reasoning models)
+        self.thinking = ThinkingForm(self.defaults)
+        tabs.addTab(self.thinking, "Thinking")
 
         # Model
         model_page = QWidget()
@@ -289,6 +295,7 @@ class SettingsDialog(QDialog):
         if self.gpu_layers is not None:
             defaults["n_gpu_layers"] = None if self.gpu_layers.value() < 0 else self.gpu_layers.value()
         defaults.update(self.sampling.values())
+        defaults.update(self.thinking.values())
         return defaults, None
 
 
@@ -309,6 +316,7 @@ class ConversationSettingsDialog(QDialog):
         self.defaults = dict(defaults)
         self.settings = dict(settings) if isinstance(settings, dict) else {}
         self._overrides = {k for k in SAMPLING_KEYS if k in self.settings}
+        self._thinking_overrides = {k for k in THINKING_KEYS if k in self.settings}
         self._start_prompt = _text(system_prompt).strip()
         layout = QVBoxLayout(self)
         intro = QLabel(("Settings for this new chat: kept with it once you send its first message. "
@@ -331,6 +339,10 @@ class ConversationSettingsDialog(QDialog):
         self.sampling.layout().insertRow(0, "System prompt", self.system)  # one form: the labels line up
         self._start = self.sampling.values()
         layout.addWidget(self.sampling)
+        self.thinking = ThinkingForm({**{k: self.defaults.get(k) for k in THINKING_KEYS},
+                                      **{k: v for k, v in self.settings.items() if k in THINKING_KEYS}})
+        self._thinking_start = self.thinking.values()
+        layout.addWidget(self.thinking)
         self.status = QLabel()
         self.status.setObjectName("dialogNote")
         self.status.setWordWrap(True)
@@ -374,10 +386,14 @@ class ConversationSettingsDialog(QDialog):
         f.loop_guard.setChecked(values["stop_on_repetition"])
         f.policy.setCurrentIndex(max(0, f.policy.findData(values["context_policy"])))
         self._start = f.values()
+        self._thinking_overrides.clear()
+        self.thinking.set_values(self.defaults)
+        self._thinking_start = self.thinking.values()
         self._describe()
 
     def _describe(self) -> None:
         names = [SAMPLING_NAMES[k] for k in SAMPLING_KEYS if k in self._overrides]
+        names += [THINKING_NAMES[k] for k in THINKING_KEYS if k in self._thinking_overrides]
         self.status.setText(f"This chat keeps its own {', '.join(names)}." if names
                             else "This chat follows the defaults.")
 
@@ -385,5 +401,8 @@ class ConversationSettingsDialog(QDialog):
         """The conversation's settings: what it had that is not sampling, plus its overrides."""
         values = self.sampling.values()
         chosen = set(self._overrides) | {k for k in SAMPLING_KEYS if values[k] != self._start[k]}
-        kept = {k: v for k, v in self.settings.items() if k not in SAMPLING_KEYS}
-        return {**kept, **{k: values[k] for k in SAMPLING_KEYS if k in chosen}}
+        kept = {k: v for k, v in self.settings.items() if k not in SAMPLING_KEYS and k not in THINKING_KEYS}
+        thinking = self.thinking.values()
+        chosen_thinking = self._thinking_overrides | {k for k in THINKING_KEYS if thinking[k] != self._thinking_start[k]}
+        return {**kept, **{k: values[k] for k in SAMPLING_KEYS if k in chosen},
+                **{k: thinking[k] for k in THINKING_KEYS if k in chosen_thinking}}

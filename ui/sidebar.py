@@ -5,6 +5,7 @@ snippets with the match highlighted. The list picks up conversations other proce
 (the CLI, the API server) by checking the history's newest change every few seconds.
 """
 
+import dataclasses
 import html
 import logging
 import re
@@ -13,6 +14,7 @@ from pathlib import Path
 from PySide6.QtCore import QSize, QStandardPaths, Qt, QTimer, Signal
 from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import (
+    QCheckBox,
     QFileDialog,
     QInputDialog,
     QLabel,
@@ -67,6 +69,11 @@ class Sidebar(QWidget):
         self.search.setAccessibleName("Search conversations")
         self.search.setClearButtonEnabled(True)
         layout.addWidget(self.search)
+        self.search_thinking = QCheckBox("Search thinking too")
+        self.search_thinking.setAccessibleName("Search reasoning models' thinking too")
+        self.search_thinking.setToolTip("Also find words in how reasoning models thought before they answered")
+        self.search_thinking.toggled.connect(lambda _: self.refresh() if self.search.text().strip() else None)
+        layout.addWidget(self.search_thinking)
         self.list = QListWidget()
         self.list.setObjectName("conversationList")
         self.list.setAccessibleName("Conversations")
@@ -110,7 +117,10 @@ class Sidebar(QWidget):
 
     def _show_search(self, query: str) -> None:
         groups: dict[int, list] = {}
-        for hit in self.history.search(query, limit=SEARCH_HITS, highlight=(MARK_OPEN, MARK_CLOSE)):
+        for hit in self.history.search(query, limit=SEARCH_HITS, highlight=(MARK_OPEN, MARK_CLOSE),
+                                       thinking=self.search_thinking.isChecked()):
+            if hit.in_thinking:  # said, so a match nobody sees in the answer is not a puzzle
+                hit = dataclasses.replace(hit, snippet="(thinking) " + hit.snippet)
             groups.setdefault(hit.conversation_id, []).append(hit)  # best-ranked conversation first
         for conv_id, hits in groups.items():
             title = hits[0].title or "Untitled"  # may carry the search's markers: a match in the title

@@ -167,6 +167,12 @@ class StatsView(QWidget):
         self.note.setTextFormat(Qt.TextFormat.PlainText)
         self.note.setWordWrap(True)
         self.note.setAccessibleName("What the medians leave out")
+        self.thinking = QLabel()  # reasoning models: the share of tokens and the time they spend thinking
+        self.thinking.setTextFormat(Qt.TextFormat.PlainText)
+        self.thinking.setWordWrap(True)
+        self.thinking.setAccessibleName("Thinking of reasoning models")
+        self.thinking.setToolTip("Tokens a reasoning model spent thinking before it answered, as a share of all "
+                                 "the tokens it generated, and how long a reply thought")
         self.verdicts = QLabel()  # what the saved comparisons say, a sentence per pair of models
         self.verdicts.setTextFormat(Qt.TextFormat.PlainText)  # model names are text, never markup
         self.verdicts.setWordWrap(True)
@@ -209,6 +215,7 @@ class StatsView(QWidget):
         layout = QVBoxLayout(self)
         layout.addLayout(top)
         layout.addWidget(self.note)
+        layout.addWidget(self.thinking)
         layout.addWidget(self.verdicts)
         layout.addWidget(self.drafting)
         layout.addWidget(self.scroll, 1)
@@ -405,6 +412,8 @@ class StatsView(QWidget):
         self._fill_legend()
         self.note.setText(self._snap().size_note())
         self.note.setVisible(bool(self.note.text()))
+        self.thinking.setText(self._snap().thinking_note())
+        self.thinking.setVisible(bool(self.thinking.text()))
         self._fill_verdicts()
         self._fill_drafting()
         self._draw_time_charts()

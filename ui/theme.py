@@ -108,6 +108,8 @@ QFrame#userMessage {{ background: {user_block}; border-radius: 10px; }}
 QFrame#replyMessage {{ background: {reply_block}; border: 1px solid {border}; border-radius: 10px; }}
 QLabel#messageAuthor {{ font-weight: 600; }}
 QLabel#statsLine, QLabel#branchLabel {{ color: {quiet}; font-size: 11px; }}
+QToolButton#thinkingToggle {{ color: {quiet}; border: none; padding: 1px 2px; }}
+QLabel#thinkingText {{ color: {quiet}; border-left: 2px solid {border}; padding-left: 8px; }}
 QToolButton#messageAction {{ border: 1px solid transparent; border-radius: 5px; padding: 2px; }}
 QToolButton#messageAction:hover {{ background: {hover}; }}
 QToolButton#messageAction:focus {{ border: 2px solid {accent}; }}

@@ -11,7 +11,7 @@ from assistant.cli.common import (add_generation_options, add_model_options, cac
                                   show_model_list_notices)
 from assistant.engine import EngineRouter
 from assistant.images import ImageAttachment, read_image_file
-from assistant.stats_format import format_images_line, format_stats_line
+from assistant.stats_format import STOPPED_WHILE_THINKING, format_images_line, format_stats_line
 from common.errors import UserError
 from common.terminal import json_text, safe_text
 
@@ -24,7 +24,8 @@ HELP = """commands: /new  start a new conversation
 def add_parser(sub) -> None:
     p = sub.add_parser("chat", help="chat with a model", description="Chat with a local model.")
     p.add_argument("prompt", nargs="?", help="ask one question and exit; leave out for an interactive chat")
-    p.add_argument("--json", action="store_true", help="print one JSON object (reply and statistics) when done")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object when done: the reply (the answer), its thinking, and the statistics")
     p.add_argument("-s", "--system", help="system prompt")
     p.add_argument("--conversation", metavar="ID", help="continue a saved conversation")
     p.add_argument("--no-save", action="store_true", help="do not keep this conversation in the history")
@@ -86,13 +87,21 @@ class _Chat:
         out = sys.stdout if out is _STDOUT else out
         handle = self.service.submit(self.request(text, images))
         outcome = None
+        thinking = _ThinkingPrinter() if out is not None else None
         with ctrl_c_cancels(handle.cancel):
             for event in handle.events():
-                if isinstance(event, TurnText) and out is not None:
+                if isinstance(event, TurnText) and event.kind == "thinking":
+                    if thinking is not None:
+                        thinking.write(event.text)
+                elif isinstance(event, TurnText) and out is not None:
+                    if thinking is not None:
+                        thinking.end()
                     out.write(event.text)
                     out.flush()
                 elif isinstance(event, (TurnFinished, TurnFailed)):
                     outcome = event
+        if thinking is not None:
+            thinking.end()
         if isinstance(outcome, TurnFailed):
             raise UserError(outcome.sentence)
         assert isinstance(outcome, TurnFinished)
@@ -107,6 +116,30 @@ class _Chat:
 
     def new(self) -> None:
         self.conversation_id, self.messages = None, []
+
+
+class _ThinkingPrinter:
+    """A reasoning model's thinking, dimmed on stderr as it streams: stdout keeps the answer alone.
+    Like the answer, it goes through the terminal stream main() installed, which escapes it."""
+
+    def __init__(self, stream=None) -> None:
+        self.stream = stream
+        self.started = self.ended = False
+
+    def write(self, text: str) -> None:
+        stream = self.stream or sys.stderr
+        if not self.started:
+            self.started = True
+            stream.write(dim("Thinking…", stream) + "\n")
+        stream.write(dim(text, stream))  # the installed terminal stream escapes what the model wrote
+        stream.flush()
+
+    def end(self) -> None:
+        if self.started and not self.ended:
+            self.ended = True
+            stream = self.stream or sys.stderr
+            stream.write(dim("\n…done thinking.", stream) + "\n\n")
+            stream.flush()
 
 
 def run(args) -> int:
@@ -166,6 +199,8 @@ def _report(stats: dict | None) -> None:
     message = (stats.get("context") or {}).get("message")
     if message:
         print(dim(f"[{message}]"), file=sys.stderr)
+    if stats.get("thinking_unfinished"):
+        print(dim(f"[{STOPPED_WHILE_THINKING}]"), file=sys.stderr)
     print(dim(safe_text(format_stats_line(stats))), file=sys.stderr)
     images = format_images_line(stats)
     if images:

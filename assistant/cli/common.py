@@ -88,6 +88,25 @@ def add_generation_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reply-deadline", type=_seconds, metavar="SECONDS",
                    help="a remote server's reply is stopped after this many seconds in all, however it trickles in "
                         f"(default: the reply_deadline_s setting, else {d.reply_deadline_s:g}; 0 lifts the limit)")
+    add_thinking_options(p)
+
+
+def add_thinking_options(p: argparse.ArgumentParser) -> None:
+    """A reasoning model's thinking: on or off, effort, a budget, and the format if detection is wrong."""
+    from assistant.engine.thinking import FORMATS
+    from assistant.engine.thinking_controls import EFFORTS, THINKING_CHOICES
+
+    g = p.add_argument_group("thinking (reasoning models)")
+    g.add_argument("--thinking", choices=THINKING_CHOICES,
+                   help="let the model think before it answers, or not (default: the model's own default)")
+    g.add_argument("--thinking-effort", choices=EFFORTS,
+                   help="how long to think: gpt-oss's own reasoning effort; for other models a budget of "
+                        "512, 2048 or 8192 tokens")
+    g.add_argument("--thinking-budget", type=_max_tokens, metavar="N",
+                   help="at most N tokens of thinking, then the model is made to answer")
+    g.add_argument("--thinking-format", choices=[*FORMATS, "none"], metavar="FORMAT",
+                   help=f"how the model marks its thinking, if not detected right: {', '.join(FORMATS)}, or "
+                        "none (show everything as the answer)")
 
 
 def _seconds(value: str) -> float:
@@ -173,6 +192,8 @@ def generation_settings(args) -> GenerationSettings:
         temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
         repeat_penalty=args.repeat_penalty, seed=args.seed,
         context_policy=ContextPolicy(args.context_policy.replace("-", "_")),
+        thinking=getattr(args, "thinking", None), thinking_effort=getattr(args, "thinking_effort", None),
+        thinking_budget=getattr(args, "thinking_budget", None), thinking_format=getattr(args, "thinking_format", None),
         reply_deadline_s=(args.reply_deadline if getattr(args, "reply_deadline", None) is not None
                           else saved_preferences()["reply_deadline_s"]),
     )

@@ -185,7 +185,7 @@ def _stream(service, request, quiet: bool):
                 if n_prompts > 1:
                     where += f" · prompt {event.prompt_index + 1}/{n_prompts}"
                 print(_rule(f"{safe_text(event.model)} ({where})"), flush=True)
-            elif isinstance(event, AnswerText):
+            elif isinstance(event, AnswerText) and event.kind != "thinking":  # thinking: counted in the table
                 sys.stdout.write(safe_text(event.text, keep_newlines=True))
                 sys.stdout.flush()
             elif isinstance(event, AnswerDone):

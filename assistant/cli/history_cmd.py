@@ -26,6 +26,8 @@ def add_parser(subparsers) -> None:
     s = sub.add_parser("search", help="full-text search in titles and messages")
     s.add_argument("query", nargs="+", help="words to find (any text works; \"quote\" a phrase)")
     s.add_argument("-n", "--limit", type=int, default=20)
+    s.add_argument("--thinking", action="store_true",
+                   help="search replies' thinking too (a reasoning model's, kept apart from its answers)")
     s.set_defaults(func=cmd_search)
 
     s = sub.add_parser("show", help="print a conversation (the branch on show) as Markdown")
@@ -100,12 +102,15 @@ def cmd_list(args) -> int:
 
 def cmd_search(args) -> int:
     with open_store() as store:
-        hits = store.search(" ".join(args.query), limit=args.limit, highlight=SEARCH_MARKS)
+        hits = store.search(" ".join(args.query), limit=args.limit, highlight=SEARCH_MARKS,
+                            thinking=getattr(args, "thinking", False))
     if not hits:
         print("No matches.")
         return 0
     for h in hits:
         where = "title" if h.message_id is None else f"message {h.message_id} ({safe_text(h.role)})"
+        if h.in_thinking:
+            where += ", in its thinking"
         snippet = terminal_snippet(h.snippet)
         print(f"{h.conversation_id}  {safe_text(h.display_title)}  — {where}")
         print(f"    {snippet}")

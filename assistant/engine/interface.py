@@ -8,6 +8,11 @@ server only ever hold an `Engine` and the `Response` objects it returns.
 A `Response` is lazy, in the manner of simonw/llm: nothing runs until it is
 iterated; iterating streams text; however it ends (the model's end of turn, a
 limit, a cancel, a crash) it has recorded its own `ResponseStats`.
+
+A reasoning model's reply is a stream of typed pieces: iterating a `Response` yields
+the answer's text, as it always did; `pieces()` yields `Piece(kind, text)` with kind
+"thinking" or "answer", told apart where the text is produced (the runner, or the
+remote backend).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from assistant.engine.settings import GenerationSettings, LoadSettings
+from assistant.engine.thinking import ANSWER, THINKING, Piece
 from assistant.stats import ResponseStats
 
 
@@ -46,6 +52,7 @@ class ModelSummary:
     is_base: bool = False  # continues text rather than following instructions
     remote: dict[str, Any] | None = None  # for remote models: the server's name, host, software
     spec: str | None = None  # what to pass to load() to load it again (an installed name, or the file's path)
+    thinking: str | None = None  # how the model marks its thinking (thinking.FORMATS), None: it does not think
     # Speculative decoding: {"kind": "model"|"lookup", "model", "draft_max", weights/kv/compute bytes}, or
     # {"kind", "model", "error": sentence} when the draft asked for was left out; None without drafting.
     draft: dict[str, Any] | None = None
@@ -61,7 +68,8 @@ class ModelSummary:
 
 
 class Response(ABC):
-    """One reply. Iterate for text; afterwards `.stats` holds its record.
+    """One reply. Iterate for the answer's text, or `pieces()` for thinking and answer apart;
+    afterwards `.stats` holds its record.
 
     Iterating a second time replays the text already produced. `cancel()` may be
     called from any thread; the reply then ends with stop reason `stopped`.
@@ -74,7 +82,9 @@ class Response(ABC):
         self.prefix = prefix  # a stopped reply this one continues: the model goes on from its text
         self.settings = settings
         self.stats: ResponseStats | None = None
-        self.chunks: list[str] = []
+        self.chunks: list[str] = []  # the answer, as it streamed
+        self.thinking_chunks: list[str] = []  # the thinking, as it streamed
+        self._pieces: list[Piece] = []
         self.notice: str | None = None  # a sentence for the user beside the reply (e.g. "the runner was ended")
         self._cancel = threading.Event()
         self._started = False
@@ -95,22 +105,40 @@ class Response(ABC):
             pass
         return "".join(self.chunks)
 
-    def __iter__(self) -> Generator[str, None, None]:
+    def thinking_text(self) -> str:
+        """The thinking so far (all of it once the reply is done)."""
+        return "".join(self.thinking_chunks)
+
+    def pieces(self) -> Generator[Piece, None, None]:
+        """Thinking and answer as they stream, each a `Piece`."""
         if self._started:
-            yield from (self.chunks if self.done else ())
+            yield from (self._pieces if self.done else ())
             return
         self._started = True
         stream = self._stream()
         try:
-            for chunk in stream:
-                self.chunks.append(chunk)
-                yield chunk
+            for item in stream:
+                piece = item if isinstance(item, Piece) else Piece(ANSWER, item)
+                if not piece.text:
+                    continue
+                self._pieces.append(piece)
+                (self.thinking_chunks if piece.kind == THINKING else self.chunks).append(piece.text)
+                yield piece
         finally:
             stream.close()  # a caller that walks away stops the reply, which still records its stats
 
+    def __iter__(self) -> Generator[str, None, None]:
+        pieces = self.pieces()
+        try:
+            for piece in pieces:
+                if piece.kind == ANSWER:
+                    yield piece.text
+        finally:
+            pieces.close()
+
     @abstractmethod
-    def _stream(self) -> Generator[str, None, None]:
-        """Produce the text; must set `self.stats` before it returns, however it ends."""
+    def _stream(self) -> Generator[str | Piece, None, None]:
+        """Produce the text (a plain str is answer text); must set `self.stats` before it returns, however it ends."""
 
 
 class Engine(ABC):

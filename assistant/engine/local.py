@@ -32,6 +32,7 @@ from assistant.engine.draft_plan import DraftPlan, plan_draft
 from assistant.engine.interface import Engine, ModelSummary, Response
 from assistant.engine.runner.context_fit import least_tokens, prefit, reply_reserve
 from assistant.engine.settings import ContextPolicy, GenerationSettings, LoadSettings
+from assistant.engine.thinking import ANSWER, Piece
 from assistant.engine.stream_priority import yielding_to_the_runner
 from assistant.engine.supervisor import RunnerDied, RunnerProcess, RunnerTimeout
 from assistant.stats import MemoryStats, ModelRef, ResponseStats, rss_bytes, tps, vram_bytes
@@ -162,6 +163,7 @@ def plan_load(entry: registry.InstalledModel, info: GGUFInfo, settings: LoadSett
         "n_threads": threads, "n_gpu_layers": settings.n_gpu_layers, "n_batch": settings.n_batch,
         "chat_format": settings.chat_format, "chat_template": settings.chat_template,
         "catalogue_format": entry.chat_format, "memory_limit": memory_limit,
+        "catalogue_thinking": _catalogue_thinking(entry),
         "kv_cache_type": settings.kv_cache_type, "flash_attn": settings.flash_attn,
         "checkpoint_bytes_max": checkpoint_budget,
         "projector": {"path": str(vision.path), "max_side": vision.max_side} if vision else None,
@@ -181,6 +183,15 @@ def projector_for(entry: registry.InstalledModel) -> ProjectorInfo | None:
         return projector.for_model(entry.path, entry.projector)
     except ModelFileError as exc:
         raise UserError(f"The image projector of {entry.name} ({exc.path}) cannot be used: {exc.reason}.") from None
+
+
+def _catalogue_thinking(entry: registry.InstalledModel) -> str | None:
+    """The thinking format the catalogue records for this model's family, if it knows the model."""
+    try:
+        listed = registry.catalogue_entry(entry.name)
+    except (UserError, OSError):  # an unreadable model list: the template still tells
+        return None
+    return getattr(listed, "thinking", None) if listed is not None else None
 
 
 class LocalEngine(Engine):
@@ -311,6 +322,7 @@ class LocalEngine(Engine):
             pid=runner.pid, load_ms=data.get("load_ms"),
             is_base=not data["has_chat_template"] or bool(getattr(entry, "is_base", False)),
             spec=entry.name if entry.source == "starter" or registry.get(entry.name) else entry.path,
+            thinking=data.get("thinking"),
             vision=bool(data.get("vision")), projector=data.get("projector"),
             kv_cache=dict(data.get("kv_cache") or {}), notices=list(plan.notices),
             draft=_draft_summary(plan, data.get("draft")),
@@ -454,10 +466,14 @@ class LocalEngine(Engine):
 
 
 def wire_messages(messages: list[dict]) -> list[dict]:
-    """Messages as the runner takes them: role and content, and each image as its file's bytes (decoded there)."""
+    """Messages as the runner takes them: role and content, and each image as its file's bytes (decoded there);
+    a reply's thinking as `reasoning_content`, which a chat template may keep (Qwen3.5 does after the last
+    user turn) or drop (most do: earlier thinking is not sent back to the model)."""
     out = []
     for m in messages:
         msg = {"role": m["role"], "content": m["content"]}
+        if m.get("thinking") and m["role"] == "assistant":
+            msg["reasoning_content"] = m["thinking"]
         if m.get("images"):
             msg["images"] = [image.wire() if hasattr(image, "wire") else dict(image) for image in m["images"]]
         out.append(msg)
@@ -494,7 +510,7 @@ class LocalResponse(Response):
                         P.CANCEL_GRACE_SECONDS)
             runner.kill()
 
-    def _stream(self) -> Generator[str, None, None]:
+    def _stream(self) -> Generator[str | Piece, None, None]:
         eng = self.engine
         receipt = _Receipt(time.perf_counter())
         with eng._lock:
@@ -517,7 +533,7 @@ class LocalResponse(Response):
                 self.stats = receipt.stats(self, summary)
                 self._record_speed(summary)
 
-    def _exchange(self, runner: RunnerProcess, receipt: _Receipt) -> Iterator[str]:
+    def _exchange(self, runner: RunnerProcess, receipt: _Receipt) -> Iterator[Piece]:
         eng = self.engine
         bounded = self._bounded_input(receipt)
         if bounded is None:
@@ -546,7 +562,7 @@ class LocalResponse(Response):
                         continue  # produced before the runner saw the cancel: the user pressed stop, show no more
                     receipt.text(msg[2])
                     if msg[1]:
-                        yield msg[1]
+                        yield Piece(msg[3] if len(msg) > 3 else ANSWER, msg[1], msg[2])
                 elif kind == P.RENDERED:
                     receipt.prompt_tokens = msg[1]
                     # A prompt evaluation may take minutes, but the runner ticks every second meanwhile:
@@ -701,6 +717,10 @@ class _Receipt:
             stop_reason = "stopped"
             gen_ms = gen_ms * max(0, self.n_last - 1) / max(1, completion - 1)
             completion = self.n_last
+        thinking_tokens = min(int(r.get("thinking_tokens") or 0), completion)
+        thinking = "".join(response.thinking_chunks).strip() or None
+        if thinking is None:
+            thinking_tokens = 0  # nothing of the thinking reached the user (stopped at its start)
         received = None
         if self.t_first is not None and self.t_last is not None and self.t_last > self.t_first:
             received = tps(self.n_last - self.n_first, (self.t_last - self.t_first) * 1000)
@@ -739,6 +759,11 @@ class _Receipt:
             transport={"runner_pid": summary.pid if summary else None, "runner_ttft_ms": r.get("ttft_ms"),
                        "received_gen_tps": received, "batches": self.batches,
                        "cpu_other_busy": r.get("cpu_other_busy"), "bookkeeping_ms": r.get("bookkeeping_ms")},
+            thinking=thinking, thinking_tokens=thinking_tokens,
+            thinking_ms=float(r.get("thinking_ms") or 0.0) if thinking else 0.0,
+            answer_tokens=completion - thinking_tokens, thinking_format=r.get("thinking_format"),
+            thinking_unfinished=bool(r.get("thinking_unfinished")) and thinking is not None,
+            thinking_closed_by_budget=bool(r.get("thinking_closed_by_budget")),
             kv_cache=r.get("kv_cache") or (dict(summary.kv_cache) if summary else {}),
             draft=r.get("draft") or _draft_refusal(summary),
         )

@@ -3,7 +3,7 @@
 Messages are tuples sent over a multiprocessing Pipe (pickled, length-framed).
 App -> runner:
     ("load", request)                    -> ("loaded", summary) | ("error", sentence)
-    ("chat", id, messages, settings)     -> ("rendered", n_prompt_tokens), ("text", text, n_tokens)...,
+    ("chat", id, messages, settings)     -> ("rendered", n_prompt_tokens), ("text", text, n_tokens, kind)...,
     ("complete", id, prompt, settings)      ("done", record)   | ("error", sentence)
     ("cancel", id)                       (no answer: the reply in flight ends with "done")
     ("count", id, messages)              -> ("result", n) | ("error", sentence)
@@ -12,6 +12,7 @@ App -> runner:
 Runner -> app, unasked: ("ready", pid) once it has started; ("progress",) at most every PROGRESS_SECONDS
     while a load or a reply is under way and nothing else was sent (a prompt evaluation may send no text
     for minutes): silence for STALL_SECONDS then means the runner is stalled (stopped, or starved).
+A text batch's `kind` is "thinking" or "answer" (assistant/engine/thinking.py tells them apart).
 """
 
 LOAD, CHAT, COMPLETE, CANCEL, COUNT, SHUTDOWN = "load", "chat", "complete", "cancel", "count", "shutdown"

@@ -24,8 +24,10 @@ from typing import Any
 
 import httpx
 
+from assistant.engine import thinking
 from assistant.engine.interface import Engine, ModelSummary, Response
 from assistant.engine.settings import GenerationSettings, LoadSettings
+from assistant.engine.thinking import ANSWER, THINKING, Piece, ThinkingParser
 from assistant.remotes import Remote
 from assistant.stats import MemoryStats, ModelRef, ResponseStats, tps
 from common.errors import ModelNotFoundError, UserError
@@ -473,12 +475,14 @@ class RemoteResponse(Response):
         if s.ignore_eos:  # benchmarks: llama-server, vLLM and Hearth take it; others ignore an unknown field
             body["ignore_eos"] = True
         if self.messages is not None:
+            body.update(thinking_fields(s))
             return f"{self.engine.remote.api_base}/chat/completions", {**body, "messages": self.messages}
         return f"{self.engine.remote.api_base}/completions", {**body, "prompt": self.prompt}
 
-    def _stream(self) -> Generator[str, None, None]:
+    def _stream(self) -> Generator[str | Piece, None, None]:
         eng = self.engine
-        receipt = _RemoteReceipt(time.perf_counter())
+        receipt = _RemoteReceipt(time.perf_counter(), self.settings.thinking_format if self.messages is not None
+                                 else thinking.NONE)
         eng._current = self
         url, body = self._body()
         deadline = self.settings.reply_deadline_s or 0.0  # 0: no overall deadline
@@ -509,19 +513,22 @@ class RemoteResponse(Response):
                         break
                     assert isinstance(chunk, dict)
                     capped = receipt.capped_at is not None
-                    texts = receipt.take(chunk, eng.remote)
+                    pieces = receipt.take(chunk, eng.remote)
                     if receipt.error:
                         return
-                    if capped and texts:
-                        receipt.pieces -= len(texts)  # not shown, not counted
+                    if capped and pieces:
+                        receipt.uncount()  # not shown, not counted
                         break  # past -n: a server that ignores max_tokens is cut off here
-                    for text in texts:
-                        yield text
+                    receipt.shown(pieces)
+                    yield from pieces
                     if most is not None and receipt.pieces >= most and not capped:
                         # -n is kept here too. The server's last chunks (finish, usage, its record) may follow
                         # for a moment (CAP_GRACE_SECONDS); more text ends the stream at once.
                         receipt.capped_at = time.monotonic()
                         receipt.finish = receipt.finish or "length"
+            held = receipt.flush()  # what the inline thinking parser held back (the start of a tag, perhaps)
+            receipt.shown(held)
+            yield from held
         except _LineTooLong:
             receipt.error = (f"{eng.remote.name} sent a line of more than {format_bytes(MAX_LINE_BYTES)} "
                              "in its reply; the reply was stopped there.")
@@ -548,6 +555,19 @@ class RemoteResponse(Response):
     @property
     def stop_requested(self) -> bool:
         return self.cancelled
+
+
+def thinking_fields(s: GenerationSettings) -> dict[str, Any]:
+    """The thinking settings in the names servers read: `chat_template_kwargs.enable_thinking` (llama-server,
+    vLLM), `reasoning_effort` (OpenAI; gpt-oss's "Reasoning: low"), `thinking_budget_tokens` (llama-server)."""
+    fields: dict[str, Any] = {}
+    if s.thinking in ("on", "off"):
+        fields["chat_template_kwargs"] = {"enable_thinking": s.thinking == "on"}
+    if s.thinking_effort:
+        fields["reasoning_effort"] = s.thinking_effort
+    if s.thinking_budget is not None:
+        fields["thinking_budget_tokens"] = s.thinking_budget
+    return fields
 
 
 def _socket_of(http: httpx.Response) -> socket.socket | None:
@@ -698,11 +718,18 @@ def server_figures(chunk: dict[str, Any]) -> tuple[dict[str, Any], str] | None:
 class _RemoteReceipt:
     """What arrived of one remote reply, and when (our clock), plus the server's own figures."""
 
-    def __init__(self, t0: float) -> None:
+    def __init__(self, t0: float, thinking_format: str | None = None) -> None:
         self.t0 = t0
         self.t_first: float | None = None
         self.t_last: float | None = None
         self.pieces = 0
+        # A server's thinking comes as `reasoning_content` (llama-server, vLLM, DeepSeek) or `reasoning`
+        # (Ollama, OpenRouter) beside the content, or inline in the content (a server that does not parse it).
+        fmt = thinking_format or thinking.AUTO
+        self.parser = ThinkingParser(fmt) if fmt != thinking.NONE else None
+        self.thinking_pieces = 0  # stream pieces that carried thinking: its token count when usage says none
+        self.thinking: list[str] = []
+        self.t_thinking_end: float | None = None
         self.usage: dict[str, Any] = {}
         self.timings: dict[str, Any] = {}
         self.server_record: dict[str, Any] = {}
@@ -713,9 +740,9 @@ class _RemoteReceipt:
         self.t_progress: float | None = None  # time.monotonic() of the last text or thinking (the stall watch)
         self.capped_at: float | None = None  # when -n was reached on this side
 
-    def take(self, chunk: dict[str, Any], remote: Remote | None = None) -> list[str]:
-        """The text pieces of one chunk; a chunk whose fields have the wrong types (content as a number,
-        choices as text) sets `error`: a broken server reply, not an empty one."""
+    def take(self, chunk: dict[str, Any], remote: Remote | None = None) -> list[Piece]:
+        """The pieces of one chunk, thinking and answer; a chunk whose fields have the wrong types (content
+        as a number, choices as text) sets `error`: a broken server reply, not an empty one."""
         if "error" in chunk:
             err = chunk["error"]
             said = err.get("message") if isinstance(err, dict) else err
@@ -733,7 +760,8 @@ class _RemoteReceipt:
             return []
         if not isinstance(choices, list):
             return self._broken(remote, f"'choices' is {_kind(choices)}, not a list")
-        out = []
+        out: list[Piece] = []
+        self._counted_now = self._thinking_now = 0
         for choice in choices:
             if not isinstance(choice, dict):
                 return self._broken(remote, f"a choice is {_kind(choice)}, not an object")
@@ -743,22 +771,63 @@ class _RemoteReceipt:
             text = delta.get("content") if delta else choice.get("text")
             if text is not None and not isinstance(text, str):
                 return self._broken(remote, f"the text is {_kind(text)}")
+            # A server's separated thinking: llama-server's and vLLM's name, or Ollama's and OpenRouter's.
+            reasoning = None
+            if delta:
+                reasoning = delta.get("reasoning_content")
+                reasoning = delta.get("reasoning") if reasoning is None else reasoning
+                if reasoning is not None and not isinstance(reasoning, str):
+                    return self._broken(remote, f"the reasoning is {_kind(reasoning)}")
             finish = choice.get("finish_reason")
             if finish is not None and not isinstance(finish, str):
                 return self._broken(remote, f"'finish_reason' is {_kind(finish)}")
             now = time.perf_counter()
             if text or (delta and any(isinstance(v, str) and v for v in delta.values())):
                 self.t_progress = time.monotonic()  # text or thinking: the server is working on it
-            if text:
+            if text or reasoning:
                 self.t_first = self.t_first or now
                 self.t_last = now
                 self.pieces += 1
-                out.append(text)
+                self._counted_now += 1
+            if reasoning:
+                self.thinking_pieces += 1
+                self._thinking_now += 1
+                out.append(Piece(THINKING, reasoning, self.pieces))
+            if text:
+                out += self._content(text)
             if finish:
                 self.finish = finish
         return out
 
-    def _broken(self, remote: Remote | None, what: str) -> list[str]:
+    def _content(self, text: str) -> list[Piece]:
+        """Content text through the inline thinking parser (a server that sends tags in the content)."""
+        if self.parser is None:
+            return [Piece(ANSWER, text, self.pieces)]
+        before = self.parser.phase if self.parser.thinking_seen else ANSWER
+        pieces = self.parser.feed(text)
+        if THINKING in (before, self.parser.phase) and self.parser.thinking_seen:
+            self.thinking_pieces += 1
+            self._thinking_now += 1
+        return [Piece(p.kind, p.text, self.pieces) for p in pieces]
+
+    def uncount(self) -> None:
+        """The chunk just taken is not shown (past -n): its pieces are not counted either."""
+        self.pieces -= self._counted_now
+        self.thinking_pieces -= self._thinking_now
+
+    def shown(self, pieces: list[Piece]) -> None:
+        """Pieces that reached the reply: the thinking kept, and when it ended (the first answer after it)."""
+        for p in pieces:
+            if p.kind == THINKING:
+                self.thinking.append(p.text)
+            elif self.thinking and self.t_thinking_end is None:
+                self.t_thinking_end = self.t_last
+
+    def flush(self) -> list[Piece]:
+        """What the inline parser held back, at the end of the stream."""
+        return self.parser.finish() if self.parser is not None else []
+
+    def _broken(self, remote: Remote | None, what: str) -> list[Piece]:
         self.error = _broken_sentence(remote, what) if remote is not None else f"A broken reply ({what})."
         return []
 
@@ -772,6 +841,14 @@ class _RemoteReceipt:
         prompt_tokens = _count(self.usage.get("prompt_tokens")) or 0
         details = self.usage.get("prompt_tokens_details")
         cached = (_count(details.get("cached_tokens")) or 0) if isinstance(details, dict) else 0
+        thinking_text = "".join(self.thinking).strip() or None
+        completion_details = self.usage.get("completion_tokens_details")
+        reasoning = _count(completion_details.get("reasoning_tokens")) if isinstance(completion_details, dict) \
+            else None
+        thinking_tokens = (reasoning if reasoning is not None else self.thinking_pieces) if thinking_text else 0
+        thinking_tokens = min(thinking_tokens, completion)
+        thinking_end = self.t_thinking_end or self.t_last
+        thinking_ms = (thinking_end - self.t_first) * 1000 if thinking_text and self.t_first and thinking_end else 0.0
         gen_ms = (self.t_last - self.t_first) * 1000 if self.t_first and self.t_last else 0.0
         if response.cancelled:
             stop_reason = "stopped"
@@ -809,4 +886,10 @@ class _RemoteReceipt:
                 "server_memory": record.get("memory") if isinstance(record.get("memory"), dict) else None,
                 "server_record": record or None,
             },
+            thinking=thinking_text, thinking_tokens=thinking_tokens, thinking_ms=round(thinking_ms, 2),
+            answer_tokens=completion - thinking_tokens,
+            thinking_format=self.parser.format if self.parser is not None and self.parser.thinking_seen else
+            ("server" if thinking_text else None),
+            thinking_unfinished=bool(thinking_text) and not "".join(response.chunks).strip()
+            and stop_reason != "eos",
         )

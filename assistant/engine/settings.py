@@ -89,6 +89,12 @@ class GenerationSettings:
     stop: list[str] | None = None  # extra stop strings (API clients send them)
     stop_on_repetition: bool = True  # end a degenerate loop with stop reason "repetition"
     ignore_eos: bool = False  # benchmarks only: generate exactly max_tokens
+    # Reasoning models (assistant/engine/thinking_controls.py says how each applies):
+    thinking: str | None = None  # "on" or "off"; None: the model's own default
+    thinking_effort: str | None = None  # "low", "medium" or "high" (gpt-oss's own; others: a budget)
+    thinking_budget: int | None = None  # at most this many tokens of thinking, then the model answers
+    thinking_format: str | None = None  # override the detected format (thinking.FORMATS) or "none"
+    grammar: str | None = None  # a GBNF grammar the reply must follow (llama-server's `grammar` field)
     use_draft: bool = True  # draft with the loaded draft model or prompt lookup, if any (benchmarks turn it off)
     # Remote replies: the most seconds one may take in all, however the server drips it (0 or None: no limit).
     reply_deadline_s: float | None = DEFAULT_REPLY_DEADLINE_S

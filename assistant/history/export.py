@@ -9,7 +9,8 @@ JSON layout, version 3 (version 2 is the same without messages' "images"; versio
                         "messages": [{"id": uid, "parent_id": uid | null, "role", "content",
                                       "status", "created_at", "updated_at", "error", "stats",
                                       "images": [{"sha256", "mime", "name", "width", "height", "size_bytes",
-                                                  "data": base64 | "file": "NAME-images/SHA.png"}]}]}],
+                                                  "data": base64 | "file": "NAME-images/SHA.png"}],
+                                      "thinking" (a reasoning model's thinking; only when there is some)}]}],
      "comparisons": [...], "prompt_sets": [...]}
 
 A message's images are embedded (base64 "data") or, the user's choice, files beside the
@@ -21,6 +22,7 @@ into any history links up the same way, and importing it twice adds nothing.
 
 from __future__ import annotations
 
+import html
 import json
 import base64
 from collections.abc import Callable
@@ -78,6 +80,7 @@ def conversation_to_json(conv: Conversation, images: ImageWriter | None = None) 
                 "updated_at": m.updated_at,
                 "error": m.error,
                 "stats": m.stats,
+                **({"thinking": m.thinking} if m.thinking else {}),
                 **({"images": [image_to_json(r, images(r) if images else {}) for r in m.images]} if m.images else {}),
             }
             for m in conv.messages
@@ -134,6 +137,8 @@ def conversation_to_markdown(conv: Conversation, image_links: dict[str, str] | N
             label = _one_line(ref.name or "image").replace("]", ")").replace("[", "(")
             link = (image_links or {}).get(ref.sha256)
             out += [f"![{label}]({link})" if link else f"*[image: {label}]*", ""]
+        if m.thinking:
+            out += _thinking_details(m.thinking, m.stats)
         out += [m.content.rstrip("\n") or ("" if m.images else "*(empty)*"), ""]
         note = _STATUS_NOTES.get(m.status)
         if note:
@@ -145,6 +150,16 @@ def conversation_to_markdown(conv: Conversation, image_links: dict[str, str] | N
         if images_line:
             out += [f"*{images_line}*", ""]
     return "\n".join(out)
+
+
+def _thinking_details(thinking: str, stats: dict[str, Any] | None) -> list[str]:
+    """The thinking as a folded block (GitHub and most Markdown viewers render <details>)."""
+    summary = "Thinking"
+    if isinstance(stats, dict) and stats.get("thinking_tokens"):
+        seconds = (stats.get("thinking_ms") or 0) / 1000
+        summary = f"Thought for {seconds:.1f} s · {int(stats['thinking_tokens'])} tokens"
+    body = html.escape(thinking.strip())  # thinking may hold "</details>" or markup: shown as text
+    return ["<details>", f"<summary>{summary}</summary>", "", f"<pre>{body}</pre>", "", "</details>", ""]
 
 
 def to_markdown(conversations: Iterable[Conversation], image_links: dict[str, str] | None = None) -> str:

@@ -265,6 +265,7 @@ def _validate_message(msg: Any, where: str, limits: ImportLimits, images: _Image
         "created_at": _timestamp(msg, "created_at", where),
         "error": _field(msg, "error", where, str),
         "stats": _field(msg, "stats", where, dict),
+        "thinking": _field(msg, "thinking", where, str),  # a reasoning model's thinking (absent before m009)
     }
     _check_depth(m["stats"], f"{where}.stats", _STATS_DEPTH, limits)
     m["updated_at"] = _timestamp(msg, "updated_at", where, default=m["created_at"])
@@ -454,9 +455,9 @@ def write(conn: sqlite3.Connection, conversations: list[dict[str, Any]],
             status = "interrupted" if m["status"] == "streaming" else m["status"]
             mid = rows.inserted_id(conn.execute(
                 "INSERT INTO messages (uid, conversation_id, parent_id, role, content, status, created_at, "
-                "updated_at, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "updated_at, error, thinking) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (m["id"], cid, ids.get(m["parent_id"]), m["role"], m["content"], status,
-                 m["created_at"], m["updated_at"], m["error"])))
+                 m["created_at"], m["updated_at"], m["error"], m.get("thinking") or None)))
             ids[m["id"]] = mid
             if m.get("images") and link_images is not None:  # their files are written already (store.py)
                 link_images(conn, mid, m["images"])

@@ -33,7 +33,8 @@ class SearchIndex:
 
     @property
     def triggers(self) -> tuple[str, ...]:
-        prefix = self.table if self.kind == "word" else self.name
+        # A table's main word index names its triggers after the table (m003's names); any other index after itself.
+        prefix = self.table if self.kind == "word" and self.name == f"{self.table}_fts" else self.name
         return tuple(f"{prefix}_{s}" for s in ("ai", "ad", "au"))
 
 
@@ -49,7 +50,9 @@ COMPARISON_INDEXES = (
     SearchIndex("comparisons_fts", "comparisons", "prompt", "word", "m007_comparisons"),
     SearchIndex("comparison_answers_fts", "comparison_answers", "content", "word", "m007_comparisons"),
 )
-ALL_INDEXES = (*WORD_INDEXES, TRIGRAM_INDEX, *COMPARISON_INDEXES)
+# A reply's thinking (m009): searched only when asked.
+THINKING_INDEX = SearchIndex("messages_thinking_fts", "messages", "thinking", "word", "m010_thinking_search")
+ALL_INDEXES = (*WORD_INDEXES, TRIGRAM_INDEX, *COMPARISON_INDEXES, THINKING_INDEX)
 
 
 def create(conn, index: SearchIndex) -> None:

@@ -78,6 +78,7 @@ class Message:
     error: str | None = None
     uid: str = ""
     images: list[ImageRef] = field(default_factory=list)
+    thinking: str | None = None  # a reasoning model's thinking before this reply (content is the answer)
 
 
 @dataclass
@@ -153,6 +154,7 @@ class SearchHit:
     role: str | None
     snippet: str
     rank: float
+    in_thinking: bool = False  # the match is in the reply's thinking, not its answer
 
     @property
     def display_title(self) -> str:

@@ -28,7 +28,7 @@ FTS_TOKENIZE = indexes.WORD_TOKENIZE
 # Migrations that only add a search index. A file that cannot be written (a
 # read-only folder, a full disk) is read without them: search falls back to
 # scanning, everything else works.
-INDEX_ONLY = frozenset({"m006_substring_search"})
+INDEX_ONLY = frozenset({"m006_substring_search", "m010_thinking_search"})
 
 # How long an open waits for another process that is upgrading the file. Longer
 # than the busy timeout of ordinary writes: adding an index to a large history
@@ -242,6 +242,20 @@ def m008_images(db: Database) -> None:
             PRIMARY KEY (message_id, position)
         )""")
     db.execute("CREATE INDEX message_images_by_image ON message_images(sha256)")
+
+
+@MIGRATIONS()
+def m009_reply_thinking(db: Database) -> None:
+    # A reasoning model's thinking, kept with its reply but apart from it: `content` stays the
+    # answer (what is sent back to the model, exported as the reply, found by plain search).
+    db.execute("ALTER TABLE messages ADD COLUMN thinking TEXT")
+
+
+@MIGRATIONS()
+def m010_thinking_search(db: Database) -> None:
+    # Search finds thinking only when asked (`history search --thinking`): its own word index,
+    # so plain search ranks answers exactly as before.
+    indexes.create(db.conn, indexes.THINKING_INDEX)
 
 
 def pending(db: Database, migrations: Migrations = MIGRATIONS) -> list[str]:

@@ -109,19 +109,85 @@ def search(
     limit: int = 20,
     highlight: tuple[str, str] = ("**", "**"),
     snippet_words: int = 16,
+    thinking: bool = False,
 ) -> list[SearchHit]:
     """Best hits first, titles and messages together, each with a marked snippet.
 
     The word index first (ranked by bm25); the trigram index for text it cannot
     split into words, and for queries it finds nothing for (a part of a word).
+    `thinking`: replies' thinking too, from its own index; those hits say `in_thinking`.
     """
     if limit <= 0:
         return []
+    hits: list[SearchHit] = []
     if not needs_substrings(text):
         hits = word_search(conn, text, limit, highlight, snippet_words)
+    if not hits:
+        hits = substring_search(conn, text, limit, highlight, snippet_words)
+    if thinking:
+        found = thinking_search(conn, text, limit, highlight, snippet_words)
+        seen = {(h.message_id, h.in_thinking) for h in hits}
+        hits += [h for h in found if (h.message_id, True) not in seen]
+        hits.sort(key=lambda h: h.rank)
+    return hits[:limit]
+
+
+_THINKING_SQL = """
+SELECT m.conversation_id, m.id, c.title, m.role,
+       CASE WHEN length(CAST(m.thinking AS BLOB)) <= :snip_max
+            THEN snippet(messages_thinking_fts, 0, :open, :close, '…', :words) END,
+       CASE WHEN length(CAST(m.thinking AS BLOB)) > :snip_max THEN m.thinking END,
+       messages_thinking_fts.rank
+FROM messages_thinking_fts
+JOIN messages m ON m.id = messages_thinking_fts.rowid
+JOIN conversations c ON c.id = m.conversation_id
+WHERE messages_thinking_fts MATCH :q
+ORDER BY messages_thinking_fts.rank LIMIT :limit
+"""
+
+
+def thinking_search(conn: sqlite3.Connection, text: str, limit: int, highlight: tuple[str, str],
+                    snippet_words: int) -> list[SearchHit]:
+    """Replies' thinking: its word index, or (unspaced scripts, an old read-only file without the index)
+    a scan of the newest SCAN_WINDOW messages."""
+    has_index = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'messages_thinking_fts'").fetchone()
+    has_column = any(r[1] == "thinking" for r in conn.execute("PRAGMA table_info(messages)"))
+    if not has_column:
+        return []
+    q = fts_query(text)
+    if has_index and q is not None and not needs_substrings(text):
+        params = {"q": q, "open": highlight[0], "close": highlight[1], "limit": limit, "words": snippet_words,
+                  "snip_max": SNIPPET_MAX_BYTES}
+        try:
+            rows = conn.execute(_THINKING_SQL, params).fetchall()
+        except sqlite3.OperationalError as exc:
+            syntax = getattr(exc, "sqlite_errorcode", 1) & 0xFF == 1
+            if syntax and ("fts5" in str(exc) or "syntax" in str(exc) or "unterminated" in str(exc)):
+                return []
+            raise
+        hits = []
+        for cid, mid, title, role, snip, long_text, rank in rows:
+            if snip is None:
+                snip = _plain_snippet(long_text, q, highlight, snippet_words)
+            hits.append(SearchHit(cid, mid, title, role, snip, rank, in_thinking=True))
         if hits:
             return hits
-    return substring_search(conn, text, limit, highlight, snippet_words)
+    terms = substring_terms(text)
+    if not terms:
+        return []
+    params2: dict[str, object] = {"limit": limit, "window": SCAN_WINDOW}
+    exact = []
+    for i, term in enumerate(terms):
+        params2[f"e{i}"] = _exact(term)
+        exact.append(f"m.thinking LIKE :e{i} ESCAPE '\\'")
+    rows = conn.execute(
+        "SELECT m.conversation_id, m.id, c.title, m.role, m.thinking FROM messages m "
+        "JOIN conversations c ON c.id = m.conversation_id "
+        f"WHERE m.id > (SELECT coalesce(max(id), 0) FROM messages) - :window AND {' AND '.join(exact)} "
+        "ORDER BY m.id DESC LIMIT :limit", params2).fetchall()
+    pattern = _terms_pattern(terms)
+    return [SearchHit(cid, mid, title, role, substring_snippet(content, pattern, highlight, snippet_words), i,
+                      in_thinking=True) for i, (cid, mid, title, role, content) in enumerate(rows)]
 
 
 def word_search(conn: sqlite3.Connection, text: str, limit: int, highlight: tuple[str, str],

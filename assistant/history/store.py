@@ -83,8 +83,11 @@ _UNSET: Any = object()
 BUSY_TIMEOUT_S = 10.0
 
 _MESSAGE_COLUMNS = """m.id, m.conversation_id, m.parent_id, m.role, m.content, m.status,
-    m.created_at, m.updated_at, s.record, m.error, m.uid"""
+    m.created_at, m.updated_at, s.record, m.error, m.uid, m.thinking"""
 _MESSAGE_SELECT = f"SELECT {_MESSAGE_COLUMNS} FROM messages m LEFT JOIN stats s ON s.message_id = m.id"
+
+# What speed_history reads from each record beside the columns, in its json_extract's order.
+_RECORD_EXTRAS = ("transport_kind", "remote", "cpu_other_busy", "n_threads", "thinking_tokens", "thinking_ms")
 
 # Kept under their old names: other modules and tests used them from here.
 _json = columns.json_text
@@ -92,9 +95,9 @@ _insert_stats = columns.insert_stats
 
 
 def _message(row: tuple) -> Message:
-    mid, cid, parent, role, content, status, created, updated, record, error, uid = row
+    mid, cid, parent, role, content, status, created, updated, record, error, uid, thinking = row
     return Message(mid, cid, parent, role, content, status, created, updated,
-                   json.loads(record) if record is not None else None, error, uid)
+                   json.loads(record) if record is not None else None, error, uid, thinking=thinking)
 
 
 @dataclass
@@ -729,20 +732,27 @@ class HistoryStore:
     # -- streaming (called by StreamingReply) --------------------------------------
 
     @_recovers
-    def _save_stream(self, message_id: int, content: str) -> None:
+    def _save_stream(self, message_id: int, content: str, thinking: str | None = None) -> None:
+        """`thinking` None: unchanged since the last save (its index is not touched)."""
         with self._write() as conn:
-            conn.execute("UPDATE messages SET content = ?, updated_at = ? WHERE id = ? AND status = 'streaming'",
-                         (clean_text(content), now(), message_id))
+            if thinking is None:
+                conn.execute("UPDATE messages SET content = ?, updated_at = ? WHERE id = ? AND status = 'streaming'",
+                             (clean_text(content), now(), message_id))
+            else:
+                conn.execute("UPDATE messages SET content = ?, thinking = ?, updated_at = ? WHERE id = ? AND "
+                             "status = 'streaming'", (clean_text(content), clean_text(thinking), now(), message_id))
 
     @_recovers
-    def _finish_stream(self, message_id: int, content: str, status: str, stats, error) -> Message:
+    def _finish_stream(self, message_id: int, content: str, status: str, stats, error,
+                       thinking: str | None = None) -> Message:
         ts = now()
         with self._write() as conn:
             # Deleted meanwhile (the window removed the conversation): nothing to save.
             if conn.execute(
-                "UPDATE messages SET content = ?, status = ?, error = ?, updated_at = ?, writer_pid = NULL, "
-                "writer_started = NULL WHERE id = ?", (clean_text(content), status, clean_optional(error), ts,
-                                                        message_id)).rowcount:
+                "UPDATE messages SET content = ?, thinking = ?, status = ?, error = ?, updated_at = ?, "
+                "writer_pid = NULL, writer_started = NULL WHERE id = ?",
+                (clean_text(content), clean_optional(thinking or None), status, clean_optional(error), ts,
+                 message_id)).rowcount:
                 if stats is not None:
                     _insert_stats(conn, message_id, stats, ts)
                 conn.execute("UPDATE conversations SET updated_at = ? WHERE id = "
@@ -750,29 +760,34 @@ class HistoryStore:
         try:
             return self.get_message(message_id)
         except MessageNotFound:
-            return Message(message_id, -1, None, "assistant", content, status, ts, ts, stats, error)
+            return Message(message_id, -1, None, "assistant", content, status, ts, ts, stats, error,
+                           thinking=thinking or None)
 
     # -- search, statistics, export ------------------------------------------------
 
     @_recovers
-    def search(self, query: str, limit: int = 20, highlight: tuple[str, str] = ("**", "**")) -> list[SearchHit]:
-        """Ranked hits in titles and messages; any text is a valid query (never raises on syntax)."""
+    def search(self, query: str, limit: int = 20, highlight: tuple[str, str] = ("**", "**"), *,
+               thinking: bool = False) -> list[SearchHit]:
+        """Ranked hits in titles and messages; any text is a valid query (never raises on syntax).
+        `thinking`: replies' thinking is searched too (its hits say `in_thinking`)."""
         with self._read() as conn:
-            return _search.search(conn, query, limit=limit, highlight=highlight)
+            return _search.search(conn, query, limit=limit, highlight=highlight, thinking=thinking)
 
     @_recovers
     def speed_history(self, model: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
         """Per-reply speed figures, oldest first, for the statistics view's charts.
 
-        Beside the columns, four values from the record, as it holds them (None when absent):
+        Beside the columns, values from the record, as it holds them (None when absent):
         `transport_kind` ("remote" for a reply from a server), `remote` (its name),
-        `cpu_other_busy` (how busy other programs kept the CPU) and `n_threads`.
+        `cpu_other_busy` (how busy other programs kept the CPU), `n_threads`, and a reasoning
+        model's `thinking_tokens` and `thinking_ms`.
         """
         sql = ("SELECT created_at, model, quant, gen_tps, prompt_tps, ttft_ms, prompt_tokens, completion_tokens, "
                "stop_reason, message_id, size_bytes, "
                # One json_extract with several paths parses each record once; CASE skips one that is not JSON.
                "CASE WHEN json_valid(record) THEN json_extract(record, '$.transport.kind', '$.transport.remote', "
-               "'$.transport.cpu_other_busy', '$.n_threads') END FROM stats" + (" WHERE model = ?" if model else "")
+               "'$.transport.cpu_other_busy', '$.n_threads', '$.thinking_tokens', '$.thinking_ms') END FROM stats"
+               + (" WHERE model = ?" if model else "")
                + " ORDER BY created_at" + (" LIMIT ?" if limit else ""))
         params = ([model] if model else []) + ([limit] if limit else [])
         with self._read() as conn:
@@ -781,8 +796,8 @@ class HistoryStore:
             out = []
             for r in cur.fetchall():
                 row = dict(zip(names, r[:-1], strict=True))
-                extra = json.loads(r[-1]) if r[-1] else [None] * 4
-                row.update(zip(("transport_kind", "remote", "cpu_other_busy", "n_threads"), extra, strict=True))
+                extra = json.loads(r[-1]) if r[-1] else [None] * len(_RECORD_EXTRAS)
+                row.update(zip(_RECORD_EXTRAS, extra, strict=True))
                 out.append(row)
             return out
 

@@ -28,10 +28,10 @@ log = logging.getLogger(__name__)
 class ReplyWriter(Protocol):
     """What a streaming reply needs from the store (HistoryStore implements it)."""
 
-    def _save_stream(self, message_id: int, content: str) -> None: ...
+    def _save_stream(self, message_id: int, content: str, thinking: str | None = None) -> None: ...
 
     def _finish_stream(self, message_id: int, content: str, status: str, stats: dict[str, Any] | None,
-                       error: str | None) -> Message: ...
+                       error: str | None, thinking: str | None = None) -> Message: ...
 
 
 class StreamingReply:
@@ -40,7 +40,9 @@ class StreamingReply:
         self.message = message
         self.save_interval = save_interval
         self._parts: list[str] = []
+        self._thinking: list[str] = []  # a reasoning model's thinking, saved beside the answer
         self._saved_chars = 0
+        self._saved_thinking_chars = 0
         self._last_save = time.monotonic()
         self.finished = False
         # The last failed save along the way, if the next one has not succeeded since.
@@ -60,12 +62,29 @@ class StreamingReply:
             self._parts = ["".join(self._parts)]
         return self._parts[0] if self._parts else ""
 
+    @property
+    def thinking(self) -> str:
+        if len(self._thinking) > 1:
+            self._thinking = ["".join(self._thinking)]
+        return self._thinking[0] if self._thinking else ""
+
+    def append_thinking(self, text: str) -> None:
+        """Add a chunk of the thinking; saved with the reply, as `append` saves the answer."""
+        if self.finished:
+            raise RuntimeError("this reply is already finished")
+        if text:
+            self._thinking.append(text)
+        self._maybe_save()
+
     def append(self, text: str) -> None:
         """Add a chunk; saves when the last save is `save_interval` old."""
         if self.finished:
             raise RuntimeError("this reply is already finished")
         if text:
             self._parts.append(text)
+        self._maybe_save()
+
+    def _maybe_save(self) -> None:
         if time.monotonic() - self._last_save >= self.save_interval:
             try:
                 self.flush()
@@ -78,10 +97,14 @@ class StreamingReply:
 
     def flush(self) -> None:
         """Save the text so far now (a window can call this from a timer)."""
-        text = self.content
-        if len(text) != self._saved_chars:
-            self.store._save_stream(self.id, text)
-            self._saved_chars = len(text)
+        text, thinking = self.content, self.thinking
+        grown = len(thinking) != self._saved_thinking_chars
+        if len(text) != self._saved_chars or grown:
+            if grown:
+                self.store._save_stream(self.id, text, thinking)
+            else:
+                self.store._save_stream(self.id, text)
+            self._saved_chars, self._saved_thinking_chars = len(text), len(thinking)
         self._last_save = time.monotonic()
         self.save_error = None
 
@@ -92,7 +115,11 @@ class StreamingReply:
             raise ValueError(f"a finished reply cannot have status {status!r}")
         if self.finished:
             raise RuntimeError("this reply is already finished")
-        self.message = self.store._finish_stream(self.id, self.content, status, stats, error)
+        if self.thinking:
+            self.message = self.store._finish_stream(self.id, self.content, status, stats, error,
+                                                     thinking=self.thinking.strip())
+        else:
+            self.message = self.store._finish_stream(self.id, self.content, status, stats, error)
         self.finished = True
         return self.message
 

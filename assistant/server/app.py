@@ -305,7 +305,8 @@ class _Exchange:
             if isinstance(event, TurnText):
                 if self.t_first is None:
                     self.t_first = time.perf_counter()
-                parts.append(event.text)
+                if event.kind != "thinking":  # the thinking comes from the record, as reasoning_content
+                    parts.append(event.text)
             elif isinstance(event, TurnFailed):
                 raise self._failure(event.sentence)
             elif isinstance(event, TurnFinished):
@@ -337,7 +338,10 @@ class _Exchange:
                 if isinstance(event, TurnText):
                     if self.t_first is None:
                         self.t_first = time.perf_counter()
-                    chunk = (reply.chat_chunk(self.id, self.created, self.model, {"content": event.text},
+                    key = "reasoning_content" if event.kind == "thinking" else "content"
+                    if event.kind == "thinking" and not chat:
+                        continue  # a text completion has no thinking (nothing parses it); never in its text
+                    chunk = (reply.chat_chunk(self.id, self.created, self.model, {key: event.text},
                                               include_usage=usage) if chat else
                              reply.completion_chunk(self.id, self.created, self.model, event.text,
                                                     include_usage=usage))

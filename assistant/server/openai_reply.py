@@ -1,11 +1,14 @@
 """Replies in OpenAI's shapes, with llama-server's `timings` and this app's record beside them.
 
-- `usage`: prompt, completion and total tokens, `prompt_tokens_details.cached_tokens`.
+- `usage`: prompt, completion and total tokens, `prompt_tokens_details.cached_tokens`, and a reasoning
+  model's `completion_tokens_details.reasoning_tokens` (OpenAI's name; completion_tokens includes them).
+- A reasoning model's thinking: `message.reasoning_content` and `delta.reasoning_content` (llama-server's
+  and vLLM's names), never inside `content`.
 - `timings`: llama-server's object (`prompt_n` counts the prompt tokens evaluated, the
   cached ones are `cache_n`; `predicted_per_second` is the reply's `gen_tps`: the tokens
   after the first over the time after the first), so dashboards built for it read ours.
 - `hearth`: the reply's full statistics record (memory, backend, context, sampling,
-  transport), without the reply's text, which is already in the message; plus what the
+  transport), without the reply's text and thinking, which are already in the message; plus what the
   server measured (`server`: time queued, time to the first byte, the request's id).
 """
 
@@ -31,7 +34,8 @@ def finish_reason(stats: dict[str, Any]) -> str:
 def usage(stats: dict[str, Any]) -> dict[str, Any]:
     prompt, completion = int(stats.get("prompt_tokens") or 0), int(stats.get("completion_tokens") or 0)
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
-            "prompt_tokens_details": {"cached_tokens": int(stats.get("cached_tokens") or 0)}}
+            "prompt_tokens_details": {"cached_tokens": int(stats.get("cached_tokens") or 0)},
+            "completion_tokens_details": {"reasoning_tokens": int(stats.get("thinking_tokens") or 0)}}
 
 
 def timings(stats: dict[str, Any]) -> dict[str, Any]:
@@ -53,7 +57,7 @@ def timings(stats: dict[str, Any]) -> dict[str, Any]:
 
 
 def extension(stats: dict[str, Any], server: dict[str, Any]) -> dict[str, Any]:
-    record = {k: v for k, v in stats.items() if k != "reply"}
+    record = {k: v for k, v in stats.items() if k not in ("reply", "thinking")}  # both already in the message
     model = record.get("model")
     if isinstance(model, dict) and isinstance(model.get("file"), str):
         # The file's name, not where it lives: the folders of this machine are not the client's business.
@@ -82,9 +86,11 @@ def _figures(stats: dict[str, Any], server: dict[str, Any]) -> dict[str, Any]:
 
 def chat_completion(reply_id: str, created: int, model: str, text: str, stats: dict[str, Any],
                     server: dict[str, Any]) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None}
+    if stats.get("thinking"):
+        message["reasoning_content"] = stats["thinking"]
     return {"id": reply_id, "object": "chat.completion", "created": created, "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text, "refusal": None},
-                         "logprobs": None, "finish_reason": finish_reason(stats)}],
+            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason(stats)}],
             **_figures(stats, server)}
 
 

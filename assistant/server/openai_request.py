@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from assistant.engine.grammar import grammar_problem
 from assistant.images import MAX_IMAGES_PER_MESSAGE, ImageError, from_data_url
 from assistant.server.config import MAX_STOP_STRINGS, ServerConfig
 from assistant.server.errors import ApiError, bad_request
@@ -67,7 +68,46 @@ def parse_chat(body: dict[str, Any], config: ServerConfig) -> ApiCall:
     call.messages = _messages(body.get("messages"), config)
     call.max_tokens = _max_tokens(body, ("max_completion_tokens", "max_tokens"))
     _common(body, call)
+    _thinking(body, call.sampling)
     return call
+
+
+EFFORTS = ("low", "medium", "high")
+
+
+def _thinking(body: dict[str, Any], out: dict[str, Any]) -> None:
+    """A reasoning model's controls, in the names other servers read: `chat_template_kwargs.enable_thinking`
+    (llama-server, vLLM), `reasoning_effort` (OpenAI; "none" switches thinking off, as llama-server reads it),
+    `thinking_budget_tokens` (llama-server; `reasoning_budget_tokens` too)."""
+    kwargs = body.get("chat_template_kwargs")
+    if kwargs is not None:
+        if not isinstance(kwargs, dict):
+            raise bad_request("'chat_template_kwargs' must be an object.", "chat_template_kwargs")
+        enable = kwargs.get("enable_thinking")
+        if enable is not None:
+            if not isinstance(enable, bool):
+                raise bad_request("'chat_template_kwargs.enable_thinking' must be true or false.",
+                                  "chat_template_kwargs.enable_thinking")
+            out["thinking"] = "on" if enable else "off"
+    effort = body.get("reasoning_effort")
+    if effort is not None:
+        if effort == "none":
+            out["thinking"] = "off"
+        elif effort == "minimal":  # OpenAI's least effort: the least there is here
+            out["thinking_effort"] = "low"
+        elif effort in EFFORTS:
+            out["thinking_effort"] = effort
+        else:
+            raise bad_request("'reasoning_effort' must be one of none, minimal, low, medium or high.",
+                              "reasoning_effort")
+    for key in ("thinking_budget_tokens", "reasoning_budget_tokens"):
+        if body.get(key) is not None:
+            budget = body[key]
+            if isinstance(budget, bool) or not isinstance(budget, int) or not -1 <= budget <= 10_000_000:
+                raise bad_request(f"'{key}' must be a whole number of tokens (-1 for no budget).", key)
+            if budget >= 0:
+                out["thinking_budget"] = budget
+            break
 
 
 def parse_completion(body: dict[str, Any], config: ServerConfig) -> ApiCall:
@@ -134,6 +174,15 @@ def _common(body: dict[str, Any], call: ApiCall) -> None:
     stop = _stop(body.get("stop"))
     if stop:
         s["stop"] = stop
+    grammar = body.get("grammar")  # llama-server's extension: a GBNF grammar the reply must follow
+    if grammar is not None:
+        if not isinstance(grammar, str):
+            raise bad_request("'grammar' must be a GBNF grammar (a string).", "grammar")
+        problem = grammar_problem(grammar)
+        if problem:
+            raise bad_request(problem, "grammar")
+        if grammar.strip():
+            s["grammar"] = _text(grammar, "grammar")
 
 
 def _messages(raw: Any, config: ServerConfig) -> list[dict]:
@@ -159,6 +208,9 @@ def _messages(raw: Any, config: ServerConfig) -> list[dict]:
         message: dict[str, Any] = {"role": ROLES[role], "content": text}
         if images:
             message["images"] = images
+        reasoning = m.get("reasoning_content")
+        if ROLES[role] == "assistant" and isinstance(reasoning, str) and reasoning:
+            message["thinking"] = _text(reasoning, f"{where}.reasoning_content")  # the template may keep it
         messages.append(message)
     turns = [m for m in messages if m["role"] != "system"]  # system messages become the system prompt
     if not turns or turns[-1]["role"] != "user":

@@ -14,6 +14,7 @@ from collections.abc import Generator
 
 from assistant.engine.interface import Engine, ModelSummary, Response
 from assistant.engine.settings import GenerationSettings, LoadSettings
+from assistant.engine.thinking import THINKING, Piece
 from assistant.stats import MemoryStats, ModelRef, ResponseStats
 from common.errors import ModelNotFoundError
 
@@ -26,11 +27,13 @@ class FakeResponse(Response):
         super().__init__(messages, settings, prompt)
         self.engine = engine
 
-    def _stream(self) -> Generator[str, None, None]:
+    def _stream(self) -> Generator[str | Piece, None, None]:
         t0 = time.perf_counter()
         summary = self.engine.summary()
-        words = [w + " " for w in self.engine.reply.split(" ")]
-        reason, n = "eos", 0
+        thinking = self.engine.thinking if self.settings.thinking != "off" else ""
+        thought = [w + " " for w in thinking.split(" ")] if thinking else []
+        words = thought + [w + " " for w in self.engine.reply.split(" ")]
+        reason, n, t_thought = "eos", 0, 0.0
         try:
             for i, word in enumerate(words):
                 if self.cancelled:
@@ -41,7 +44,11 @@ class FakeResponse(Response):
                     break
                 time.sleep(self.engine.token_delay)
                 n += 1
-                yield word
+                if i < len(thought):  # a reasoning model's thinking comes first, as its own pieces
+                    t_thought = (time.perf_counter() - t0) * 1000
+                    yield Piece(THINKING, word, n)
+                else:
+                    yield word
         except GeneratorExit:
             reason = "stopped"
             raise
@@ -60,12 +67,17 @@ class FakeResponse(Response):
                                    app_rss_bytes=200_000_000),
                 backend={"kind": "CPU", "llama_cpp_python": "fake"},
                 context={"policy": "drop_oldest", "used_tokens": 20 + n, "applied": False, "dropped_messages": 0},
+                thinking="".join(self.thinking_chunks).strip() or None, thinking_tokens=min(n, len(thought)),
+                thinking_ms=round(t_thought, 2), answer_tokens=n - min(n, len(thought)),
+                thinking_format="think_tags" if thought else None,
+                thinking_unfinished=bool(thought) and n <= len(thought),
             )
 
 
 class FakeEngine(Engine):
-    def __init__(self, reply: str = REPLY, token_delay: float = 0.002, load_delay: float = 0.05):
+    def __init__(self, reply: str = REPLY, token_delay: float = 0.002, load_delay: float = 0.05, thinking: str = ""):
         self.reply, self.token_delay, self.load_delay = reply, token_delay, load_delay
+        self.thinking = thinking  # a reasoning model's thinking, streamed before the reply
         self.loads: list[str] = []
         self._summary: ModelSummary | None = None
         self._current: FakeResponse | None = None

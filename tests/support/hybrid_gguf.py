@@ -24,8 +24,9 @@ from tests.support.tiny_gguf import build_vocab
 
 
 def _writer(path: Path, arch: str, *, n_layers: int, n_embd: int, n_heads: int, n_kv_heads, n_ff: int,
-            n_ctx: int, name: str, head_dim: int | None = None) -> tuple[GGUFWriter, int]:
-    tokens, scores, types = build_vocab()
+            n_ctx: int, name: str, head_dim: int | None = None, special_tokens=None, eos_token: str | None = None,
+            chat_template: str | None = None) -> tuple[GGUFWriter, int]:
+    tokens, scores, types = build_vocab(special=special_tokens)
     w = GGUFWriter(path, arch)
     w.add_name(name)
     w.add_context_length(n_ctx)
@@ -49,10 +50,12 @@ def _writer(path: Path, arch: str, *, n_layers: int, n_embd: int, n_heads: int, 
     w.add_token_types(types)
     w.add_unk_token_id(0)
     w.add_bos_token_id(1)
-    w.add_eos_token_id(2)
+    w.add_eos_token_id(tokens.index(eos_token) if eos_token else 2)
     w.add_add_bos_token(True)
     w.add_add_eos_token(False)
     w.add_add_space_prefix(False)
+    if chat_template is not None:
+        w.add_chat_template(chat_template)
     return w, len(tokens)
 
 
@@ -73,13 +76,16 @@ def _write_tensors(w: GGUFWriter, plan: list[tuple[str, tuple[int, ...]]], seed:
 
 def write_tiny_lfm2(path, *, n_layers: int = 4, attention_layers: tuple[int, ...] = (2,), n_embd: int = 64,
                     n_heads: int = 4, n_kv_heads: int = 2, n_ff: int = 128, n_ctx: int = 4096, l_cache: int = 3,
-                    scale: float = 1.0, seed: int = 0) -> Path:
-    """An LFM2 hybrid: short-convolution (recurrent) layers, attention in `attention_layers`."""
+                    scale: float = 1.0, seed: int = 0, special_tokens=None, eos_token: str | None = None,
+                    chat_template: str | None = None) -> Path:
+    """An LFM2 hybrid: short-convolution (recurrent) layers, attention in `attention_layers`.
+    `special_tokens`, `eos_token` and `chat_template` as in tiny_gguf.write_tiny_llama."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     kv_heads = [n_kv_heads if i in attention_layers else 0 for i in range(n_layers)]
     w, vocab = _writer(path, "lfm2", n_layers=n_layers, n_embd=n_embd, n_heads=n_heads, n_kv_heads=kv_heads,
-                       n_ff=n_ff, n_ctx=n_ctx, name="tiny-lfm2")
+                       n_ff=n_ff, n_ctx=n_ctx, name="tiny-lfm2", special_tokens=special_tokens, eos_token=eos_token,
+                       chat_template=chat_template)
     w.add_shortconv_l_cache(l_cache)
     head_dim = n_embd // n_heads
     plan: list[tuple[str, tuple[int, ...]]] = [("token_embd.weight", (vocab, n_embd)),

@@ -99,15 +99,22 @@ hello thanks please sorry yes model local private assistant chat answer question
 _SPIECE = "\u2581"  # SentencePiece's visible space
 
 
-def build_vocab(size: int | None = None) -> tuple[list[str], list[float], list[int]]:
+def build_vocab(size: int | None = None,
+                special: list[tuple[str, TokenType]] | None = None) -> tuple[list[str], list[float], list[int]]:
     """Tokens, scores and types of a SentencePiece-style ("llama") vocabulary.
 
     Every word piece comes with all its prefixes, so llama.cpp's bigram merging
     can always reach it; longer pieces score higher. `size` pads the vocabulary
-    with two- and three-letter pieces, then unused tokens.
+    with two- and three-letter pieces, then unused tokens. `special`: extra whole
+    tokens (a chat format's markers), each with its type as the real models mark it
+    (CONTROL: rendered as nothing by plain detokenizing; USER_DEFINED: as its text).
     """
     tokens = ["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(256)]
     types = [TokenType.UNKNOWN, TokenType.CONTROL, TokenType.CONTROL] + [TokenType.BYTE] * 256
+    for text, kind in special or ():
+        tokens.append(text)
+        types.append(kind)
+    n_fixed = len(tokens)
     pieces: dict[str, None] = dict.fromkeys([_SPIECE] + [chr(c) for c in range(0x21, 0x7F)])
     for word in _WORDS:
         for w in (_SPIECE + word, word):
@@ -124,9 +131,9 @@ def build_vocab(size: int | None = None) -> tuple[list[str], list[float], list[i
             pieces.setdefault(f)
     tokens += list(pieces)
     types += [TokenType.NORMAL] * len(pieces)
-    scores = [0.0] * 259 + [float(len(p)) - i * 1e-6 for i, p in enumerate(pieces)]
+    scores = [0.0] * n_fixed + [float(len(p)) - i * 1e-6 for i, p in enumerate(pieces)]
     if size is not None:
-        if size < 259 + 96:
+        if size < n_fixed + 96:
             raise ValueError(f"a vocabulary needs at least {259 + 96} tokens: specials, bytes, ASCII")
         del tokens[size:], types[size:], scores[size:]
         while len(tokens) < size:
@@ -202,6 +209,8 @@ def write_tiny_llama(
     architecture: str | None = "llama",
     metadata: dict | None = None,
     duplicate_token: bool = False,
+    special_tokens: list[tuple[str, TokenType]] | None = None,
+    eos_token: str | None = None,
     transform=None,
 ) -> Path:
     """Write a random-weight llama model that llama.cpp loads; return its path.
@@ -212,6 +221,8 @@ def write_tiny_llama(
     `architecture` None drops general.architecture (a corrupt file for tests).
     `metadata` sets or replaces keys after the usual ones: {key: (value, GGUFValueType)}, "{arch}" in a
     key stands for the architecture. `duplicate_token` makes two vocabulary entries the same string.
+    `special_tokens` adds whole tokens (see build_vocab); `eos_token` names one of them as the end of
+    sequence (default `</s>`).
     `transform(name, data) -> data` may replace a tensor's data (same shape and dtype) as it is written:
     related models for speculative decoding (tests/support/draft_pairs.py).
     """
@@ -221,7 +232,7 @@ def write_tiny_llama(
         raise ValueError("n_embd must split into n_heads, and n_heads into n_kv_heads")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tokens, scores, types = build_vocab(vocab)
+    tokens, scores, types = build_vocab(vocab, special_tokens)
     if duplicate_token:
         tokens[-1] = tokens[-2]
     file_type = QUANTS[quant][0]
@@ -251,7 +262,7 @@ def write_tiny_llama(
     w.add_token_types(types)
     w.add_unk_token_id(0)
     w.add_bos_token_id(1)
-    w.add_eos_token_id(2)
+    w.add_eos_token_id(tokens.index(eos_token) if eos_token else 2)
     w.add_add_bos_token(True)
     w.add_add_eos_token(False)
     # No space prefix (as Gemma): decoded pieces then concatenate to exactly the text.

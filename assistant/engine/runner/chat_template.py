@@ -61,6 +61,7 @@ class ChatRenderer:
                  bos_token: str = "", eos_token: str = ""):
         self.source = source  # "override", "gguf" or "fallback:<arch>" — shown in stats
         self.format_name = format_name
+        self.template = template  # the Jinja text (None for a named format): what thinking controls look for
         self._formatter = None
         if template is not None:
             try:
@@ -77,10 +78,13 @@ class ChatRenderer:
     def label(self) -> str:
         return f"{self.source}:{self.format_name}" if self.format_name else self.source
 
-    def render(self, messages: list[dict]) -> RenderedPrompt:
+    def render(self, messages: list[dict], template_kwargs: dict | None = None) -> RenderedPrompt:
+        """`template_kwargs`: variables a Jinja template reads (`enable_thinking`, `reasoning_effort`);
+        a named format has none."""
         if self._formatter is not None:
             try:
-                result = self._formatter(messages=messages)  # type: ignore[arg-type]  # plain role/content dicts
+                result = self._formatter(messages=messages,  # type: ignore[arg-type]  # plain role/content dicts
+                                         **(template_kwargs or {}))
             except (jinja2.TemplateError, ValueError, TypeError) as exc:
                 # Templates raise on conversations they reject (e.g. roles that do not alternate). What they say
                 # is the template's text: cut to a sentence (raise_exception('x' * 20_000_000) is one line of it).
@@ -120,7 +124,8 @@ def choose_renderer(*, gguf_template: str | None, arch: str, vocab_size: int, bo
     return ChatRenderer(source=f"fallback-{arch}", format_name=format_for_architecture(arch, vocab_size))
 
 
-def render_safely(renderer: ChatRenderer, messages: list[dict], seconds: float = TEMPLATE_SECONDS) -> RenderedPrompt:
+def render_safely(renderer: ChatRenderer, messages: list[dict], seconds: float = TEMPLATE_SECONDS,
+                  template_kwargs: dict | None = None) -> RenderedPrompt:
     """Render with the limits a model file must not escape: time, output size, and non-empty text.
 
     A template is code from the model file. The sandbox stops it reaching Python's
@@ -133,7 +138,7 @@ def render_safely(renderer: ChatRenderer, messages: list[dict], seconds: float =
     seconds += len(messages) / 10_000
     try:
         with time_limit(seconds):
-            rendered = renderer.render(messages)
+            rendered = renderer.render(messages, template_kwargs)
     except TimeLimitExceeded:
         raise TemplateRefused(f"The model's chat template did not finish within {seconds:g} s, so it is broken "
                               f"or hostile.{fix}") from None

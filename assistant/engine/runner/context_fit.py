@@ -30,6 +30,8 @@ class FittedPrompt:
     messages: list[dict]  # the messages that were rendered
     fits: bool
     info: dict = field(default_factory=dict)  # goes into stats["context"]
+    text: str = ""  # the rendered prompt (where a reply's thinking starts is read from its end)
+    add_bos: bool = True  # whether its tokens began with BOS added by the tokenizer
 
 
 def reply_reserve(max_tokens: int | None, n_ctx: int) -> int:
@@ -62,9 +64,9 @@ def fit_conversation(messages, *, render, tokenize, n_ctx: int, policy: ContextP
 
     def build(msgs):
         rendered = render(msgs)
-        return tokenize(rendered.text, rendered.add_bos), rendered.stop
+        return tokenize(rendered.text, rendered.add_bos), rendered.stop, rendered
 
-    tokens, stop = build(messages)
+    tokens, stop, rendered = build(messages)
     info = {"policy": policy.value, "n_ctx": n_ctx, "dropped_messages": 0, "applied": False}
     limit = prompt_limit(policy, n_ctx, reply_reserve)
     kept = list(messages)
@@ -88,7 +90,7 @@ def fit_conversation(messages, *, render, tokenize, n_ctx: int, policy: ContextP
                 else:
                     lo = mid + 1
         if droppable:
-            kept, dropped, tokens, stop = built[hi]
+            kept, dropped, tokens, stop, rendered = built[hi]
     fits = len(tokens) <= n_ctx - 1
     info.update(dropped_messages=dropped, applied=dropped > 0 or not fits, prompt_tokens=len(tokens))
     if not fits:
@@ -99,7 +101,8 @@ def fit_conversation(messages, *, render, tokenize, n_ctx: int, policy: ContextP
         )
     elif dropped:
         info["message"] = f"Dropped the {dropped} oldest messages to fit the context of {n_ctx} tokens."
-    return FittedPrompt(tokens=tokens, stop=stop, messages=kept, fits=fits, info=info)
+    return FittedPrompt(tokens=tokens, stop=stop, messages=kept, fits=fits, info=info, text=rendered.text,
+                        add_bos=rendered.add_bos)
 
 
 # --- Before the runner: a bound that needs no tokenizer ---------------------------------------------------

@@ -14,6 +14,7 @@ from typing import Any
 
 import llama_cpp.llama_cpp as C
 
+from assistant.engine.grammar import grammar_problem
 from assistant.engine.runner import llama_runtime as rt
 from assistant.engine.runner.checkpoints import DEFAULT_LIMIT, Checkpoints
 
@@ -29,6 +30,10 @@ class PromptEval:
 
 class DecodeError(RuntimeError):
     pass
+
+
+class GrammarError(ValueError):
+    """A GBNF grammar llama.cpp refused."""
 
 
 class Cancelled(Exception):
@@ -139,6 +144,18 @@ class LoadedModel:
         self._pieces[token] = piece
         return piece
 
+    def marker_pieces(self, markers) -> dict[int, bytes]:
+        """Marker strings that are one token here (a thinking format's delimiters), as token -> its text.
+        Special tokens render as nothing through `piece`; these must reach the thinking parser."""
+        out: dict[int, bytes] = {}
+        for marker in markers:
+            tokens = self.tokenize(marker, add_bos=False)
+            if len(tokens) == 1:
+                n = C.llama_token_to_piece(self.vocab, tokens[0], self._piece_buf, len(self._piece_buf), 0, True)
+                if 0 < n <= len(self._piece_buf):
+                    out[tokens[0]] = self._piece_buf.raw[:n]
+        return out
+
     def stop_tokens(self, stop_strings: list[str]) -> set[int]:
         """Stop strings that are one control token (e.g. <end_of_turn>): such tokens
         render as no text, so a text match would never see them."""
@@ -157,12 +174,14 @@ class LoadedModel:
 
     # --- Evaluation
     def eval_prompt(self, tokens: list[int], should_abort=None, *, checkpoints: bool = True,
-                    images=None) -> PromptEval:
+                    checkpoint_at: int | None = None, images=None) -> PromptEval:
         """Bring the KV cache to `tokens`, evaluating only what is not cached.
 
         `should_abort()` is asked between llama.cpp's micro-batches (its abort callback), so
         a long prompt stops within a fraction of a second of a cancel; raises Cancelled then.
         `checkpoints` False evaluates without saving any (a benchmark of llama.cpp's own speed).
+        `checkpoint_at`: one more position to save a checkpoint at, where the next turn's prompt is
+        known to part from this one (a reasoning model's reply, rendered back without its thinking).
         `images`: the prompt's image spans by start index (vision.PromptChunks.spans), whose
         placeholder ids in `tokens` the projector evaluates, each whole.
         """
@@ -183,6 +202,9 @@ class LoadedModel:
             n_keep, restored = self._cut_back(n_keep)
         self.checkpoints.forget_after(shared)
         saves = self.checkpoints.points(n_keep, len(tokens), self.n_ubatch) if checkpoints else set()
+        if checkpoints and self.checkpoints.limit > 0 and checkpoint_at is not None \
+                and n_keep < checkpoint_at < len(tokens):
+            saves = {*saves, checkpoint_at}
         # An image's positions are evaluated in one go: no batch end or checkpoint falls inside one.
         inside = {p for span in images.values() for p in range(span.start + 1, span.start + span.n_pos)}
         saves = {p for p in saves if p not in inside}
@@ -352,6 +374,18 @@ class Sampler:
     def __init__(self, model: LoadedModel, settings, seed: int):
         self.ptr = C.llama_sampler_chain_init(C.llama_sampler_chain_default_params())
         add = lambda s: C.llama_sampler_chain_add(self.ptr, s)  # noqa: E731
+        grammar = getattr(settings, "grammar", None)
+        if grammar:
+            problem = grammar_problem(grammar)
+            if problem:
+                self.close()
+                raise GrammarError(problem)
+            # First in the chain: the others then choose among the tokens the grammar allows.
+            g = C.llama_sampler_init_grammar(model.vocab, grammar.encode("utf-8"), b"root")
+            if not g:
+                self.close()
+                raise GrammarError("The grammar cannot be used: llama.cpp could not parse it (its log says where).")
+            add(g)
         if settings.repeat_penalty != 1.0:
             add(C.llama_sampler_init_penalties(model.n_vocab, settings.repeat_last_n, settings.repeat_penalty, 0.0, 0.0))
         if settings.temperature <= 0:

@@ -19,6 +19,7 @@ from dataclasses import asdict
 from typing import Any
 
 from assistant.engine import protocol as P
+from assistant.engine import thinking
 from assistant.engine.runner import llama_runtime as rt
 from assistant.engine.runner import native_bench
 from assistant.engine.runner.chat_template import ChatRenderer, TemplateRefused, choose_renderer, render_safely
@@ -48,6 +49,7 @@ class RunnerServer:
         self.conn = conn
         self.model: LoadedModel | None = None
         self.renderer: ChatRenderer | None = None
+        self.thinking_format: str | None = None  # how this model marks its thinking (thinking.detect_format)
         self.drafting: DraftSetup | None = None  # a draft model or prompt lookup, when asked for
         self.draft_error: dict[str, Any] | None = None  # the draft asked for but refused: kind, model, error
         self.memory_limit: int | None = None
@@ -197,6 +199,9 @@ class RunnerServer:
             if request.get("draft"):  # a draft that cannot be used leaves the model loaded, with a sentence
                 self.drafting, self.draft_error = load_drafting(model, request["draft"], request)
         self.model, self.renderer = model, renderer
+        self.thinking_format = thinking.detect_format(
+            renderer.template if renderer is not None else None, request.get("architecture"),
+            request.get("catalogue_thinking")) if renderer is not None else None
         summary = self._summary()
         summary["load_ms"] = round((time.perf_counter() - t0) * 1000, 1)
         self._send((P.LOADED, summary))
@@ -238,6 +243,7 @@ class RunnerServer:
             "pid": os.getpid(), "memory_limit": self.memory_limit, "kv_cache": m.kv_cache_record(),
             "draft": self._draft_summary(),
             "vision": m.projector is not None, "projector": m.projector.record() if m.projector else None,
+            "thinking": self.thinking_format,
         }
 
     def _draft_summary(self) -> dict[str, Any] | None:
@@ -269,6 +275,7 @@ class RunnerServer:
             self.model.close()
             self.model = None
             self.renderer = None
+            self.thinking_format = None
 
     def _limit_words(self) -> str:
         return f"about {format_bytes(self.memory_limit)}" if self.memory_limit else "what the system allows"
@@ -292,7 +299,8 @@ class RunnerServer:
         sink = _PipeSink(self)
         try:
             outcome = generate(model, self.renderer if messages is not None else None, messages, prompt, gen, sink,
-                               t_request=t_request, prefix=prefix, drafting=self.drafting)
+                               t_request=t_request, prefix=prefix, thinking_format=self.thinking_format,
+                               drafting=self.drafting)
             if outcome.draft is None and self.draft_error:
                 outcome.draft = {**self.draft_error, "drafted": 0, "accepted": 0}
             sink.flush()
@@ -344,11 +352,13 @@ class RunnerServer:
 
 
 class _PipeSink:
-    """Text on its way to the app: the first piece at once, then batches every TEXT_BATCH_SECONDS."""
+    """Text on its way to the app: the first piece at once, then batches every TEXT_BATCH_SECONDS.
+    A batch holds one kind of text (thinking or answer): a change of kind sends what is gathered."""
 
     def __init__(self, server: RunnerServer) -> None:
         self.server = server
         self.parts: list[str] = []
+        self.kind = thinking.ANSWER
         self.n_tokens = 0
         self.last_sent = 0.0
 
@@ -358,7 +368,12 @@ class _PipeSink:
     def first_token(self) -> None:
         self.last_sent = 0.0  # the first text goes out at once
 
-    def text(self, text: str, n_tokens: int) -> None:
+    def text(self, text: str, n_tokens: int, kind: str = thinking.ANSWER) -> None:
+        if kind != self.kind:
+            if self.parts:
+                self.server._send((P.TEXT, "".join(self.parts), self.n_tokens, self.kind))
+                self.parts = []
+            self.kind = kind
         self.parts.append(text)
         self.n_tokens = n_tokens
         now = time.perf_counter()
@@ -367,7 +382,7 @@ class _PipeSink:
 
     def flush(self, now: float | None = None) -> None:
         if self.parts:
-            self.server._send((P.TEXT, "".join(self.parts), self.n_tokens))
+            self.server._send((P.TEXT, "".join(self.parts), self.n_tokens, self.kind))
             self.parts = []
         self.last_sent = now if now is not None else time.perf_counter()
 
