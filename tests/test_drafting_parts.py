@@ -67,6 +67,32 @@ def test_a_draft_that_is_always_kept_keeps_drafting_within_the_limits():
     assert controller.next_k(41, limit=0) == 0  # no room left in the context or the length limit
 
 
+def test_drafting_pauses_when_its_tokens_really_come_slower_than_plain_ones_whatever_the_model_says():
+    # The cost model believes drafts always pay; the wall clock says a round's tokens cost more than plain ones.
+    controller = DraftController(8, Costs(t_plain=0.1, t_draft_measured=0.001, beta=0.01))
+    controller.realized(0.10, 1, drafted=False)
+    controller.realized(0.10, 1, drafted=False)
+    rounds = 0
+    for n in range(1, 40):
+        k = controller.next_k(n, limit=100)
+        if not k:
+            break
+        rounds += 1
+        controller.verified(k, k, 0.1)
+        controller.realized(0.15 * (k + 1), k + 1, drafted=True)  # 0.15 s a token against 0.10 plain
+    assert rounds == 3 and controller.paused and controller.acceptance > 0.9
+    # Rounds that do pay keep drafting.
+    paying = DraftController(8, Costs(t_plain=0.1, t_draft_measured=0.001, beta=0.01))
+    paying.realized(0.10, 1, drafted=False)
+    paying.realized(0.10, 1, drafted=False)
+    for n in range(1, 40):
+        k = paying.next_k(n, limit=100)
+        assert k
+        paying.verified(k, k, 0.1)
+        paying.realized(0.03 * (k + 1), k + 1, drafted=True)
+    assert not paying.paused
+
+
 def test_drafting_forced_on_never_pauses_and_the_first_step_of_a_pair_measures_a_plain_step():
     assert DraftController(8, Costs()).next_k(1, limit=100) == 0  # nothing measured yet
     forced = DraftController(8, Costs(t_plain=0.1, t_draft_measured=0.2), adaptive=False)

@@ -13,6 +13,12 @@ t1 * (1 + beta * k). The break-even acceptance is the `a` where both sides meet;
 the acceptance so far (with a small prior, so two rounds decide nothing alone) is
 compared with it after every round. Below it, drafting pauses; it probes again
 after a pause that doubles each time, so a reply loses at most a few rounds.
+
+The model can be wrong about a machine (a verify batch that costs more than its
+parts, sampling, the stream), so the controller also watches what drafting really
+yields: the wall time per emitted token over the last few rounds, against the same
+figure for plain steps. A reply whose drafted tokens come no faster than plain ones
+pauses whatever the model says.
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ PRIOR_WEIGHT = 2.0
 PRIOR_BETA = 0.15  # a verify batch's extra cost per token, as a share of a plain step
 MIN_ROUNDS = 2  # rounds before the acceptance so far may pause drafting
 FIRST_PAUSE_TOKENS = 64  # a paused reply probes again after this many tokens, then twice as many...
+REALIZED_ROUNDS = 3  # rounds whose wall time per token may overrule the model
+REALIZED_PLAIN_STEPS = 2  # plain steps measured before their wall time is trusted
 _EMA = 0.3
 
 
@@ -38,6 +46,8 @@ class Costs:
     draft_ratio: float = 0.0  # before a draft step is measured: its cost as a share of t_plain (the size ratio)
     beta: float = PRIOR_BETA
     verify_batches: int = 0  # how many verify batches beta has learnt from
+    plain_wall: float | None = None  # wall seconds per token of plain steps, the loop's own work included
+    plain_walls: int = 0
 
     @property
     def measured(self) -> bool:
@@ -85,6 +95,9 @@ class DraftController:
         self._probing = False
         self._seen_accepted = 0.0  # the evidence the acceptance estimate weighs (halved at each pause)
         self._seen_rejections = 0.0
+        self._drafted_wall = 0.0  # wall seconds and tokens of the rounds since the last pause
+        self._drafted_tokens = 0
+        self._drafted_rounds = 0
 
     # --- Measurements
     def plain_step(self, seconds: float) -> None:
@@ -112,6 +125,27 @@ class DraftController:
             beta = max(0.0, (seconds / c.t_plain - 1.0) / k)
             c.beta = beta if c.verify_batches == 0 else (1 - _EMA) * c.beta + _EMA * beta
             c.verify_batches += 1
+
+    def realized(self, seconds: float, tokens: int, *, drafted: bool) -> None:
+        """Wall time from one step to the next: a plain step's one token, or a round's verified tokens."""
+        if tokens <= 0 or seconds <= 0:
+            return
+        if drafted:
+            self._drafted_wall += seconds
+            self._drafted_tokens += tokens
+            self._drafted_rounds += 1
+            return
+        c = self.costs
+        per = seconds / tokens
+        c.plain_wall = per if c.plain_wall is None else (1 - _EMA) * c.plain_wall + _EMA * per
+        c.plain_walls += 1
+
+    def drafting_loses(self) -> bool:
+        """Measured, not modelled: the recent rounds yielded tokens no faster than plain steps do."""
+        c = self.costs
+        if self._drafted_rounds < REALIZED_ROUNDS or c.plain_wall is None or c.plain_walls < REALIZED_PLAIN_STEPS:
+            return False
+        return self._drafted_wall / self._drafted_tokens >= c.plain_wall
 
     # --- Decisions
     @property
@@ -142,7 +176,7 @@ class DraftController:
             self._probing = False
             return k
         hopeless = self.costs.measured and self.costs.speedup(1.0, k) < 1.0  # even drafts always kept would lose
-        if gain < 1.0 and (self.rounds >= MIN_ROUNDS or hopeless):
+        if (gain < 1.0 and (self.rounds >= MIN_ROUNDS or hopeless)) or self.drafting_loses():
             self._pause(n_emitted)
             return 0
         return k
@@ -161,6 +195,7 @@ class DraftController:
         # lucky round does not undo a pause alone.
         self._seen_accepted /= 2
         self._seen_rejections /= 2
+        self._drafted_wall, self._drafted_tokens, self._drafted_rounds = 0.0, 0, 0
 
     def break_even(self) -> float:
         return self.costs.break_even(self.best_k(self.acceptance, self.draft_max)[0])

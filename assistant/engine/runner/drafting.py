@@ -256,6 +256,8 @@ class Speculator:
             self.rng = np.random.default_rng(seed)
         self.recent: list[int] = []  # the reply's tokens so far: the repetition penalty's window
         self._from_round = False  # the pending token came out of the last round (already in `recent`)
+        self._last_start: float | None = None  # when the last step began, and what it yielded
+        self._last_yield = (0, False)
         setup.drafter.begin(settings, self.rng)
         if setup.drafter.kind == "model" and target.kv_tokens and min(target.kv_tokens) < 0:
             # An image in the prompt: its positions hold the projector's embeddings, which a draft model of
@@ -267,6 +269,11 @@ class Speculator:
         the last already in the cache; empty when it decoded `token` alone (the caller samples the next).
         `room`: how many more tokens the reply may emit after this one."""
         t = self.target
+        now = time.perf_counter()
+        if self._last_start is not None:  # the last step's tokens, emitted by the loop: what they really cost
+            tokens, drafted = self._last_yield
+            self.controller.realized(now - self._last_start, tokens, drafted=drafted)
+        self._last_start = now
         if not self._from_round:
             self.recent.append(token)
         limit = min(room - 1, t.n_ctx - len(t.kv_tokens) - 1)
@@ -285,8 +292,11 @@ class Speculator:
             t.decode_one(token)
             self.controller.plain_step(time.perf_counter() - t0)
             self._from_round = False
+            self._last_yield = (1, False)
             return []
-        return self._verify(token, proposal)
+        out = self._verify(token, proposal)
+        self._last_yield = (len(out), True)
+        return out
 
     def _verify(self, token: int, proposal: Proposal) -> list[int]:
         t, drafts = self.target, proposal.tokens
