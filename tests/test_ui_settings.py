@@ -168,3 +168,26 @@ def test_settings_from_outside_never_stop_the_dialogs(qtbot, bad):
     assert 0 <= merged.top_p <= 1 and (merged.max_tokens is None or merged.max_tokens <= 1_000_000)
     assert ConversationSettingsDialog(dict(DEFAULTS), ["not", "a", "dict"], title="t",
                                       system_prompt="p").result_settings() == {}
+
+
+def test_the_window_says_which_settings_in_settings_json_were_replaced(qtbot, tmp_path):
+    """A hand-edited settings file: the window opens on the defaults and says, above the chat, what was
+    wrong and where; dismissing the notice hides it for this session."""
+    import json
+
+    from tests.support.fake_engine import FakeEngine
+    from tests.support.window import open_window
+
+    (tmp_path / "settings.json").write_text(json.dumps(
+        {"defaults": {"temperature": "hot", "top_k": -3}, "last_model": ["not", "a", "name"]}))
+    window = open_window(qtbot, tmp_path, FakeEngine())
+    texts = [row.label.text() for row in window.notices.rows]
+    assert any("defaults.temperature" in t and "settings.json" in t for t in texts)
+    assert any("defaults.top_k" in t for t in texts)
+    assert window.defaults["temperature"] == DEFAULTS["temperature"]
+    row = next(r for r in window.notices.rows if "temperature" in r.label.text())
+    row.dismiss.click()
+    assert all("temperature" not in r.label.text() for r in window.notices.rows)
+    window.notices.refresh()  # a history refresh does not bring a dismissed one back
+    assert all("temperature" not in r.label.text() for r in window.notices.rows)
+    window.close()

@@ -33,7 +33,10 @@ def main(argv=None) -> int:
     window.chat.set_dark(dark)
     window.show()
     # The window is up before the model loads: loading never blocks it.
-    window.load_model(settings.get("last_model") or "starter", automatic=True)
+    last_model = settings.get("last_model")
+    if not isinstance(last_model, str) or not last_model.strip() or len(last_model) > 4096:
+        last_model = "starter"  # a settings file edited by hand: anything else starts on the built-in model
+    window.load_model(last_model, automatic=True)
     return app.exec()
 
 

@@ -83,7 +83,9 @@ class MainWindow(QMainWindow):
         self._shortcuts()
         self._ram_timer = QTimer(self, interval=1000)
         self._ram_timer.timeout.connect(self._update_status)
+        self._ram_timer.timeout.connect(self._show_settings_notices)
         self._ram_timer.start()
+        self._show_settings_notices()
         from ui.theme import is_dark
 
         self.chat.set_dark(is_dark())  # the theme is applied before the window is built: code colours follow it
@@ -442,6 +444,11 @@ class MainWindow(QMainWindow):
                 self.settings_store.set(LAST_CONVERSATION, conv_id)
             except (OSError, UserError) as exc:  # a read-only data directory: the app still works
                 log.warning("cannot remember the open conversation: %s", exc)
+
+    def _show_settings_notices(self) -> None:
+        """A settings file's values that were replaced by defaults: said above the chat, once each."""
+        for text in self.settings_store.take_notices():
+            self.notices.add_session_notice(text)
 
     def _reopen_last_conversation(self) -> None:
         conv_id = self.settings_store.get(LAST_CONVERSATION)

@@ -46,6 +46,7 @@ class HistoryNotices(QWidget):
         self._layout.setContentsMargins(8, 6, 8, 0)
         self._layout.setSpacing(4)
         self.rows: list[NoticeRow] = []
+        self._session: list[str] = []  # this session's other warnings (a settings file's bad values, say)
         self.refresh()
 
     def refresh(self) -> None:
@@ -60,7 +61,17 @@ class HistoryNotices(QWidget):
         for warning in getattr(self.history, "warnings", []) or []:
             if not any(warning.startswith(text) for text in said):  # a notice's own CLI reminder: shown above
                 self._add(warning, None)
+        for text in self._session:
+            self._add(text, None)
         self.setVisible(bool(self.rows))
+
+    def add_session_notice(self, text: str) -> None:
+        """A warning for this session only (hidden when dismissed; the next start checks again)."""
+        if text in self._session:
+            return
+        self._session.append(text)
+        self._add(text, None)
+        self.setVisible(True)
 
     def _add(self, text: str, dismiss) -> None:
         row = NoticeRow(text, dismiss or (lambda _=False: self._hide_row(row)))
@@ -71,6 +82,7 @@ class HistoryNotices(QWidget):
         """A warning of this session only: hidden until the next start, when it is checked again."""
         row.hide()
         self.rows = [r for r in self.rows if r is not row]
+        self._session = [t for t in self._session if t != row.label.text()]
         row.deleteLater()
         self.setVisible(bool(self.rows))
 
