@@ -16,6 +16,29 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "llama_cpp: loads a model in the real llama.cpp (llama-cpp-python)")
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """Qt tests run with the cyclic garbage collector off, and it runs once between tests.
+
+    A window a test built is kept alive by reference cycles (slots that capture the objects owning the
+    widget tree), so the cyclic collector reclaims it, at a moment of its choosing: from inside Qt's event
+    dispatch or a style sheet's repolish, where destroying a widget tree (pyqtgraph's scenes above all)
+    crashes the process. Between tests nothing of Qt is running, so the collection is safe there."""
+    import gc
+
+    qt = "qtbot" in getattr(item, "fixturenames", ())
+    was_enabled = gc.isenabled()
+    if qt:
+        gc.disable()
+    try:
+        yield
+    finally:
+        if qt:
+            gc.collect()
+            if was_enabled:
+                gc.enable()
+
+
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path, monkeypatch):
     """Every test writes its app data under its own tmp dir, never the user's."""
