@@ -118,9 +118,11 @@ def main() -> int:
     p.add_argument("--quant", default="Q4_K_M")
     p.add_argument("--cache", default=os.environ.get("DRAFT_BENCH_CACHE", "/tmp/hearth-draft-bench"))
     p.add_argument("--json", metavar="FILE", help="also write every result here")
+    p.add_argument("--tokens", type=int, help="reply length for lookup and pairs (default 256; --small 48)")
+    p.add_argument("--repeats", type=int, help="runs each way (default 3; --small 1)")
     args = p.parse_args()
-    args.tokens = 48 if args.small else 256
-    args.repeats = 1 if args.small else 3
+    args.tokens = args.tokens or (48 if args.small else 256)
+    args.repeats = args.repeats or (1 if args.small else 3)
     args.stream_tokens = 64 if args.small else 512
     args.stream_repeats = 2 if args.small else 5
     parts = args.only or ["lookup", "pairs", "stream"]

@@ -37,6 +37,8 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.support writes the random models
+
 DEFAULT_SERVER = "/work/tools/llama-server"
 CLASSES = ("gemma3-270m", "llama", "gemma3", "moe", "hybrid")
 BACKGROUND = ("Here are my notes on the old harbour town, which I am writing up for a local history group. "

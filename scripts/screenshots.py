@@ -65,8 +65,15 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-VIEWS = ("main", "search", "markdown", "settings", "chat-settings", "shortcuts", "statistics", "model-manager",
-         "compare", "local-server")
+VIEWS = ("main", "search", "markdown", "settings", "settings-model", "chat-settings", "shortcuts", "statistics",
+         "model-manager", "compare", "local-server", "thinking", "image")
+
+# The starter does not think on its own: a grammar makes it write its reasoning between <think> tags (as a
+# Qwen3-style model does), so the window's folded thinking block is drawn from a real reply.
+THINKING_GRAMMAR = r"""root ::= "<think>" thought "</think>" "\n\n" answer
+thought ::= [A-Za-z ,.'\n]{80,400}
+answer ::= [A-Za-z ,.'!?\n]{20,300}
+"""
 
 
 def main(wanted: tuple[str, ...] = VIEWS) -> int:
@@ -202,6 +209,19 @@ def main(wanted: tuple[str, ...] = VIEWS) -> int:
     shoot("settings", settings_dialog)
     if settings:
         settings.pop().close()
+
+    def model_settings_dialog():
+        if settings:
+            settings.pop().deleteLater()
+        settings.append(window.make_settings_dialog())
+        tabs = settings[-1].tabs
+        tabs.setCurrentIndex(next(i for i in range(tabs.count()) if tabs.tabText(i) == "Model"))
+        settings[-1].show()
+        return settings[-1]
+
+    shoot("settings-model", model_settings_dialog)
+    if settings:
+        settings.pop().close()
     window.services.chat.set_conversation_settings(chat_id, {"temperature": 0.4})
 
     def chat_dialog():
@@ -277,6 +297,42 @@ def main(wanted: tuple[str, ...] = VIEWS) -> int:
         pump(lambda: server.serving, 30)
         shoot("local-server", before=window.show_server_page)
         server.shutdown()
+
+    # A reasoning reply: the thinking folded above the answer, counted apart in the footer.
+    if "thinking" in wanted:
+        import dataclasses
+
+        load("starter")
+        window.new_chat()
+        plain_settings = window.current_settings
+        window.current_settings = lambda: dataclasses.replace(
+            plain_settings(), grammar=THINKING_GRAMMAR, thinking_format="think_tags")
+        ask("Think step by step first: which is heavier, a kilo of iron or a kilo of feathers?",
+            max_tokens=200, seed=3, temperature=0.6, repeat_penalty=1.3)
+        window.current_settings = plain_settings
+        shoot("thinking", before=lambda: window.chat.show_newest())
+
+    # An image in a conversation: a small model that sees (random weights and projector, written here),
+    # one picture attached and asked about; the reply's footer counts the image's tokens.
+    if "image" in wanted:
+        from tests.support.tiny_vision import png_bytes_noise, write_tiny_vision_model
+
+        model_path, projector = write_tiny_vision_model(Path(HOME) / "vision")
+        register(InstalledModel(name="tiny-vision", path=str(model_path), source="local", quant="F32",
+                                projector=str(projector)))
+        load("tiny-vision")
+        window.new_chat()
+        window.input.tray.add_bytes(png_bytes_noise(320, 200, seed=4), "harbour.png")
+        pump(lambda: bool(window.input.tray.images()), 30)
+        ask("What is in this picture?", max_tokens=12, seed=1, temperature=0.0, repeat_penalty=1.0)
+        window.input.tray.add_bytes(png_bytes_noise(240, 240, seed=5), "second.png")
+        pump(lambda: bool(window.input.tray.images()), 30)
+
+        def image_draft():
+            window.input.edit.setPlainText("And this one?")
+            window.chat.show_newest()
+
+        shoot("image", before=image_draft)
 
     window.close()
     window.deleteLater()

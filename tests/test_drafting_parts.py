@@ -198,7 +198,7 @@ def test_the_load_plan_counts_the_draft_in_the_memory_ceiling(tiny_model_path):
     info = read_gguf_info(entry.path)
     alone = plan_load(entry, info, LoadSettings(n_ctx=256, n_threads=1))
     drafted = plan_load(entry, info, LoadSettings(n_ctx=256, n_threads=1, draft=str(tiny_model_path)))
-    assert drafted.memory_limit - alone.memory_limit == drafted.draft.extra_bytes > 0
+    assert drafted.memory_limit - alone.memory_limit == drafted.draft.ceiling_bytes > drafted.draft.extra_bytes > 0
     assert drafted.request["draft"]["kind"] == "model" and "draft" not in alone.request
     without = drafted.without_draft("why")
     assert without.memory_limit == alone.memory_limit and "draft" not in without.request

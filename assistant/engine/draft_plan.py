@@ -22,6 +22,9 @@ from models.shape import from_gguf
 OFF = ("", "off", "none", "no")
 LOOKUP = "lookup"
 CHECKPOINT_FLOOR_BYTES = 16 << 20
+# A second model and context in the runner take address space beyond their buffers (their threads' stacks and
+# malloc arenas, load-time mappings): measured 350 MiB past the estimate for a 1B Q4_K_M beside a 3B, 2 threads.
+CONTEXT_ADDRESS_BYTES = 512 << 20
 AUTO = "auto"  # the smallest installed catalogue size that can draft for the model, if any (the window's default)
 
 
@@ -36,6 +39,11 @@ class DraftPlan:
     def extra_bytes(self) -> int:
         m = self.memory
         return m.weights + m.kv_cache + m.compute + self.checkpoint_bytes if m else 0
+
+    @property
+    def ceiling_bytes(self) -> int:
+        """What the draft adds to the runner's address-space ceiling: its memory and its context's overhead."""
+        return self.extra_bytes + CONTEXT_ADDRESS_BYTES if self.memory else 0
 
     @property
     def is_model(self) -> bool:

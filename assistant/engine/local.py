@@ -108,7 +108,7 @@ class LoadPlan:
         """The same load with the draft left out (it crashed the load), saying why."""
         request = {k: v for k, v in self.request.items() if k != "draft"}
         if self.memory_limit is not None:
-            request["memory_limit"] = self.memory_limit - self.draft.extra_bytes
+            request["memory_limit"] = self.memory_limit - self.draft.ceiling_bytes
         return LoadPlan(entry=self.entry, info=self.info, settings=self.settings, n_ctx=self.n_ctx,
                         memory_limit=request.get("memory_limit"), request=request, projector=self.projector,
                         notices=list(self.notices), draft=DraftPlan(notice=notice))
@@ -155,7 +155,7 @@ def plan_load(entry: registry.InstalledModel, info: GGUFInfo, settings: LoadSett
     threads = settings.resolved_threads()
     checkpoint_budget = max(MIN_CHECKPOINT_BUDGET_BYTES, estimate.kv_cache // 4)
     memory_limit = (estimate.weights + estimate.kv_cache + estimate.compute + checkpoint_budget + CEILING_BASE_BYTES
-                    + threads * CEILING_PER_THREAD_BYTES + draft.extra_bytes)
+                    + threads * CEILING_PER_THREAD_BYTES + draft.ceiling_bytes)
     if vision is not None:
         memory_limit += vision.memory_bytes + IMAGE_DECODE_BYTES
     request = {
