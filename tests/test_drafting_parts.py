@@ -93,6 +93,22 @@ def test_drafting_pauses_when_its_tokens_really_come_slower_than_plain_ones_what
     assert not paying.paused
 
 
+def test_a_pair_that_can_never_pay_here_stops_probing_and_measures_again_every_few_replies():
+    # A verify batch that costs as much as the tokens it checks: even drafts always kept lose.
+    costs = Costs(t_plain=0.1, t_draft_measured=0.03, beta=1.0, verify_batches=2)
+    first = DraftController(8, costs)
+    assert [first.next_k(n, limit=100) for n in range(1, 400)] == [0] * 399 and first.paused
+    drafted_in = []
+    for reply in range(2, 17):
+        controller = DraftController(8, costs)
+        k = controller.next_k(1, limit=100)
+        if k:
+            drafted_in.append(reply)
+            controller.verified(k, k, 0.1 * (1 + 1.0 * k))
+            controller.verified(k, k, 0.1 * (1 + 1.0 * k))
+    assert drafted_in == [8, 16]  # a round to measure again every REMEASURE_EVERY replies, none between
+
+
 def test_drafting_forced_on_never_pauses_and_the_first_step_of_a_pair_measures_a_plain_step():
     assert DraftController(8, Costs()).next_k(1, limit=100) == 0  # nothing measured yet
     forced = DraftController(8, Costs(t_plain=0.1, t_draft_measured=0.2), adaptive=False)

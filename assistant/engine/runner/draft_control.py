@@ -32,6 +32,7 @@ PRIOR_WEIGHT = 2.0
 PRIOR_BETA = 0.15  # a verify batch's extra cost per token, as a share of a plain step
 MIN_ROUNDS = 2  # rounds before the acceptance so far may pause drafting
 FIRST_PAUSE_TOKENS = 64  # a paused reply probes again after this many tokens, then twice as many...
+REMEASURE_EVERY = 8  # replies: a pair whose measured costs say it can never pay measures them again this often
 REALIZED_ROUNDS = 3  # rounds whose wall time per token may overrule the model
 REALIZED_PLAIN_STEPS = 2  # plain steps measured before their wall time is trusted
 _EMA = 0.3
@@ -48,6 +49,7 @@ class Costs:
     verify_batches: int = 0  # how many verify batches beta has learnt from
     plain_wall: float | None = None  # wall seconds per token of plain steps, the loop's own work included
     plain_walls: int = 0
+    replies: int = 0
 
     @property
     def measured(self) -> bool:
@@ -95,6 +97,9 @@ class DraftController:
         self._probing = False
         self._seen_accepted = 0.0  # the evidence the acceptance estimate weighs (halved at each pause)
         self._seen_rejections = 0.0
+        costs.replies += 1
+        if adaptive and costs.measured and costs.replies % REMEASURE_EVERY == 0:
+            costs.verify_batches = 0  # the machine may have been busy when it was measured: a few rounds again
         self._drafted_wall = 0.0  # wall seconds and tokens of the rounds since the last pause
         self._drafted_tokens = 0
         self._drafted_rounds = 0
@@ -175,8 +180,14 @@ class DraftController:
         if self._probing:  # back from a pause: one round to look again, whatever the past says
             self._probing = False
             return k
-        hopeless = self.costs.measured and self.costs.speedup(1.0, k) < 1.0  # even drafts always kept would lose
-        if (gain < 1.0 and (self.rounds >= MIN_ROUNDS or hopeless)) or self.drafting_loses():
+        if self.costs.measured and self.costs.speedup(1.0, k) < 1.0:
+            # Even drafts that are always kept would lose on this machine: no acceptance can change that, so the
+            # reply does without drafting and does not probe again (later replies of the pair neither, until
+            # REMEASURE_EVERY replies have gone by).
+            self._pause(n_emitted)
+            self._pause_until = 1 << 62
+            return 0
+        if (gain < 1.0 and self.rounds >= MIN_ROUNDS) or self.drafting_loses():
             self._pause(n_emitted)
             return 0
         return k
