@@ -323,10 +323,10 @@ def main(wanted: tuple[str, ...] = VIEWS) -> int:
         load("tiny-vision")
         window.new_chat()
         window.input.tray.add_bytes(png_bytes_noise(320, 200, seed=4), "harbour.png")
-        pump(lambda: bool(window.input.tray.images()), 30)
+        pump(lambda: bool(window.input.tray.images), 30)
         ask("What is in this picture?", max_tokens=12, seed=1, temperature=0.0, repeat_penalty=1.0)
         window.input.tray.add_bytes(png_bytes_noise(240, 240, seed=5), "second.png")
-        pump(lambda: bool(window.input.tray.images()), 30)
+        pump(lambda: bool(window.input.tray.images), 30)
 
         def image_draft():
             window.input.edit.setPlainText("And this one?")
