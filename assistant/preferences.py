@@ -16,7 +16,7 @@ from typing import Any
 
 import logging
 
-from assistant.engine.settings import ContextPolicy, GenerationSettings, LoadSettings
+from assistant.engine.settings import FLASH_ATTN_MODES, KV_CACHE_TYPES, ContextPolicy, GenerationSettings, LoadSettings
 from assistant.engine.thinking import FORMATS as THINKING_FORMATS
 from assistant.engine.thinking import NONE as THINKING_NONE
 from assistant.engine.thinking_controls import EFFORTS, THINKING_CHOICES
@@ -61,6 +61,8 @@ RULES: dict[str, Setting] = {
     "thinking_budget": Setting(int, 0, 10_000_000, optional=True),
     "thinking_format": Setting(str, choices=(*THINKING_FORMATS, THINKING_NONE), optional=True),
     "draft": Setting(str, choices=("auto", "lookup", "off")),  # speculative decoding (the window's choices)
+    "kv_cache_type": Setting(str, choices=KV_CACHE_TYPES),
+    "flash_attn": Setting(str, choices=FLASH_ATTN_MODES),
 }
 
 
@@ -140,7 +142,18 @@ def model_load_settings(preferences: dict[str, Any], model: str | None) -> dict[
     """The load settings `model` keeps for itself ({} when none, or when the saved entry is not usable)."""
     saved = preferences.get(MODEL_LOAD_KEY)
     own = saved.get(model) if isinstance(saved, dict) and isinstance(model, str) else None
-    return {k: own[k] for k in PER_MODEL_LOAD_KEYS if k in own} if isinstance(own, dict) else {}
+    if not isinstance(own, dict):
+        return {}
+    kept = {}
+    for key in PER_MODEL_LOAD_KEYS:
+        if key in own:
+            ok, value = RULES[key].normalized(own[key])
+            if ok:
+                kept[key] = value
+            else:  # an edited settings.json: the defaults' value is used instead
+                log.warning("%s's saved %s is %.60r, not %s; the default is used", model, key, own[key],
+                            RULES[key].describe())
+    return kept
 
 
 def set_model_load_settings(store: SettingsStore, model: str, values: dict[str, Any] | None) -> dict[str, Any]:

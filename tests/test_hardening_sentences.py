@@ -121,3 +121,20 @@ def test_the_cli_says_what_was_wrong_in_settings_json(tmp_path, monkeypatch, cap
     assert "notice: In " in err and "settings.json, the setting defaults.reply_deadline_s is \"soon\"" in err
     args = build_parser().parse_args(["chat", "--reply-deadline", "90", "hi"])
     assert cli_settings(args).reply_deadline_s == 90.0
+
+
+def test_wrong_cache_settings_in_settings_json_fall_back_to_the_defaults(tmp_path):
+    """The KV cache type and flash attention, in the defaults and kept per model, are checked like the rest."""
+    import json
+
+    from assistant.preferences import load_preferences, model_load_settings
+
+    path = tmp_path / "settings.json"
+    path.write_text(json.dumps({"defaults": {"kv_cache_type": "q9", "flash_attn": [1],
+                                             "model_load_settings": {"m": {"kv_cache_type": 7, "flash_attn": "on"}}}}))
+    store = SettingsStore(path)
+    prefs = load_preferences(store)
+    assert prefs["kv_cache_type"] == "f16" and prefs["flash_attn"] == "auto"
+    notices = store.take_notices()
+    assert any("defaults.kv_cache_type" in n for n in notices) and any("defaults.flash_attn" in n for n in notices)
+    assert model_load_settings(prefs, "m") == {"flash_attn": "on"}

@@ -132,8 +132,10 @@ def test_a_hostile_settings_file_loads_the_model_with_a_notice(tiny_model_path):
     try:
         summary = engine.load(str(tiny_model_path), load_settings(load_preferences(store)))
         assert summary.kv_cache["type"] == "f16" and summary.kv_cache["flash_attn_setting"] == "auto"
-        assert any("KV cache type 'evil'" in n for n in summary.notices)
-        assert any("flash attention setting 'sometimes'" in n for n in summary.notices)
+        # Said when the settings are read (the CLI prints it, the window shows it above the chat).
+        notices = store.take_notices()
+        assert any("defaults.kv_cache_type is \"evil\"" in n for n in notices)
+        assert any("defaults.flash_attn is \"sometimes\"" in n for n in notices)
         assert engine.chat([{"role": "user", "content": "hi"}], GenerationSettings(max_tokens=2)).text() is not None
     finally:
         engine.unload()
