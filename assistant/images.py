@@ -98,39 +98,22 @@ def attachment(data: bytes, name: str | None = None) -> ImageAttachment:
 def read_image_file(path: str | Path) -> ImageAttachment:
     """An attachment from a regular file on disk, read within the size limit: a FIFO, a device or /dev/zero is one
     sentence at once, never a wait or an endless read."""
-    import os
-    import stat
-
-    from common.user_files import kind_of
+    from common.user_files import FileTooLarge, NotARegularFile, read_bounded
 
     p = Path(path).expanduser()
     try:
-        # O_NONBLOCK: opening a FIFO with no writer returns at once instead of waiting for one.
-        fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+        data = read_bounded(p, MAX_IMAGE_BYTES)
     except FileNotFoundError:
         raise ImageError(f"There is no image file at {p}.") from None
+    except NotARegularFile as exc:
+        raise ImageError(f"{p} is {exc.kind}, not an image file.") from None
+    except FileTooLarge as exc:
+        size = f"{format_bytes(exc.size)}, more than" if exc.size is not None else "more than"
+        raise ImageError(f"The image {p.name!r} is {size} the {format_bytes(MAX_IMAGE_BYTES)} an image may "
+                         "be.") from None
     except OSError as exc:
         raise ImageError(f"The image {p} cannot be read ({exc.strerror or exc}).") from None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise ImageError(f"{p} is {kind_of(info.st_mode)}, not an image file.")
-        if info.st_size > MAX_IMAGE_BYTES:
-            raise ImageError(f"The image {p.name!r} is {format_bytes(info.st_size)}, more than the "
-                             f"{format_bytes(MAX_IMAGE_BYTES)} an image may be.")
-        if hasattr(os, "set_blocking"):
-            os.set_blocking(fd, True)
-        data = bytearray()
-        while len(data) <= MAX_IMAGE_BYTES:  # a file growing while it is read still stops at the limit
-            piece = os.read(fd, min(1 << 20, MAX_IMAGE_BYTES + 1 - len(data)))
-            if not piece:
-                break
-            data += piece
-    except OSError as exc:
-        raise ImageError(f"The image {p} cannot be read ({exc.strerror or exc}).") from None
-    finally:
-        os.close(fd)
-    return attachment(bytes(data), p.name)
+    return attachment(data, p.name)
 
 
 def from_data_url(url: str, max_bytes: int = MAX_IMAGE_BYTES) -> ImageAttachment:

@@ -60,22 +60,34 @@ def _why(exc: OSError) -> str:
 
 # --- Reading ----------------------------------------------------------------------------------------------
 
-def read_text(path: str | os.PathLike, limit: int, what: str) -> str:
-    """The UTF-8 text of the regular file at `path`, of at most `limit` bytes; `what` names it in sentences
-    ("The chat template file")."""
-    shown = os.fspath(path)
-    try:
-        # O_NONBLOCK: opening a FIFO with no writer returns at once instead of waiting for one.
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
-    except OSError as exc:
-        raise UserFileError(f"{what} {shown} cannot be read: {_why(exc)}.") from exc
+class NotARegularFile(OSError):
+    """A FIFO, a device, a directory...: `kind` says which ("a named pipe")."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(kind)
+        self.kind = kind
+
+
+class FileTooLarge(OSError):
+    """More bytes than allowed; `size` is the file's stated size when its header said so, else None."""
+
+    def __init__(self, size: int | None) -> None:
+        super().__init__("too large")
+        self.size = size
+
+
+def read_bounded(path: str | os.PathLike, limit: int) -> bytes:
+    """The bytes of the regular file at `path`, never more than `limit`: a FIFO, a device or /dev/zero raises at
+    once (NotARegularFile) instead of waiting or reading forever, a larger file raises FileTooLarge, and a file
+    that cannot be opened or read raises its OSError."""
+    # O_NONBLOCK: opening a FIFO with no writer returns at once instead of waiting for one.
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise UserFileError(f"{what} {shown} is {kind_of(info.st_mode)}, not a regular file; name a file.")
+            raise NotARegularFile(kind_of(info.st_mode))
         if info.st_size > limit:
-            raise UserFileError(f"{what} {shown} is {format_bytes(info.st_size)}, more than the "
-                                f"{format_bytes(limit)} such a file can be.")
+            raise FileTooLarge(info.st_size)
         if hasattr(os, "set_blocking"):
             os.set_blocking(fd, True)
         data = bytearray()
@@ -85,13 +97,27 @@ def read_text(path: str | os.PathLike, limit: int, what: str) -> str:
                 break
             data += piece
         if len(data) > limit:
-            raise UserFileError(f"{what} {shown} is more than the {format_bytes(limit)} such a file can be.")
-    except OSError as exc:
-        raise UserFileError(f"{what} {shown} cannot be read: {_why(exc)}.") from exc
+            raise FileTooLarge(None)
+        return bytes(data)
     finally:
         os.close(fd)
+
+
+def read_text(path: str | os.PathLike, limit: int, what: str) -> str:
+    """The UTF-8 text of the regular file at `path`, of at most `limit` bytes; `what` names it in sentences
+    ("The chat template file")."""
+    shown = os.fspath(path)
     try:
-        return bytes(data).decode("utf-8")
+        data = read_bounded(path, limit)
+    except NotARegularFile as exc:
+        raise UserFileError(f"{what} {shown} is {exc.kind}, not a regular file; name a file.") from None
+    except FileTooLarge as exc:
+        size = f"{format_bytes(exc.size)}, more than" if exc.size is not None else "more than"
+        raise UserFileError(f"{what} {shown} is {size} the {format_bytes(limit)} such a file can be.") from None
+    except OSError as exc:
+        raise UserFileError(f"{what} {shown} cannot be read: {_why(exc)}.") from exc
+    try:
+        return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise UserFileError(f"{what} {shown} is not UTF-8 text (a byte at position {exc.start:,} is not).") from None
 
