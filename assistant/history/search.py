@@ -82,18 +82,24 @@ SNIPPET_MAX_BYTES = 4000  # bytes: length() of text stops at a NUL, of a blob do
 
 # FTS5 consumes `ORDER BY rank` itself and stops at LIMIT, so the snippet and the
 # joins run only for the hits returned, not for every match of a common word.
-_MESSAGES_SQL = """
+def _hits_sql(column: str, table: str, *, floor: bool) -> str:
+    """A word-index query over the messages' `column` through its FTS5 `table`; `floor`: only rows from :floor on."""
+    since = f" AND {table}.rowid >= :floor" if floor else ""
+    return f"""
 SELECT m.conversation_id, m.id, c.title, m.role,
-       CASE WHEN length(CAST(m.content AS BLOB)) <= :snip_max
-            THEN snippet(messages_fts, 0, :open, :close, '…', :words) END,
-       CASE WHEN length(CAST(m.content AS BLOB)) > :snip_max THEN m.content END,
-       messages_fts.rank
-FROM messages_fts
-JOIN messages m ON m.id = messages_fts.rowid
+       CASE WHEN length(CAST(m.{column} AS BLOB)) <= :snip_max
+            THEN snippet({table}, 0, :open, :close, '…', :words) END,
+       CASE WHEN length(CAST(m.{column} AS BLOB)) > :snip_max THEN m.{column} END,
+       {table}.rank
+FROM {table}
+JOIN messages m ON m.id = {table}.rowid
 JOIN conversations c ON c.id = m.conversation_id
-WHERE messages_fts MATCH :q AND messages_fts.rowid >= :floor
-ORDER BY messages_fts.rank LIMIT :limit
+WHERE {table} MATCH :q{since}
+ORDER BY {table}.rank LIMIT :limit
 """
+
+
+_MESSAGES_SQL = _hits_sql("content", "messages_fts", floor=True)
 
 _TITLES_SQL = """
 SELECT c.id, c.title, highlight(conversations_fts, 0, :open, :close), conversations_fts.rank
@@ -132,18 +138,7 @@ def search(
     return hits[:limit]
 
 
-_THINKING_SQL = """
-SELECT m.conversation_id, m.id, c.title, m.role,
-       CASE WHEN length(CAST(m.thinking AS BLOB)) <= :snip_max
-            THEN snippet(messages_thinking_fts, 0, :open, :close, '…', :words) END,
-       CASE WHEN length(CAST(m.thinking AS BLOB)) > :snip_max THEN m.thinking END,
-       messages_thinking_fts.rank
-FROM messages_thinking_fts
-JOIN messages m ON m.id = messages_thinking_fts.rowid
-JOIN conversations c ON c.id = m.conversation_id
-WHERE messages_thinking_fts MATCH :q
-ORDER BY messages_thinking_fts.rank LIMIT :limit
-"""
+_THINKING_SQL = _hits_sql("thinking", "messages_thinking_fts", floor=False)
 
 
 def thinking_search(conn: sqlite3.Connection, text: str, limit: int, highlight: tuple[str, str],
