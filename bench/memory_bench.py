@@ -183,7 +183,8 @@ def measure_llama_server(binary: str, path: Path, n_ctx: int, threads: int, turn
     port = sock.getsockname()[1]
     sock.close()
     log_path = Path(tempfile.mkstemp(suffix=".log")[1])
-    cmd = [binary, "-m", str(path), "-c", str(n_ctx), "-t", str(threads), "--host", "127.0.0.1", "--port", str(port)]
+    cmd = [binary, "-m", str(path), "-c", str(n_ctx), "-t", str(threads), "--host", "127.0.0.1", "--port", str(port),
+           "-lv", "4"]  # verbosity 4: the load log with its buffer sizes
     if kv_cache_type != "f16":
         cmd += ["-ctk", kv_cache_type, "-ctv", kv_cache_type]
     with open(log_path, "w") as log_file:
@@ -201,7 +202,9 @@ def measure_llama_server(binary: str, path: Path, n_ctx: int, threads: int, turn
             time.sleep(0.5)
         messages = [{"role": "user", "content": BACKGROUND + QUESTIONS[0]}]
         rows, peak = [], 0
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}/v1", timeout=600) as client:
+        # A fresh connection per turn: llama-server may close a kept-alive one between requests.
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}/v1", timeout=600,
+                          headers={"Connection": "close"}) as client:
             for i in range(turns):
                 if i:
                     messages.append({"role": "user", "content": QUESTIONS[i % len(QUESTIONS)]})
