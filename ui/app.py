@@ -29,6 +29,9 @@ def main(argv=None) -> int:
         log.error("the app could not start: %s", exc)
         QMessageBox.critical(None, "Hearth", str(exc))
         return 1
+    from ui.collection import CollectBetweenEvents
+
+    collector = CollectBetweenEvents(app)  # noqa: F841  (the app owns it: collection between events only)
     window = MainWindow(services)
     window.chat.set_dark(dark)
     window.show()

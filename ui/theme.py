@@ -131,10 +131,13 @@ QSplitter::handle {{ background: {border}; width: 1px; }}
 
 def apply_theme(app: QApplication, theme: str = "system") -> bool:
     """Apply 'light', 'dark' or 'system'; returns whether the result is dark."""
-    app.setStyle("Fusion")  # the same look on every platform, and palettes apply fully
+    from ui.collection import no_collection
+
     dark = system_is_dark() if theme == "system" else theme == "dark"
-    app.setPalette(dark_palette() if dark else light_palette())
-    app.setStyleSheet(style_sheet(dark))
+    with no_collection():  # every widget is repolished: a collection in the middle could destroy one of them
+        app.setStyle("Fusion")  # the same look on every platform, and palettes apply fully
+        app.setPalette(dark_palette() if dark else light_palette())
+        app.setStyleSheet(style_sheet(dark))
     add_emoji_fallback(app)
     return dark
 
