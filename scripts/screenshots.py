@@ -196,57 +196,33 @@ def main(wanted: tuple[str, ...] = VIEWS) -> int:
     shoot("markdown", before=lambda: window.chat.show_newest())
     window.open_conversation(chat_id)
 
-    settings = []
+    def shoot_dialog(name, make, settle=0.0, **kwargs):
+        """`name` with a dialog over the window: a fresh one from `make()` for each theme and size."""
+        made = []
 
-    def settings_dialog():
-        if settings:
-            settings.pop().deleteLater()
-        settings.append(window.make_settings_dialog())
-        settings[-1].tabs.setCurrentIndex(1)  # Sampling
-        settings[-1].show()
-        return settings[-1]
+        def dialog():
+            if made:
+                made.pop().deleteLater()
+            made.append(make())
+            made[-1].show()
+            pump(lambda: False, settle)
+            return made[-1]
 
-    shoot("settings", settings_dialog)
-    if settings:
-        settings.pop().close()
+        shoot(name, dialog, **kwargs)
+        if made:
+            made.pop().close()
 
-    def model_settings_dialog():
-        if settings:
-            settings.pop().deleteLater()
-        settings.append(window.make_settings_dialog())
-        tabs = settings[-1].tabs
-        tabs.setCurrentIndex(next(i for i in range(tabs.count()) if tabs.tabText(i) == "Model"))
-        settings[-1].show()
-        return settings[-1]
+    def settings_on(tab):
+        dialog = window.make_settings_dialog()
+        tabs = dialog.tabs
+        tabs.setCurrentIndex(next(i for i in range(tabs.count()) if tabs.tabText(i) == tab))
+        return dialog
 
-    shoot("settings-model", model_settings_dialog)
-    if settings:
-        settings.pop().close()
+    shoot_dialog("settings", lambda: settings_on("Sampling"))
+    shoot_dialog("settings-model", lambda: settings_on("Model"))
     window.services.chat.set_conversation_settings(chat_id, {"temperature": 0.4})
-
-    def chat_dialog():
-        if settings:
-            settings.pop().deleteLater()
-        settings.append(window.make_conversation_settings_dialog())
-        settings[-1].show()
-        return settings[-1]
-
-    shoot("chat-settings", chat_dialog)
-    if settings:
-        settings.pop().close()
-
-    shortcuts = []
-
-    def shortcuts_dialog():
-        if shortcuts:
-            shortcuts.pop().deleteLater()
-        shortcuts.append(window.make_shortcuts_dialog())
-        shortcuts[-1].show()
-        return shortcuts[-1]
-
-    shoot("shortcuts", shortcuts_dialog)
-    if shortcuts:
-        shortcuts.pop().close()
+    shoot_dialog("chat-settings", window.make_conversation_settings_dialog)
+    shoot_dialog("shortcuts", window.make_shortcuts_dialog)
 
     # Statistics: a real benchmark of the three models, then the view.
     if "statistics" in wanted:
@@ -259,19 +235,8 @@ def main(wanted: tuple[str, ...] = VIEWS) -> int:
         pump(lambda: bool(window.model), 120)
         shoot("statistics", before=view.refresh)
 
-    managers = []
-
-    def manager():
-        if managers:
-            managers.pop().deleteLater()
-        managers.append(window.make_model_manager())
-        managers[-1].show()
-        pump(lambda: False, 1.0)
-        return managers[-1]
-
-    shoot("model-manager", manager, dialog_size=(1240, 760))  # the size it opens at on a large screen
-    if managers:
-        managers.pop().close()
+    # At the size it opens at on a large screen.
+    shoot_dialog("model-manager", window.make_model_manager, settle=1.0, dialog_size=(1240, 760))
 
     # Compare: one prompt on the starter and the base Gemma model, from real runs.
     if "compare" in wanted:
