@@ -7,7 +7,7 @@
 A reply counts for a pair when a draft model or prompt lookup was loaded for it (even if it
 drafted nothing: a paused draft is part of what drafting costs); the speed without is the same
 model's replies with no draft. Replies during which other programs kept the CPU busy are left
-out of both speeds, as in the charts (`models.speed.is_quiet`).
+out of both speeds, by the one busy rule (`assistant.busy.run_is_busy`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from models.speed import is_quiet
+from assistant.busy import run_is_busy
 
 MIN_TOKENS = 16  # shorter replies say more about the first token than about the speed
 
@@ -55,12 +55,6 @@ class DraftPair:
         return "".join(parts)
 
 
-def _quiet(row: dict[str, Any], cores: int) -> bool:
-    busy = row.get("cpu_other_busy")
-    threads = row["n_threads"] if isinstance(row.get("n_threads"), int) else cores
-    return not isinstance(busy, (int, float)) or is_quiet(float(busy), threads, cores)
-
-
 def _speed(row: dict[str, Any]) -> float | None:
     tps, tokens = row.get("gen_tps"), row.get("completion_tokens")
     if not isinstance(tps, (int, float)) or tps <= 0 or not isinstance(tokens, int) or tokens < MIN_TOKENS:
@@ -79,14 +73,14 @@ def draft_pairs(rows: list[dict[str, Any]], n_cores: int | None = None) -> list[
             continue
         if not isinstance(draft, dict) or draft.get("error"):
             speed = _speed(row)
-            if speed is not None and _quiet(row, cores):
+            if speed is not None and not run_is_busy(row.get("cpu_other_busy"), row.get("n_threads"), cores):
                 without[model].append(speed)
             continue
         label = "prompt lookup" if draft.get("kind") == "lookup" else str(draft.get("model") or "a draft model")
         with_draft[(model, label)].append(row)
     pairs = []
     for (model, label), mine in with_draft.items():
-        speeds = [s for r in mine if _quiet(r, cores) and (s := _speed(r)) is not None]
+        speeds = [s for r in mine if not run_is_busy(r.get("cpu_other_busy"), r.get("n_threads"), cores) and (s := _speed(r)) is not None]
         drafted = sum(int(r["draft"].get("drafted") or 0) for r in mine)
         accepted = sum(int(r["draft"].get("accepted") or 0) for r in mine)
         plain = without.get(model, [])

@@ -50,7 +50,6 @@ N_UBATCH = 512
 CELL_PAD = 256  # llama.cpp pads the context, and a sliding-window cache, to this many cells
 RUNTIME_OVERHEAD_BYTES = 300 << 20  # Python, llama.cpp and the window, measured at roughly this here
 FFN_RATIO = 4  # feed-forward width over embedding width, when the header does not say
-KV_CACHE_TYPES = ("f16", "q8_0", "q4_0")
 # Graphs that keep the last hidden state of every position as an output (for multi-token prediction):
 # it sits just above the masks, so the logits cannot reuse the masks' memory (src/models/*.cpp: t_h_nextn).
 _KEEPS_HIDDEN_STATE = frozenset("""
@@ -58,6 +57,7 @@ _KEEPS_HIDDEN_STATE = frozenset("""
     mimo2 nemotron_h nemotron_h_moe qwen35 qwen35moe qwen3next step35
 """.split())
 _KV_TYPE_SIZE = {"f16": (1, 2), "q8_0": (32, 34), "q4_0": (32, 18)}  # (values per block, bytes per block)
+KV_CACHE_TYPES = tuple(_KV_TYPE_SIZE)
 
 FITS, TIGHT, NO_FIT = "fits", "tight", "does not fit"
 

@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from assistant.cli.common import add_cache_options, cache_settings, show_model_list_notices
+from assistant.engine.settings import KV_CACHE_TYPES
 from common.errors import UserError
 from common.formatting import format_byte_rate, format_bytes, format_context, format_params, format_tps
 from common.terminal import raw_stream, safe_text
@@ -93,7 +94,7 @@ def add_parser(subparsers) -> None:
     s.add_argument("--ctx", type=int, help="context length (default: 4096, or the model's if less)")
     s.add_argument("--draft", metavar="MODEL", help="a draft model loaded beside it (speculative decoding): its "
                                                     "weights, KV cache and compute buffer are added")
-    s.add_argument("--kv-cache-type", choices=["f16", "q8_0", "q4_0"], default="f16",
+    s.add_argument("--kv-cache-type", choices=KV_CACHE_TYPES, default="f16",
                    help="the KV cache's type for K and V (default f16; q8_0 about halves it)")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=_with_notices(cmd_fit))

@@ -212,7 +212,6 @@ class DraftSetup:
     draft_max: int
     adaptive: bool = True
     costs: Costs = field(default_factory=Costs)
-    break_even: float | None = None
 
     def describe(self) -> dict:
         return {"kind": self.drafter.kind, "model": self.drafter.name, "draft_max": self.draft_max,
@@ -340,9 +339,9 @@ class Speculator:
 
     def record(self) -> dict:
         c, d = self.controller, self.setup.drafter
-        self.setup.break_even = round(c.break_even(), 3) if c.costs.t_plain else None
+        break_even = round(c.break_even(), 3) if c.costs.t_plain else None
         return {"kind": d.kind, "model": d.name, "drafted": c.drafted, "accepted": c.accepted,
-                "paused": c.paused, "break_even": self.setup.break_even}
+                "paused": c.paused, "break_even": break_even}
 
 
 def load_drafting(target: LoadedModel, request: dict, load: dict) -> tuple[DraftSetup | None, dict | None]:

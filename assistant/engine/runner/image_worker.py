@@ -38,7 +38,7 @@ def main() -> None:
 
 
 def check_one(item: dict, side: int) -> dict:
-    from assistant.engine.runner.images import ImageRefused, thumbnail_png
+    from assistant.engine.runner.images import ImageRefused, image_label, thumbnail_png
 
     name = item.get("name")
     try:
@@ -47,8 +47,7 @@ def check_one(item: dict, side: int) -> dict:
     except ImageRefused as exc:
         return {"ok": False, "sentence": str(exc)}
     except MemoryError:
-        label = f"The image {name!r}" if name else "The image"
-        return {"ok": False, "sentence": f"{label} needs more memory to decode than an image may use."}
+        return {"ok": False, "sentence": f"{image_label(name)} needs more memory to decode than an image may use."}
     return {"ok": True, "width": decoded.full_size[0], "height": decoded.full_size[1],
             "format": decoded.source_format, "animated": decoded.animated,
             "thumbnail": base64.b64encode(png).decode("ascii")}
