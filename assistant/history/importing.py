@@ -30,6 +30,7 @@ from assistant.history.export import FORMAT, VERSION
 from assistant.history.records import ROLES, STATUSES, ImportResult, clean_text
 from assistant.images import MAX_IMAGE_BYTES, ImageAttachment, ImageError, attachment
 from common.formatting import format_bytes
+from common.user_files import FileTooLarge, NotARegularFile, read_bounded
 
 CHUNK = 1 << 16
 _INT64 = 1 << 63
@@ -344,20 +345,16 @@ class _ImageReader:
         try:
             if not path.resolve().is_relative_to(self.folder.resolve()):
                 raise ImportFormatError(f"{where}.file {_short(name)} leads outside the export's folder")
-            with open(path, "rb") as f:
-                info = os.fstat(f.fileno())
-                if not stat.S_ISREG(info.st_mode):
-                    raise ImportFormatError(f"{where}.file {_short(name)} is not a regular file")
-                if info.st_size > self.limits.max_image_bytes:
-                    raise self._too_large(where)
-                data = f.read(self.limits.max_image_bytes + 1)
+            # Never blocks on a FIFO, never reads past the limit (an export is untrusted).
+            return read_bounded(path, self.limits.max_image_bytes)
         except FileNotFoundError:
             raise ImportFormatError(f"{where}.file {_short(name)} is not beside the export") from None
+        except NotARegularFile:
+            raise ImportFormatError(f"{where}.file {_short(name)} is not a regular file") from None
+        except FileTooLarge:
+            raise self._too_large(where) from None
         except OSError as exc:
             raise ImportFormatError(f"{where}.file {_short(name)} cannot be read ({exc.strerror or exc})") from None
-        if len(data) > self.limits.max_image_bytes:
-            raise self._too_large(where)
-        return data
 
     def _too_large(self, where: str) -> ImportLimitError:
         return ImportLimitError(f"{where} is larger than the {format_bytes(self.limits.max_image_bytes)} an image "
