@@ -13,7 +13,7 @@ def main(argv=None) -> int:
     from assistant.services import AppServices
     from common.errors import UserError
     from common.logs import setup_logging
-    from common.settings_store import SettingsStore
+    from common.settings_store import Setting, SettingsStore
     from ui.main_window import MainWindow
     from ui.theme import apply_theme
 
@@ -36,10 +36,11 @@ def main(argv=None) -> int:
     window.chat.set_dark(dark)
     window.show()
     # The window is up before the model loads: loading never blocks it.
-    last_model = settings.get("last_model")
-    if not isinstance(last_model, str) or not last_model.strip() or len(last_model) > 4096:
-        last_model = "starter"  # a settings file edited by hand: anything else starts on the built-in model
-    window.load_model(last_model, automatic=True)
+    # Checked like every other setting (a hand-edited file): anything but a name starts the built-in model.
+    saved = {k: v for k, v in settings.load().items() if k == "last_model"}
+    rule = {"last_model": Setting(str, optional=True, max_chars=4096)}
+    last_model = settings.checked(saved, rule, {"last_model": "starter"})
+    window.load_model((last_model.get("last_model") or "").strip() or "starter", automatic=True)
     return app.exec()
 
 
