@@ -153,6 +153,21 @@ def test_a_model_that_cannot_see_says_so_and_keeps_the_message(qtbot, window, tm
     assert w.history.count_conversations() == 0 and not w.generating
 
 
+def test_completion_mode_keeps_attached_images_instead_of_dropping_them(qtbot, window, tmp_path):
+    """A base model in text completion takes text only: the images stay in the tray, with a sentence."""
+    w = window()
+    (tmp_path / "a.png").write_bytes(png_bytes())
+    attach(qtbot, w, [tmp_path / "a.png"])
+    w.base_notice.show()  # as for a base model: text completion on
+    w.base_notice.completion.setChecked(True)
+    assert w.base_notice.completion_mode
+    w.input.edit.setPlainText("Once upon a time")
+    qtbot.keyClick(w.input.edit, Qt.Key_Return)
+    assert "Completion mode continues text only" in w.input.tray.problem.text()
+    assert w.input.edit.toPlainText() == "Once upon a time" and len(w.input.tray.images) == 1
+    assert w.history.count_conversations() == 0 and not w.generating
+
+
 def test_deleting_the_conversation_deletes_its_images(qtbot, window, tmp_path):
     w = window()
     (tmp_path / "a.png").write_bytes(png_bytes())

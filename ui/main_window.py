@@ -493,6 +493,12 @@ class MainWindow(QMainWindow):
             return
         self._sent = (text, images)
         if self.base_notice.completion_mode:  # a base model continues the text itself: no chat template
+            if images:  # a completion takes text only: the images stay where they were, not lost
+                self.input.edit.setPlainText(text)
+                self.input.tray.put_back(images)
+                self.input.tray.say("Completion mode continues text only; remove the images, or switch to chat "
+                                    "to send them.")
+                return
             self.current_id = None
             self.chat.clear()
             self.sidebar.select(None)
