@@ -495,7 +495,7 @@ def estimate_checks() -> tuple[tuple[str, EstimateCheck], ...]:
 def fit_report(name: str, n_ctx: int | None = None, *, kv_cache_type: str = "f16") -> FitReport:
     """The memory estimate, verdict and speed for an installed, catalogue or Hub model (a range read if needed)."""
     installed = registry.get(name)
-    checks = estimate_checks()
+    checks: tuple[tuple[str, EstimateCheck], ...] = ()  # `models fit` adds them (estimate_checks): the window needs none
     if installed is not None:
         entry = installed_catalogue_entry(installed)
         shape, _info, path = _installed_facts(installed, entry)

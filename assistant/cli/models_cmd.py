@@ -7,6 +7,7 @@ so an escape sequence in a name reads as text instead of acting.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import sys
@@ -519,6 +520,7 @@ def cmd_fit(args) -> int:
 
     t0 = time.monotonic()
     report = library.fit_report(args.name, args.ctx, kv_cache_type=args.kv_cache_type)
+    report = dataclasses.replace(report, checks=library.estimate_checks())  # once, for this report only
     report, draft = _with_draft(report, getattr(args, "draft", None), args.kv_cache_type)
     v, e, s = report.verdict, report.verdict.estimate, report.shape
     active = report.entry.active_params if report.entry and report.entry.active_params else (
