@@ -33,7 +33,7 @@ class DecodedImages:
         if found is not None:
             self._by_key.move_to_end(key)
             return found
-        decoded = images.decode(bytes(data), name=image.get("name"), max_side_out=max_side)
+        decoded = images.decode(bytes(data), name=image.get("name"), max_side_out=max_side, sha256=sha)
         self._by_key[key] = decoded
         self._bytes += len(decoded.rgb)
         while self._bytes > self.budget and len(self._by_key) > 1:

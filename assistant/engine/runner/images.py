@@ -64,8 +64,9 @@ def image_label(name: str | None) -> str:
 
 
 def decode(data: bytes, *, name: str | None = None, max_side_out: int | None = None,
-           limits: ImageLimits = LIMITS) -> DecodedImage:
-    """Decode one image file's bytes; ImageRefused (one sentence) when it cannot be used."""
+           limits: ImageLimits = LIMITS, sha256: str | None = None) -> DecodedImage:
+    """Decode one image file's bytes; ImageRefused (one sentence) when it cannot be used. `sha256`: the
+    bytes' hash when the caller has it already (a 20 MB file is not hashed twice)."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     label = image_label(name)
@@ -115,7 +116,7 @@ def decode(data: bytes, *, name: str | None = None, max_side_out: int | None = N
         raise ImageRefused(f"{label} is damaged or cut short, so it cannot be read ({why}).") from None
     if w < 1 or h < 1 or len(pixels) != w * h * 3:
         raise ImageRefused(f"{label} decoded to no usable pixels.")
-    return DecodedImage(hashlib.sha256(data).hexdigest(), w, h, pixels, fmt, (width, height), animated, full_size)
+    return DecodedImage(sha256 or hashlib.sha256(data).hexdigest(), w, h, pixels, fmt, (width, height), animated, full_size)
 
 
 def _check_size(label: str, width: int, height: int, limits: ImageLimits) -> None:
